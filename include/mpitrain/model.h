@@ -1,0 +1,59 @@
+/* mpitrain model: a chain of layers over three flat arenas (parameters,
+ * gradients, non-trained state) and one arena of activations.
+ *
+ * Sizes are computed first, memory is allocated once at build time, and
+ * layers get views. Nothing is allocated in the training loop. */
+#ifndef MPITRAIN_MODEL_H
+#define MPITRAIN_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mpitrain/layer.h"
+
+typedef struct mt_model {
+    mt_layer *layers;
+    size_t n_layers;
+    mt_shape in;       /* per-sample input shape */
+    size_t max_batch;  /* the largest batch forward may be given */
+    float *params;     /* (n_params): every parameter, layer by layer */
+    float *grads;      /* (n_params): same layout as params */
+    size_t n_params;
+    float *state;      /* (n_state): running statistics, not trained */
+    size_t n_state;
+    float **act;  /* act[0] input, act[i + 1] output of layer i: (B, size) */
+    float **dact; /* gradient of the loss w.r.t. act[i], same shapes */
+    float *act_arena;
+} mt_model;
+
+/* Builds the model: sets up every layer in turn (so a shape that does not
+ * chain fails naming the layer and its config line), lays out the arenas,
+ * and initialises parameters from `seed`. Frees everything on error. */
+int mt_model_init(mt_model *m, const mt_layer_spec *specs, size_t n_specs,
+                  mt_shape in, size_t max_batch, uint64_t seed, char *err);
+/* Frees the model. Safe on a zeroed model and twice. */
+void mt_model_free(mt_model *m);
+
+/* Output shape of the last layer. */
+mt_shape mt_model_out(const mt_model *m);
+
+/* Forward over B <= max_batch samples already in m->act[0]; returns the
+ * output (m->act[n_layers]). */
+float *mt_model_forward(mt_model *m, const mt_step_ctx *ctx, size_t B);
+/* Backward from the loss gradient in m->dact[n_layers]; adds into grads. */
+void mt_model_backward(mt_model *m, size_t B);
+/* Zeroes every gradient (one memset of the arena). */
+void mt_model_zero_grad(mt_model *m);
+
+/* Visits every tensor (parameters then state, layer by layer) in a stable
+ * order; stops and returns the first non-zero value fn returns. */
+typedef int (*mt_tensor_fn)(const mt_layer *l, mt_tensor *t, int is_state,
+                            void *user);
+int mt_model_each_tensor(mt_model *m, mt_tensor_fn fn, void *user);
+
+/* One line per layer: name, output shape, parameter count. */
+void mt_model_summary(const mt_model *m, void (*emit)(const char *line,
+                                                      void *user),
+                      void *user);
+
+#endif

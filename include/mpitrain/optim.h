@@ -1,0 +1,40 @@
+/* mpitrain optimizers: one loop over a flat parameter buffer (or a slice
+ * of it, as a parameter-server shard will be). Semantics follow PyTorch's
+ * SGD, Adam and AdamW, so results can be compared with it. */
+#ifndef MPITRAIN_OPTIM_H
+#define MPITRAIN_OPTIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum mt_optim_kind { MT_OPT_SGD, MT_OPT_ADAM, MT_OPT_ADAMW } mt_optim_kind;
+
+typedef struct mt_optim_cfg {
+    mt_optim_kind kind;
+    float lr;
+    float momentum;     /* sgd */
+    int nesterov;       /* sgd */
+    float beta1, beta2; /* adam, adamw */
+    float eps;          /* adam, adamw */
+    float weight_decay; /* L2 added to the gradient (sgd, adam) or
+                           decoupled (adamw) */
+} mt_optim_cfg;
+
+typedef struct mt_optim {
+    mt_optim_cfg cfg;
+    size_t n;
+    float *m;   /* (n): momentum buffer, or Adam's first moment */
+    float *v;   /* (n): Adam's second moment; NULL for sgd */
+    uint64_t t; /* steps taken, for Adam's bias correction */
+} mt_optim;
+
+const char *mt_optim_name(mt_optim_kind k);
+int mt_optim_from_name(const char *name); /* -1 if unknown */
+
+/* Allocates the slots for n parameters. */
+int mt_optim_init(mt_optim *o, const mt_optim_cfg *cfg, size_t n, char *err);
+void mt_optim_free(mt_optim *o);
+/* One step over params[0..n) with gradients grads[0..n) and rate lr. */
+void mt_optim_step(mt_optim *o, float *params, const float *grads, float lr);
+
+#endif

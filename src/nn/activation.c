@@ -1,0 +1,113 @@
+/* Element-wise activations, and flatten (which only renames the shape: NCHW
+ * data is already (N, C H W) in memory). relu and leaky relu differentiate
+ * through the input, sigmoid and tanh through their output. */
+#include <math.h>
+#include <string.h>
+
+#include "mpitrain/core.h"
+#include "nn/internal.h"
+
+static int same_shape_setup(mt_layer *l, char *err)
+{
+    l->out = l->in;
+    return MT_OK;
+}
+
+static int flatten_setup(mt_layer *l, char *err)
+{
+    l->out = (mt_shape){mt_shape_size(l->in), 1, 1};
+    return MT_OK;
+}
+
+static size_t count(const mt_layer *l, size_t B)
+{
+    return B * mt_shape_size(l->in);
+}
+
+static void copy_forward(mt_layer *l, const mt_step_ctx *ctx, const float *x,
+                         float *y, size_t B)
+{
+    memcpy(y, x, count(l, B) * sizeof(float));
+}
+
+static void copy_backward(mt_layer *l, const float *x, const float *y,
+                          const float *dy, float *dx, size_t B)
+{
+    if (dx)
+        memcpy(dx, dy, count(l, B) * sizeof(float));
+}
+
+static void relu_forward(mt_layer *l, const mt_step_ctx *ctx, const float *x,
+                         float *y, size_t B)
+{
+    for (size_t i = 0, n = count(l, B); i < n; i++)
+        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+static void relu_backward(mt_layer *l, const float *x, const float *y,
+                          const float *dy, float *dx, size_t B)
+{
+    if (dx)
+        for (size_t i = 0, n = count(l, B); i < n; i++)
+            dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+static void leaky_forward(mt_layer *l, const mt_step_ctx *ctx,
+                          const float *x, float *y, size_t B)
+{
+    float a = l->spec.alpha;
+    for (size_t i = 0, n = count(l, B); i < n; i++)
+        y[i] = x[i] > 0.0f ? x[i] : a * x[i];
+}
+
+static void leaky_backward(mt_layer *l, const float *x, const float *y,
+                           const float *dy, float *dx, size_t B)
+{
+    float a = l->spec.alpha;
+    if (dx)
+        for (size_t i = 0, n = count(l, B); i < n; i++)
+            dx[i] = x[i] > 0.0f ? dy[i] : a * dy[i];
+}
+
+static void sigmoid_forward(mt_layer *l, const mt_step_ctx *ctx,
+                            const float *x, float *y, size_t B)
+{
+    for (size_t i = 0, n = count(l, B); i < n; i++)
+        y[i] = 1.0f / (1.0f + expf(-x[i]));
+}
+
+static void sigmoid_backward(mt_layer *l, const float *x, const float *y,
+                             const float *dy, float *dx, size_t B)
+{
+    if (dx)
+        for (size_t i = 0, n = count(l, B); i < n; i++)
+            dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+}
+
+static void tanh_forward(mt_layer *l, const mt_step_ctx *ctx, const float *x,
+                         float *y, size_t B)
+{
+    for (size_t i = 0, n = count(l, B); i < n; i++)
+        y[i] = tanhf(x[i]);
+}
+
+static void tanh_backward(mt_layer *l, const float *x, const float *y,
+                          const float *dy, float *dx, size_t B)
+{
+    if (dx)
+        for (size_t i = 0, n = count(l, B); i < n; i++)
+            dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+}
+
+const mt_layer_ops mt__flatten_ops = {"flatten", flatten_setup, NULL, NULL,
+                                      copy_forward, copy_backward};
+const mt_layer_ops mt__relu_ops = {"relu", same_shape_setup, NULL, NULL,
+                                   relu_forward, relu_backward};
+const mt_layer_ops mt__leaky_relu_ops = {"leaky", same_shape_setup, NULL,
+                                         NULL, leaky_forward,
+                                         leaky_backward};
+const mt_layer_ops mt__sigmoid_ops = {"sigmoid", same_shape_setup, NULL,
+                                      NULL, sigmoid_forward,
+                                      sigmoid_backward};
+const mt_layer_ops mt__tanh_ops = {"tanh", same_shape_setup, NULL, NULL,
+                                   tanh_forward, tanh_backward};

@@ -1,0 +1,32 @@
+/* Private to src/nn: the ops tables of each layer kind and shared helpers. */
+#ifndef MPITRAIN_NN_INTERNAL_H
+#define MPITRAIN_NN_INTERNAL_H
+
+#include "mpitrain/layer.h"
+
+extern const mt_layer_ops mt__dense_ops;
+extern const mt_layer_ops mt__conv2d_ops;
+extern const mt_layer_ops mt__maxpool_ops;
+extern const mt_layer_ops mt__avgpool_ops;
+extern const mt_layer_ops mt__flatten_ops;
+extern const mt_layer_ops mt__relu_ops;
+extern const mt_layer_ops mt__leaky_relu_ops;
+extern const mt_layer_ops mt__sigmoid_ops;
+extern const mt_layer_ops mt__tanh_ops;
+extern const mt_layer_ops mt__dropout_ops;
+extern const mt_layer_ops mt__batchnorm_ops;
+
+/* Names and shapes a tensor: t = {name, dims...}. */
+void mt__tensor_def(mt_tensor *t, const char *name, int ndim, size_t d0,
+                    size_t d1, size_t d2, size_t d3);
+
+/* He-normal (std sqrt(2/fan_in)) or Xavier-uniform (limit
+ * sqrt(6/(fan_in+fan_out))) weights keyed by (seed, layer, element). */
+void mt__init_weights(mt_tensor *w, size_t fan_in, size_t fan_out,
+                      mt_init init, uint64_t seed, size_t layer);
+
+/* Output size of a sliding window: floor((n + 2 pad - size) / stride) + 1,
+ * or 0 when the window does not fit. */
+size_t mt__window_out(size_t n, size_t size, size_t stride, size_t pad);
+
+#endif

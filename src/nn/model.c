@@ -1,0 +1,182 @@
+#include "mpitrain/model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpitrain/core.h"
+
+void mt_model_free(mt_model *m)
+{
+    for (size_t i = 0; m->layers && i < m->n_layers; i++)
+        mt_layer_free(&m->layers[i]);
+    mt_free(m->layers);
+    mt_free(m->params);
+    mt_free(m->grads);
+    mt_free(m->state);
+    mt_free(m->act);
+    mt_free(m->dact);
+    mt_free(m->act_arena);
+    m->n_layers = m->n_params = m->n_state = 0;
+}
+
+/* Hands out consecutive views of the params/grads and state arenas. */
+static void layout(mt_model *m)
+{
+    size_t p = 0, s = 0;
+    for (size_t i = 0; i < m->n_layers; i++) {
+        mt_layer *l = &m->layers[i];
+        for (int k = 0; k < l->n_param; k++) {
+            l->param[k].data = m->params + p;
+            l->param[k].grad = m->grads + p;
+            p += l->param[k].n;
+        }
+        for (int k = 0; k < l->n_state; k++) {
+            l->state[k].data = m->state + s;
+            s += l->state[k].n;
+        }
+    }
+}
+
+static int alloc_arenas(mt_model *m, char *err)
+{
+    size_t total_act = mt_shape_size(m->in);
+    for (size_t i = 0; i < m->n_layers; i++) {
+        const mt_layer *l = &m->layers[i];
+        for (int k = 0; k < l->n_param; k++)
+            m->n_params += l->param[k].n;
+        for (int k = 0; k < l->n_state; k++)
+            m->n_state += l->state[k].n;
+        total_act += mt_shape_size(l->out);
+    }
+    size_t L = m->n_layers;
+    m->params = mt_calloc(m->n_params, sizeof(float));
+    m->grads = mt_calloc(m->n_params, sizeof(float));
+    m->state = mt_calloc(m->n_state, sizeof(float));
+    m->act = mt_calloc(L + 1, sizeof(float *));
+    m->dact = mt_calloc(L + 1, sizeof(float *));
+    m->act_arena = mt_calloc(2 * total_act * m->max_batch, sizeof(float));
+    if (!m->params || !m->grads || !m->state || !m->act || !m->dact ||
+        !m->act_arena) {
+        mt_seterr(err, "model: out of memory (%zu parameters, %zu floats "
+                       "of activations)",
+                  m->n_params, 2 * total_act * m->max_batch);
+        return MT_ENOMEM;
+    }
+    float *a = m->act_arena;
+    for (size_t i = 0; i <= L; i++) {
+        size_t n = (i == 0 ? mt_shape_size(m->in)
+                           : mt_shape_size(m->layers[i - 1].out)) *
+                   m->max_batch;
+        m->act[i] = a;
+        m->dact[i] = a + n;
+        a += 2 * n;
+    }
+    layout(m);
+    return MT_OK;
+}
+
+int mt_model_init(mt_model *m, const mt_layer_spec *specs, size_t n_specs,
+                  mt_shape in, size_t max_batch, uint64_t seed, char *err)
+{
+    memset(m, 0, sizeof *m);
+    int rc = MT_EINVAL;
+    if (n_specs == 0 || max_batch == 0) {
+        mt_seterr(err, "model: needs at least one layer and a batch > 0");
+        return MT_EINVAL;
+    }
+    m->in = in;
+    m->max_batch = max_batch;
+    m->layers = mt_calloc(n_specs, sizeof(mt_layer));
+    if (!m->layers) {
+        mt_seterr(err, "model: out of memory");
+        return MT_ENOMEM;
+    }
+    mt_shape cur = in;
+    for (size_t i = 0; i < n_specs; i++) {
+        rc = mt_layer_setup(&m->layers[i], &specs[i], i, cur, max_batch, err);
+        m->n_layers = i + 1;
+        if (rc)
+            goto fail;
+        cur = m->layers[i].out;
+    }
+    if ((rc = alloc_arenas(m, err)))
+        goto fail;
+    for (size_t i = 0; i < m->n_layers; i++) {
+        mt_layer *l = &m->layers[i];
+        if (l->ops->alloc && (rc = l->ops->alloc(l, err)))
+            goto fail;
+        if (l->ops->init_params)
+            l->ops->init_params(l, seed);
+    }
+    return MT_OK;
+fail:
+    mt_model_free(m);
+    return rc;
+}
+
+mt_shape mt_model_out(const mt_model *m)
+{
+    return m->n_layers ? m->layers[m->n_layers - 1].out : m->in;
+}
+
+float *mt_model_forward(mt_model *m, const mt_step_ctx *ctx, size_t B)
+{
+    for (size_t i = 0; i < m->n_layers; i++) {
+        mt_layer *l = &m->layers[i];
+        l->ops->forward(l, ctx, m->act[i], m->act[i + 1], B);
+    }
+    return m->act[m->n_layers];
+}
+
+void mt_model_backward(mt_model *m, size_t B)
+{
+    for (size_t i = m->n_layers; i-- > 0;) {
+        mt_layer *l = &m->layers[i];
+        l->ops->backward(l, m->act[i], m->act[i + 1], m->dact[i + 1],
+                         i == 0 ? NULL : m->dact[i], B);
+    }
+}
+
+void mt_model_zero_grad(mt_model *m)
+{
+    memset(m->grads, 0, m->n_params * sizeof(float));
+}
+
+int mt_model_each_tensor(mt_model *m, mt_tensor_fn fn, void *user)
+{
+    for (size_t i = 0; i < m->n_layers; i++) {
+        mt_layer *l = &m->layers[i];
+        for (int k = 0; k < l->n_param; k++) {
+            int rc = fn(l, &l->param[k], 0, user);
+            if (rc)
+                return rc;
+        }
+        for (int k = 0; k < l->n_state; k++) {
+            int rc = fn(l, &l->state[k], 1, user);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+void mt_model_summary(const mt_model *m,
+                      void (*emit)(const char *line, void *user), void *user)
+{
+    char line[160];
+    snprintf(line, sizeof line, "%-12s %4zu x %3zu x %3zu", "input",
+             m->in.c, m->in.h, m->in.w);
+    emit(line, user);
+    for (size_t i = 0; i < m->n_layers; i++) {
+        const mt_layer *l = &m->layers[i];
+        size_t np = 0;
+        for (int k = 0; k < l->n_param; k++)
+            np += l->param[k].n;
+        snprintf(line, sizeof line, "%-12s %4zu x %3zu x %3zu  %9zu params",
+                 l->name, l->out.c, l->out.h, l->out.w, np);
+        emit(line, user);
+    }
+    snprintf(line, sizeof line, "total %zu parameters", m->n_params);
+    emit(line, user);
+}

@@ -1,0 +1,144 @@
+/* Max and average pooling over K x K windows with stride S and padding P,
+ * per channel. Max pooling records the winning input index per output so
+ * backward routes the gradient there; average pooling divides by K K
+ * (padding counts, as PyTorch's default count_include_pad). */
+#include <float.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "mpitrain/core.h"
+#include "nn/internal.h"
+
+static int pool_setup(mt_layer *l, char *err)
+{
+    mt_layer_spec *s = &l->spec;
+    if (s->size == 0) {
+        mt_seterr(err, "%s: size must be > 0", l->name);
+        return MT_EINVAL;
+    }
+    if (s->stride == 0)
+        s->stride = s->size;
+    if (s->pad >= s->size) {
+        mt_seterr(err, "%s: pad %zu must be smaller than size %zu", l->name,
+                  s->pad, s->size);
+        return MT_EINVAL;
+    }
+    size_t oh = mt__window_out(l->in.h, s->size, s->stride, s->pad);
+    size_t ow = mt__window_out(l->in.w, s->size, s->stride, s->pad);
+    if (oh == 0 || ow == 0) {
+        mt_seterr(err, "%s: window %zu does not fit input %zux%zux%zu",
+                  l->name, s->size, l->in.c, l->in.h, l->in.w);
+        return MT_EINVAL;
+    }
+    l->out = (mt_shape){l->in.c, oh, ow};
+    return MT_OK;
+}
+
+static int maxpool_alloc(mt_layer *l, char *err)
+{
+    return mt__layer_scratch(l, l->max_batch * mt_shape_size(l->out) *
+                                    sizeof(uint32_t), err);
+}
+
+/* Calls body(ih, iw) for the in-bounds input pixels of window (oh, ow). */
+#define FOR_WINDOW(l, oh, ow, body)                                          \
+    for (size_t kh_ = 0; kh_ < (l)->spec.size; kh_++) {                      \
+        ptrdiff_t ih = (ptrdiff_t)((oh) * (l)->spec.stride + kh_) -          \
+                       (ptrdiff_t)(l)->spec.pad;                             \
+        if (ih < 0 || ih >= (ptrdiff_t)(l)->in.h)                            \
+            continue;                                                        \
+        for (size_t kw_ = 0; kw_ < (l)->spec.size; kw_++) {                  \
+            ptrdiff_t iw = (ptrdiff_t)((ow) * (l)->spec.stride + kw_) -      \
+                           (ptrdiff_t)(l)->spec.pad;                         \
+            if (iw < 0 || iw >= (ptrdiff_t)(l)->in.w)                        \
+                continue;                                                    \
+            body;                                                            \
+        }                                                                    \
+    }
+
+static void maxpool_forward(mt_layer *l, const mt_step_ctx *ctx,
+                            const float *x, float *y, size_t B)
+{
+    size_t H = l->in.h, W = l->in.w, OH = l->out.h, OW = l->out.w;
+    uint32_t *arg = l->scratch;
+    for (size_t p = 0; p < B * l->in.c; p++) {
+        const float *xp = x + p * H * W;
+        for (size_t oh = 0; oh < OH; oh++)
+            for (size_t ow = 0; ow < OW; ow++) {
+                float best = -FLT_MAX;
+                uint32_t besti = 0;
+                FOR_WINDOW(l, oh, ow, {
+                    size_t i = (size_t)ih * W + (size_t)iw;
+                    if (xp[i] > best) {
+                        best = xp[i];
+                        besti = (uint32_t)i;
+                    }
+                });
+                size_t o = (p * OH + oh) * OW + ow;
+                y[o] = best;
+                arg[o] = besti;
+            }
+    }
+}
+
+static void maxpool_backward(mt_layer *l, const float *x, const float *y,
+                             const float *dy, float *dx, size_t B)
+{
+    if (!dx)
+        return;
+    size_t HW = l->in.h * l->in.w, OHW = l->out.h * l->out.w;
+    const uint32_t *arg = l->scratch;
+    memset(dx, 0, B * mt_shape_size(l->in) * sizeof(float));
+    for (size_t p = 0; p < B * l->in.c; p++)
+        for (size_t o = 0; o < OHW; o++)
+            dx[p * HW + arg[p * OHW + o]] += dy[p * OHW + o];
+}
+
+static void avgpool_forward(mt_layer *l, const mt_step_ctx *ctx,
+                            const float *x, float *y, size_t B)
+{
+    size_t H = l->in.h, W = l->in.w, OH = l->out.h, OW = l->out.w;
+    float inv = 1.0f / (float)(l->spec.size * l->spec.size);
+    for (size_t p = 0; p < B * l->in.c; p++) {
+        const float *xp = x + p * H * W;
+        for (size_t oh = 0; oh < OH; oh++)
+            for (size_t ow = 0; ow < OW; ow++) {
+                float s = 0.0f;
+                FOR_WINDOW(l, oh, ow, s += xp[(size_t)ih * W + (size_t)iw]);
+                y[(p * OH + oh) * OW + ow] = s * inv;
+            }
+    }
+}
+
+static void avgpool_backward(mt_layer *l, const float *x, const float *y,
+                             const float *dy, float *dx, size_t B)
+{
+    if (!dx)
+        return;
+    size_t H = l->in.h, W = l->in.w, OH = l->out.h, OW = l->out.w;
+    float inv = 1.0f / (float)(l->spec.size * l->spec.size);
+    memset(dx, 0, B * mt_shape_size(l->in) * sizeof(float));
+    for (size_t p = 0; p < B * l->in.c; p++) {
+        float *dxp = dx + p * H * W;
+        for (size_t oh = 0; oh < OH; oh++)
+            for (size_t ow = 0; ow < OW; ow++) {
+                float g = dy[(p * OH + oh) * OW + ow] * inv;
+                FOR_WINDOW(l, oh, ow, dxp[(size_t)ih * W + (size_t)iw] += g);
+            }
+    }
+}
+
+const mt_layer_ops mt__maxpool_ops = {
+    .kind_name = "maxpool",
+    .setup = pool_setup,
+    .alloc = maxpool_alloc,
+    .forward = maxpool_forward,
+    .backward = maxpool_backward,
+};
+
+const mt_layer_ops mt__avgpool_ops = {
+    .kind_name = "avgpool",
+    .setup = pool_setup,
+    .forward = avgpool_forward,
+    .backward = avgpool_backward,
+};

@@ -1,0 +1,248 @@
+/* Every layer: forward against a naive reference where the lowering could
+ * hide an index bug, and backward against central finite differences. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "gradcheck.h"
+#include "mpitrain/core.h"
+#include "mpitrain/model.h"
+
+enum { B = 3 };
+
+static mt_model build(mt_layer_spec spec, mt_shape in)
+{
+    mt_model m;
+    char err[MT_ERR_LEN];
+    int rc = mt_model_init(&m, &spec, 1, in, B, 11, err);
+    if (rc)
+        fail_msg("%s", err);
+    gc_fill_spaced(m.act[0], B * mt_shape_size(in), 0.01f, 5);
+    /* Biases start at zero; make them non-trivial so they are checked. */
+    for (size_t i = 0; i < m.n_params; i++)
+        m.params[i] += 0.05f * (mt_rng_uniform(3, 97, 0, i) - 0.5f);
+    return m;
+}
+
+static void expect_gradients(mt_layer_spec spec, mt_shape in, int train)
+{
+    mt_model m = build(spec, in);
+    mt_step_ctx ctx = {.train = train, .seed = 1, .step = 4, .sample0 = 10};
+    double worst = gc_layer(&m, B, &ctx, 1e-3f, 1e-2);
+    if (worst > 1e-2)
+        fail_msg("%s: worst relative gradient error %g", m.layers[0].name,
+                 worst);
+    mt_model_free(&m);
+}
+
+static void test_dense_grad(void **state)
+{
+    expect_gradients((mt_layer_spec){.kind = MT_DENSE, .units = 5},
+                     (mt_shape){7, 1, 1}, 1);
+}
+
+static void test_conv_grad(void **state)
+{
+    expect_gradients((mt_layer_spec){.kind = MT_CONV2D, .filters = 4,
+                                     .size = 3, .stride = 1, .pad = 1},
+                     (mt_shape){2, 5, 6}, 1);
+    expect_gradients((mt_layer_spec){.kind = MT_CONV2D, .filters = 3,
+                                     .size = 3, .stride = 2, .pad = 0},
+                     (mt_shape){2, 7, 5}, 1);
+}
+
+static void test_pool_grad(void **state)
+{
+    expect_gradients((mt_layer_spec){.kind = MT_MAXPOOL, .size = 2},
+                     (mt_shape){2, 6, 4}, 1);
+    expect_gradients((mt_layer_spec){.kind = MT_MAXPOOL, .size = 3,
+                                     .stride = 2, .pad = 1},
+                     (mt_shape){2, 5, 5}, 1);
+    expect_gradients((mt_layer_spec){.kind = MT_AVGPOOL, .size = 2},
+                     (mt_shape){3, 4, 4}, 1);
+    expect_gradients((mt_layer_spec){.kind = MT_AVGPOOL, .size = 3,
+                                     .stride = 2, .pad = 1},
+                     (mt_shape){1, 5, 6}, 1);
+}
+
+static void test_activation_grads(void **state)
+{
+    mt_shape in = {2, 3, 4};
+    expect_gradients((mt_layer_spec){.kind = MT_RELU}, in, 1);
+    expect_gradients((mt_layer_spec){.kind = MT_LEAKY_RELU, .alpha = 0.1f},
+                     in, 1);
+    expect_gradients((mt_layer_spec){.kind = MT_SIGMOID}, in, 1);
+    expect_gradients((mt_layer_spec){.kind = MT_TANH}, in, 1);
+    expect_gradients((mt_layer_spec){.kind = MT_FLATTEN}, in, 1);
+}
+
+static void test_dropout_grad(void **state)
+{
+    expect_gradients((mt_layer_spec){.kind = MT_DROPOUT, .rate = 0.5f},
+                     (mt_shape){2, 3, 4}, 1);
+}
+
+static void test_batchnorm_grad(void **state)
+{
+    mt_layer_spec bn = {.kind = MT_BATCHNORM, .momentum = 0.1f,
+                        .eps = 1e-5f};
+    expect_gradients(bn, (mt_shape){3, 2, 2}, 1);
+    expect_gradients(bn, (mt_shape){4, 1, 1}, 1);
+}
+
+/* Direct convolution, the definition. */
+static void test_conv_forward_matches_naive(void **state)
+{
+    mt_layer_spec s = {.kind = MT_CONV2D, .filters = 3, .size = 3,
+                       .stride = 2, .pad = 1};
+    mt_shape in = {2, 6, 5};
+    mt_model m = build(s, in);
+    mt_step_ctx ctx = {0};
+    const float *y = mt_model_forward(&m, &ctx, B);
+    mt_layer *l = &m.layers[0];
+    assert_int_equal(l->out.h, 3);
+    assert_int_equal(l->out.w, 3);
+    const float *W = l->param[0].data, *bias = l->param[1].data;
+    for (size_t n = 0; n < B; n++)
+        for (size_t f = 0; f < 3; f++)
+            for (size_t oh = 0; oh < 3; oh++)
+                for (size_t ow = 0; ow < 3; ow++) {
+                    double acc = bias[f];
+                    for (size_t c = 0; c < 2; c++)
+                        for (int kh = 0; kh < 3; kh++)
+                            for (int kw = 0; kw < 3; kw++) {
+                                int ih = (int)oh * 2 - 1 + kh;
+                                int iw = (int)ow * 2 - 1 + kw;
+                                if (ih < 0 || ih >= 6 || iw < 0 || iw >= 5)
+                                    continue;
+                                acc += W[((f * 2 + c) * 3 + kh) * 3 + kw] *
+                                       m.act[0][((n * 2 + c) * 6 + ih) * 5 +
+                                                iw];
+                            }
+                    float got = y[((n * 3 + f) * 3 + oh) * 3 + ow];
+                    assert_true(fabs(got - acc) < 1e-5);
+                }
+    mt_model_free(&m);
+}
+
+static void test_dense_forward_matches_naive(void **state)
+{
+    mt_model m = build((mt_layer_spec){.kind = MT_DENSE, .units = 4},
+                       (mt_shape){5, 1, 1});
+    mt_step_ctx ctx = {0};
+    const float *y = mt_model_forward(&m, &ctx, B);
+    const float *W = m.layers[0].param[0].data, *b = m.layers[0].param[1].data;
+    for (size_t n = 0; n < B; n++)
+        for (size_t o = 0; o < 4; o++) {
+            double acc = b[o];
+            for (size_t i = 0; i < 5; i++)
+                acc += W[o * 5 + i] * m.act[0][n * 5 + i];
+            assert_true(fabs(y[n * 4 + o] - acc) < 1e-5);
+        }
+    mt_model_free(&m);
+}
+
+static void test_pool_forward_values(void **state)
+{
+    mt_model m = build((mt_layer_spec){.kind = MT_MAXPOOL, .size = 2},
+                       (mt_shape){1, 2, 4});
+    float x[8] = {1, 5, 2, 0, 3, -1, 7, 4};
+    memcpy(m.act[0], x, sizeof x);
+    mt_step_ctx ctx = {0};
+    const float *y = mt_model_forward(&m, &ctx, 1);
+    assert_true(y[0] == 5.0f && y[1] == 7.0f);
+    mt_model_free(&m);
+
+    m = build((mt_layer_spec){.kind = MT_AVGPOOL, .size = 2},
+              (mt_shape){1, 2, 4});
+    memcpy(m.act[0], x, sizeof x);
+    y = mt_model_forward(&m, &ctx, 1);
+    assert_true(fabsf(y[0] - 2.0f) < 1e-6f && fabsf(y[1] - 3.25f) < 1e-6f);
+    mt_model_free(&m);
+}
+
+static void test_batchnorm_eval_uses_running_stats(void **state)
+{
+    mt_model m = build((mt_layer_spec){.kind = MT_BATCHNORM,
+                                       .momentum = 0.5f, .eps = 1e-5f},
+                       (mt_shape){1, 1, 2});
+    float x[2 * B] = {1, 3, 5, 7, 9, 11};
+    memcpy(m.act[0], x, sizeof x);
+    mt_step_ctx train = {.train = 1};
+    mt_model_forward(&m, &train, B);
+    mt_layer *l = &m.layers[0];
+    /* mean 6, unbiased var 14: running = 0.5 * initial + 0.5 * batch. */
+    assert_true(fabsf(l->state[0].data[0] - 3.0f) < 1e-5f);
+    assert_true(fabsf(l->state[1].data[0] - 7.5f) < 1e-5f);
+    mt_step_ctx eval = {.train = 0};
+    const float *y = mt_model_forward(&m, &eval, B);
+    float g = l->param[0].data[0], b = l->param[1].data[0];
+    float want = (1.0f - 3.0f) / sqrtf(7.5f + 1e-5f) * g + b;
+    assert_true(fabsf(y[0] - want) < 1e-5f);
+    mt_model_free(&m);
+}
+
+static void test_dropout_mask_depends_on_global_sample(void **state)
+{
+    mt_layer_spec s = {.kind = MT_DROPOUT, .rate = 0.5f};
+    mt_model m = build(s, (mt_shape){16, 1, 1});
+    for (size_t i = 0; i < B * 16; i++)
+        m.act[0][i] = 1.0f;
+    mt_step_ctx ctx = {.train = 1, .seed = 3, .step = 2, .sample0 = 0};
+    float y0[B * 16];
+    memcpy(y0, mt_model_forward(&m, &ctx, B), sizeof y0);
+    /* The same sample seen as the first of a later slice (another rank). */
+    ctx.sample0 = 1;
+    const float *y1 = mt_model_forward(&m, &ctx, 1);
+    assert_memory_equal(y1, y0 + 16, 16 * sizeof(float));
+    size_t kept = 0;
+    for (size_t i = 0; i < B * 16; i++) {
+        assert_true(y0[i] == 0.0f || y0[i] == 2.0f);
+        kept += y0[i] != 0.0f;
+    }
+    assert_true(kept > 8 && kept < 40);
+    ctx.train = 0;
+    const float *ye = mt_model_forward(&m, &ctx, B);
+    for (size_t i = 0; i < B * 16; i++)
+        assert_true(ye[i] == 1.0f);
+    mt_model_free(&m);
+}
+
+static void test_shapes_that_do_not_chain(void **state)
+{
+    mt_layer_spec specs[2] = {
+        {.kind = MT_CONV2D, .filters = 2, .size = 9, .stride = 1},
+        {.kind = MT_DENSE, .units = 3}};
+    mt_model m;
+    char err[MT_ERR_LEN] = "";
+    assert_int_equal(mt_model_init(&m, specs, 2, (mt_shape){1, 5, 5}, 4, 1,
+                                   err),
+                     MT_EINVAL);
+    assert_non_null(strstr(err, "conv1"));
+    mt_model_free(&m); /* safe after failure */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dense_grad),
+        cmocka_unit_test(test_conv_grad),
+        cmocka_unit_test(test_pool_grad),
+        cmocka_unit_test(test_activation_grads),
+        cmocka_unit_test(test_dropout_grad),
+        cmocka_unit_test(test_batchnorm_grad),
+        cmocka_unit_test(test_conv_forward_matches_naive),
+        cmocka_unit_test(test_dense_forward_matches_naive),
+        cmocka_unit_test(test_pool_forward_values),
+        cmocka_unit_test(test_batchnorm_eval_uses_running_stats),
+        cmocka_unit_test(test_dropout_mask_depends_on_global_sample),
+        cmocka_unit_test(test_shapes_that_do_not_chain),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,97 @@
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <cmocka.h>
+
+#include "mpitrain/core.h"
+#include "mpitrain/loss.h"
+
+enum { B = 4, K = 5 };
+
+/* Central differences of the summed loss in double against grad. */
+static void expect_loss_gradient(mt_loss_kind kind)
+{
+    float z[B * K], t[B * K], g[B * K];
+    int32_t y[B] = {0, 4, 2, 2};
+    for (size_t i = 0; i < B * K; i++) {
+        z[i] = 4.0f * mt_rng_uniform(1, 50, 0, i) - 2.0f;
+        t[i] = mt_rng_uniform(1, 50, 1, i);
+    }
+    mt_loss_compute(kind, z, y, t, B, K, 1.0f, g);
+    const float h = 1e-3f;
+    for (size_t i = 0; i < B * K; i++) {
+        float keep = z[i];
+        z[i] = keep + h;
+        double lp = mt_loss_compute(kind, z, y, t, B, K, 1.0f, NULL);
+        z[i] = keep - h;
+        double lm = mt_loss_compute(kind, z, y, t, B, K, 1.0f, NULL);
+        z[i] = keep;
+        double num = (lp - lm) / (2.0 * h);
+        if (fabs(num - g[i]) > 1e-3 * (fabs(num) + 1.0))
+            fail_msg("%s: element %zu analytic %g numeric %g",
+                     mt_loss_name(kind), i, (double)g[i], num);
+    }
+}
+
+static void test_softmax_ce_gradient(void **s)
+{
+    expect_loss_gradient(MT_LOSS_SOFTMAX_CE);
+}
+static void test_bce_gradient(void **s)
+{
+    expect_loss_gradient(MT_LOSS_SIGMOID_BCE);
+}
+static void test_mse_gradient(void **s) { expect_loss_gradient(MT_LOSS_MSE); }
+
+static void test_softmax_ce_values_and_stability(void **s)
+{
+    /* Uniform logits: loss log K per sample. */
+    float z[2 * 3] = {0, 0, 0, 1000, 0, -1000};
+    int32_t y[2] = {1, 0};
+    float g[6];
+    double l = mt_loss_softmax_ce(z, y, 1, 3, 1.0f, g);
+    assert_true(fabs(l - log(3.0)) < 1e-6);
+    /* A huge correct logit: loss ~0, no overflow. */
+    l = mt_loss_softmax_ce(z + 3, y + 1, 1, 3, 1.0f, g);
+    assert_true(isfinite(l) && l < 1e-6);
+    /* scale multiplies the gradient: rows sum to zero. */
+    mt_loss_softmax_ce(z, y, 2, 3, 0.5f, g);
+    assert_true(fabs(g[0] - 0.5 / 3) < 1e-6 && fabs(g[1] + 1.0 / 3) < 1e-6);
+}
+
+static void test_bce_and_mse_values(void **s)
+{
+    float z[2] = {0.0f, 50.0f}, t[2] = {1.0f, 1.0f};
+    double l = mt_loss_sigmoid_bce(z, t, 2, 1, 1.0f, NULL);
+    assert_true(fabs(l - log(2.0)) < 1e-6); /* second term ~ e^-50 */
+    float zz = -100.0f, tt = 1.0f;
+    assert_true(fabs(mt_loss_sigmoid_bce(&zz, &tt, 1, 1, 1.0f, NULL) -
+                     100.0) < 1e-6);
+    float p[4] = {1, 2, 3, 4}, q[4] = {1, 0, 3, 8};
+    /* per sample mean over K = 2: (0 + 4) / 2 + (0 + 16) / 2 */
+    assert_true(fabs(mt_loss_mse(p, q, 2, 2, 1.0f, NULL) - 10.0) < 1e-9);
+}
+
+static void test_names(void **s)
+{
+    assert_int_equal(mt_loss_from_name("mse"), MT_LOSS_MSE);
+    assert_int_equal(mt_loss_from_name("nope"), -1);
+    assert_string_equal(mt_loss_name(MT_LOSS_SOFTMAX_CE), "softmax_ce");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_softmax_ce_gradient),
+        cmocka_unit_test(test_bce_gradient),
+        cmocka_unit_test(test_mse_gradient),
+        cmocka_unit_test(test_softmax_ce_values_and_stability),
+        cmocka_unit_test(test_bce_and_mse_values),
+        cmocka_unit_test(test_names),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
