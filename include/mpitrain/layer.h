@@ -37,6 +37,7 @@ static inline size_t mt_shape_size(mt_shape s) { return s.c * s.h * s.w; }
 typedef struct mt_layer_spec {
     mt_layer_kind kind;
     size_t units;              /* dense: output features */
+    size_t inputs;             /* dense: declared input features, 0 = any */
     size_t filters;            /* conv: output channels */
     size_t size, stride, pad;  /* conv and pool window */
     float alpha;               /* leaky relu: slope for x < 0 */

@@ -1,1 +1,65 @@
-int main(void){return 0;}
+/* mpitrain: the command-line tool. */
+#include <mpi.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "mpitrain/core.h"
+
+static const char usage[] =
+    "usage: mpitrain COMMAND [options]\n"
+    "\n"
+    "commands:\n"
+    "  train CONFIG      train a model (under mpirun for several ranks)\n"
+    "  eval CONFIG       evaluate weights on a labelled data file\n"
+    "  predict CONFIG    write predictions for a data file\n"
+    "  convert ...       turn IDX (MNIST format) files into HDF5\n"
+    "\n"
+    "options: --version, --help; COMMAND --help for a command's options.\n"
+    "See mpitrain(1) and the README.\n";
+
+typedef int (*command_fn)(int argc, char **argv);
+
+static const struct {
+    const char *name;
+    command_fn fn;
+    int mpi; /* needs MPI_Init */
+} commands[] = {
+    {"train", mt_cli_train, 1},
+    {"eval", mt_cli_eval, 1},
+    {"predict", mt_cli_predict, 1},
+    {"convert", mt_cli_convert, 0},
+};
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "%s", usage);
+        return MT_EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        printf("%s", usage);
+        return MT_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        char blas[128];
+        mt_cli_blas_describe(blas, sizeof blas);
+        printf("mpitrain %s\n%s\n", mt_version(), blas);
+        return MT_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) {
+        if (strcmp(argv[1], commands[i].name) != 0)
+            continue;
+        if (!commands[i].mpi)
+            return commands[i].fn(argc - 1, argv + 1);
+        /* Before MPI and before any BLAS call: may restart the process. */
+        mt_cli_blas_core_fix(argv);
+        MPI_Init(&argc, &argv);
+        MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+        int st = commands[i].fn(argc - 1, argv + 1);
+        MPI_Finalize();
+        return st;
+    }
+    fprintf(stderr, "mpitrain: unknown command '%s'\n%s", argv[1], usage);
+    return MT_EXIT_USAGE;
+}

@@ -14,6 +14,13 @@ static int dense_setup(mt_layer *l, char *err)
         mt_seterr(err, "%s: units must be > 0", l->name);
         return MT_EINVAL;
     }
+    if (l->spec.inputs && l->spec.inputs != Ni) {
+        mt_seterr(err,
+                  "%s: inputs = %zu but the previous layer gives %zu "
+                  "(%zux%zux%zu)",
+                  l->name, l->spec.inputs, Ni, l->in.c, l->in.h, l->in.w);
+        return MT_EINVAL;
+    }
     l->out = (mt_shape){No, 1, 1};
     mt__tensor_def(&l->param[0], "weight", 2, No, Ni, 0, 0);
     mt__tensor_def(&l->param[1], "bias", 1, No, 0, 0, 0);

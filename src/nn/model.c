@@ -96,8 +96,15 @@ int mt_model_init(mt_model *m, const mt_layer_spec *specs, size_t n_specs,
     for (size_t i = 0; i < n_specs; i++) {
         rc = mt_layer_setup(&m->layers[i], &specs[i], i, cur, max_batch, err);
         m->n_layers = i + 1;
-        if (rc)
+        if (rc) {
+            if (specs[i].line > 0) {
+                size_t len = strlen(err ? err : "");
+                if (err && len + 1 < MT_ERR_LEN)
+                    snprintf(err + len, MT_ERR_LEN - len,
+                             " (config line %d)", specs[i].line);
+            }
             goto fail;
+        }
         cur = m->layers[i].out;
     }
     if ((rc = alloc_arenas(m, err)))

@@ -1,0 +1,64 @@
+/* mpitrain data: HDF5 dataset files and the IDX (MNIST format) converter.
+ *
+ * A dataset file holds
+ *   /x  uint8 or float32, (N, C, H, W) or (N, F); attribute "scale": the
+ *       trainer divides values by it (default 255 for uint8, 1 for float)
+ *   /y  int32 labels (N), attributes "n_classes" and "class_names"; or
+ *       float32 targets (N, K). Optional for prediction inputs.
+ * The file is read in row blocks of hyperslabs; samples stay in their
+ * stored type (uint8 costs a quarter of float) until a batch is gathered. */
+#ifndef MPITRAIN_DATA_H
+#define MPITRAIN_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mpitrain/layer.h"
+#include "mpitrain/loss.h"
+
+typedef struct mt_dataset {
+    char *path;
+    size_t n;        /* samples */
+    mt_shape shape;  /* per sample */
+    float scale;     /* divide stored values by this */
+    uint8_t *x8;     /* (n, size) when /x is uint8, else NULL */
+    float *x32;      /* (n, size) when /x is float32, else NULL */
+    int32_t *labels; /* (n) when /y is int32, else NULL */
+    float *targets;  /* (n, n_targets) when /y is float32, else NULL */
+    size_t n_targets;
+    size_t n_classes;   /* labels: the n_classes attribute or max + 1 */
+    char **class_names; /* (n_classes) or NULL */
+} mt_dataset;
+
+/* Reads a dataset file. Errors name the file and the object at fault:
+ * missing file, missing /x or /y, wrong rank or type, N mismatch, label
+ * out of range. */
+int mt_dataset_load(mt_dataset *ds, const char *path, char *err);
+void mt_dataset_free(mt_dataset *ds);
+
+/* Copies samples idx[0..B) into x (B, size) as scaled float, and into
+ * labels (B) and/or targets (B, K) as the loss needs: an int label becomes
+ * a one-hot row for sigmoid_bce/mse (or the value itself when K is 1). */
+void mt_dataset_gather(const mt_dataset *ds, const size_t *idx, size_t B,
+                       float *x, int32_t *labels, float *targets, size_t K);
+
+/* Checks that the dataset fits a model with input `in`, K outputs and the
+ * given loss (and, if need_y, that it has labels or targets for it); the
+ * message names the file. */
+int mt_dataset_check(const mt_dataset *ds, mt_shape in, size_t K,
+                     mt_loss_kind loss, int need_y, char *err);
+
+/* Converts IDX images + labels (gzipped or not) into a dataset file at
+ * `out`, written as out.partial and renamed when complete. class_names is
+ * a comma-separated list or NULL. */
+int mt_idx_convert(const char *images, const char *labels, const char *out,
+                   const char *class_names, char *err);
+
+/* Writes a dataset file from memory (used by the converter and tests):
+ * x is uint8 (n, size) if x8 else float (n, size); y int32 labels. */
+int mt_dataset_write(const char *out, size_t n, mt_shape shape,
+                     const uint8_t *x8, const float *x32,
+                     const int32_t *labels, size_t n_classes,
+                     const char *class_names, char *err);
+
+#endif

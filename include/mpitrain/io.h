@@ -1,0 +1,52 @@
+/* mpitrain I/O: model weights in HDF5, the JSON-lines metrics log, and
+ * progress output (only rank 0 calls these printing functions). */
+#ifndef MPITRAIN_IO_H
+#define MPITRAIN_IO_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "mpitrain/model.h"
+
+/* Writes every tensor of the model as /model/<layer>/<tensor> (float32,
+ * natural shape, Fletcher-32 checksummed), the resolved config text as
+ * /config (may be NULL) and format attributes. Written as path.partial and
+ * renamed when complete. Called by one rank. */
+int mt_weights_save(mt_model *m, const char *path, const char *config_text,
+                    char *err);
+/* Reads the tensors back into a model of the same architecture; a missing
+ * tensor or a shape mismatch is an error naming the tensor, with the
+ * expected and found shapes. */
+int mt_weights_load(mt_model *m, const char *path, char *err);
+
+/* Creates a directory and its parents (mkdir -p). */
+int mt_mkdirs(const char *path, char *err);
+
+/* The metrics log: one JSON object per line. */
+typedef struct mt_metrics_log {
+    FILE *fp;
+} mt_metrics_log;
+
+int mt_metrics_open(mt_metrics_log *log, const char *path, char *err);
+/* One record. accuracy < 0 is written as null (no accuracy for this loss). */
+void mt_metrics_write(mt_metrics_log *log, const char *split, size_t epoch,
+                      size_t step, double loss, double accuracy,
+                      double samples_per_s, double lr, double wall_s);
+void mt_metrics_close(mt_metrics_log *log);
+
+/* Progress: a bar redrawn in place on a terminal, or a plain line per call
+ * in a batch log. */
+typedef struct mt_progress_out {
+    FILE *fp;
+    int bar; /* 1: redraw with \r */
+    int drawn;
+} mt_progress_out;
+
+void mt_progress_init(mt_progress_out *p, FILE *fp, int mode);
+void mt_progress_step(mt_progress_out *p, size_t epoch, size_t epochs,
+                      size_t step, size_t steps, double loss, double acc,
+                      double samples_per_s);
+/* Ends a bar line so that normal printing can follow. */
+void mt_progress_end(mt_progress_out *p);
+
+#endif

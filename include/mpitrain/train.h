@@ -1,0 +1,52 @@
+/* mpitrain training and evaluation loops.
+ *
+ * Data parallel from the start: `batch` is the global batch, each rank of
+ * the communicator takes a contiguous slice of every global batch, the
+ * gradient of the mean loss over the global batch is summed across ranks
+ * (DESIGN.md decision 4). With one rank this is plain training. */
+#ifndef MPITRAIN_TRAIN_H
+#define MPITRAIN_TRAIN_H
+
+#include <mpi.h>
+#include <stddef.h>
+
+#include "mpitrain/config.h"
+#include "mpitrain/data.h"
+#include "mpitrain/model.h"
+
+typedef struct mt_eval_result {
+    double loss;     /* mean over samples */
+    double accuracy; /* fraction correct; < 0 when the loss has none */
+    size_t n;        /* samples evaluated */
+} mt_eval_result;
+
+typedef struct mt_train_result {
+    mt_eval_result val, test; /* test.n == 0 if no test set */
+    size_t steps;
+    double seconds;       /* training time, without evaluation */
+    double samples_per_s; /* training throughput over all ranks */
+} mt_train_result;
+
+/* Trains as configured. Rank 0 prints progress and writes the run dir:
+ * config.ini (resolved), metrics.jsonl, weights.h5. Every rank returns the
+ * same rc and message on error. */
+int mt_train(const mt_config *cfg, MPI_Comm comm, mt_train_result *res,
+             char *err);
+
+/* Builds the configured model for input shape `in`. */
+int mt_model_from_config(const mt_config *cfg, mt_shape in, size_t max_batch,
+                         mt_model *m, char *err);
+
+/* Evaluates on samples idx[0..n) of ds, split over the ranks of comm, in
+ * chunks of the model's max_batch. Loss and counts are summed exactly. */
+int mt_evaluate(mt_model *m, const mt_dataset *ds, const size_t *idx,
+                size_t n, mt_loss_kind loss, MPI_Comm comm,
+                mt_eval_result *r, char *err);
+
+/* Correct predictions among B outputs (argmax for several outputs, the
+ * sign of the logit for one), or -1 when the loss has no accuracy. */
+long mt_count_correct(mt_loss_kind loss, const float *out,
+                      const int32_t *labels, const float *targets, size_t B,
+                      size_t K);
+
+#endif

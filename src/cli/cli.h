@@ -1,0 +1,51 @@
+/* Private to the command-line tool: one function per subcommand. Only
+ * src/cli may exit or call MPI_Abort (STYLE.md). */
+#ifndef MPITRAIN_CLI_H
+#define MPITRAIN_CLI_H
+
+#include <stddef.h>
+
+/* Where Debian's dataset-fashion-mnist puts its IDX files. */
+#define MT_FASHION_DIR "/usr/share/datasets/fashion-mnist"
+
+/* Exit statuses, documented in mpitrain.1. */
+enum {
+    MT_EXIT_OK = 0,
+    MT_EXIT_ERROR = 1,   /* bad input or a failure while running */
+    MT_EXIT_USAGE = 2,   /* bad command line */
+    MT_EXIT_NUMERIC = 3  /* training diverged (NaN or Inf loss) */
+};
+
+int mt_cli_train(int argc, char **argv);
+int mt_cli_eval(int argc, char **argv);    /* also "predict" */
+int mt_cli_predict(int argc, char **argv);
+int mt_cli_convert(int argc, char **argv);
+
+/* Options shared by train/eval/predict: CONFIG, --set k=v (repeatable)
+ * and the subcommand's own options. */
+typedef struct mt_cli_args {
+    const char *config;
+    char **sets;
+    size_t n_sets;
+    const char *weights, *input, *output, *data;
+    int json;
+} mt_cli_args;
+
+/* Parses argv; prints usage and returns MT_EXIT_USAGE on a bad option,
+ * -1 after --help (exit 0), else 0. `allowed` lists the options this
+ * subcommand takes, e.g. "weights,json". */
+int mt_cli_parse(int argc, char **argv, const char *usage,
+                 const char *allowed, mt_cli_args *a);
+void mt_cli_args_free(mt_cli_args *a);
+
+/* Rank 0 prints "mpitrain: error: msg" to stderr. Returns the exit status
+ * for an mt rc. */
+int mt_cli_fail(int rank, int rc, const char *msg);
+
+/* Re-executes once with OPENBLAS_CORETYPE=SkylakeX when OpenBLAS picked
+ * its Haswell/Zen kernels on a CPU with AVX-512 (see README). */
+void mt_cli_blas_core_fix(char **argv);
+/* "OpenBLAS <core> (AVX-512: yes|no)" for --version. */
+void mt_cli_blas_describe(char *buf, size_t len);
+
+#endif

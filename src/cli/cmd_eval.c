@@ -1,0 +1,220 @@
+/* eval and predict: load the configured model and its weights. */
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "mpitrain/config.h"
+#include "mpitrain/core.h"
+#include "mpitrain/data.h"
+#include "mpitrain/dist.h"
+#include "mpitrain/io.h"
+#include "mpitrain/train.h"
+
+static const char eval_usage[] =
+    "usage: mpitrain eval CONFIG --weights FILE [--data FILE] [--json]\n"
+    "                     [--set section.key=value]...\n"
+    "\n"
+    "Evaluates the weights on [data] test (or --data FILE) and prints the\n"
+    "loss and accuracy; --json prints one JSON object instead.\n";
+
+static const char predict_usage[] =
+    "usage: mpitrain predict CONFIG --weights FILE --input FILE\n"
+    "                        [--output FILE.csv] [--set section.key=value]...\n"
+    "\n"
+    "Writes one CSV row per sample of --input (an HDF5 file with /x):\n"
+    "index, predicted class, then the model's outputs (probabilities for\n"
+    "softmax_ce and sigmoid_bce). Default output is standard output.\n";
+
+typedef struct session {
+    mt_config cfg;
+    mt_dataset data;
+    mt_model model;
+    int rank;
+    char err[MT_ERR_LEN];
+} session;
+
+static void session_free(session *s)
+{
+    mt_model_free(&s->model);
+    mt_dataset_free(&s->data);
+    mt_config_free(&s->cfg);
+}
+
+/* Config, data file (`data`, or [data] test when NULL) and weights; every
+ * rank does the same and agrees. */
+static int open_session(session *s, const mt_cli_args *a, const char *data,
+                        int need_y)
+{
+    memset(s, 0, sizeof *s);
+    MPI_Comm_rank(MPI_COMM_WORLD, &s->rank);
+    int rc = mt_config_load(&s->cfg, a->config, a->sets, a->n_sets, s->err);
+    if (rc == MT_OK && !data && !s->cfg.test[0]) {
+        mt_seterr(s->err, "%s: no [data] test set; pass --data FILE",
+                  a->config);
+        rc = MT_EINVAL;
+    }
+    if (rc == MT_OK)
+        rc = mt_dataset_load(&s->data, data ? data : s->cfg.test, s->err);
+    if (rc == MT_OK)
+        rc = mt_model_from_config(&s->cfg, s->data.shape, s->cfg.batch,
+                                  &s->model, s->err);
+    if (rc == MT_OK)
+        rc = mt_dataset_check(&s->data, s->model.in,
+                              mt_shape_size(mt_model_out(&s->model)),
+                              (mt_loss_kind)s->cfg.loss, need_y, s->err);
+    if (rc == MT_OK)
+        rc = mt_weights_load(&s->model, a->weights, s->err);
+    return mt_dist_agree(MPI_COMM_WORLD, rc, s->err);
+}
+
+static void print_eval(const session *s, const mt_cli_args *a,
+                       const mt_eval_result *r)
+{
+    if (a->json) {
+        printf("{\"data\":\"%s\",\"weights\":\"%s\",\"samples\":%zu,"
+               "\"loss\":%.9g,\"accuracy\":",
+               s->data.path, a->weights, r->n, r->loss);
+        if (r->accuracy >= 0)
+            printf("%.9g}\n", r->accuracy);
+        else
+            printf("null}\n");
+        return;
+    }
+    printf("%s: %zu samples  loss %.4f", s->data.path, r->n, r->loss);
+    if (r->accuracy >= 0)
+        printf("  accuracy %.4f", r->accuracy);
+    printf("\n");
+}
+
+static size_t *iota(size_t n)
+{
+    size_t *idx = mt_calloc(n, sizeof *idx);
+    for (size_t i = 0; idx && i < n; i++)
+        idx[i] = i;
+    return idx;
+}
+
+int mt_cli_eval(int argc, char **argv)
+{
+    mt_cli_args a;
+    int st = mt_cli_parse(argc, argv, eval_usage, "weights,json,data", &a);
+    if (st == 0 && !a.weights) {
+        fprintf(stderr, "mpitrain eval: --weights FILE is required\n");
+        st = MT_EXIT_USAGE;
+    }
+    if (st)
+        return mt_cli_args_free(&a), st < 0 ? MT_EXIT_OK : st;
+    session s;
+    int rc = open_session(&s, &a, a.data, 1);
+    mt_eval_result r = {0};
+    size_t *idx = NULL;
+    if (rc == MT_OK) {
+        idx = iota(s.data.n);
+        if (!idx)
+            mt_seterr(s.err, "out of memory");
+        rc = mt_dist_agree(MPI_COMM_WORLD, idx ? MT_OK : MT_ENOMEM, s.err);
+    }
+    if (rc == MT_OK)
+        rc = mt_evaluate(&s.model, &s.data, idx, s.data.n,
+                         (mt_loss_kind)s.cfg.loss, MPI_COMM_WORLD, &r, s.err);
+    free(idx);
+    if (rc == MT_OK && s.rank == 0)
+        print_eval(&s, &a, &r);
+    int exit_st = rc ? mt_cli_fail(s.rank, rc, s.err) : MT_EXIT_OK;
+    session_free(&s);
+    mt_cli_args_free(&a);
+    return exit_st;
+}
+
+/* Probabilities where the loss defines them, raw outputs otherwise. */
+static void write_rows(const session *s, FILE *out, size_t i0,
+                       const float *y, size_t B, size_t K)
+{
+    for (size_t n = 0; n < B; n++) {
+        const float *v = y + n * K;
+        size_t best = 0;
+        double zmax = v[0], sum = 0.0;
+        for (size_t k = 1; k < K; k++)
+            if (v[k] > v[best])
+                best = k;
+        zmax = v[best];
+        for (size_t k = 0; k < K; k++)
+            sum += exp((double)v[k] - zmax);
+        long cls = K > 1 ? (long)best : (v[0] > 0.0f);
+        fprintf(out, "%zu,%ld", i0 + n, cls);
+        for (size_t k = 0; k < K; k++) {
+            double p = v[k];
+            if (s->cfg.loss == MT_LOSS_SOFTMAX_CE)
+                p = exp((double)v[k] - zmax) / sum;
+            else if (s->cfg.loss == MT_LOSS_SIGMOID_BCE)
+                p = 1.0 / (1.0 + exp(-(double)v[k]));
+            fprintf(out, ",%.6g", p);
+        }
+        fputc('\n', out);
+    }
+}
+
+/* Rank 0 predicts every sample; other ranks only take part in agreeing. */
+static int predict_all(session *s, const char *output)
+{
+    if (s->rank != 0)
+        return MT_OK;
+    FILE *out = output ? fopen(output, "w") : stdout;
+    if (!out) {
+        mt_seterr(s->err, "%s: cannot write", output);
+        return MT_EIO;
+    }
+    size_t K = mt_shape_size(mt_model_out(&s->model)), B = s->model.max_batch;
+    size_t *idx = iota(s->data.n);
+    if (!idx) {
+        if (output)
+            fclose(out);
+        mt_seterr(s->err, "out of memory");
+        return MT_ENOMEM;
+    }
+    fprintf(out, "index,class");
+    for (size_t k = 0; k < K; k++)
+        fprintf(out, ",out%zu", k);
+    fputc('\n', out);
+    mt_step_ctx ctx = {.train = 0};
+    for (size_t i = 0; i < s->data.n; i += B) {
+        size_t b = s->data.n - i < B ? s->data.n - i : B;
+        mt_dataset_gather(&s->data, idx + i, b, s->model.act[0], NULL, NULL,
+                          K);
+        write_rows(s, out, i, mt_model_forward(&s->model, &ctx, b), b, K);
+    }
+    free(idx);
+    int bad = ferror(out);
+    if (output)
+        bad |= fclose(out) != 0;
+    if (bad) {
+        mt_seterr(s->err, "%s: write failed", output ? output : "stdout");
+        return MT_EIO;
+    }
+    return MT_OK;
+}
+
+int mt_cli_predict(int argc, char **argv)
+{
+    mt_cli_args a;
+    int st = mt_cli_parse(argc, argv, predict_usage, "weights,input,output",
+                          &a);
+    if (st == 0 && (!a.weights || !a.input)) {
+        fprintf(stderr, "mpitrain predict: --weights and --input are "
+                        "required\n");
+        st = MT_EXIT_USAGE;
+    }
+    if (st)
+        return mt_cli_args_free(&a), st < 0 ? MT_EXIT_OK : st;
+    session s;
+    int rc = open_session(&s, &a, a.input, 0);
+    if (rc == MT_OK)
+        rc = mt_dist_agree(MPI_COMM_WORLD, predict_all(&s, a.output), s.err);
+    int exit_st = rc ? mt_cli_fail(s.rank, rc, s.err) : MT_EXIT_OK;
+    session_free(&s);
+    mt_cli_args_free(&a);
+    return exit_st;
+}

@@ -1,0 +1,112 @@
+#include <cblas.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "mpitrain/core.h"
+
+static int allows(const char *allowed, const char *name)
+{
+    const char *p = strstr(allowed, name);
+    size_t n = strlen(name);
+    return p && (p == allowed || p[-1] == ',') &&
+           (p[n] == ',' || p[n] == '\0');
+}
+
+int mt_cli_parse(int argc, char **argv, const char *usage,
+                 const char *allowed, mt_cli_args *a)
+{
+    static const struct option opts[] = {
+        {"set", required_argument, 0, 's'},
+        {"weights", required_argument, 0, 'w'},
+        {"input", required_argument, 0, 'i'},
+        {"output", required_argument, 0, 'o'},
+        {"data", required_argument, 0, 'd'},
+        {"json", no_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    memset(a, 0, sizeof *a);
+    a->sets = calloc((size_t)argc, sizeof(char *));
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        const char *name = NULL;
+        for (const struct option *o = opts; o->name; o++)
+            if (o->val == c)
+                name = o->name;
+        if (c == 'h') {
+            printf("%s", usage);
+            return -1;
+        }
+        if (c == '?' || (c != 's' && !allows(allowed, name))) {
+            if (c != '?')
+                fprintf(stderr, "mpitrain: option --%s does not apply here\n",
+                        name);
+            fprintf(stderr, "%s", usage);
+            return MT_EXIT_USAGE;
+        }
+        switch (c) {
+        case 's': a->sets[a->n_sets++] = optarg; break;
+        case 'w': a->weights = optarg; break;
+        case 'i': a->input = optarg; break;
+        case 'o': a->output = optarg; break;
+        case 'd': a->data = optarg; break;
+        case 'j': a->json = 1; break;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "%s", usage);
+        return MT_EXIT_USAGE;
+    }
+    a->config = argv[optind];
+    return 0;
+}
+
+void mt_cli_args_free(mt_cli_args *a) { mt_free(a->sets); }
+
+int mt_cli_fail(int rank, int rc, const char *msg)
+{
+    if (rank == 0) {
+        fprintf(stderr, "mpitrain: error: %s\n", msg);
+        fflush(stderr);
+    }
+    return rc == MT_ENUMERIC ? MT_EXIT_NUMERIC : MT_EXIT_ERROR;
+}
+
+static int has_avx512(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512dq");
+}
+
+void mt_cli_blas_core_fix(char **argv)
+{
+    /* OpenBLAS reads OPENBLAS_CORETYPE once, when it is loaded, so the only
+     * way to change its choice is to start again with the variable set.
+     * The user's own setting, or MPITRAIN_BLAS_CORE_FIX=0, wins. */
+    const char *off = getenv("MPITRAIN_BLAS_CORE_FIX");
+    if (getenv("OPENBLAS_CORETYPE") || (off && strcmp(off, "0") == 0))
+        return;
+    const char *core = openblas_get_corename();
+    if (!core || (strcasecmp(core, "haswell") && strcasecmp(core, "zen")))
+        return;
+    if (!has_avx512())
+        return;
+    setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+    execv("/proc/self/exe", argv);
+    /* exec failed: carry on with the kernel OpenBLAS chose. */
+    unsetenv("OPENBLAS_CORETYPE");
+}
+
+void mt_cli_blas_describe(char *buf, size_t len)
+{
+    snprintf(buf, len, "OpenBLAS %s core (CPU AVX-512: %s)",
+             openblas_get_corename(), has_avx512() ? "yes" : "no");
+}

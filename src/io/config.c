@@ -1,0 +1,483 @@
+#include "mpitrain/config.h"
+
+#include <ini.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "io/config_internal.h"
+#include "mpitrain/core.h"
+
+static const char *const singletons[] = {"run", "data", "train", "optimizer",
+                                         "parallel", NULL};
+static const char *const act_names[] = {"none", "relu", "leaky", "sigmoid",
+                                        "tanh", NULL};
+static const int act_kinds[] = {-1, MT_RELU, MT_LEAKY_RELU, MT_SIGMOID,
+                                MT_TANH};
+
+void mt_config_defaults(mt_config *c)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->dir, sizeof c->dir, "runs/default");
+    c->seed = 42;
+    c->threads = 1;
+    c->flush_denormals = 1;
+    c->progress = MT_PROGRESS_AUTO;
+    c->validation = 0.1;
+    c->epochs = 10;
+    c->batch = 64;
+    c->log_every = 100;
+    c->loss = MT_LOSS_SOFTMAX_CE;
+    c->optim = (mt_optim_cfg){.kind = MT_OPT_SGD, .lr = 0.01f,
+                              .momentum = 0.9f, .beta1 = 0.9f,
+                              .beta2 = 0.999f, .eps = 1e-8f};
+    c->bucket_mb = 1.0;
+}
+
+void mt_config_free(mt_config *c)
+{
+    mt_free(c->layers);
+    c->n_layers = c->cap_layers = 0;
+}
+
+static mt_config_layer layer_defaults(mt_layer_kind kind, int line)
+{
+    mt_config_layer L = {.activation = -1, .alpha = 0.01f};
+    L.spec.kind = kind;
+    L.spec.line = line;
+    L.spec.stride = kind == MT_CONV2D ? 1 : 0;
+    L.spec.size = (kind == MT_MAXPOOL || kind == MT_AVGPOOL) ? 2 : 0;
+    L.spec.alpha = 0.01f;
+    L.spec.rate = 0.5f;
+    L.spec.momentum = 0.1f;
+    L.spec.eps = 1e-5f;
+    return L;
+}
+
+static const mt__key_def *find_key(const mt__key_def *t, const char *section,
+                                   const char *key)
+{
+    for (; t->section; t++)
+        if (strcmp(t->section, section) == 0 && strcmp(t->key, key) == 0)
+            return t;
+    return NULL;
+}
+
+static int parse_bool(const char *v, int *out)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(v, yes[i]) == 0)
+            return *out = 1, 0;
+        if (strcasecmp(v, no[i]) == 0)
+            return *out = 0, 0;
+    }
+    return -1;
+}
+
+static int name_index(const char *const *names, const char *v)
+{
+    for (int i = 0; names[i]; i++)
+        if (strcmp(names[i], v) == 0)
+            return i;
+    return -1;
+}
+
+static void list_names(const char *const *names, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    for (int i = 0; names[i]; i++)
+        snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", i ? " | " : "",
+                 names[i]);
+}
+
+/* Parses v into base + k->off. On error fills why (a short reason). */
+static int set_value(const mt__key_def *k, void *base, const char *v,
+                     char *why, size_t why_len)
+{
+    char *p = (char *)base + k->off, *end = NULL, names[160];
+    errno = 0;
+    switch (k->type) {
+    case T_SIZE:
+    case T_U64: {
+        unsigned long long u = strtoull(v, &end, 10);
+        if (!*v || *end || errno || strchr(v, '-') ||
+            (k->type == T_SIZE && (u < k->min || u > k->max))) {
+            if (k->type == T_SIZE)
+                snprintf(why, why_len, "expected an integer in [%.0f, %.0f]",
+                         k->min, k->max);
+            else
+                snprintf(why, why_len, "expected a non-negative integer");
+            return -1;
+        }
+        if (k->type == T_SIZE)
+            *(size_t *)p = (size_t)u;
+        else
+            *(uint64_t *)p = u;
+        return 0;
+    }
+    case T_DOUBLE:
+    case T_FLOAT: {
+        double d = strtod(v, &end);
+        if (!*v || *end || errno || !isfinite(d) || d < k->min ||
+            d > k->max) {
+            snprintf(why, why_len, "expected a number in [%g, %g]", k->min,
+                     k->max);
+            return -1;
+        }
+        if (k->type == T_DOUBLE)
+            *(double *)p = d;
+        else
+            *(float *)p = (float)d;
+        return 0;
+    }
+    case T_BOOL:
+        if (parse_bool(v, (int *)p) == 0)
+            return 0;
+        snprintf(why, why_len, "expected true or false");
+        return -1;
+    case T_PATH:
+        if (strlen(v) >= MT_PATH_LEN) {
+            snprintf(why, why_len, "path longer than %d bytes",
+                     MT_PATH_LEN - 1);
+            return -1;
+        }
+        snprintf(p, MT_PATH_LEN, "%s", v);
+        return 0;
+    case T_ENUM:
+    case T_ACT: {
+        const char *const *n = k->type == T_ENUM ? k->names : act_names;
+        int i = name_index(n, v);
+        if (i < 0) {
+            list_names(n, names, sizeof names);
+            snprintf(why, why_len, "expected one of %s", names);
+            return -1;
+        }
+        *(int *)p = k->type == T_ENUM ? i : act_kinds[i];
+        return 0;
+    }
+    }
+    return -1;
+}
+
+/* Applies key = value in `section` (a singleton name, or a layer kind for
+ * c->layers[layer]). `where` is "file:line" or "--set ...". */
+static int apply(mt_config *c, const char *where, const char *section,
+                 long layer, const char *key, const char *value, char *err)
+{
+    const mt__key_def *k;
+    void *base;
+    if (layer >= 0) {
+        k = find_key(mt__layer_keys, section, key);
+        base = &c->layers[layer];
+    } else {
+        k = find_key(mt__config_keys, section, key);
+        base = c;
+    }
+    if (!k) {
+        mt_seterr(err, "%s: [%s] unknown key '%s'", where, section, key);
+        return MT_EINVAL;
+    }
+    char why[200];
+    if (set_value(k, base, value, why, sizeof why) != 0) {
+        mt_seterr(err, "%s: [%s] %s = '%s': %s", where, section, key, value,
+                  why);
+        return MT_EINVAL;
+    }
+    return MT_OK;
+}
+
+static int add_layer(mt_config *c, mt_layer_kind kind, int line)
+{
+    if (c->n_layers == c->cap_layers) {
+        size_t cap = c->cap_layers ? 2 * c->cap_layers : 16;
+        mt_config_layer *n = realloc(c->layers, cap * sizeof *n);
+        if (!n)
+            return MT_ENOMEM;
+        c->layers = n;
+        c->cap_layers = cap;
+    }
+    c->layers[c->n_layers++] = layer_defaults(kind, line);
+    return MT_OK;
+}
+
+/* State of one file read: inih calls our reader line by line, so the
+ * reader counts lines and sees section headers (even of empty sections,
+ * for which inih would call no handler). */
+typedef struct parse_ctx {
+    mt_config *c;
+    FILE *fp;
+    int line;
+    char section[64];
+    long layer; /* index into c->layers for a layer section, else -1 */
+    unsigned seen; /* bit i: singletons[i] already had its section */
+    int rc;
+    char *err;
+} parse_ctx;
+
+static void fail(parse_ctx *p, int rc) { p->rc = p->rc ? p->rc : rc; }
+
+static void new_section(parse_ctx *p, const char *name)
+{
+    char where[MT_PATH_LEN + 32];
+    snprintf(where, sizeof where, "%s:%d", p->c->path, p->line);
+    snprintf(p->section, sizeof p->section, "%s", name);
+    p->layer = -1;
+    int s = name_index(singletons, name);
+    if (s >= 0) {
+        if (p->seen & (1u << s)) {
+            mt_seterr(p->err, "%s: section [%s] appears twice", where, name);
+            fail(p, MT_EINVAL);
+        }
+        p->seen |= 1u << s;
+        return;
+    }
+    if (p->c->softmax_line) {
+        mt_seterr(p->err, "%s: [%s] after [softmax]: [softmax] must be the "
+                          "last section",
+                  where, name);
+        fail(p, MT_EINVAL);
+        return;
+    }
+    if (strcmp(name, "softmax") == 0) {
+        p->c->softmax_line = p->line;
+        return;
+    }
+    int kind = mt_layer_kind_from_name(name);
+    if (kind < 0) {
+        mt_seterr(p->err, "%s: unknown section [%s]", where, name);
+        fail(p, MT_EINVAL);
+        return;
+    }
+    if (add_layer(p->c, (mt_layer_kind)kind, p->line) != MT_OK) {
+        mt_seterr(p->err, "%s: out of memory", where);
+        fail(p, MT_ENOMEM);
+        return;
+    }
+    p->layer = (long)p->c->n_layers - 1;
+}
+
+static char *reader(char *str, int num, void *stream)
+{
+    parse_ctx *p = stream;
+    if (p->rc || !fgets(str, num, p->fp))
+        return NULL;
+    p->line++;
+    size_t len = strlen(str);
+    if (len == (size_t)num - 1 && str[len - 1] != '\n' && !feof(p->fp)) {
+        mt_seterr(p->err, "%s:%d: line longer than %d characters", p->c->path,
+                  p->line, num - 2);
+        fail(p, MT_EINVAL);
+        return NULL;
+    }
+    const char *s = str;
+    while (isspace((unsigned char)*s))
+        s++;
+    if (*s == '[') {
+        const char *e = strchr(s, ']');
+        if (e && e - s - 1 < 63) {
+            char name[64];
+            memcpy(name, s + 1, (size_t)(e - s - 1));
+            name[e - s - 1] = '\0';
+            new_section(p, name);
+        }
+    }
+    return str;
+}
+
+static int handler(void *user, const char *section, const char *key,
+                   const char *value)
+{
+    parse_ctx *p = user;
+    if (p->rc)
+        return 0;
+    char where[MT_PATH_LEN + 32];
+    snprintf(where, sizeof where, "%s:%d", p->c->path, p->line);
+    if (!section[0]) {
+        mt_seterr(p->err, "%s: key '%s' before any [section]", where, key);
+        fail(p, MT_EINVAL);
+        return 0;
+    }
+    if (strcmp(p->section, "softmax") == 0) {
+        mt_seterr(p->err, "%s: [softmax] takes no keys (got '%s')", where,
+                  key);
+        fail(p, MT_EINVAL);
+        return 0;
+    }
+    int rc = apply(p->c, where, p->section, p->layer, key, value, p->err);
+    if (rc)
+        fail(p, rc);
+    return rc == MT_OK;
+}
+
+static int read_file(mt_config *c, const char *path, char *err)
+{
+    snprintf(c->path, sizeof c->path, "%s", path);
+    parse_ctx p = {.c = c, .layer = -1, .err = err};
+    p.fp = fopen(path, "r");
+    if (!p.fp) {
+        mt_seterr(err, "config %s: %s", path, strerror(errno));
+        return MT_EIO;
+    }
+    int rc = ini_parse_stream(reader, &p, handler, &p);
+    fclose(p.fp);
+    if (p.rc)
+        return p.rc;
+    if (rc > 0) {
+        mt_seterr(err, "%s:%d: syntax error (want [section] or key = value)",
+                  path, rc);
+        return MT_EINVAL;
+    }
+    return rc == 0 ? MT_OK : MT_EIO;
+}
+
+int mt_config_set(mt_config *c, const char *assignment, char *err)
+{
+    char buf[MT_PATH_LEN + 128], where[MT_PATH_LEN + 160];
+    snprintf(buf, sizeof buf, "%s", assignment);
+    snprintf(where, sizeof where, "--set %s", assignment);
+    char *eq = strchr(buf, '='), *dot = strchr(buf, '.');
+    if (!eq || !dot || dot > eq) {
+        mt_seterr(err, "%s: expected section.key=value", where);
+        return MT_EINVAL;
+    }
+    *eq = *dot = '\0';
+    const char *section = buf, *key = dot + 1, *value = eq + 1;
+    char *end;
+    if (strncmp(section, "layer", 5) == 0 && isdigit((unsigned char)section[5])) {
+        unsigned long n = strtoul(section + 5, &end, 10);
+        if (*end || n < 1 || n > c->n_layers) {
+            mt_seterr(err, "%s: there are %zu layer sections", where,
+                      c->n_layers);
+            return MT_EINVAL;
+        }
+        mt_config_layer *L = &c->layers[n - 1];
+        return apply(c, where, mt_layer_ops_of(L->spec.kind)->kind_name,
+                     (long)n - 1, key, value, err);
+    }
+    if (name_index(singletons, section) < 0) {
+        mt_seterr(err, "%s: unknown section [%s]", where, section);
+        return MT_EINVAL;
+    }
+    return apply(c, where, section, -1, key, value, err);
+}
+
+int mt_config_check(const mt_config *c, char *err)
+{
+    if (!c->train[0]) {
+        mt_seterr(err, "%s: [data] train is not set", c->path);
+        return MT_EINVAL;
+    }
+    if (!c->dir[0]) {
+        mt_seterr(err, "%s: [run] dir is empty", c->path);
+        return MT_EINVAL;
+    }
+    if (c->n_layers == 0) {
+        mt_seterr(err, "%s: no layer sections ([conv], [dense], ...)",
+                  c->path);
+        return MT_EINVAL;
+    }
+    if (c->softmax_line && c->loss != MT_LOSS_SOFTMAX_CE) {
+        mt_seterr(err, "%s:%d: [softmax] ends the model but [train] loss = "
+                       "%s",
+                  c->path, c->softmax_line, mt_loss_name(c->loss));
+        return MT_EINVAL;
+    }
+    return MT_OK;
+}
+
+int mt_config_load(mt_config *c, const char *path, char *const *sets,
+                   size_t n_sets, char *err)
+{
+    mt_config_defaults(c);
+    int rc = read_file(c, path, err);
+    for (size_t i = 0; rc == MT_OK && i < n_sets; i++)
+        rc = mt_config_set(c, sets[i], err);
+    if (rc == MT_OK)
+        rc = mt_config_check(c, err);
+    if (rc)
+        mt_config_free(c);
+    return rc;
+}
+
+static int is_rectifier(int kind)
+{
+    return kind == MT_RELU || kind == MT_LEAKY_RELU;
+}
+
+int mt_config_layer_specs(const mt_config *c, mt_layer_spec **specs,
+                          size_t *n, char *err)
+{
+    *specs = mt_calloc(2 * c->n_layers, sizeof **specs);
+    if (!*specs) {
+        mt_seterr(err, "config: out of memory");
+        return MT_ENOMEM;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < c->n_layers; i++) {
+        const mt_config_layer *L = &c->layers[i];
+        mt_layer_spec s = L->spec;
+        int next = L->activation >= 0 ? L->activation
+                   : i + 1 < c->n_layers ? (int)c->layers[i + 1].spec.kind
+                                         : -1;
+        if (s.init == MT_INIT_AUTO)
+            s.init = is_rectifier(next) ? MT_INIT_HE : MT_INIT_XAVIER;
+        (*specs)[k++] = s;
+        if (L->activation >= 0) {
+            mt_layer_spec a = {.kind = (mt_layer_kind)L->activation,
+                               .alpha = L->alpha, .line = s.line};
+            (*specs)[k++] = a;
+        }
+    }
+    *n = k;
+    return MT_OK;
+}
+
+static void write_value(const mt__key_def *k, const void *base, FILE *out)
+{
+    const char *p = (const char *)base + k->off;
+    fprintf(out, "%s = ", k->key);
+    switch (k->type) {
+    case T_SIZE: fprintf(out, "%zu\n", *(const size_t *)p); break;
+    case T_U64:
+        fprintf(out, "%llu\n", (unsigned long long)*(const uint64_t *)p);
+        break;
+    case T_DOUBLE: fprintf(out, "%.17g\n", *(const double *)p); break;
+    case T_FLOAT: fprintf(out, "%.9g\n", (double)*(const float *)p); break;
+    case T_BOOL: fprintf(out, "%s\n", *(const int *)p ? "true" : "false");
+        break;
+    case T_PATH: fprintf(out, "%s\n", p); break;
+    case T_ENUM: fprintf(out, "%s\n", k->names[*(const int *)p]); break;
+    case T_ACT: {
+        int a = *(const int *)p, i = 0;
+        while (act_names[i] && act_kinds[i] != a)
+            i++;
+        fprintf(out, "%s\n", act_names[i] ? act_names[i] : "none");
+        break;
+    }
+    }
+}
+
+void mt_config_write(const mt_config *c, FILE *out)
+{
+    for (int s = 0; singletons[s]; s++) {
+        fprintf(out, "[%s]\n", singletons[s]);
+        for (const mt__key_def *k = mt__config_keys; k->section; k++)
+            if (strcmp(k->section, singletons[s]) == 0)
+                write_value(k, c, out);
+        fprintf(out, "\n");
+    }
+    for (size_t i = 0; i < c->n_layers; i++) {
+        const char *kind = mt_layer_ops_of(c->layers[i].spec.kind)->kind_name;
+        fprintf(out, "[%s]\n", kind);
+        for (const mt__key_def *k = mt__layer_keys; k->section; k++)
+            if (strcmp(k->section, kind) == 0)
+                write_value(k, &c->layers[i], out);
+    }
+    if (c->softmax_line)
+        fprintf(out, "[softmax]\n");
+}

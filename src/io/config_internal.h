@@ -1,0 +1,30 @@
+/* Private to the config reader: the key table. */
+#ifndef MPITRAIN_IO_CONFIG_INTERNAL_H
+#define MPITRAIN_IO_CONFIG_INTERNAL_H
+
+#include "mpitrain/config.h"
+
+typedef enum mt__key_type {
+    T_SIZE,   /* size_t, decimal */
+    T_U64,    /* uint64_t, decimal */
+    T_DOUBLE, /* double */
+    T_FLOAT,  /* float */
+    T_BOOL,   /* int: true/false, yes/no, on/off, 1/0 */
+    T_PATH,   /* char[MT_PATH_LEN] */
+    T_ENUM,   /* int: index into names */
+    T_ACT     /* int: activation layer kind or -1 ("none") */
+} mt__key_type;
+
+typedef struct mt__key_def {
+    const char *section; /* singleton section, or layer kind name */
+    const char *key;
+    mt__key_type type;
+    size_t off;      /* into mt_config, or into mt_config_layer */
+    double min, max; /* inclusive range for numbers */
+    const char *const *names; /* T_ENUM: NULL-terminated */
+} mt__key_def;
+
+extern const mt__key_def mt__config_keys[];
+extern const mt__key_def mt__layer_keys[];
+
+#endif

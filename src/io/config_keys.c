@@ -1,0 +1,75 @@
+/* The table of every configuration key: its section, type, range and where
+ * it lives. Parsing, overrides and the resolved-config writer all read this
+ * one table, so a key added here is parsed, checked and written. */
+#include <stddef.h>
+
+#include "io/config_internal.h"
+
+static const char *const progress_names[] = {"auto", "bar", "lines", "none",
+                                             NULL};
+static const char *const loss_names[] = {"softmax_ce", "sigmoid_bce", "mse",
+                                         NULL};
+static const char *const optim_names[] = {"sgd", "adam", "adamw", NULL};
+static const char *const sync_names[] = {"allreduce", NULL};
+static const char *const init_names[] = {"auto", "he", "xavier", NULL};
+
+#define RUN(k, t, f, lo, hi, n) {"run", k, t, offsetof(mt_config, f), lo, hi, n}
+#define DATA(k, t, f, lo, hi) {"data", k, t, offsetof(mt_config, f), lo, hi, NULL}
+#define TRAIN(k, t, f, lo, hi, n) {"train", k, t, offsetof(mt_config, f), lo, hi, n}
+#define OPT(k, t, f, lo, hi, n) \
+    {"optimizer", k, t, offsetof(mt_config, optim.f), lo, hi, n}
+#define PAR(k, t, f, lo, hi, n) {"parallel", k, t, offsetof(mt_config, f), lo, hi, n}
+
+const mt__key_def mt__config_keys[] = {
+    RUN("dir", T_PATH, dir, 0, 0, NULL),
+    RUN("seed", T_U64, seed, 0, 0, NULL),
+    RUN("threads", T_SIZE, threads, 1, 1024, NULL),
+    RUN("flush_denormals", T_BOOL, flush_denormals, 0, 1, NULL),
+    RUN("progress", T_ENUM, progress, 0, 0, progress_names),
+    DATA("train", T_PATH, train, 0, 0),
+    DATA("test", T_PATH, test, 0, 0),
+    DATA("validation", T_DOUBLE, validation, 0, 0.99),
+    DATA("limit", T_SIZE, limit, 0, 1e15),
+    TRAIN("epochs", T_SIZE, epochs, 1, 1e9, NULL),
+    TRAIN("batch", T_SIZE, batch, 1, 1e7, NULL),
+    TRAIN("log_every", T_SIZE, log_every, 1, 1e9, NULL),
+    TRAIN("max_steps", T_SIZE, max_steps, 0, 1e15, NULL),
+    TRAIN("loss", T_ENUM, loss, 0, 0, loss_names),
+    OPT("type", T_ENUM, kind, 0, 0, optim_names),
+    OPT("lr", T_FLOAT, lr, 1e-12, 1e3, NULL),
+    OPT("momentum", T_FLOAT, momentum, 0, 0.9999, NULL),
+    OPT("nesterov", T_BOOL, nesterov, 0, 1, NULL),
+    OPT("beta1", T_FLOAT, beta1, 0, 0.9999, NULL),
+    OPT("beta2", T_FLOAT, beta2, 0, 0.999999, NULL),
+    OPT("eps", T_FLOAT, eps, 1e-30, 1, NULL),
+    OPT("weight_decay", T_FLOAT, weight_decay, 0, 10, NULL),
+    PAR("sync", T_ENUM, sync, 0, 0, sync_names),
+    PAR("bucket_mb", T_DOUBLE, bucket_mb, 0.001, 4096, NULL),
+    {NULL, NULL, 0, 0, 0, 0, NULL}};
+
+#define L(kind, k, t, f, lo, hi, n) \
+    {kind, k, t, offsetof(mt_config_layer, f), lo, hi, n}
+#define SPEC(kind, k, t, f, lo, hi) L(kind, k, t, spec.f, lo, hi, NULL)
+
+const mt__key_def mt__layer_keys[] = {
+    SPEC("dense", "units", T_SIZE, units, 1, 1e8),
+    SPEC("dense", "inputs", T_SIZE, inputs, 0, 1e9),
+    L("dense", "activation", T_ACT, activation, 0, 0, NULL),
+    L("dense", "init", T_ENUM, spec.init, 0, 0, init_names),
+    SPEC("conv", "filters", T_SIZE, filters, 1, 1e6),
+    SPEC("conv", "size", T_SIZE, size, 1, 1024),
+    SPEC("conv", "stride", T_SIZE, stride, 1, 1024),
+    SPEC("conv", "pad", T_SIZE, pad, 0, 1024),
+    L("conv", "activation", T_ACT, activation, 0, 0, NULL),
+    L("conv", "init", T_ENUM, spec.init, 0, 0, init_names),
+    SPEC("maxpool", "size", T_SIZE, size, 1, 1024),
+    SPEC("maxpool", "stride", T_SIZE, stride, 0, 1024),
+    SPEC("maxpool", "pad", T_SIZE, pad, 0, 1024),
+    SPEC("avgpool", "size", T_SIZE, size, 1, 1024),
+    SPEC("avgpool", "stride", T_SIZE, stride, 0, 1024),
+    SPEC("avgpool", "pad", T_SIZE, pad, 0, 1024),
+    SPEC("leaky", "alpha", T_FLOAT, alpha, 0, 1),
+    SPEC("dropout", "rate", T_FLOAT, rate, 0, 0.99),
+    SPEC("batchnorm", "momentum", T_FLOAT, momentum, 0, 1),
+    SPEC("batchnorm", "eps", T_FLOAT, eps, 1e-20, 1),
+    {NULL, NULL, 0, 0, 0, 0, NULL}};

@@ -1,0 +1,98 @@
+#include "mpitrain/io.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mpitrain/config.h"
+#include "mpitrain/core.h"
+
+int mt_metrics_open(mt_metrics_log *log, const char *path, char *err)
+{
+    log->fp = fopen(path, "w");
+    if (!log->fp) {
+        mt_seterr(err, "metrics log %s: %s", path, strerror(errno));
+        return MT_EIO;
+    }
+    return MT_OK;
+}
+
+/* JSON has no NaN or Infinity: write null for them. */
+static void num(FILE *fp, const char *key, double v, int last)
+{
+    if (isfinite(v))
+        fprintf(fp, "\"%s\":%.9g%s", key, v, last ? "" : ",");
+    else
+        fprintf(fp, "\"%s\":null%s", key, last ? "" : ",");
+}
+
+void mt_metrics_write(mt_metrics_log *log, const char *split, size_t epoch,
+                      size_t step, double loss, double accuracy,
+                      double samples_per_s, double lr, double wall_s)
+{
+    if (!log->fp)
+        return;
+    fprintf(log->fp, "{\"epoch\":%zu,\"step\":%zu,\"split\":\"%s\",", epoch,
+            step, split);
+    num(log->fp, "loss", loss, 0);
+    num(log->fp, "accuracy", accuracy >= 0 ? accuracy : NAN, 0);
+    num(log->fp, "samples_per_s", samples_per_s, 0);
+    num(log->fp, "lr", lr, 0);
+    num(log->fp, "wall_s", wall_s, 1);
+    fprintf(log->fp, "}\n");
+    fflush(log->fp);
+}
+
+void mt_metrics_close(mt_metrics_log *log)
+{
+    if (log->fp)
+        fclose(log->fp);
+    log->fp = NULL;
+}
+
+void mt_progress_init(mt_progress_out *p, FILE *fp, int mode)
+{
+    p->fp = fp;
+    p->drawn = 0;
+    if (mode == MT_PROGRESS_AUTO)
+        p->bar = isatty(fileno(fp));
+    else
+        p->bar = mode == MT_PROGRESS_BAR;
+    if (mode == MT_PROGRESS_NONE)
+        p->fp = NULL;
+}
+
+void mt_progress_step(mt_progress_out *p, size_t epoch, size_t epochs,
+                      size_t step, size_t steps, double loss, double acc,
+                      double samples_per_s)
+{
+    if (!p->fp)
+        return;
+    char accs[32] = "";
+    if (acc >= 0)
+        snprintf(accs, sizeof accs, " acc %.4f", acc);
+    if (p->bar) {
+        enum { W = 30 };
+        size_t fill = steps ? step * W / steps : W;
+        char bar[W + 1];
+        for (size_t i = 0; i < W; i++)
+            bar[i] = i < fill ? '#' : '.';
+        bar[W] = '\0';
+        fprintf(p->fp, "\repoch %zu/%zu [%s] %zu/%zu loss %.4f%s %.0f/s ",
+                epoch, epochs, bar, step, steps, loss, accs, samples_per_s);
+        p->drawn = 1;
+    } else {
+        fprintf(p->fp, "epoch %zu/%zu step %zu/%zu loss %.4f%s %.0f "
+                       "samples/s\n",
+                epoch, epochs, step, steps, loss, accs, samples_per_s);
+    }
+    fflush(p->fp);
+}
+
+void mt_progress_end(mt_progress_out *p)
+{
+    if (p->fp && p->bar && p->drawn)
+        fputc('\n', p->fp);
+    p->drawn = 0;
+}

@@ -1,0 +1,100 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpitrain/core.h"
+#include "mpitrain/dist.h"
+#include "mpitrain/loss.h"
+#include "mpitrain/train.h"
+
+int mt_model_from_config(const mt_config *cfg, mt_shape in, size_t max_batch,
+                         mt_model *m, char *err)
+{
+    mt_layer_spec *specs = NULL;
+    size_t n = 0;
+    int rc = mt_config_layer_specs(cfg, &specs, &n, err);
+    if (rc == MT_OK)
+        rc = mt_model_init(m, specs, n, in, max_batch, cfg->seed, err);
+    free(specs);
+    if (rc && err) {
+        /* Name the config file: layer errors know only their line. */
+        char msg[MT_ERR_LEN];
+        snprintf(msg, sizeof msg, "%s", err);
+        mt_seterr(err, "%s: %s", cfg->path, msg);
+    }
+    return rc;
+}
+
+static size_t argmax(const float *v, size_t K)
+{
+    size_t best = 0;
+    for (size_t k = 1; k < K; k++)
+        if (v[k] > v[best])
+            best = k;
+    return best;
+}
+
+long mt_count_correct(mt_loss_kind loss, const float *out,
+                      const int32_t *labels, const float *targets, size_t B,
+                      size_t K)
+{
+    long correct = 0;
+    if (K == 1) {
+        if (loss != MT_LOSS_SIGMOID_BCE)
+            return -1;
+        for (size_t n = 0; n < B; n++)
+            correct += (out[n] > 0.0f) == (targets[n] > 0.5f);
+        return correct;
+    }
+    if (!labels)
+        return -1;
+    for (size_t n = 0; n < B; n++)
+        correct += argmax(out + n * K, K) == (size_t)labels[n];
+    return correct;
+}
+
+int mt_evaluate(mt_model *m, const mt_dataset *ds, const size_t *idx,
+                size_t n, mt_loss_kind loss, MPI_Comm comm,
+                mt_eval_result *r, char *err)
+{
+    int rank, size;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    size_t lo, hi, K = mt_shape_size(mt_model_out(m)), B = m->max_batch;
+    mt_dist_share(n, rank, size, &lo, &hi);
+    int32_t *labels = mt_calloc(B, sizeof *labels);
+    float *targets = mt_calloc(B * K, sizeof *targets);
+    /* sums[0] loss, sums[1] correct, sums[2] samples, sums[3] has acc */
+    double sums[4] = {0, 0, 0, 1};
+    int rc = labels && targets ? MT_OK : MT_ENOMEM;
+    if (rc)
+        mt_seterr(err, "evaluate: out of memory");
+    mt_step_ctx ctx = {.train = 0};
+    for (size_t i = lo; rc == MT_OK && i < hi; i += B) {
+        size_t b = hi - i < B ? hi - i : B;
+        mt_dataset_gather(ds, idx + i, b, m->act[0], labels, targets, K);
+        const float *out = mt_model_forward(m, &ctx, b);
+        sums[0] += mt_loss_compute((mt_loss_kind)loss, out, labels, targets,
+                                   b, K, 1.0f, NULL);
+        long c = mt_count_correct(loss, out, ds->labels ? labels : NULL,
+                                  targets, b, K);
+        if (c < 0)
+            sums[3] = 0;
+        else
+            sums[1] += (double)c;
+        sums[2] += (double)b;
+    }
+    free(labels);
+    free(targets);
+    rc = mt_dist_agree(comm, rc, err);
+    if (rc == MT_OK) {
+        /* "has accuracy" must hold on every rank: reduce it as a count. */
+        sums[3] = sums[3] ? 1.0 : 0.0;
+        rc = mt_dist_allreduce_sum_d(comm, sums, 4, err);
+    }
+    if (rc)
+        return rc;
+    r->n = (size_t)sums[2];
+    r->loss = r->n ? sums[0] / sums[2] : 0.0;
+    r->accuracy = (sums[3] == size && r->n) ? sums[1] / sums[2] : -1.0;
+    return MT_OK;
+}

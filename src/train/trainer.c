@@ -1,0 +1,370 @@
+/* The training loop: get a batch -> forward -> loss -> backward ->
+ * synchronize -> optimizer step -> metrics (DESIGN.md). Everything it needs
+ * is allocated in setup(); the step loop allocates nothing. */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpitrain/core.h"
+#include "mpitrain/dist.h"
+#include "mpitrain/io.h"
+#include "mpitrain/optim.h"
+#include "mpitrain/train.h"
+
+typedef struct trainer {
+    const mt_config *cfg;
+    MPI_Comm comm;
+    int rank, size;
+    mt_dataset train, test;
+    mt_model model;
+    mt_optim optim;
+    size_t K;           /* model outputs */
+    size_t *order;      /* (n_train + n_val): shuffled positions; the last
+                           n_val are the validation split */
+    size_t n_train, n_val;
+    size_t *epoch_perm; /* (n_train): this epoch's order of train samples */
+    size_t *batch_idx;  /* (max_batch): sample indices of the local slice */
+    size_t *test_idx;   /* (test.n): 0..n-1 */
+    int32_t *labels;    /* (max_batch) */
+    float *targets;     /* (max_batch, K) */
+    char *config_text;  /* resolved INI, for weights.h5 and config.ini */
+    mt_metrics_log log;
+    mt_progress_out progress;
+    double t0;
+} trainer;
+
+static void trainer_free(trainer *t)
+{
+    mt_dataset_free(&t->train);
+    mt_dataset_free(&t->test);
+    mt_model_free(&t->model);
+    mt_optim_free(&t->optim);
+    mt_free(t->order);
+    mt_free(t->epoch_perm);
+    mt_free(t->batch_idx);
+    mt_free(t->test_idx);
+    mt_free(t->labels);
+    mt_free(t->targets);
+    mt_free(t->config_text);
+    mt_metrics_close(&t->log);
+}
+
+static int load_data(trainer *t, char *err)
+{
+    const mt_config *c = t->cfg;
+    int rc = mt_dataset_load(&t->train, c->train, err);
+    if (rc == MT_OK && c->test[0])
+        rc = mt_dataset_load(&t->test, c->test, err);
+    if (rc)
+        return rc;
+    size_t n = t->train.n;
+    if (c->limit && c->limit < n)
+        n = c->limit;
+    t->n_val = (size_t)((double)n * c->validation);
+    t->n_train = n - t->n_val;
+    if (t->n_train == 0) {
+        mt_seterr(err, "%s: no training samples left after the validation "
+                       "split",
+                  c->train);
+        return MT_EINVAL;
+    }
+    /* The split is a seed-keyed permutation of the first n samples, the
+     * same on every rank and every rank count. */
+    t->order = mt_calloc(n, sizeof(size_t));
+    t->epoch_perm = mt_calloc(t->n_train, sizeof(size_t));
+    t->test_idx = mt_calloc(t->test.n, sizeof(size_t));
+    if (!t->order || !t->epoch_perm || !t->test_idx) {
+        mt_seterr(err, "out of memory for %zu sample indices", n);
+        return MT_ENOMEM;
+    }
+    mt_rng_permutation(t->order, n, c->seed, MT_RNG_SPLIT, 0);
+    for (size_t i = 0; i < t->test.n; i++)
+        t->test_idx[i] = i;
+    return MT_OK;
+}
+
+static int build(trainer *t, char *err)
+{
+    const mt_config *c = t->cfg;
+    /* The largest local slice of a global batch. */
+    size_t max_batch = (c->batch + (size_t)t->size - 1) / (size_t)t->size;
+    int rc = mt_model_from_config(c, t->train.shape, max_batch, &t->model,
+                                  err);
+    if (rc)
+        return rc;
+    t->K = mt_shape_size(mt_model_out(&t->model));
+    rc = mt_dataset_check(&t->train, t->model.in, t->K, c->loss, 1, err);
+    if (rc == MT_OK && t->test.n)
+        rc = mt_dataset_check(&t->test, t->model.in, t->K, c->loss, 1, err);
+    if (rc == MT_OK)
+        rc = mt_optim_init(&t->optim, &c->optim, t->model.n_params, err);
+    if (rc)
+        return rc;
+    t->batch_idx = mt_calloc(max_batch, sizeof(size_t));
+    t->labels = mt_calloc(max_batch, sizeof(int32_t));
+    t->targets = mt_calloc(max_batch * t->K, sizeof(float));
+    if (!t->batch_idx || !t->labels || !t->targets) {
+        mt_seterr(err, "out of memory for batch buffers");
+        return MT_ENOMEM;
+    }
+    return MT_OK;
+}
+
+static int open_run_dir(trainer *t, char *err)
+{
+    const mt_config *c = t->cfg;
+    size_t len = 0;
+    FILE *mem = open_memstream(&t->config_text, &len);
+    if (!mem) {
+        mt_seterr(err, "out of memory");
+        return MT_ENOMEM;
+    }
+    mt_config_write(c, mem);
+    fclose(mem);
+    if (t->rank != 0)
+        return MT_OK;
+    int rc = mt_mkdirs(c->dir, err);
+    char path[MT_PATH_LEN + 32];
+    if (rc == MT_OK) {
+        snprintf(path, sizeof path, "%s/config.ini", c->dir);
+        FILE *fp = fopen(path, "w");
+        if (!fp || fputs(t->config_text, fp) < 0) {
+            mt_seterr(err, "%s: cannot write", path);
+            rc = MT_EIO;
+        }
+        if (fp)
+            fclose(fp);
+    }
+    if (rc == MT_OK) {
+        snprintf(path, sizeof path, "%s/metrics.jsonl", c->dir);
+        rc = mt_metrics_open(&t->log, path, err);
+    }
+    return rc;
+}
+
+static int setup(trainer *t, char *err)
+{
+    int rc = load_data(t, err);
+    if (rc == MT_OK)
+        rc = build(t, err);
+    if (rc == MT_OK)
+        rc = open_run_dir(t, err);
+    return mt_dist_agree(t->comm, rc, err);
+}
+
+static void print_model(const char *line, void *user)
+{
+    printf("  %s\n", line);
+}
+
+/* One optimizer step on global batch positions [g0, g0 + G) of this
+ * epoch's order. sums[0] += loss sum, sums[1] += correct (global). */
+static int train_step(trainer *t, uint64_t step, size_t g0, size_t G,
+                      double sums[3], char *err)
+{
+    size_t lo, hi, K = t->K;
+    mt_dist_share(G, t->rank, t->size, &lo, &hi);
+    size_t B = hi - lo;
+    double local[3] = {0.0, 0.0, 0.0};
+    mt_model_zero_grad(&t->model);
+    if (B > 0) {
+        for (size_t i = 0; i < B; i++)
+            t->batch_idx[i] = t->epoch_perm[g0 + lo + i];
+        mt_dataset_gather(&t->train, t->batch_idx, B, t->model.act[0],
+                          t->labels, t->targets, K);
+        mt_step_ctx ctx = {.train = 1, .seed = t->cfg->seed, .step = step,
+                           .sample0 = g0 + lo};
+        const float *out = mt_model_forward(&t->model, &ctx, B);
+        float *dout = t->model.dact[t->model.n_layers];
+        local[0] = mt_loss_compute((mt_loss_kind)t->cfg->loss, out,
+                                   t->labels, t->targets, B, K,
+                                   1.0f / (float)G, dout);
+        long c = mt_count_correct((mt_loss_kind)t->cfg->loss, out,
+                                  t->train.labels ? t->labels : NULL,
+                                  t->targets, B, K);
+        local[1] = c < 0 ? 0.0 : (double)c;
+        local[2] = c < 0 ? 1.0 : 0.0;
+        mt_model_backward(&t->model, B);
+    }
+    int rc = MT_OK;
+    if (t->size > 1) {
+        rc = mt_dist_allreduce_sum(t->comm, t->model.grads,
+                                   t->model.n_params, err);
+        if (rc == MT_OK)
+            rc = mt_dist_allreduce_sum_d(t->comm, local, 3, err);
+    }
+    if (rc)
+        return rc;
+    /* Every rank sees the same reduced loss, so all stop together. */
+    if (!isfinite(local[0])) {
+        mt_seterr(err, "step %llu: loss is %s (learning rate %g too high?)",
+                  (unsigned long long)step, isnan(local[0]) ? "NaN" : "Inf",
+                  (double)t->cfg->optim.lr);
+        return MT_ENUMERIC;
+    }
+    mt_optim_step(&t->optim, t->model.params, t->model.grads,
+                  t->cfg->optim.lr);
+    sums[0] += local[0];
+    sums[1] += local[1];
+    sums[2] += local[2];
+    return MT_OK;
+}
+
+static double acc_of(const double sums[3], size_t n)
+{
+    return (sums[2] > 0 || n == 0) ? -1.0 : sums[1] / (double)n;
+}
+
+static void report_epoch(trainer *t, size_t epoch, uint64_t step,
+                         const double sums[3], size_t n, double secs,
+                         const mt_eval_result *val)
+{
+    double sps = secs > 0 ? (double)n / secs : 0.0;
+    double wall = MPI_Wtime() - t->t0, lr = t->cfg->optim.lr;
+    mt_metrics_write(&t->log, "train", epoch, step, sums[0] / (double)n,
+                     acc_of(sums, n), sps, lr, wall);
+    if (val->n)
+        mt_metrics_write(&t->log, "val", epoch, step, val->loss,
+                         val->accuracy, 0, lr, wall);
+    if (t->rank != 0)
+        return;
+    mt_progress_end(&t->progress);
+    printf("epoch %zu/%zu  train loss %.4f", epoch, t->cfg->epochs,
+           sums[0] / (double)n);
+    if (acc_of(sums, n) >= 0)
+        printf(" acc %.4f", acc_of(sums, n));
+    if (val->n) {
+        printf("  val loss %.4f", val->loss);
+        if (val->accuracy >= 0)
+            printf(" acc %.4f", val->accuracy);
+    }
+    printf("  %.0f samples/s  %.1f s\n", sps, secs);
+    fflush(stdout);
+}
+
+/* Runs one epoch; *step counts optimizer steps across epochs. */
+static int run_epoch(trainer *t, size_t epoch, uint64_t *step,
+                     double *train_secs, size_t *train_samples, char *err)
+{
+    const mt_config *c = t->cfg;
+    size_t steps = (t->n_train + c->batch - 1) / c->batch;
+    /* This epoch's order: a seed- and epoch-keyed permutation of the
+     * training positions, identical on every rank. */
+    mt_rng_permutation(t->epoch_perm, t->n_train, c->seed, MT_RNG_SHUFFLE,
+                       epoch);
+    for (size_t i = 0; i < t->n_train; i++)
+        t->epoch_perm[i] = t->order[t->epoch_perm[i]];
+    double sums[3] = {0, 0, 0}, window[3] = {0, 0, 0};
+    size_t seen = 0, wseen = 0;
+    double t_start = MPI_Wtime(), t_window = t_start;
+    int rc = MT_OK;
+    for (size_t s = 0; s < steps; s++) {
+        if (c->max_steps && *step >= c->max_steps)
+            break;
+        size_t g0 = s * c->batch;
+        size_t G = t->n_train - g0 < c->batch ? t->n_train - g0 : c->batch;
+        double before[3] = {sums[0], sums[1], sums[2]};
+        if ((rc = train_step(t, *step, g0, G, sums, err)))
+            return rc;
+        (*step)++;
+        seen += G;
+        wseen += G;
+        for (int k = 0; k < 3; k++)
+            window[k] += sums[k] - before[k];
+        if (t->rank == 0 && ((s + 1) % c->log_every == 0 || s + 1 == steps)) {
+            double now = MPI_Wtime();
+            mt_progress_step(&t->progress, epoch + 1, c->epochs, s + 1,
+                             steps, window[0] / (double)wseen,
+                             acc_of(window, wseen),
+                             (double)wseen / (now - t_window));
+            memset(window, 0, sizeof window);
+            wseen = 0;
+            t_window = now;
+        }
+    }
+    double secs = MPI_Wtime() - t_start;
+    *train_secs += secs;
+    *train_samples += seen;
+    mt_eval_result val = {0};
+    if (t->n_val)
+        rc = mt_evaluate(&t->model, &t->train, t->order + t->n_train,
+                         t->n_val, (mt_loss_kind)c->loss, t->comm, &val, err);
+    if (rc == MT_OK && seen)
+        report_epoch(t, epoch + 1, *step, sums, seen, secs, &val);
+    return rc;
+}
+
+static int finish(trainer *t, uint64_t step, mt_train_result *res, char *err)
+{
+    const mt_config *c = t->cfg;
+    int rc = MT_OK;
+    if (t->n_val)
+        rc = mt_evaluate(&t->model, &t->train, t->order + t->n_train,
+                         t->n_val, (mt_loss_kind)c->loss, t->comm, &res->val,
+                         err);
+    if (rc == MT_OK && t->test.n)
+        rc = mt_evaluate(&t->model, &t->test, t->test_idx, t->test.n,
+                         (mt_loss_kind)c->loss, t->comm, &res->test, err);
+    if (rc)
+        return rc;
+    if (t->rank == 0 && res->test.n) {
+        mt_metrics_write(&t->log, "test", c->epochs, step, res->test.loss,
+                         res->test.accuracy, 0, c->optim.lr,
+                         MPI_Wtime() - t->t0);
+        printf("test loss %.4f", res->test.loss);
+        if (res->test.accuracy >= 0)
+            printf("  test accuracy %.4f", res->test.accuracy);
+        printf("  (%zu samples)\n", res->test.n);
+    }
+    char path[MT_PATH_LEN + 32];
+    snprintf(path, sizeof path, "%s/weights.h5", c->dir);
+    if (t->rank == 0) {
+        rc = mt_weights_save(&t->model, path, t->config_text, err);
+        if (rc == MT_OK)
+            printf("weights written to %s\n", path);
+    }
+    return mt_dist_agree(t->comm, rc, err);
+}
+
+int mt_train(const mt_config *cfg, MPI_Comm comm, mt_train_result *res,
+             char *err)
+{
+    trainer t;
+    memset(&t, 0, sizeof t);
+    memset(res, 0, sizeof *res);
+    t.cfg = cfg;
+    t.comm = comm;
+    t.t0 = MPI_Wtime();
+    MPI_Comm_rank(comm, &t.rank);
+    MPI_Comm_size(comm, &t.size);
+    openblas_set_num_threads((int)cfg->threads);
+    mt_flush_denormals(cfg->flush_denormals);
+    mt_progress_init(&t.progress, stdout, cfg->progress);
+    int rc = setup(&t, err);
+    if (rc == MT_OK && t.rank == 0) {
+        printf("mpitrain %s: %zu train, %zu validation, %zu test samples; "
+               "%d rank%s, global batch %zu\n",
+               mt_version(), t.n_train, t.n_val, t.test.n, t.size,
+               t.size == 1 ? "" : "s", cfg->batch);
+        mt_model_summary(&t.model, print_model, NULL);
+        fflush(stdout);
+    }
+    uint64_t step = 0;
+    double secs = 0.0;
+    size_t samples = 0;
+    for (size_t e = 0; rc == MT_OK && e < cfg->epochs; e++) {
+        if (cfg->max_steps && step >= cfg->max_steps)
+            break;
+        rc = run_epoch(&t, e, &step, &secs, &samples, err);
+    }
+    if (rc == MT_OK)
+        rc = finish(&t, step, res, err);
+    res->steps = step;
+    res->seconds = secs;
+    res->samples_per_s = secs > 0 ? (double)samples / secs : 0.0;
+    mt_progress_end(&t.progress);
+    trainer_free(&t);
+    return rc;
+}
