@@ -78,8 +78,10 @@ int mt__h5_attr_read_string(hid_t obj, const char *name, char **s)
     int rc = -1;
     if (H5Tget_class(ft) == H5T_STRING) {
         if (H5Tis_variable_str(ft) > 0) {
+            /* HDF5 converts no character sets: read in the file's. */
             hid_t t = H5Tcopy(H5T_C_S1);
             H5Tset_size(t, H5T_VARIABLE);
+            H5Tset_cset(t, H5Tget_cset(ft));
             char *v = NULL;
             if (H5Aread(a, t, &v) >= 0 && v) {
                 *s = strdup(v);

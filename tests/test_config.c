@@ -1,0 +1,224 @@
+/* The INI reader: good files, overrides, and every kind of bad input
+ * naming the file, line and key. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "mpitrain/config.h"
+#include "mpitrain/core.h"
+
+static char path[64];
+
+static const char good[] =
+    "[run]\n"
+    "dir = /tmp/x\n"
+    "seed = 7\n"
+    "[data]\n"
+    "train = a.h5   ; inline comment\n"
+    "[train]\n"
+    "batch = 32\n"
+    "[optimizer]\n"
+    "type = adamw\n"
+    "lr = 0.002\n"
+    "[conv]\n"
+    "filters = 4\n"
+    "size = 3\n"
+    "activation = relu\n"
+    "[maxpool]\n"
+    "[flatten]\n"
+    "[dense]\n"
+    "units = 10\n"
+    "[softmax]\n";
+
+static void write_ini(const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int setup(void **s)
+{
+    snprintf(path, sizeof path, "/tmp/mt_test_config_%d.ini", (int)getpid());
+    return 0;
+}
+
+static int teardown(void **s)
+{
+    unlink(path);
+    return 0;
+}
+
+/* Loads text with optional overrides and expects an error containing each
+ * of the NULL-terminated fragments. */
+static void expect_error(const char *text, const char *set, ...)
+{
+    write_ini(text);
+    mt_config c;
+    char err[MT_ERR_LEN] = "";
+    char *sets[1] = {(char *)set};
+    int rc = mt_config_load(&c, path, sets, set ? 1 : 0, err);
+    if (rc == MT_OK)
+        fail_msg("accepted:\n%s", text);
+    va_list ap;
+    va_start(ap, set);
+    for (const char *frag; (frag = va_arg(ap, const char *));)
+        if (!strstr(err, frag))
+            fail_msg("error '%s' lacks '%s'", err, frag);
+    va_end(ap);
+}
+
+static void test_good_file(void **s)
+{
+    write_ini(good);
+    mt_config c;
+    char err[MT_ERR_LEN] = "";
+    assert_int_equal(mt_config_load(&c, path, NULL, 0, err), MT_OK);
+    assert_string_equal(c.dir, "/tmp/x");
+    assert_int_equal(c.seed, 7);
+    assert_string_equal(c.train, "a.h5");
+    assert_int_equal(c.batch, 32);
+    assert_int_equal(c.epochs, 10); /* default */
+    assert_int_equal(c.optim.kind, MT_OPT_ADAMW);
+    assert_int_equal(c.n_layers, 4);
+    assert_int_equal(c.layers[0].spec.filters, 4);
+    assert_int_equal(c.layers[0].spec.line, 11);
+    assert_int_equal(c.layers[1].spec.size, 2); /* maxpool default */
+    assert_int_equal(c.loss, MT_LOSS_SOFTMAX_CE);
+    mt_layer_spec *specs;
+    size_t n;
+    assert_int_equal(mt_config_layer_specs(&c, &specs, &n, err), MT_OK);
+    assert_int_equal(n, 5); /* the relu is its own layer */
+    assert_int_equal(specs[1].kind, MT_RELU);
+    assert_int_equal(specs[0].init, MT_INIT_HE);    /* relu follows */
+    assert_int_equal(specs[4].init, MT_INIT_XAVIER); /* output layer */
+    free(specs);
+    mt_config_free(&c);
+}
+
+static void test_overrides(void **s)
+{
+    write_ini(good);
+    mt_config c;
+    char err[MT_ERR_LEN] = "";
+    char *sets[] = {"train.batch=8", "layer4.units=12", "run.dir=/tmp/y"};
+    assert_int_equal(mt_config_load(&c, path, sets, 3, err), MT_OK);
+    assert_int_equal(c.batch, 8);
+    assert_int_equal(c.layers[3].spec.units, 12);
+    assert_string_equal(c.dir, "/tmp/y");
+    mt_config_free(&c);
+}
+
+static void test_resolved_config_round_trips(void **s)
+{
+    write_ini(good);
+    mt_config c, d;
+    char err[MT_ERR_LEN] = "";
+    assert_int_equal(mt_config_load(&c, path, NULL, 0, err), MT_OK);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    mt_config_write(&c, mem);
+    fclose(mem);
+    write_ini(text);
+    assert_int_equal(mt_config_load(&d, path, NULL, 0, err), MT_OK);
+    char *text2 = NULL;
+    mem = open_memstream(&text2, &len);
+    mt_config_write(&d, mem);
+    fclose(mem);
+    assert_string_equal(text, text2);
+    assert_int_equal(d.n_layers, c.n_layers);
+    assert_true(d.optim.lr == c.optim.lr);
+    free(text);
+    free(text2);
+    mt_config_free(&c);
+    mt_config_free(&d);
+}
+
+static void test_unknown_key_names_line(void **s)
+{
+    expect_error("[data]\ntrain = a\n[train]\nbatchsize = 3\n[dense]\n"
+                 "units = 2\n",
+                 NULL, ":4:", "[train]", "unknown key 'batchsize'", NULL);
+}
+
+static void test_unknown_section(void **s)
+{
+    expect_error("[data]\ntrain = a\n[trian]\nepochs = 3\n", NULL, ":3:",
+                 "unknown section [trian]", NULL);
+}
+
+static void test_non_numeric_value(void **s)
+{
+    expect_error("[data]\ntrain = a\n[optimizer]\nlr = fast\n[dense]\n"
+                 "units = 2\n",
+                 NULL, ":4:", "lr = 'fast'", "expected a number", NULL);
+    expect_error("[data]\ntrain = a\n[dense]\nunits = 12abc\n", NULL, ":4:",
+                 "units", NULL);
+}
+
+static void test_batch_zero(void **s)
+{
+    expect_error("[data]\ntrain = a\n[train]\nbatch = 0\n[dense]\n"
+                 "units = 2\n",
+                 NULL, ":4:", "batch = '0'", NULL);
+    expect_error("[data]\ntrain = a\n[dense]\nunits = 2\n", "train.batch=0",
+                 "--set train.batch=0", "batch", NULL);
+    expect_error("[data]\ntrain = a\n[train]\nbatch = -4\n[dense]\n"
+                 "units = 2\n",
+                 NULL, "batch = '-4'", NULL);
+}
+
+static void test_bad_enum_and_structure(void **s)
+{
+    expect_error("[data]\ntrain = a\n[optimizer]\ntype = rmsprop\n[dense]\n"
+                 "units = 2\n",
+                 NULL, "type = 'rmsprop'", "sgd | adam | adamw", NULL);
+    expect_error("[data]\ntrain = a\n", NULL, "no layer sections", NULL);
+    expect_error("[dense]\nunits = 2\n", NULL, "[data] train is not set",
+                 NULL);
+    expect_error("[data]\ntrain = a\n[softmax]\n[dense]\nunits = 2\n", NULL,
+                 ":4:", "must be the last section", NULL);
+    expect_error("[data]\ntrain = a\n[data]\ntest = b\n[dense]\nunits = 2\n",
+                 NULL, ":3:", "appears twice", NULL);
+    expect_error("[data]\ntrain = a\nthis line has no equals\n", NULL, ":3:",
+                 "syntax error", NULL);
+    expect_error("[data]\ntrain = a\n[dense]\nunits = 2\n", "layer9.units=3",
+                 "there are 1 layer sections", NULL);
+    expect_error("[data]\ntrain = a\n[dense]\nunits = 2\n[train]\n"
+                 "loss = mse\n[softmax]\n",
+                 NULL, "[softmax] ends the model", NULL);
+}
+
+static void test_missing_file(void **s)
+{
+    mt_config c;
+    char err[MT_ERR_LEN] = "";
+    assert_int_equal(mt_config_load(&c, "/nonexistent/x.ini", NULL, 0, err),
+                     MT_EIO);
+    assert_non_null(strstr(err, "/nonexistent/x.ini"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_good_file),
+        cmocka_unit_test(test_overrides),
+        cmocka_unit_test(test_resolved_config_round_trips),
+        cmocka_unit_test(test_unknown_key_names_line),
+        cmocka_unit_test(test_unknown_section),
+        cmocka_unit_test(test_non_numeric_value),
+        cmocka_unit_test(test_batch_zero),
+        cmocka_unit_test(test_bad_enum_and_structure),
+        cmocka_unit_test(test_missing_file),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
