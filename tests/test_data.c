@@ -1,5 +1,6 @@
 /* Dataset files: the IDX converter, loading, gathering, and bad files. */
 #include <hdf5.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -197,6 +198,17 @@ static void test_labels_out_of_range(void **s)
     mt_dataset_free(&ds);
 }
 
+static void test_non_finite_input(void **s)
+{
+    float x[3 * 2] = {0, 1, 2, 3, NAN, 5};
+    int32_t y[3] = {0, 1, 0};
+    char err[MT_ERR_LEN] = "";
+    assert_int_equal(mt_dataset_write(in_dir("nan.h5"), 3, (mt_shape){2, 1, 1},
+                                      NULL, x, y, 2, NULL, err),
+                     MT_OK);
+    expect_load_error(in_dir("nan.h5"), "/x sample 2, element 0 is NaN");
+}
+
 static void test_bad_idx(void **s)
 {
     uint8_t pix[N * H * W], lab[N];
@@ -232,6 +244,7 @@ int main(void)
         cmocka_unit_test(test_missing_and_not_hdf5),
         cmocka_unit_test(test_no_x),
         cmocka_unit_test(test_labels_out_of_range),
+        cmocka_unit_test(test_non_finite_input),
         cmocka_unit_test(test_bad_idx),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <hdf5.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,20 @@ static herr_t read_rows(hid_t d, hid_t memtype, char *buf, size_t N,
     }
     H5Sclose(fs);
     return rc;
+}
+
+/* A NaN or Inf in the data would surface much later as a NaN loss with no
+ * hint of where it came from: name it now. */
+static int check_finite(const char *path, const char *name, const float *v,
+                        size_t rows, size_t row, char *err)
+{
+    for (size_t i = 0; i < rows * row; i++)
+        if (!isfinite(v[i])) {
+            mt_seterr(err, "%s: %s sample %zu, element %zu is %s", path,
+                      name, i / row, i % row, isnan(v[i]) ? "NaN" : "Inf");
+            return MT_EFORMAT;
+        }
+    return MT_OK;
 }
 
 static int load_x(mt_dataset *ds, hid_t f, char *err)
@@ -94,7 +109,8 @@ static int load_x(mt_dataset *ds, hid_t f, char *err)
         rc = MT_EIO;
         goto out;
     }
-    rc = MT_OK;
+    rc = ds->x32 ? check_finite(ds->path, "/x", ds->x32, ds->n, row, err)
+                 : MT_OK;
 out:
     H5Tclose(ty);
     H5Sclose(sp);
@@ -191,7 +207,8 @@ static int load_y(mt_dataset *ds, hid_t f, char *err)
             rc = MT_EIO;
             goto out;
         }
-        rc = MT_OK;
+        rc = check_finite(ds->path, "/y", ds->targets, ds->n, ds->n_targets,
+                          err);
     } else {
         mt_seterr(err, "%s: /y must be int labels (N) or float targets",
                   ds->path);

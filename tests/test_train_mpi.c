@@ -1,0 +1,235 @@
+/* Training across ranks (run by tests/mpirun.sh at 1, 2, 3 and 4 ranks):
+ * the data-parallel result equals a single rank's, errors on one rank stop
+ * every rank, and a diverging loss stops all of them together. */
+#include <mpi.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "mpitrain/config.h"
+#include "mpitrain/core.h"
+#include "mpitrain/dist.h"
+#include "mpitrain/io.h"
+#include "mpitrain/train.h"
+
+static int rank, size;
+static char dir[256];
+
+static const char ini[] =
+    "[run]\nseed = 5\nprogress = none\n"
+    "[data]\nvalidation = 0.2\n"
+    "[train]\nepochs = 2\nbatch = 10\n"
+    "[optimizer]\ntype = sgd\nlr = 0.05\nmomentum = 0.9\n"
+    "[conv]\nfilters = 3\nsize = 3\npad = 1\nactivation = relu\n"
+    "[maxpool]\n[flatten]\n"
+    "[dense]\nunits = 8\nactivation = tanh\n"
+    "[dropout]\nrate = 0.3\n"
+    "[dense]\nunits = 3\n[softmax]\n";
+
+/* 97 samples (prime: uneven batches and splits), 2 x 4 x 4 floats, labels
+ * tied to the input so that there is something to learn. */
+static void write_files(void)
+{
+    enum { N = 97, S = 32 };
+    static float x[N * S];
+    static int32_t y[N];
+    for (size_t i = 0; i < N; i++) {
+        y[i] = (int32_t)(i % 3);
+        for (size_t j = 0; j < S; j++)
+            x[i * S + j] = mt_rng_normal(9, 77, i, j) +
+                           (j % 3 == (size_t)y[i] ? 1.0f : 0.0f);
+    }
+    char path[300], err[MT_ERR_LEN];
+    snprintf(path, sizeof path, "%s/d.h5", dir);
+    if (mt_dataset_write(path, N, (mt_shape){2, 4, 4}, NULL, x, y, 3, NULL,
+                         err))
+        fail_msg("%s", err);
+    snprintf(path, sizeof path, "%s/t.ini", dir);
+    FILE *f = fopen(path, "w");
+    fputs(ini, f);
+    fclose(f);
+    /* A regression whose steps grow the weights geometrically. */
+    snprintf(path, sizeof path, "%s/diverge.ini", dir);
+    f = fopen(path, "w");
+    fputs("[run]\nprogress = none\n[train]\nloss = mse\n"
+          "[optimizer]\nlr = 500\nmomentum = 0.9\n"
+          "[flatten]\n[dense]\nunits = 3\n",
+          f);
+    fclose(f);
+}
+
+static int group_setup(void **s)
+{
+    if (rank == 0) {
+        snprintf(dir, sizeof dir, "/tmp/mt_train_mpi_XXXXXX");
+        if (!mkdtemp(dir))
+            return -1;
+        write_files();
+    }
+    MPI_Bcast(dir, sizeof dir, MPI_CHAR, 0, MPI_COMM_WORLD);
+    return 0;
+}
+
+static int group_teardown(void **s)
+{
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (rank == 0) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        return system(cmd);
+    }
+    return 0;
+}
+
+/* Loads a test config with "name" as run dir plus extra overrides. */
+static void load_file(mt_config *c, const char *file, const char *name,
+                      const char *extra)
+{
+    char path[300], set_train[300], set_dir[300], err[MT_ERR_LEN];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    snprintf(set_train, sizeof set_train, "data.train=%s/d.h5", dir);
+    snprintf(set_dir, sizeof set_dir, "run.dir=%s/%s", dir, name);
+    char *sets[3] = {set_train, set_dir, (char *)extra};
+    if (mt_config_load(c, path, sets, extra ? 3 : 2, err))
+        fail_msg("%s", err);
+}
+
+static void load(mt_config *c, const char *name, const char *extra)
+{
+    load_file(c, "t.ini", name, extra);
+}
+
+static void test_share_covers_everything(void **s)
+{
+    for (size_t n = 0; n < 20; n++)
+        for (int p = 1; p <= 5; p++) {
+            size_t next = 0;
+            for (int r = 0; r < p; r++) {
+                size_t lo, hi;
+                mt_dist_share(n, r, p, &lo, &hi);
+                assert_int_equal(lo, next);
+                assert_true(hi - lo <= n / (size_t)p + 1);
+                next = hi;
+            }
+            assert_int_equal(next, n);
+        }
+}
+
+static void test_agree_reports_lowest_failing_rank(void **s)
+{
+    char err[MT_ERR_LEN] = "";
+    int fail = rank == size - 1 || rank == size / 2;
+    if (fail)
+        mt_seterr(err, "bad shard on rank %d", rank);
+    int rc = mt_dist_agree(MPI_COMM_WORLD, fail ? MT_EFORMAT : MT_OK, err);
+    assert_int_equal(rc, MT_EFORMAT);
+    char want[64];
+    snprintf(want, sizeof want, "bad shard on rank %d", size / 2);
+    assert_non_null(strstr(err, want));
+    assert_int_equal(mt_dist_agree(MPI_COMM_WORLD, MT_OK, err), MT_OK);
+}
+
+static double max_weight_diff(const char *a, const char *b)
+{
+    mt_config c;
+    load(&c, "cmp", NULL);
+    mt_model ma, mb;
+    char err[MT_ERR_LEN];
+    mt_shape in = {2, 4, 4};
+    if (mt_model_from_config(&c, in, 4, &ma, err) ||
+        mt_model_from_config(&c, in, 4, &mb, err) ||
+        mt_weights_load(&ma, a, err) || mt_weights_load(&mb, b, err))
+        fail_msg("%s", err);
+    double worst = 0.0;
+    for (size_t i = 0; i < ma.n_params; i++) {
+        double d = ma.params[i] - mb.params[i];
+        worst = d > worst ? d : (-d > worst ? -d : worst);
+    }
+    mt_model_free(&ma);
+    mt_model_free(&mb);
+    mt_config_free(&c);
+    return worst;
+}
+
+static void test_data_parallel_equals_single_rank(void **s)
+{
+    mt_config c;
+    mt_train_result r;
+    char err[MT_ERR_LEN] = "";
+    load(&c, "world", NULL);
+    int rc = mt_train(&c, MPI_COMM_WORLD, &r, err);
+    if (rc)
+        fail_msg("%s", err);
+    assert_true(r.val.n == 19 && r.val.accuracy >= 0.0);
+    assert_int_equal(r.steps, 2 * 8); /* ceil(78 / 10) per epoch */
+    mt_config_free(&c);
+    double worst = 0.0;
+    if (rank == 0) {
+        load(&c, "self", NULL);
+        if (mt_train(&c, MPI_COMM_SELF, &r, err))
+            fail_msg("%s", err);
+        mt_config_free(&c);
+        char a[300], b[300];
+        snprintf(a, sizeof a, "%s/world/weights.h5", dir);
+        snprintf(b, sizeof b, "%s/self/weights.h5", dir);
+        worst = max_weight_diff(a, b);
+    }
+    MPI_Bcast(&worst, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    /* Same learning problem; only the summation order differs. */
+    if (worst > 1e-4)
+        fail_msg("weights differ from the single-rank run by %g", worst);
+}
+
+static void test_missing_file_on_one_rank_stops_all(void **s)
+{
+    mt_config c;
+    mt_train_result r;
+    char err[MT_ERR_LEN] = "";
+    load(&c, "missing", NULL);
+    if (rank == size - 1)
+        snprintf(c.train, sizeof c.train, "%s/gone.h5", dir);
+    int rc = mt_train(&c, MPI_COMM_WORLD, &r, err);
+    assert_int_equal(rc, MT_EIO);
+    assert_non_null(strstr(err, "gone.h5"));
+    mt_config_free(&c);
+}
+
+static void test_nan_loss_stops_all_ranks(void **s)
+{
+    mt_config c;
+    mt_train_result r;
+    char err[MT_ERR_LEN] = "";
+    load_file(&c, "diverge.ini", "nan", NULL);
+    int rc = mt_train(&c, MPI_COMM_WORLD, &r, err);
+    assert_int_equal(rc, MT_ENUMERIC);
+    assert_non_null(strstr(err, "loss is"));
+    char path[300];
+    snprintf(path, sizeof path, "%s/nan/weights.h5", dir);
+    assert_int_equal(access(path, F_OK), -1); /* nothing that looks done */
+    mt_config_free(&c);
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_share_covers_everything),
+        cmocka_unit_test(test_agree_reports_lowest_failing_rank),
+        cmocka_unit_test(test_data_parallel_equals_single_rank),
+        cmocka_unit_test(test_missing_file_on_one_rank_stops_all),
+        cmocka_unit_test(test_nan_loss_stops_all_ranks),
+    };
+    int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
+    MPI_Finalize();
+    return failed ? 1 : 0;
+}
