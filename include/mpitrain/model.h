@@ -31,6 +31,10 @@ typedef struct mt_model {
  * and initialises parameters from `seed`. Frees everything on error. */
 int mt_model_init(mt_model *m, const mt_layer_spec *specs, size_t n_specs,
                   mt_shape in, size_t max_batch, uint64_t seed, char *err);
+/* Checks that the layers chain from input `in` without allocating; on
+ * error *bad is the index of the first layer that does not fit. */
+int mt_model_check(const mt_layer_spec *specs, size_t n_specs, mt_shape in,
+                   size_t *bad, char *err);
 /* Frees the model. Safe on a zeroed model and twice. */
 void mt_model_free(mt_model *m);
 

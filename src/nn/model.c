@@ -96,15 +96,8 @@ int mt_model_init(mt_model *m, const mt_layer_spec *specs, size_t n_specs,
     for (size_t i = 0; i < n_specs; i++) {
         rc = mt_layer_setup(&m->layers[i], &specs[i], i, cur, max_batch, err);
         m->n_layers = i + 1;
-        if (rc) {
-            if (specs[i].line > 0) {
-                size_t len = strlen(err ? err : "");
-                if (err && len + 1 < MT_ERR_LEN)
-                    snprintf(err + len, MT_ERR_LEN - len,
-                             " (config line %d)", specs[i].line);
-            }
+        if (rc)
             goto fail;
-        }
         cur = m->layers[i].out;
     }
     if ((rc = alloc_arenas(m, err)))
@@ -120,6 +113,22 @@ int mt_model_init(mt_model *m, const mt_layer_spec *specs, size_t n_specs,
 fail:
     mt_model_free(m);
     return rc;
+}
+
+int mt_model_check(const mt_layer_spec *specs, size_t n_specs, mt_shape in,
+                   size_t *bad, char *err)
+{
+    mt_layer l;
+    for (size_t i = 0; i < n_specs; i++) {
+        int rc = mt_layer_setup(&l, &specs[i], i, in, 1, err);
+        mt_layer_free(&l);
+        if (rc) {
+            *bad = i;
+            return rc;
+        }
+        in = l.out;
+    }
+    return MT_OK;
 }
 
 mt_shape mt_model_out(const mt_model *m)

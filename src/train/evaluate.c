@@ -10,17 +10,18 @@ int mt_model_from_config(const mt_config *cfg, mt_shape in, size_t max_batch,
                          mt_model *m, char *err)
 {
     mt_layer_spec *specs = NULL;
-    size_t n = 0;
+    size_t n = 0, bad = 0;
     int rc = mt_config_layer_specs(cfg, &specs, &n, err);
-    if (rc == MT_OK)
+    if (rc)
+        return rc;
+    char msg[MT_ERR_LEN] = "";
+    rc = mt_model_check(specs, n, in, &bad, msg);
+    if (rc)
+        /* Layers know their config line, not the file: name both. */
+        mt_seterr(err, "%s:%d: %s", cfg->path, specs[bad].line, msg);
+    else
         rc = mt_model_init(m, specs, n, in, max_batch, cfg->seed, err);
     free(specs);
-    if (rc && err) {
-        /* Name the config file: layer errors know only their line. */
-        char msg[MT_ERR_LEN];
-        snprintf(msg, sizeof msg, "%s", err);
-        mt_seterr(err, "%s: %s", cfg->path, msg);
-    }
     return rc;
 }
 

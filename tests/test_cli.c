@@ -1,0 +1,290 @@
+/* The mpitrain command end to end: real processes, real files, mpirun for
+ * several ranks. Each bad input must give a non-zero exit and one message
+ * naming the file, line, key or layer, and leave no output that looks
+ * complete. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "mpitrain/core.h"
+#include "mpitrain/data.h"
+
+static char dir[64], bin[512], mpirun[512];
+static char out[1 << 16];
+
+/* Runs a shell command (under timeout), captures stdout+stderr in out. */
+static int run(const char *fmt, ...)
+{
+    char cmd[4096], full[4200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    snprintf(full, sizeof full, "cd %s && timeout -k 5 300 %s 2>&1", dir, cmd);
+    FILE *p = popen(full, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static void expect_output(const char *frag)
+{
+    if (!strstr(out, frag))
+        fail_msg("output lacks '%s':\n%s", frag, out);
+}
+
+static int count(const char *frag)
+{
+    int n = 0;
+    for (const char *p = out; (p = strstr(p, frag)); p += strlen(frag))
+        n++;
+    return n;
+}
+
+static void write_text(const char *name, const char *text)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* 120 samples of 4x4 with the label written into the pixels. */
+static void write_data(const char *name, int32_t bad_label)
+{
+    enum { N = 120, S = 16 };
+    uint8_t x[N * S];
+    int32_t y[N];
+    for (size_t i = 0; i < N; i++) {
+        y[i] = (int32_t)(i % 3);
+        for (size_t j = 0; j < S; j++)
+            x[i * S + j] = (uint8_t)(j % 3 == (size_t)y[i] ? 200 : 20 + i % 7);
+    }
+    if (bad_label)
+        y[7] = bad_label;
+    char path[128], err[MT_ERR_LEN];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (mt_dataset_write(path, N, (mt_shape){1, 4, 4}, x, NULL, y, 3, NULL,
+                         err))
+        fail_msg("%s", err);
+}
+
+static const char good_ini[] =
+    "[run]\ndir = run\nprogress = lines\n"
+    "[data]\ntrain = d.h5\ntest = d.h5\n"
+    "[train]\nepochs = 20\nbatch = 16\nlog_every = 2\n"
+    "[optimizer]\ntype = adam\nlr = 0.01\n"
+    "[flatten]\n[dense]\nunits = 8\nactivation = relu\n"
+    "[dense]\nunits = 3\n[softmax]\n";
+
+static int group_setup(void **s)
+{
+    const char *b = getenv("MPITRAIN_BUILDDIR");
+    snprintf(bin, sizeof bin, "%s/mpitrain", b ? b : ".");
+    snprintf(mpirun, sizeof mpirun,
+             "%s --allow-run-as-root --oversubscribe",
+             getenv("MPIRUN") ? getenv("MPIRUN") : "mpirun");
+    snprintf(dir, sizeof dir, "/tmp/mt_test_cli_XXXXXX");
+    if (!mkdtemp(dir))
+        return -1;
+    write_data("d.h5", 0);
+    write_text("good.ini", good_ini);
+    return 0;
+}
+
+static int group_teardown(void **s)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd);
+}
+
+static void test_usage_and_version(void **s)
+{
+    assert_int_equal(run("%s", bin), 2);
+    assert_int_equal(run("%s --help", bin), 0);
+    expect_output("train CONFIG");
+    assert_int_equal(run("%s --version", bin), 0);
+    expect_output("mpitrain 0.");
+    expect_output("OpenBLAS");
+    assert_int_equal(run("%s train --help", bin), 0);
+    expect_output("--set");
+    assert_int_equal(run("%s eval --help", bin), 0);
+    assert_int_equal(run("%s predict --help", bin), 0);
+    assert_int_equal(run("%s convert --help", bin), 0);
+    assert_int_equal(run("%s train", bin), 2);
+    assert_int_equal(run("%s train good.ini --bogus", bin), 2);
+    assert_int_equal(run("%s frobnicate", bin), 2);
+}
+
+static void test_train_eval_predict(void **s)
+{
+    assert_int_equal(run("%s train good.ini", bin), 0);
+    expect_output("epoch 20/20");
+    expect_output("test accuracy");
+    expect_output("weights written to run/weights.h5");
+    assert_int_equal(access("run/weights.h5.partial", F_OK), -1);
+    assert_int_equal(run("wc -l < run/metrics.jsonl"), 0);
+    assert_int_equal(atoi(out), 41); /* 20 train + 20 val + 1 test */
+    assert_int_equal(run("grep -c '\"split\":\"val\"' run/metrics.jsonl"), 0);
+    assert_int_equal(atoi(out), 20);
+
+    assert_int_equal(run("%s eval good.ini --weights run/weights.h5 --json",
+                         bin),
+                     0);
+    expect_output("{\"data\":\"d.h5\"");
+    expect_output("\"samples\":120");
+    /* The task is easy: a trained model gets nearly all of it right. */
+    const char *acc = strstr(out, "\"accuracy\":");
+    assert_non_null(acc);
+    if (atof(acc + 11) <= 0.9)
+        fail_msg("accuracy too low: %s", out);
+
+    assert_int_equal(run("%s predict good.ini --weights run/weights.h5 "
+                         "--input d.h5 --output p.csv",
+                         bin),
+                     0);
+    assert_int_equal(run("wc -l < p.csv"), 0);
+    assert_int_equal(atoi(out), 121);
+    assert_int_equal(run("sed -n 2p p.csv"), 0);
+    assert_int_equal(strncmp(out, "0,0,", 4), 0);
+}
+
+static void test_multi_rank_prints_once(void **s)
+{
+    assert_int_equal(run("%s -np 3 %s train good.ini --set run.dir=run3",
+                         mpirun, bin),
+                     0);
+    assert_int_equal(count("epoch 20/20  train loss"), 1);
+    assert_int_equal(count("test accuracy"), 1);
+}
+
+/* A config with one line changed; returns the exit status. */
+static int train_with(const char *from, const char *to, const char *extra)
+{
+    char text[sizeof good_ini + 256];
+    const char *p = strstr(good_ini, from);
+    assert_non_null(p);
+    snprintf(text, sizeof text, "%.*s%s%s", (int)(p - good_ini), good_ini,
+             to, p + strlen(from));
+    write_text("bad.ini", text);
+    return run("%s train bad.ini --set run.dir=badrun %s", bin,
+               extra ? extra : "");
+}
+
+static void expect_one_error(const char *frag)
+{
+    expect_output(frag);
+    assert_int_equal(count("mpitrain: error:"), 1);
+    assert_int_equal(access("badrun/weights.h5", F_OK), -1);
+}
+
+static void test_bad_data_files(void **s)
+{
+    assert_int_equal(train_with("train = d.h5", "train = missing.h5", NULL),
+                     1);
+    expect_one_error("data file missing.h5: No such file or directory");
+
+    write_text("notx.h5", "");
+    run("h5copy -i d.h5 -o nox.h5 -s /y -d /y");
+    assert_int_equal(train_with("train = d.h5", "train = nox.h5", NULL), 1);
+    expect_one_error("nox.h5: no dataset /x");
+
+    write_data("badlabel.h5", 12);
+    assert_int_equal(train_with("train = d.h5", "train = badlabel.h5", NULL),
+                     1);
+    expect_one_error("badlabel.h5: /y[7] = 12 is out of range");
+}
+
+static void test_bad_config(void **s)
+{
+    assert_int_equal(train_with("batch = 16", "batch = 0", NULL), 1);
+    expect_one_error("bad.ini:9: [train] batch = '0'");
+    assert_int_equal(train_with("batch = 16", "batsh = 16", NULL), 1);
+    expect_one_error("bad.ini:9: [train] unknown key 'batsh'");
+    assert_int_equal(train_with("lr = 0.01", "lr = 0.0l", NULL), 1);
+    expect_one_error("bad.ini:13: [optimizer] lr = '0.0l'");
+    assert_int_equal(train_with("units = 3", "units = 3\ninputs = 100",
+                                NULL),
+                     1);
+    expect_one_error(
+        "bad.ini:18: dense4: inputs = 100 but the previous layer gives 8");
+    assert_int_equal(train_with("units = 8", "units = 8", "--set x"), 1);
+    expect_one_error("--set x: expected section.key=value");
+}
+
+static void test_divergence(void **s)
+{
+    write_text("div.ini", "[run]\ndir = badrun\n[data]\ntrain = d.h5\n"
+                          "[train]\nloss = mse\n[optimizer]\nlr = 500\n"
+                          "[flatten]\n[dense]\nunits = 3\n");
+    assert_int_equal(run("%s train div.ini", bin), 3);
+    expect_one_error("loss is");
+}
+
+static void test_errors_on_every_rank_count(void **s)
+{
+    for (int np = 2; np <= 4; np++) {
+        train_with("train = d.h5", "train = missing.h5", NULL);
+        int st = run("%s -np %d %s train bad.ini --set run.dir=badrun",
+                     mpirun, np, bin);
+        assert_int_not_equal(st, 0);
+        assert_int_not_equal(st, 128); /* not killed by the timeout */
+        expect_one_error("missing.h5: No such file");
+    }
+}
+
+/* The real dataset, reduced so that it runs in seconds: LeNet-5 on a
+ * fifth of Fashion-MNIST for two epochs, on two ranks. */
+static void test_fashion_mnist_lenet(void **s)
+{
+    if (access("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz",
+               R_OK) != 0) {
+        skip();
+    }
+    assert_int_equal(run("%s convert fashion-mnist fm", bin), 0);
+    const char *src = getenv("MPITRAIN_SRCDIR");
+    assert_int_equal(
+        run("%s -np 2 %s train %s/examples/lenet5-fashion.ini "
+            "--set data.train=fm/train.h5 --set data.test=fm/t10k.h5 "
+            "--set data.limit=12000 --set train.epochs=2 --set run.dir=fm/run",
+            mpirun, bin, src ? src : ".."),
+        0);
+    assert_int_equal(run("%s eval %s/examples/lenet5-fashion.ini --json "
+                         "--weights fm/run/weights.h5 --data fm/t10k.h5",
+                         bin, src ? src : ".."),
+                     0);
+    const char *acc = strstr(out, "\"accuracy\":");
+    assert_non_null(acc);
+    double a = atof(acc + 11);
+    printf("LeNet-5, 10800 samples x 2 epochs: test accuracy %.4f\n", a);
+    assert_true(a > 0.8);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_usage_and_version),
+        cmocka_unit_test(test_train_eval_predict),
+        cmocka_unit_test(test_multi_rank_prints_once),
+        cmocka_unit_test(test_bad_data_files),
+        cmocka_unit_test(test_bad_config),
+        cmocka_unit_test(test_divergence),
+        cmocka_unit_test(test_errors_on_every_rank_count),
+        cmocka_unit_test(test_fashion_mnist_lenet),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
