@@ -96,39 +96,50 @@ static void test_batchnorm_grad(void **state)
     expect_gradients(bn, (mt_shape){4, 1, 1}, 1);
 }
 
-/* Direct convolution, the definition. */
-static void test_conv_forward_matches_naive(void **state)
+/* Direct convolution, the definition, for one geometry. */
+static void conv_matches_naive(size_t C, size_t H, size_t W, size_t F,
+                               size_t K, size_t S, size_t P)
 {
-    mt_layer_spec s = {.kind = MT_CONV2D, .filters = 3, .size = 3,
-                       .stride = 2, .pad = 1};
-    mt_shape in = {2, 6, 5};
-    mt_model m = build(s, in);
+    mt_layer_spec s = {.kind = MT_CONV2D, .filters = F, .size = K,
+                       .stride = S, .pad = P};
+    mt_model m = build(s, (mt_shape){C, H, W});
     mt_step_ctx ctx = {0};
     const float *y = mt_model_forward(&m, &ctx, B);
     mt_layer *l = &m.layers[0];
-    assert_int_equal(l->out.h, 3);
-    assert_int_equal(l->out.w, 3);
-    const float *W = l->param[0].data, *bias = l->param[1].data;
+    size_t OH = (H + 2 * P - K) / S + 1, OW = (W + 2 * P - K) / S + 1;
+    assert_int_equal(l->out.h, OH);
+    assert_int_equal(l->out.w, OW);
+    const float *Wt = l->param[0].data, *bias = l->param[1].data;
     for (size_t n = 0; n < B; n++)
-        for (size_t f = 0; f < 3; f++)
-            for (size_t oh = 0; oh < 3; oh++)
-                for (size_t ow = 0; ow < 3; ow++) {
+        for (size_t f = 0; f < F; f++)
+            for (size_t oh = 0; oh < OH; oh++)
+                for (size_t ow = 0; ow < OW; ow++) {
                     double acc = bias[f];
-                    for (size_t c = 0; c < 2; c++)
-                        for (int kh = 0; kh < 3; kh++)
-                            for (int kw = 0; kw < 3; kw++) {
-                                int ih = (int)oh * 2 - 1 + kh;
-                                int iw = (int)ow * 2 - 1 + kw;
-                                if (ih < 0 || ih >= 6 || iw < 0 || iw >= 5)
+                    for (size_t c = 0; c < C; c++)
+                        for (size_t kh = 0; kh < K; kh++)
+                            for (size_t kw = 0; kw < K; kw++) {
+                                long ih = (long)(oh * S + kh) - (long)P;
+                                long iw = (long)(ow * S + kw) - (long)P;
+                                if (ih < 0 || ih >= (long)H || iw < 0 ||
+                                    iw >= (long)W)
                                     continue;
-                                acc += W[((f * 2 + c) * 3 + kh) * 3 + kw] *
-                                       m.act[0][((n * 2 + c) * 6 + ih) * 5 +
-                                                iw];
+                                acc += Wt[((f * C + c) * K + kh) * K + kw] *
+                                       m.act[0][((n * C + c) * H + (size_t)ih) *
+                                                    W +
+                                                (size_t)iw];
                             }
-                    float got = y[((n * 3 + f) * 3 + oh) * 3 + ow];
+                    float got = y[((n * F + f) * OH + oh) * OW + ow];
                     assert_true(fabs(got - acc) < 1e-5);
                 }
     mt_model_free(&m);
+}
+
+static void test_conv_forward_matches_naive(void **state)
+{
+    conv_matches_naive(2, 6, 5, 3, 3, 2, 1);
+    conv_matches_naive(1, 7, 7, 2, 5, 1, 2); /* LeNet's first layer shape */
+    conv_matches_naive(3, 5, 6, 2, 2, 3, 0);
+    conv_matches_naive(2, 4, 4, 2, 3, 1, 2); /* padding wider than reach */
 }
 
 static void test_dense_forward_matches_naive(void **state)

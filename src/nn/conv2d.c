@@ -45,9 +45,11 @@ static int conv_setup(mt_layer *l, char *err)
 static int conv_alloc(mt_layer *l, char *err)
 {
     geom g = geom_of(l);
-    /* col and dcol, each (C K K, OH OW). */
-    return mt__layer_scratch(l, 2 * g.C * g.K * g.K * g.OH * g.OW *
-                                    sizeof(float), err);
+    /* col for every sample of the batch, kept from forward for backward,
+     * then one dcol (C K K, OH OW). */
+    size_t col = g.C * g.K * g.K * g.OH * g.OW;
+    return mt__layer_scratch(l, (l->max_batch + 1) * col * sizeof(float),
+                             err);
 }
 
 static void conv_init(mt_layer *l, uint64_t seed)
@@ -58,6 +60,21 @@ static void conv_init(mt_layer *l, uint64_t seed)
     memset(l->param[1].data, 0, g.F * sizeof(float));
 }
 
+/* Output columns ow whose input column ow S + kw - P lies inside [0, W):
+ * [*lo, *hi). Everything outside is zero padding. */
+static void valid_range(const geom *g, size_t kw, size_t *lo, size_t *hi)
+{
+    ptrdiff_t off = (ptrdiff_t)kw - (ptrdiff_t)g->P, S = (ptrdiff_t)g->S;
+    ptrdiff_t a = off >= 0 ? 0 : (-off + S - 1) / S;
+    ptrdiff_t b = ((ptrdiff_t)g->W - 1 - off) < 0
+                      ? 0
+                      : ((ptrdiff_t)g->W - 1 - off) / S + 1;
+    if (b > (ptrdiff_t)g->OW)
+        b = (ptrdiff_t)g->OW;
+    *lo = (size_t)a;
+    *hi = b > a ? (size_t)b : (size_t)a;
+}
+
 static void im2col(const geom *g, const float *x, float *col)
 {
     size_t ohw = g->OH * g->OW;
@@ -65,23 +82,27 @@ static void im2col(const geom *g, const float *x, float *col)
         for (size_t kh = 0; kh < g->K; kh++)
             for (size_t kw = 0; kw < g->K; kw++) {
                 float *row = col + ((c * g->K + kh) * g->K + kw) * ohw;
+                size_t lo, hi;
+                valid_range(g, kw, &lo, &hi);
                 for (size_t oh = 0; oh < g->OH; oh++) {
                     /* ih may be "negative": compare in signed arithmetic. */
                     ptrdiff_t ih = (ptrdiff_t)(oh * g->S + kh) -
                                    (ptrdiff_t)g->P;
                     float *out = row + oh * g->OW;
-                    if (ih < 0 || ih >= (ptrdiff_t)g->H) {
+                    if (ih < 0 || ih >= (ptrdiff_t)g->H || lo == hi) {
                         memset(out, 0, g->OW * sizeof(float));
                         continue;
                     }
-                    const float *in = x + (c * g->H + (size_t)ih) * g->W;
-                    for (size_t ow = 0; ow < g->OW; ow++) {
-                        ptrdiff_t iw = (ptrdiff_t)(ow * g->S + kw) -
-                                       (ptrdiff_t)g->P;
-                        out[ow] = (iw < 0 || iw >= (ptrdiff_t)g->W)
-                                      ? 0.0f
-                                      : in[iw];
-                    }
+                    /* Input column of output column lo: never negative. */
+                    const float *in = x + (c * g->H + (size_t)ih) * g->W +
+                                      lo * g->S + kw - g->P;
+                    memset(out, 0, lo * sizeof(float));
+                    if (g->S == 1)
+                        memcpy(out + lo, in, (hi - lo) * sizeof(float));
+                    else
+                        for (size_t ow = lo; ow < hi; ow++)
+                            out[ow] = in[(ow - lo) * g->S];
+                    memset(out + hi, 0, (g->OW - hi) * sizeof(float));
                 }
             }
 }
@@ -95,18 +116,20 @@ static void col2im(const geom *g, const float *col, float *dx)
         for (size_t kh = 0; kh < g->K; kh++)
             for (size_t kw = 0; kw < g->K; kw++) {
                 const float *row = col + ((c * g->K + kh) * g->K + kw) * ohw;
+                size_t lo, hi;
+                valid_range(g, kw, &lo, &hi);
                 for (size_t oh = 0; oh < g->OH; oh++) {
                     ptrdiff_t ih = (ptrdiff_t)(oh * g->S + kh) -
                                    (ptrdiff_t)g->P;
                     if (ih < 0 || ih >= (ptrdiff_t)g->H)
                         continue;
-                    float *out = dx + (c * g->H + (size_t)ih) * g->W;
-                    for (size_t ow = 0; ow < g->OW; ow++) {
-                        ptrdiff_t iw = (ptrdiff_t)(ow * g->S + kw) -
-                                       (ptrdiff_t)g->P;
-                        if (iw >= 0 && iw < (ptrdiff_t)g->W)
-                            out[iw] += row[oh * g->OW + ow];
-                    }
+                    if (lo == hi)
+                        continue;
+                    float *out = dx + (c * g->H + (size_t)ih) * g->W +
+                                 lo * g->S + kw - g->P;
+                    const float *in = row + oh * g->OW;
+                    for (size_t ow = lo; ow < hi; ow++)
+                        out[(ow - lo) * g->S] += in[ow];
                 }
             }
 }
@@ -116,10 +139,9 @@ static void conv_forward(mt_layer *l, const mt_step_ctx *ctx, const float *x,
 {
     geom g = geom_of(l);
     size_t ckk = g.C * g.K * g.K, ohw = g.OH * g.OW, in_n = g.C * g.H * g.W;
-    float *col = l->scratch;
     const float *Wt = l->param[0].data, *b = l->param[1].data;
     for (size_t n = 0; n < B; n++) {
-        float *yn = y + n * g.F * ohw;
+        float *yn = y + n * g.F * ohw, *col = (float *)l->scratch + n * ckk * ohw;
         for (size_t f = 0; f < g.F; f++)
             for (size_t i = 0; i < ohw; i++)
                 yn[f * ohw + i] = b[f];
@@ -135,7 +157,7 @@ static void conv_backward(mt_layer *l, const float *x, const float *y,
 {
     geom g = geom_of(l);
     size_t ckk = g.C * g.K * g.K, ohw = g.OH * g.OW, in_n = g.C * g.H * g.W;
-    float *col = l->scratch, *dcol = col + ckk * ohw;
+    float *dcol = (float *)l->scratch + l->max_batch * ckk * ohw;
     float *dW = l->param[0].grad, *db = l->param[1].grad;
     for (size_t n = 0; n < B; n++) {
         const float *dyn = dy + n * g.F * ohw;
@@ -145,7 +167,8 @@ static void conv_backward(mt_layer *l, const float *x, const float *y,
                 s += dyn[f * ohw + i];
             db[f] += s;
         }
-        im2col(&g, x + n * in_n, col);
+        /* forward left this sample's columns in scratch */
+        const float *col = (const float *)l->scratch + n * ckk * ohw;
         /* dW (F, CKK) += dy_n (F, OHW) col^T (OHW, CKK) */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.F,
                     (int)ckk, (int)ohw, 1.0f, dyn, (int)ohw, col, (int)ohw,

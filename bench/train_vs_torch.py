@@ -1,0 +1,112 @@
+#!/usr/bin/python3
+"""Training throughput of mpitrain against PyTorch on one core, same run.
+
+Trains LeNet-5 and the 784-256-128-100-10 MLP of examples/ for the same
+number of steps at batch 64 with both, and prints samples/s, the ratio
+and mpitrain's peak RSS. PyTorch runs with torch.set_num_threads(1) and
+mpitrain with one OpenBLAS thread, one rank.
+
+Run with Debian's python3 (/usr/bin/python3), which has python3-torch and
+python3-h5py:  /usr/bin/python3 bench/train_vs_torch.py [--steps N]
+Needs the build in build/ and data/fashion-mnist/ (./quickstart.sh makes
+both). Timings are not tests: the machines are shared and noisy.
+"""
+import argparse
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import torch
+from torch import nn
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def lenet():
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+        nn.Linear(84, 10))
+
+
+def mlp():
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128),
+        nn.ReLU(), nn.Linear(128, 100), nn.ReLU(), nn.Linear(100, 10))
+
+
+def torch_samples_per_s(make, x, y, steps, batch, opt):
+    torch.manual_seed(0)
+    model = make()
+    if opt == "adam":
+        o = torch.optim.Adam(model.parameters(), lr=1e-3)
+    else:
+        o = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9,
+                            nesterov=True, weight_decay=5e-4)
+    loss_fn = nn.CrossEntropyLoss()
+    n = x.shape[0]
+    perm = torch.randperm(n)
+    warm = 20
+    for s in range(steps + warm):
+        if s == warm:
+            t0 = time.perf_counter()
+        i = perm[(s * batch) % (n - batch):][:batch]
+        o.zero_grad()
+        loss = loss_fn(model(x[i]), y[i])
+        loss.backward()
+        o.step()
+    return steps * batch / (time.perf_counter() - t0)
+
+
+def mpitrain_run(ini, steps, batch, rundir):
+    exe = os.path.join(TOP, "build", "mpitrain")
+    cmd = [exe, "train", os.path.join(TOP, "examples", ini),
+           "--set", "train.max_steps=%d" % steps,
+           "--set", "train.batch=%d" % batch,
+           "--set", "data.validation=0", "--set", "data.test=",
+           "--set", "run.progress=none", "--set", "run.threads=1",
+           "--set", "run.dir=" + rundir]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    out = subprocess.run(cmd, cwd=TOP, check=True, capture_output=True,
+                         text=True).stdout
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    m = re.search(r"trained (\d+) steps in ([\d.]+) s, (\d+) samples/s", out)
+    if not m:
+        sys.exit("bench: could not read mpitrain's output:\n" + out)
+    return float(m.group(3)), max(rss, before) / 1024.0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=800)
+    ap.add_argument("--batch", type=int, default=64)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    with h5py.File(os.path.join(TOP, "data/fashion-mnist/train.h5")) as f:
+        x = torch.from_numpy(f["x"][:].astype(np.float32) / 255.0)
+        y = torch.from_numpy(f["y"][:].astype(np.int64))
+    core = subprocess.run([os.path.join(TOP, "build", "mpitrain"),
+                           "--version"], capture_output=True,
+                          text=True).stdout.splitlines()[-1]
+    print("%s; torch %s, 1 thread; batch %d, %d steps" %
+          (core, torch.__version__, args.batch, args.steps))
+    print("%-8s %14s %14s %7s %12s" % ("model", "mpitrain/s", "pytorch/s",
+                                       "ratio", "mt peak RSS"))
+    for name, ini, make, opt in (("lenet5", "lenet5-fashion.ini", lenet,
+                                  "sgd"),
+                                 ("mlp", "mlp-fashion.ini", mlp, "adam")):
+        mt, rss = mpitrain_run(ini, args.steps, args.batch,
+                               "/tmp/mpitrain-bench-" + name)
+        pt = torch_samples_per_s(make, x, y, args.steps, args.batch, opt)
+        print("%-8s %14.0f %14.0f %6.2fx %9.0f MiB" % (name, mt, pt, mt / pt,
+                                                      rss))
+
+
+if __name__ == "__main__":
+    main()
