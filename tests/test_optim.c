@@ -11,6 +11,7 @@
 
 #include "mpitrain/core.h"
 #include "mpitrain/optim.h"
+#include "mpitrain/schedule.h"
 
 static mt_optim make(mt_optim_cfg cfg, size_t n)
 {
@@ -90,6 +91,38 @@ static void test_adamw_decouples_decay(void **s)
     mt_optim_free(&o);
 }
 
+static void test_schedules(void **s)
+{
+    mt_schedule c = {.kind = MT_SCHED_CONSTANT, .lr0 = 0.1f};
+    assert_true(mt_schedule_lr(&c, 0) == 0.1f);
+    assert_true(mt_schedule_lr(&c, 1000000) == 0.1f);
+
+    mt_schedule st = {.kind = MT_SCHED_STEP, .lr0 = 1.0f, .gamma = 0.5f,
+                      .step_size = 10};
+    assert_true(mt_schedule_lr(&st, 9) == 1.0f);
+    assert_true(mt_schedule_lr(&st, 10) == 0.5f);
+    assert_true(mt_schedule_lr(&st, 35) == 0.125f);
+
+    mt_schedule cos = {.kind = MT_SCHED_COSINE, .lr0 = 1.0f, .min_lr = 0.1f,
+                       .total_steps = 100};
+    assert_true(fabsf(mt_schedule_lr(&cos, 0) - 1.0f) < 1e-6f);
+    assert_true(fabsf(mt_schedule_lr(&cos, 50) - 0.55f) < 1e-6f);
+    assert_true(fabsf(mt_schedule_lr(&cos, 100) - 0.1f) < 1e-6f);
+    assert_true(fabsf(mt_schedule_lr(&cos, 500) - 0.1f) < 1e-6f);
+
+    /* Warm-up ramps linearly to the scheduled value. */
+    cos.warmup_steps = 4;
+    assert_true(fabsf(mt_schedule_lr(&cos, 0) - 0.25f) < 1e-6f);
+    assert_true(fabsf(mt_schedule_lr(&cos, 3) -
+                      mt_schedule_lr(&(mt_schedule){.kind = MT_SCHED_COSINE,
+                                                    .lr0 = 1.0f,
+                                                    .min_lr = 0.1f,
+                                                    .total_steps = 100},
+                                     3)) < 1e-6f);
+    assert_int_equal(mt_schedule_from_name("cosine"), MT_SCHED_COSINE);
+    assert_int_equal(mt_schedule_from_name("linear"), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -97,6 +130,7 @@ int main(void)
         cmocka_unit_test(test_sgd_nesterov),
         cmocka_unit_test(test_adam_first_steps),
         cmocka_unit_test(test_adamw_decouples_decay),
+        cmocka_unit_test(test_schedules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

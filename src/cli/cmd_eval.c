@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "mpitrain/config.h"
@@ -157,24 +158,25 @@ static void write_rows(const session *s, FILE *out, size_t i0,
     }
 }
 
-/* Rank 0 predicts every sample; other ranks only take part in agreeing. */
+/* Rank 0 predicts every sample; other ranks only take part in agreeing.
+ * A file is written as NAME.partial and renamed once complete. */
 static int predict_all(session *s, const char *output)
 {
     if (s->rank != 0)
         return MT_OK;
-    FILE *out = output ? fopen(output, "w") : stdout;
-    if (!out) {
-        mt_seterr(s->err, "%s: cannot write", output);
+    char tmp[4096];
+    if (output)
+        snprintf(tmp, sizeof tmp, "%s.partial", output);
+    FILE *out = output ? fopen(tmp, "w") : stdout;
+    size_t *idx = iota(s->data.n);
+    if (!out || !idx) {
+        mt_seterr(s->err, "%s: cannot write", output ? tmp : "stdout");
+        if (out && output)
+            fclose(out);
+        free(idx);
         return MT_EIO;
     }
     size_t K = mt_shape_size(mt_model_out(&s->model)), B = s->model.max_batch;
-    size_t *idx = iota(s->data.n);
-    if (!idx) {
-        if (output)
-            fclose(out);
-        mt_seterr(s->err, "out of memory");
-        return MT_ENOMEM;
-    }
     fprintf(out, "index,class");
     for (size_t k = 0; k < K; k++)
         fprintf(out, ",out%zu", k);
@@ -188,10 +190,15 @@ static int predict_all(session *s, const char *output)
     }
     free(idx);
     int bad = ferror(out);
-    if (output)
+    if (output) {
         bad |= fclose(out) != 0;
+        bad = bad || rename(tmp, output) != 0;
+        if (bad)
+            unlink(tmp);
+    }
     if (bad) {
-        mt_seterr(s->err, "%s: write failed", output ? output : "stdout");
+        mt_seterr(s->err, "%s: write failed (disk full?)",
+                  output ? output : "stdout");
         return MT_EIO;
     }
     return MT_OK;

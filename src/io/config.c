@@ -34,6 +34,7 @@ void mt_config_defaults(mt_config *c)
     c->optim = (mt_optim_cfg){.kind = MT_OPT_SGD, .lr = 0.01f,
                               .momentum = 0.9f, .beta1 = 0.9f,
                               .beta2 = 0.999f, .eps = 1e-8f};
+    c->gamma = 0.1;
     c->bucket_mb = 1.0;
 }
 
@@ -378,6 +379,11 @@ int mt_config_check(const mt_config *c, char *err)
     }
     if (c->n_layers == 0) {
         mt_seterr(err, "%s: no layer sections ([conv], [dense], ...)",
+                  c->path);
+        return MT_EINVAL;
+    }
+    if (c->schedule == 1 && c->step_epochs <= 0.0) {
+        mt_seterr(err, "%s: [optimizer] schedule = step needs step_epochs > 0",
                   c->path);
         return MT_EINVAL;
     }

@@ -10,6 +10,8 @@ static const char *const progress_names[] = {"auto", "bar", "lines", "none",
 static const char *const loss_names[] = {"softmax_ce", "sigmoid_bce", "mse",
                                          NULL};
 static const char *const optim_names[] = {"sgd", "adam", "adamw", NULL};
+static const char *const schedule_names[] = {"constant", "step", "cosine",
+                                             NULL};
 static const char *const sync_names[] = {"allreduce", NULL};
 static const char *const init_names[] = {"auto", "he", "xavier", NULL};
 
@@ -43,6 +45,15 @@ const mt__key_def mt__config_keys[] = {
     OPT("beta2", T_FLOAT, beta2, 0, 0.999999, NULL),
     OPT("eps", T_FLOAT, eps, 1e-30, 1, NULL),
     OPT("weight_decay", T_FLOAT, weight_decay, 0, 10, NULL),
+    {"optimizer", "schedule", T_ENUM, offsetof(mt_config, schedule), 0, 0,
+     schedule_names},
+    {"optimizer", "step_epochs", T_DOUBLE, offsetof(mt_config, step_epochs),
+     0, 1e9, NULL},
+    {"optimizer", "gamma", T_DOUBLE, offsetof(mt_config, gamma), 0, 1, NULL},
+    {"optimizer", "min_lr", T_DOUBLE, offsetof(mt_config, min_lr), 0, 1e3,
+     NULL},
+    {"optimizer", "warmup_steps", T_SIZE, offsetof(mt_config, warmup_steps),
+     0, 1e12, NULL},
     PAR("sync", T_ENUM, sync, 0, 0, sync_names),
     PAR("bucket_mb", T_DOUBLE, bucket_mb, 0.001, 4096, NULL),
     {NULL, NULL, 0, 0, 0, 0, NULL}};

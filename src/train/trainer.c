@@ -11,6 +11,7 @@
 #include "mpitrain/dist.h"
 #include "mpitrain/io.h"
 #include "mpitrain/optim.h"
+#include "mpitrain/schedule.h"
 #include "mpitrain/train.h"
 
 typedef struct trainer {
@@ -20,6 +21,8 @@ typedef struct trainer {
     mt_dataset train, test;
     mt_model model;
     mt_optim optim;
+    mt_schedule sched;
+    float lr; /* the rate of the latest step */
     size_t K;           /* model outputs */
     size_t *order;      /* (n_train + n_val): shuffled positions; the last
                            n_val are the validation split */
@@ -112,6 +115,27 @@ static int build(trainer *t, char *err)
     return MT_OK;
 }
 
+/* Schedules count optimizer steps; the config speaks in epochs. */
+static void make_schedule(trainer *t)
+{
+    const mt_config *c = t->cfg;
+    size_t per_epoch = (t->n_train + c->batch - 1) / c->batch;
+    size_t total = per_epoch * c->epochs;
+    if (c->max_steps && c->max_steps < total)
+        total = c->max_steps;
+    t->sched = (mt_schedule){
+        .kind = (mt_schedule_kind)c->schedule,
+        .lr0 = c->optim.lr,
+        .gamma = (float)c->gamma,
+        .step_size = (size_t)(c->step_epochs * (double)per_epoch + 0.5),
+        .total_steps = total,
+        .min_lr = (float)c->min_lr,
+        .warmup_steps = c->warmup_steps};
+    if (t->sched.kind == MT_SCHED_STEP && t->sched.step_size == 0)
+        t->sched.step_size = 1;
+    t->lr = mt_schedule_lr(&t->sched, 0);
+}
+
 static int open_run_dir(trainer *t, char *err)
 {
     const mt_config *c = t->cfg;
@@ -149,8 +173,10 @@ static int setup(trainer *t, char *err)
     int rc = load_data(t, err);
     if (rc == MT_OK)
         rc = build(t, err);
-    if (rc == MT_OK)
+    if (rc == MT_OK) {
+        make_schedule(t);
         rc = open_run_dir(t, err);
+    }
     return mt_dist_agree(t->comm, rc, err);
 }
 
@@ -204,8 +230,8 @@ static int train_step(trainer *t, uint64_t step, size_t g0, size_t G,
                   (double)t->cfg->optim.lr);
         return MT_ENUMERIC;
     }
-    mt_optim_step(&t->optim, t->model.params, t->model.grads,
-                  t->cfg->optim.lr);
+    t->lr = mt_schedule_lr(&t->sched, step);
+    mt_optim_step(&t->optim, t->model.params, t->model.grads, t->lr);
     sums[0] += local[0];
     sums[1] += local[1];
     sums[2] += local[2];
@@ -222,7 +248,7 @@ static void report_epoch(trainer *t, size_t epoch, uint64_t step,
                          const mt_eval_result *val)
 {
     double sps = secs > 0 ? (double)n / secs : 0.0;
-    double wall = MPI_Wtime() - t->t0, lr = t->cfg->optim.lr;
+    double wall = MPI_Wtime() - t->t0, lr = t->lr;
     mt_metrics_write(&t->log, "train", epoch, step, sums[0] / (double)n,
                      acc_of(sums, n), sps, lr, wall);
     if (val->n)
@@ -311,7 +337,7 @@ static int finish(trainer *t, uint64_t step, mt_train_result *res, char *err)
         return rc;
     if (t->rank == 0 && res->test.n) {
         mt_metrics_write(&t->log, "test", c->epochs, step, res->test.loss,
-                         res->test.accuracy, 0, c->optim.lr,
+                         res->test.accuracy, 0, t->lr,
                          MPI_Wtime() - t->t0);
         printf("test loss %.4f", res->test.loss);
         if (res->test.accuracy >= 0)
