@@ -147,10 +147,16 @@ float *mt_model_forward(mt_model *m, const mt_step_ctx *ctx, size_t B)
 
 void mt_model_backward(mt_model *m, size_t B)
 {
-    for (size_t i = m->n_layers; i-- > 0;) {
+    /* No gradient is needed below the first layer with parameters: the
+     * first dense layer of an MLP need not compute d(input), its largest
+     * product. */
+    size_t first = 0;
+    while (first < m->n_layers && m->layers[first].n_param == 0)
+        first++;
+    for (size_t i = m->n_layers; i-- > first;) {
         mt_layer *l = &m->layers[i];
         l->ops->backward(l, m->act[i], m->act[i + 1], m->dact[i + 1],
-                         i == 0 ? NULL : m->dact[i], B);
+                         i == first ? NULL : m->dact[i], B);
     }
 }
 
