@@ -1,0 +1,91 @@
+/* mpitrain configuration: one INI file, read with libinih.
+ *
+ * Singleton sections [run] [data] [train] [optimizer] [parallel] hold
+ * settings; layer sections ([conv] [dense] [maxpool] ...) repeat, in order,
+ * as in Darknet cfg files. A final [softmax] section means the loss is
+ * softmax cross-entropy. Every key has a default (docs/config.md); an
+ * unknown section or key, a value that does not parse or is out of range is
+ * an error naming the file, line and key. Overrides from the command line,
+ * "--set section.key=value" (or "layerN.key=value" for the N-th layer
+ * section), go through the same checks. */
+#ifndef MPITRAIN_CONFIG_H
+#define MPITRAIN_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "mpitrain/layer.h"
+#include "mpitrain/loss.h"
+#include "mpitrain/optim.h"
+
+#define MT_PATH_LEN 1024
+
+typedef enum mt_progress {
+    MT_PROGRESS_AUTO, /* bar on a terminal, lines otherwise */
+    MT_PROGRESS_BAR,
+    MT_PROGRESS_LINES,
+    MT_PROGRESS_NONE
+} mt_progress;
+
+/* One layer section as written: a layer and an optional activation that
+ * follows it (dense/conv "activation = relu"). */
+typedef struct mt_config_layer {
+    mt_layer_spec spec;
+    int activation; /* an mt_layer_kind, or -1 */
+    float alpha;    /* leaky relu slope for the activation */
+} mt_config_layer;
+
+typedef struct mt_config {
+    char path[MT_PATH_LEN]; /* the INI file */
+    /* [run] */
+    char dir[MT_PATH_LEN]; /* run directory: metrics.jsonl, weights */
+    uint64_t seed;
+    size_t threads;      /* OpenBLAS threads per rank */
+    int flush_denormals; /* FTZ/DAZ on */
+    int progress;        /* mt_progress */
+    /* [data] */
+    char train[MT_PATH_LEN], test[MT_PATH_LEN];
+    double validation; /* fraction of train held out */
+    size_t limit;      /* use only the first `limit` training samples */
+    /* [train] */
+    size_t epochs, batch, log_every, max_steps;
+    int loss; /* mt_loss_kind */
+    /* [optimizer] */
+    mt_optim_cfg optim;
+    int schedule;          /* mt_schedule_kind */
+    double step_epochs;    /* step schedule: epochs between decays */
+    double gamma;          /* step schedule: factor per decay */
+    double min_lr;         /* cosine schedule: final rate */
+    size_t warmup_steps;
+    /* [parallel] */
+    int sync; /* 0 = allreduce */
+    double bucket_mb;
+    /* layer sections, in order */
+    mt_config_layer *layers;
+    size_t n_layers, cap_layers;
+    int softmax_line; /* line of [softmax], 0 if absent */
+} mt_config;
+
+/* Sets every default. */
+void mt_config_defaults(mt_config *c);
+/* Reads an INI file over the defaults, then applies `n_sets` overrides
+ * ("section.key=value"), then checks the whole. */
+int mt_config_load(mt_config *c, const char *path, char *const *sets,
+                   size_t n_sets, char *err);
+/* Applies one "section.key=value" override. */
+int mt_config_set(mt_config *c, const char *assignment, char *err);
+/* Checks values that depend on each other (batch > 0, data.train set...). */
+int mt_config_check(const mt_config *c, char *err);
+void mt_config_free(mt_config *c);
+
+/* The model's layers with activations expanded; *specs is malloc'd and
+ * owned by the caller. */
+int mt_config_layer_specs(const mt_config *c, mt_layer_spec **specs,
+                          size_t *n, char *err);
+
+/* Writes the resolved configuration (every key, defaults included) as INI
+ * that mt_config_load reads back to the same values. */
+void mt_config_write(const mt_config *c, FILE *out);
+
+#endif
