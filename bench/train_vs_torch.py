@@ -14,7 +14,6 @@ both). Timings are not tests: the machines are shared and noisy.
 import argparse
 import os
 import re
-import resource
 import subprocess
 import sys
 import time
@@ -72,14 +71,13 @@ def mpitrain_run(ini, steps, batch, rundir):
            "--set", "data.validation=0", "--set", "data.test=",
            "--set", "run.progress=none", "--set", "run.threads=1",
            "--set", "run.dir=" + rundir]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     out = subprocess.run(cmd, cwd=TOP, check=True, capture_output=True,
                          text=True).stdout
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    m = re.search(r"trained (\d+) steps in ([\d.]+) s, (\d+) samples/s", out)
+    m = re.search(r"trained (\d+) steps in ([\d.]+) s, (\d+) samples/s, "
+                  r"peak RSS (\d+) MiB", out)
     if not m:
         sys.exit("bench: could not read mpitrain's output:\n" + out)
-    return float(m.group(3)), max(rss, before) / 1024.0
+    return float(m.group(3)), float(m.group(4))
 
 
 def main():

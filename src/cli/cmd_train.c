@@ -15,6 +15,22 @@ static const char usage[] =
     "into [run] dir. --set overrides any key, e.g. --set train.epochs=2,\n"
     "or layerN.key=value for the N-th layer section.\n";
 
+/* VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over fork and
+ * exec, so a process started from a big parent (a Python benchmark with
+ * torch loaded) would report the parent's peak. */
+static double peak_rss_mib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kib = 0.0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %lf kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib / 1024.0;
+}
+
 int mt_cli_train(int argc, char **argv)
 {
     mt_cli_args a;
@@ -37,7 +53,8 @@ int mt_cli_train(int argc, char **argv)
     if (rc)
         return mt_cli_fail(rank, rc, err);
     if (rank == 0)
-        printf("trained %zu steps in %.1f s, %.0f samples/s\n", res.steps,
-               res.seconds, res.samples_per_s);
+        printf("trained %zu steps in %.1f s, %.0f samples/s, peak RSS %.0f "
+               "MiB (rank 0)\n",
+               res.steps, res.seconds, res.samples_per_s, peak_rss_mib());
     return MT_EXIT_OK;
 }
