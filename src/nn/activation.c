@@ -24,8 +24,9 @@ static size_t count(const mt_layer *l, size_t B)
     return B * mt_shape_size(l->in);
 }
 
-static void copy_forward(mt_layer *l, const mt_step_ctx *ctx, const float *x,
-                         float *y, size_t B)
+static void copy_forward(mt_layer *l, const mt_step_ctx *ctx,
+                         const float *restrict x,
+                         float *restrict y, size_t B)
 {
     memcpy(y, x, count(l, B) * sizeof(float));
 }
@@ -37,15 +38,17 @@ static void copy_backward(mt_layer *l, const float *x, const float *y,
         memcpy(dx, dy, count(l, B) * sizeof(float));
 }
 
-static void relu_forward(mt_layer *l, const mt_step_ctx *ctx, const float *x,
-                         float *y, size_t B)
+static void relu_forward(mt_layer *l, const mt_step_ctx *ctx,
+                         const float *restrict x,
+                         float *restrict y, size_t B)
 {
     for (size_t i = 0, n = count(l, B); i < n; i++)
         y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
-static void relu_backward(mt_layer *l, const float *x, const float *y,
-                          const float *dy, float *dx, size_t B)
+static void relu_backward(mt_layer *l, const float *restrict x,
+                          const float *y, const float *restrict dy,
+                          float *restrict dx, size_t B)
 {
     if (dx)
         for (size_t i = 0, n = count(l, B); i < n; i++)
@@ -84,8 +87,9 @@ static void sigmoid_backward(mt_layer *l, const float *x, const float *y,
             dx[i] = dy[i] * y[i] * (1.0f - y[i]);
 }
 
-static void tanh_forward(mt_layer *l, const mt_step_ctx *ctx, const float *x,
-                         float *y, size_t B)
+static void tanh_forward(mt_layer *l, const mt_step_ctx *ctx,
+                         const float *restrict x,
+                         float *restrict y, size_t B)
 {
     for (size_t i = 0, n = count(l, B); i < n; i++)
         y[i] = tanhf(x[i]);

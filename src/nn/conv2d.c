@@ -1,8 +1,19 @@
-/* 2-D convolution lowered to sgemm through im2col, one sample at a time
- * (as Caffe and Darknet do): col (C K K, OH OW) holds every input window as
- * a column, so y_n (F, OH OW) = W (F, C K K) col + b.
+/* 2-D convolution lowered to one sgemm per batch through im2col (as Caffe
+ * and Darknet do, but over the whole batch so that OpenBLAS gets one large
+ * product instead of B small ones).
+ *
  * C, H, W = input channels and size; F = filters; K = window; S = stride;
- * P = zero padding; OH, OW = output size. */
+ * P = zero padding; OH, OW = output size; B = batch; L = B OH OW.
+ *
+ *   col (C K K, L)   column n OHW + o holds the input window of output
+ *                    pixel o of sample n (zeros where it overhangs)
+ *   yt  (F, L)     = W (F, C K K) col          forward
+ *   y   (B, F, OHW)  yt re-ordered to NCHW, plus the bias
+ *   dyt (F, L)       dy re-ordered
+ *   dW += dyt col^T,  db += row sums of dyt,  dcol = W^T dyt, col2im -> dx
+ *
+ * Scratch: col and dcol (C K K, max L) and yt/dyt (F, max L); col is kept
+ * from forward for backward. */
 #include <cblas.h>
 #include <string.h>
 
@@ -17,6 +28,18 @@ static geom geom_of(const mt_layer *l)
 {
     return (geom){l->in.c, l->in.h, l->in.w, l->spec.filters, l->spec.size,
                   l->spec.stride, l->spec.pad, l->out.h, l->out.w};
+}
+
+typedef struct bufs {
+    float *col, *dcol, *yt; /* see the top of the file */
+} bufs;
+
+static bufs bufs_of(const mt_layer *l)
+{
+    geom g = geom_of(l);
+    size_t L = l->max_batch * g.OH * g.OW, ckk = g.C * g.K * g.K;
+    float *base = l->scratch;
+    return (bufs){base, base + ckk * L, base + 2 * ckk * L};
 }
 
 static int conv_setup(mt_layer *l, char *err)
@@ -45,11 +68,9 @@ static int conv_setup(mt_layer *l, char *err)
 static int conv_alloc(mt_layer *l, char *err)
 {
     geom g = geom_of(l);
-    /* col for every sample of the batch, kept from forward for backward,
-     * then one dcol (C K K, OH OW). */
-    size_t col = g.C * g.K * g.K * g.OH * g.OW;
-    return mt__layer_scratch(l, (l->max_batch + 1) * col * sizeof(float),
-                             err);
+    size_t L = l->max_batch * g.OH * g.OW;
+    return mt__layer_scratch(
+        l, (2 * g.C * g.K * g.K + g.F) * L * sizeof(float), err);
 }
 
 static void conv_init(mt_layer *l, uint64_t seed)
@@ -75,13 +96,13 @@ static void valid_range(const geom *g, size_t kw, size_t *lo, size_t *hi)
     *hi = b > a ? (size_t)b : (size_t)a;
 }
 
-static void im2col(const geom *g, const float *x, float *col)
+/* One sample's windows into col, whose rows are ld floats apart. */
+static void im2col(const geom *g, const float *x, float *col, size_t ld)
 {
-    size_t ohw = g->OH * g->OW;
     for (size_t c = 0; c < g->C; c++)
         for (size_t kh = 0; kh < g->K; kh++)
             for (size_t kw = 0; kw < g->K; kw++) {
-                float *row = col + ((c * g->K + kh) * g->K + kw) * ohw;
+                float *row = col + ((c * g->K + kh) * g->K + kw) * ld;
                 size_t lo, hi;
                 valid_range(g, kw, &lo, &hi);
                 for (size_t oh = 0; oh < g->OH; oh++) {
@@ -96,34 +117,36 @@ static void im2col(const geom *g, const float *x, float *col)
                     /* Input column of output column lo: never negative. */
                     const float *in = x + (c * g->H + (size_t)ih) * g->W +
                                       lo * g->S + kw - g->P;
-                    memset(out, 0, lo * sizeof(float));
+                    /* Rows are short (OW floats): plain loops beat calls
+                     * to memcpy/memset here. */
+                    for (size_t ow = 0; ow < lo; ow++)
+                        out[ow] = 0.0f;
                     if (g->S == 1)
-                        memcpy(out + lo, in, (hi - lo) * sizeof(float));
+                        for (size_t ow = lo; ow < hi; ow++)
+                            out[ow] = in[ow - lo];
                     else
                         for (size_t ow = lo; ow < hi; ow++)
                             out[ow] = in[(ow - lo) * g->S];
-                    memset(out + hi, 0, (g->OW - hi) * sizeof(float));
+                    for (size_t ow = hi; ow < g->OW; ow++)
+                        out[ow] = 0.0f;
                 }
             }
 }
 
 /* The adjoint of im2col: adds every column entry back to its pixel. */
-static void col2im(const geom *g, const float *col, float *dx)
+static void col2im(const geom *g, const float *col, size_t ld, float *dx)
 {
-    size_t ohw = g->OH * g->OW;
     memset(dx, 0, g->C * g->H * g->W * sizeof(float));
     for (size_t c = 0; c < g->C; c++)
         for (size_t kh = 0; kh < g->K; kh++)
             for (size_t kw = 0; kw < g->K; kw++) {
-                const float *row = col + ((c * g->K + kh) * g->K + kw) * ohw;
+                const float *row = col + ((c * g->K + kh) * g->K + kw) * ld;
                 size_t lo, hi;
                 valid_range(g, kw, &lo, &hi);
                 for (size_t oh = 0; oh < g->OH; oh++) {
                     ptrdiff_t ih = (ptrdiff_t)(oh * g->S + kh) -
                                    (ptrdiff_t)g->P;
-                    if (ih < 0 || ih >= (ptrdiff_t)g->H)
-                        continue;
-                    if (lo == hi)
+                    if (ih < 0 || ih >= (ptrdiff_t)g->H || lo == hi)
                         continue;
                     float *out = dx + (c * g->H + (size_t)ih) * g->W +
                                  lo * g->S + kw - g->P;
@@ -138,49 +161,54 @@ static void conv_forward(mt_layer *l, const mt_step_ctx *ctx, const float *x,
                          float *y, size_t B)
 {
     geom g = geom_of(l);
-    size_t ckk = g.C * g.K * g.K, ohw = g.OH * g.OW, in_n = g.C * g.H * g.W;
-    const float *Wt = l->param[0].data, *b = l->param[1].data;
-    for (size_t n = 0; n < B; n++) {
-        float *yn = y + n * g.F * ohw, *col = (float *)l->scratch + n * ckk * ohw;
-        for (size_t f = 0; f < g.F; f++)
+    bufs s = bufs_of(l);
+    size_t ckk = g.C * g.K * g.K, ohw = g.OH * g.OW, L = B * ohw;
+    for (size_t n = 0; n < B; n++)
+        im2col(&g, x + n * g.C * g.H * g.W, s.col + n * ohw, L);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.F, (int)L,
+                (int)ckk, 1.0f, l->param[0].data, (int)ckk, s.col, (int)L,
+                0.0f, s.yt, (int)L);
+    const float *b = l->param[1].data;
+    for (size_t n = 0; n < B; n++)
+        for (size_t f = 0; f < g.F; f++) {
+            const float *src = s.yt + f * L + n * ohw;
+            float *dst = y + (n * g.F + f) * ohw, bf = b[f];
             for (size_t i = 0; i < ohw; i++)
-                yn[f * ohw + i] = b[f];
-        im2col(&g, x + n * in_n, col);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.F,
-                    (int)ohw, (int)ckk, 1.0f, Wt, (int)ckk, col, (int)ohw,
-                    1.0f, yn, (int)ohw);
-    }
+                dst[i] = src[i] + bf;
+        }
 }
 
 static void conv_backward(mt_layer *l, const float *x, const float *y,
                           const float *dy, float *dx, size_t B)
 {
     geom g = geom_of(l);
-    size_t ckk = g.C * g.K * g.K, ohw = g.OH * g.OW, in_n = g.C * g.H * g.W;
-    float *dcol = (float *)l->scratch + l->max_batch * ckk * ohw;
-    float *dW = l->param[0].grad, *db = l->param[1].grad;
-    for (size_t n = 0; n < B; n++) {
-        const float *dyn = dy + n * g.F * ohw;
-        for (size_t f = 0; f < g.F; f++) {
-            float s = 0.0f;
-            for (size_t i = 0; i < ohw; i++)
-                s += dyn[f * ohw + i];
-            db[f] += s;
+    bufs s = bufs_of(l);
+    size_t ckk = g.C * g.K * g.K, ohw = g.OH * g.OW, L = B * ohw;
+    float *dyt = s.yt, *db = l->param[1].grad;
+    for (size_t f = 0; f < g.F; f++) {
+        float sum = 0.0f;
+        for (size_t n = 0; n < B; n++) {
+            const float *src = dy + (n * g.F + f) * ohw;
+            float *dst = dyt + f * L + n * ohw;
+            for (size_t i = 0; i < ohw; i++) {
+                dst[i] = src[i];
+                sum += src[i];
+            }
         }
-        /* forward left this sample's columns in scratch */
-        const float *col = (const float *)l->scratch + n * ckk * ohw;
-        /* dW (F, CKK) += dy_n (F, OHW) col^T (OHW, CKK) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.F,
-                    (int)ckk, (int)ohw, 1.0f, dyn, (int)ohw, col, (int)ohw,
-                    1.0f, dW, (int)ckk);
-        if (!dx)
-            continue;
-        /* dcol (CKK, OHW) = W^T (CKK, F) dy_n (F, OHW) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ckk,
-                    (int)ohw, (int)g.F, 1.0f, l->param[0].data, (int)ckk, dyn,
-                    (int)ohw, 0.0f, dcol, (int)ohw);
-        col2im(&g, dcol, dx + n * in_n);
+        db[f] += sum;
     }
+    /* dW (F, CKK) += dyt (F, L) col^T (L, CKK); col is forward's. */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.F, (int)ckk,
+                (int)L, 1.0f, dyt, (int)L, s.col, (int)L, 1.0f,
+                l->param[0].grad, (int)ckk);
+    if (!dx)
+        return;
+    /* dcol (CKK, L) = W^T (CKK, F) dyt (F, L) */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ckk, (int)L,
+                (int)g.F, 1.0f, l->param[0].data, (int)ckk, dyt, (int)L, 0.0f,
+                s.dcol, (int)L);
+    for (size_t n = 0; n < B; n++)
+        col2im(&g, s.dcol + n * ohw, L, dx + n * g.C * g.H * g.W);
 }
 
 const mt_layer_ops mt__conv2d_ops = {

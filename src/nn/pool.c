@@ -56,11 +56,45 @@ static int maxpool_alloc(mt_layer *l, char *err)
         }                                                                    \
     }
 
+/* The common case, 2x2 windows with stride 2 and no padding, without the
+ * bounds tests of the general loop. */
+static void maxpool2_forward(mt_layer *l, const float *x, float *y, size_t B)
+{
+    size_t H = l->in.h, W = l->in.w, OH = l->out.h, OW = l->out.w;
+    uint32_t *arg = l->scratch;
+    for (size_t p = 0; p < B * l->in.c; p++) {
+        const float *xp = x + p * H * W;
+        float *yp = y + p * OH * OW;
+        uint32_t *ap = arg + p * OH * OW;
+        for (size_t oh = 0; oh < OH; oh++) {
+            const float *r0 = xp + 2 * oh * W, *r1 = r0 + W;
+            for (size_t ow = 0; ow < OW; ow++) {
+                size_t i = 2 * ow;
+                float best = r0[i];
+                uint32_t besti = (uint32_t)(2 * oh * W + i);
+                if (r0[i + 1] > best)
+                    best = r0[i + 1], besti = (uint32_t)(2 * oh * W + i + 1);
+                if (r1[i] > best)
+                    best = r1[i], besti = (uint32_t)((2 * oh + 1) * W + i);
+                if (r1[i + 1] > best)
+                    best = r1[i + 1],
+                    besti = (uint32_t)((2 * oh + 1) * W + i + 1);
+                yp[oh * OW + ow] = best;
+                ap[oh * OW + ow] = besti;
+            }
+        }
+    }
+}
+
 static void maxpool_forward(mt_layer *l, const mt_step_ctx *ctx,
                             const float *x, float *y, size_t B)
 {
     size_t H = l->in.h, W = l->in.w, OH = l->out.h, OW = l->out.w;
     uint32_t *arg = l->scratch;
+    if (l->spec.size == 2 && l->spec.stride == 2 && l->spec.pad == 0) {
+        maxpool2_forward(l, x, y, B);
+        return;
+    }
     for (size_t p = 0; p < B * l->in.c; p++) {
         const float *xp = x + p * H * W;
         for (size_t oh = 0; oh < OH; oh++)
