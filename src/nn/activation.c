@@ -50,9 +50,10 @@ static void relu_backward(mt_layer *l, const float *restrict x,
                           const float *y, const float *restrict dy,
                           float *restrict dx, size_t B)
 {
+    /* A multiply by a 0/1 mask vectorizes; a conditional store does not. */
     if (dx)
         for (size_t i = 0, n = count(l, B); i < n; i++)
-            dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+            dx[i] = dy[i] * (float)(x[i] > 0.0f);
 }
 
 static void leaky_forward(mt_layer *l, const mt_step_ctx *ctx,
