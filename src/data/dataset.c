@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/simd.h"
 #include "io/h5util.h"
 #include "mpitrain/core.h"
 
@@ -285,7 +286,7 @@ int mt_dataset_check(const mt_dataset *ds, mt_shape in, size_t K,
     return MT_OK;
 }
 
-void mt_dataset_gather(const mt_dataset *ds, const size_t *idx, size_t B,
+MT_VECTOR void mt_dataset_gather(const mt_dataset *ds, const size_t *idx, size_t B,
                        float *x, int32_t *labels, float *targets, size_t K)
 {
     size_t S = mt_shape_size(ds->shape);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "mpitrain/core.h"
+#include "core/simd.h"
 #include "nn/internal.h"
 
 static int same_shape_setup(mt_layer *l, char *err)
@@ -38,7 +39,7 @@ static void copy_backward(mt_layer *l, const float *x, const float *y,
         memcpy(dx, dy, count(l, B) * sizeof(float));
 }
 
-static void relu_forward(mt_layer *l, const mt_step_ctx *ctx,
+MT_VECTOR static void relu_forward(mt_layer *l, const mt_step_ctx *ctx,
                          const float *restrict x,
                          float *restrict y, size_t B)
 {
@@ -46,7 +47,7 @@ static void relu_forward(mt_layer *l, const mt_step_ctx *ctx,
         y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
-static void relu_backward(mt_layer *l, const float *restrict x,
+MT_VECTOR static void relu_backward(mt_layer *l, const float *restrict x,
                           const float *y, const float *restrict dy,
                           float *restrict dx, size_t B)
 {
@@ -56,7 +57,7 @@ static void relu_backward(mt_layer *l, const float *restrict x,
             dx[i] = dy[i] * (float)(x[i] > 0.0f);
 }
 
-static void leaky_forward(mt_layer *l, const mt_step_ctx *ctx,
+MT_VECTOR static void leaky_forward(mt_layer *l, const mt_step_ctx *ctx,
                           const float *x, float *y, size_t B)
 {
     float a = l->spec.alpha;
@@ -64,7 +65,7 @@ static void leaky_forward(mt_layer *l, const mt_step_ctx *ctx,
         y[i] = x[i] > 0.0f ? x[i] : a * x[i];
 }
 
-static void leaky_backward(mt_layer *l, const float *x, const float *y,
+MT_VECTOR static void leaky_backward(mt_layer *l, const float *x, const float *y,
                            const float *dy, float *dx, size_t B)
 {
     float a = l->spec.alpha;
@@ -73,14 +74,14 @@ static void leaky_backward(mt_layer *l, const float *x, const float *y,
             dx[i] = x[i] > 0.0f ? dy[i] : a * dy[i];
 }
 
-static void sigmoid_forward(mt_layer *l, const mt_step_ctx *ctx,
+MT_VECTOR static void sigmoid_forward(mt_layer *l, const mt_step_ctx *ctx,
                             const float *x, float *y, size_t B)
 {
     for (size_t i = 0, n = count(l, B); i < n; i++)
         y[i] = 1.0f / (1.0f + expf(-x[i]));
 }
 
-static void sigmoid_backward(mt_layer *l, const float *x, const float *y,
+MT_VECTOR static void sigmoid_backward(mt_layer *l, const float *x, const float *y,
                              const float *dy, float *dx, size_t B)
 {
     if (dx)
@@ -88,7 +89,7 @@ static void sigmoid_backward(mt_layer *l, const float *x, const float *y,
             dx[i] = dy[i] * y[i] * (1.0f - y[i]);
 }
 
-static void tanh_forward(mt_layer *l, const mt_step_ctx *ctx,
+MT_VECTOR static void tanh_forward(mt_layer *l, const mt_step_ctx *ctx,
                          const float *restrict x,
                          float *restrict y, size_t B)
 {
@@ -96,7 +97,7 @@ static void tanh_forward(mt_layer *l, const mt_step_ctx *ctx,
         y[i] = tanhf(x[i]);
 }
 
-static void tanh_backward(mt_layer *l, const float *x, const float *y,
+MT_VECTOR static void tanh_backward(mt_layer *l, const float *x, const float *y,
                           const float *dy, float *dx, size_t B)
 {
     if (dx)

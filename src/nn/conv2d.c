@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "mpitrain/core.h"
+#include "core/simd.h"
 #include "nn/internal.h"
 
 typedef struct geom {
@@ -97,7 +98,7 @@ static void valid_range(const geom *g, size_t kw, size_t *lo, size_t *hi)
 }
 
 /* One sample's windows into col, whose rows are ld floats apart. */
-static void im2col(const geom *g, const float *x, float *col, size_t ld)
+MT_VECTOR static void im2col(const geom *g, const float *x, float *col, size_t ld)
 {
     for (size_t c = 0; c < g->C; c++)
         for (size_t kh = 0; kh < g->K; kh++)
@@ -134,7 +135,7 @@ static void im2col(const geom *g, const float *x, float *col, size_t ld)
 }
 
 /* The adjoint of im2col: adds every column entry back to its pixel. */
-static void col2im(const geom *g, const float *col, size_t ld, float *dx)
+MT_VECTOR static void col2im(const geom *g, const float *col, size_t ld, float *dx)
 {
     memset(dx, 0, g->C * g->H * g->W * sizeof(float));
     for (size_t c = 0; c < g->C; c++)
@@ -157,7 +158,7 @@ static void col2im(const geom *g, const float *col, size_t ld, float *dx)
             }
 }
 
-static void conv_forward(mt_layer *l, const mt_step_ctx *ctx, const float *x,
+MT_VECTOR static void conv_forward(mt_layer *l, const mt_step_ctx *ctx, const float *x,
                          float *y, size_t B)
 {
     geom g = geom_of(l);
@@ -178,7 +179,7 @@ static void conv_forward(mt_layer *l, const mt_step_ctx *ctx, const float *x,
         }
 }
 
-static void conv_backward(mt_layer *l, const float *x, const float *y,
+MT_VECTOR static void conv_backward(mt_layer *l, const float *x, const float *y,
                           const float *dy, float *dx, size_t B)
 {
     geom g = geom_of(l);

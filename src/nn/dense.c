@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "mpitrain/core.h"
+#include "core/simd.h"
 #include "nn/internal.h"
 
 static int dense_setup(mt_layer *l, char *err)
@@ -35,7 +36,7 @@ static void dense_init(mt_layer *l, uint64_t seed)
     memset(l->param[1].data, 0, l->param[1].n * sizeof(float));
 }
 
-static void dense_forward(mt_layer *l, const mt_step_ctx *ctx,
+MT_VECTOR static void dense_forward(mt_layer *l, const mt_step_ctx *ctx,
                           const float *x, float *y, size_t B)
 {
     size_t Ni = l->param[0].dims[1], No = l->param[0].dims[0];
@@ -47,7 +48,7 @@ static void dense_forward(mt_layer *l, const mt_step_ctx *ctx,
                 (int)Ni, 1.0f, x, (int)Ni, W, (int)Ni, 1.0f, y, (int)No);
 }
 
-static void dense_backward(mt_layer *l, const float *x, const float *y,
+MT_VECTOR static void dense_backward(mt_layer *l, const float *x, const float *y,
                            const float *dy, float *dx, size_t B)
 {
     size_t Ni = l->param[0].dims[1], No = l->param[0].dims[0];

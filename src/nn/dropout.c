@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "mpitrain/core.h"
+#include "core/simd.h"
 #include "nn/internal.h"
 
 static int dropout_setup(mt_layer *l, char *err)
@@ -47,7 +48,7 @@ static void dropout_forward(mt_layer *l, const mt_step_ctx *ctx,
         }
 }
 
-static void dropout_backward(mt_layer *l, const float *x, const float *y,
+MT_VECTOR static void dropout_backward(mt_layer *l, const float *x, const float *y,
                              const float *dy, float *dx, size_t B)
 {
     const float *mask = l->scratch;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "mpitrain/core.h"
+#include "core/simd.h"
 #include "nn/internal.h"
 
 static int pool_setup(mt_layer *l, char *err)
@@ -58,7 +59,7 @@ static int maxpool_alloc(mt_layer *l, char *err)
 
 /* The common case, 2x2 windows with stride 2 and no padding, without the
  * bounds tests of the general loop. */
-static void maxpool2_forward(mt_layer *l, const float *x, float *y, size_t B)
+MT_VECTOR static void maxpool2_forward(mt_layer *l, const float *x, float *y, size_t B)
 {
     size_t H = l->in.h, W = l->in.w, OH = l->out.h, OW = l->out.w;
     uint32_t *arg = l->scratch;
@@ -115,7 +116,7 @@ static void maxpool_forward(mt_layer *l, const mt_step_ctx *ctx,
     }
 }
 
-static void maxpool_backward(mt_layer *l, const float *x, const float *y,
+MT_VECTOR static void maxpool_backward(mt_layer *l, const float *x, const float *y,
                              const float *dy, float *dx, size_t B)
 {
     if (!dx)
@@ -128,7 +129,7 @@ static void maxpool_backward(mt_layer *l, const float *x, const float *y,
             dx[p * HW + arg[p * OHW + o]] += dy[p * OHW + o];
 }
 
-static void avgpool_forward(mt_layer *l, const mt_step_ctx *ctx,
+MT_VECTOR static void avgpool_forward(mt_layer *l, const mt_step_ctx *ctx,
                             const float *x, float *y, size_t B)
 {
     size_t H = l->in.h, W = l->in.w, OH = l->out.h, OW = l->out.w;
@@ -144,7 +145,7 @@ static void avgpool_forward(mt_layer *l, const mt_step_ctx *ctx,
     }
 }
 
-static void avgpool_backward(mt_layer *l, const float *x, const float *y,
+MT_VECTOR static void avgpool_backward(mt_layer *l, const float *x, const float *y,
                              const float *dy, float *dx, size_t B)
 {
     if (!dx)

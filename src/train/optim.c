@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "mpitrain/core.h"
+#include "core/simd.h"
 
 static const char *const names[] = {"sgd", "adam", "adamw"};
 
@@ -45,7 +46,7 @@ void mt_optim_free(mt_optim *o)
 
 /* The loops below are written so that the compiler vectorizes them:
  * restrict pointers, constants hoisted, no branch inside. */
-static void sgd(mt_optim *o, float *restrict p, const float *restrict g,
+MT_VECTOR static void sgd(mt_optim *o, float *restrict p, const float *restrict g,
                 float lr)
 {
     float mu = o->cfg.momentum, wd = o->cfg.weight_decay;
@@ -68,7 +69,7 @@ static void sgd(mt_optim *o, float *restrict p, const float *restrict g,
     }
 }
 
-static void adam(mt_optim *o, float *restrict p, const float *restrict g,
+MT_VECTOR static void adam(mt_optim *o, float *restrict p, const float *restrict g,
                  float lr)
 {
     float b1 = o->cfg.beta1, b2 = o->cfg.beta2, eps = o->cfg.eps;
