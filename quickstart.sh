@@ -13,7 +13,8 @@ top=$(pwd)
 
 packages=(build-essential autoconf automake libtool pkg-config
     libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-openmpi-dev
-    hdf5-tools libcmocka-dev libinih-dev zlib1g-dev dataset-fashion-mnist)
+    hdf5-tools libcmocka-dev libinih-dev zlib1g-dev valgrind
+    dataset-fashion-mnist)
 
 install_packages() {
     local missing=()

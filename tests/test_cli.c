@@ -247,6 +247,38 @@ static void test_errors_on_every_rank_count(void **s)
     }
 }
 
+/* Heap allocations of a run with `steps` steps, counted by valgrind. */
+static long heap_allocs(int steps)
+{
+    int st = run("valgrind %s/.libs/mpitrain train good.ini --set "
+                 "run.dir=vg --set data.validation=0 --set data.test= "
+                 "--set train.epochs=100 --set train.max_steps=%d "
+                 "--set run.progress=none",
+                 getenv("MPITRAIN_BUILDDIR"), steps);
+    assert_int_equal(st, 0);
+    const char *p = strstr(out, "total heap usage: ");
+    assert_non_null(p);
+    char digits[32];
+    size_t k = 0;
+    for (p += 18; *p && *p != ' ' && k < sizeof digits - 1; p++)
+        if (*p != ',')
+            digits[k++] = *p;
+    digits[k] = '\0';
+    return atol(digits);
+}
+
+/* The step loop allocates nothing: ten times the steps, the same number
+ * of allocations (give or take Open MPI's own housekeeping). */
+static void test_no_allocation_per_step(void **s)
+{
+    if (system("valgrind --version >/dev/null 2>&1") != 0 ||
+        !getenv("MPITRAIN_BUILDDIR"))
+        skip();
+    long few = heap_allocs(6), many = heap_allocs(60);
+    if (labs(many - few) > 30)
+        fail_msg("6 steps: %ld allocations, 60 steps: %ld", few, many);
+}
+
 /* The real dataset, reduced so that it runs in seconds: LeNet-5 on a
  * fifth of Fashion-MNIST for two epochs, on two ranks. */
 static void test_fashion_mnist_lenet(void **s)
@@ -284,6 +316,7 @@ int main(void)
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_divergence),
         cmocka_unit_test(test_errors_on_every_rank_count),
+        cmocka_unit_test(test_no_allocation_per_step),
         cmocka_unit_test(test_fashion_mnist_lenet),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
