@@ -1,0 +1,73 @@
+/* mpitrain gradient synchronisation (DESIGN.md decision 5).
+ *
+ * The ring: our own allreduce (sum) over MPI point-to-point, as a state
+ * machine so that it can run while backward is still computing. With P
+ * ranks the buffer is cut into P blocks; P - 1 reduce-scatter steps leave
+ * rank r with the sum of block (r + 1) mod P, and P - 1 all-gather steps
+ * pass the sums around. Each block travels in segments, so that a large
+ * buffer streams: segment k is added while k + 1 is on the wire.
+ *
+ * Worked example, P = 3, blocks A B C, rank r sends right and receives
+ * from the left; a digit is a rank whose contribution is included:
+ *
+ *   start           r0: A0 B0 C0   r1: A1 B1 C1   r2: A2 B2 C2
+ *   reduce step 0   r0 gets C2 -> C02   r1 gets A0 -> A01   r2 gets B1 -> B12
+ *   reduce step 1   r0 gets B12 -> B012  r1 gets C02 -> C012  r2 gets A01 -> A012
+ *   gather step 0   r0 gets A012  r1 gets B012  r2 gets C012
+ *   gather step 1   every rank has A012 B012 C012
+ *
+ * The sync object groups the gradient arena into buckets in reverse layer
+ * order and starts each bucket's reduction as soon as backward has passed
+ * its layers (MPI_Iallreduce for sync = allreduce, the ring for
+ * sync = ring), or all at the end when overlap is off. */
+#ifndef MPITRAIN_SYNC_H
+#define MPITRAIN_SYNC_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mpitrain/model.h"
+
+typedef enum mt_sync_kind { MT_SYNC_ALLREDUCE, MT_SYNC_RING } mt_sync_kind;
+typedef enum mt_compress { MT_COMPRESS_NONE, MT_COMPRESS_BF16 } mt_compress;
+
+/* One ring allreduce in flight. */
+typedef struct mt_ring {
+    MPI_Comm comm;
+    int rank, size, tag;
+    mt_compress compress;
+    size_t seg;         /* elements per segment */
+    size_t cap;         /* largest block this ring was sized for */
+    float *tmp;         /* (cap): received values */
+    uint16_t *send16;   /* (cap): bf16 payload out, if compressing */
+    uint16_t *recv16;   /* (cap): bf16 payload in, if compressing */
+    /* the operation in flight */
+    float *buf;
+    size_t n;
+    int step;           /* 0 .. 2 (P - 1); == 2 (P - 1) when done */
+    int posted;         /* requests of this step are posted */
+    size_t nseg, next;  /* segments this step, next one to reduce */
+    MPI_Request *req;   /* (1 + max segments): send, then receives */
+    size_t max_seg;
+} mt_ring;
+
+/* Sizes the ring for buffers of up to max_n floats. seg_bytes is the
+ * pipelining segment (e.g. 256 KiB). */
+int mt_ring_init(mt_ring *r, MPI_Comm comm, size_t max_n, size_t seg_bytes,
+                 mt_compress compress, int tag, char *err);
+void mt_ring_free(mt_ring *r);
+/* Starts summing buf[0..n) over the ranks, n <= max_n. */
+int mt_ring_start(mt_ring *r, float *buf, size_t n, char *err);
+/* Advances without blocking; *done becomes 1 when the sum is complete. */
+int mt_ring_test(mt_ring *r, int *done, char *err);
+/* Blocks until the sum is complete. */
+int mt_ring_wait(mt_ring *r, char *err);
+/* Blocking convenience: start + wait. */
+int mt_ring_allreduce(mt_ring *r, float *buf, size_t n, char *err);
+
+/* Round to the nearest bf16, ties to even (what the wire carries). */
+uint16_t mt_bf16_from_float(float f);
+float mt_bf16_to_float(uint16_t h);
+
+#endif

@@ -1,0 +1,244 @@
+/* Ring allreduce; the algorithm and a worked example are in sync.h.
+ * P = ranks, r = this rank, block b = elements [n b / P, n (b + 1) / P). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/simd.h"
+#include "mpitrain/core.h"
+#include "mpitrain/dist.h"
+#include "mpitrain/sync.h"
+
+uint16_t mt_bf16_from_float(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) /* NaN stays a (quiet) NaN */
+        return (uint16_t)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest, ties to even */
+    return (uint16_t)(u >> 16);
+}
+
+float mt_bf16_to_float(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static int mod(int a, int p) { return ((a % p) + p) % p; }
+
+static void block(const mt_ring *r, int b, size_t *lo, size_t *hi)
+{
+    mt_dist_share(r->n, b, r->size, lo, hi);
+}
+
+static size_t nsegs(const mt_ring *r, size_t len)
+{
+    return (len + r->seg - 1) / r->seg;
+}
+
+void mt_ring_free(mt_ring *r)
+{
+    mt_free(r->tmp);
+    mt_free(r->send16);
+    mt_free(r->recv16);
+    mt_free(r->req);
+}
+
+int mt_ring_init(mt_ring *r, MPI_Comm comm, size_t max_n, size_t seg_bytes,
+                 mt_compress compress, int tag, char *err)
+{
+    memset(r, 0, sizeof *r);
+    r->comm = comm;
+    r->tag = tag;
+    r->compress = compress;
+    MPI_Comm_rank(comm, &r->rank);
+    MPI_Comm_size(comm, &r->size);
+    r->seg = seg_bytes / sizeof(float);
+    r->seg = r->seg ? r->seg : 1;
+    r->cap = max_n / (size_t)r->size + 1;
+    r->max_seg = nsegs(r, r->cap) + 1;
+    r->tmp = mt_calloc(r->cap, sizeof(float));
+    r->req = mt_calloc(2 * r->max_seg, sizeof(MPI_Request));
+    if (compress == MT_COMPRESS_BF16) {
+        r->send16 = mt_calloc(r->cap, sizeof(uint16_t));
+        r->recv16 = mt_calloc(r->cap, sizeof(uint16_t));
+    }
+    if (!r->tmp || !r->req ||
+        (compress == MT_COMPRESS_BF16 && (!r->send16 || !r->recv16))) {
+        mt_ring_free(r);
+        mt_seterr(err, "ring: out of memory for %zu floats", r->cap);
+        return MT_ENOMEM;
+    }
+    r->step = 0;
+    return MT_OK;
+}
+
+/* Blocks sent and received at a step (reduce-scatter, then all-gather). */
+static void step_blocks(const mt_ring *r, int s, int *sb, int *rb)
+{
+    int P = r->size;
+    if (s < P - 1) {
+        *sb = mod(r->rank - s, P);
+        *rb = mod(r->rank - s - 1, P);
+    } else {
+        int g = s - (P - 1);
+        *sb = mod(r->rank + 1 - g, P);
+        *rb = mod(r->rank - g, P);
+    }
+}
+
+/* bf16 leaves every rank with the rounded value of the owned block, the
+ * owner included, so that all ranks end with identical sums. */
+MT_VECTOR static void round_block(float *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        v[i] = mt_bf16_to_float(mt_bf16_from_float(v[i]));
+}
+
+static int post(mt_ring *r, char *err)
+{
+    int sb, rb, P = r->size;
+    size_t slo, shi, rlo, rhi;
+    step_blocks(r, r->step, &sb, &rb);
+    block(r, sb, &slo, &shi);
+    block(r, rb, &rlo, &rhi);
+    int gather = r->step >= P - 1, bf16 = r->compress == MT_COMPRESS_BF16;
+    if (bf16 && r->step == P - 1)
+        round_block(r->buf + slo, shi - slo);
+    size_t ns = nsegs(r, shi - slo), nr = nsegs(r, rhi - rlo);
+    if (bf16)
+        for (size_t i = slo; i < shi; i++)
+            r->send16[i - slo] = mt_bf16_from_float(r->buf[i]);
+    int left = mod(r->rank - 1, P), right = mod(r->rank + 1, P), rc = 0;
+    for (size_t k = 0; k < nr; k++) {
+        size_t o = k * r->seg, len = rhi - rlo - o < r->seg ? rhi - rlo - o
+                                                              : r->seg;
+        void *dst = bf16     ? (void *)(r->recv16 + o)
+                    : gather ? (void *)(r->buf + rlo + o)
+                             : (void *)(r->tmp + o);
+        rc |= MPI_Irecv(dst, (int)len, bf16 ? MPI_UINT16_T : MPI_FLOAT, left,
+                        r->tag, r->comm, &r->req[k]);
+    }
+    for (size_t k = 0; k < ns; k++) {
+        size_t o = k * r->seg, len = shi - slo - o < r->seg ? shi - slo - o
+                                                              : r->seg;
+        const void *src = bf16 ? (const void *)(r->send16 + o)
+                               : (const void *)(r->buf + slo + o);
+        rc |= MPI_Isend(src, (int)len, bf16 ? MPI_UINT16_T : MPI_FLOAT, right,
+                        r->tag, r->comm, &r->req[nr + k]);
+    }
+    if (rc != MPI_SUCCESS) {
+        mt_seterr(err, "ring: posting step %d failed", r->step);
+        return MT_EIO;
+    }
+    r->nseg = nr;
+    r->next = 0;
+    r->posted = (int)(ns + nr);
+    return MT_OK;
+}
+
+/* Folds received segment k of this step into buf. */
+MT_VECTOR static void absorb(mt_ring *r, size_t k)
+{
+    int sb, rb;
+    size_t rlo, rhi;
+    step_blocks(r, r->step, &sb, &rb);
+    block(r, rb, &rlo, &rhi);
+    size_t o = k * r->seg;
+    size_t len = rhi - rlo - o < r->seg ? rhi - rlo - o : r->seg;
+    float *dst = r->buf + rlo + o;
+    int gather = r->step >= r->size - 1;
+    if (r->compress == MT_COMPRESS_BF16) {
+        const uint16_t *src = r->recv16 + o;
+        if (gather)
+            for (size_t i = 0; i < len; i++)
+                dst[i] = mt_bf16_to_float(src[i]);
+        else
+            for (size_t i = 0; i < len; i++)
+                dst[i] += mt_bf16_to_float(src[i]);
+    } else if (!gather) {
+        const float *src = r->tmp + o;
+        for (size_t i = 0; i < len; i++)
+            dst[i] += src[i];
+    }
+}
+
+/* One pass of progress; blocking waits when `block` is set. */
+static int advance(mt_ring *r, int blocking, int *done, char *err)
+{
+    int last = 2 * (r->size - 1);
+    while (r->step < last) {
+        if (!r->posted) {
+            int rc = post(r, err);
+            if (rc)
+                return rc;
+            if (r->posted == 0) { /* empty blocks: nothing to exchange */
+                r->step++;
+                continue;
+            }
+        }
+        while (r->next < r->nseg) {
+            int flag = 1;
+            int rc = blocking
+                         ? MPI_Wait(&r->req[r->next], MPI_STATUS_IGNORE)
+                         : MPI_Test(&r->req[r->next], &flag,
+                                    MPI_STATUS_IGNORE);
+            if (rc != MPI_SUCCESS) {
+                mt_seterr(err, "ring: receive failed at step %d", r->step);
+                return MT_EIO;
+            }
+            if (!flag)
+                break;
+            absorb(r, r->next++);
+        }
+        if (r->next < r->nseg)
+            break;
+        int nsend = r->posted - (int)r->nseg, flag = 1, rc;
+        MPI_Request *sends = r->req + r->nseg;
+        rc = blocking ? MPI_Waitall(nsend, sends, MPI_STATUSES_IGNORE)
+                      : MPI_Testall(nsend, sends, &flag, MPI_STATUSES_IGNORE);
+        if (rc != MPI_SUCCESS) {
+            mt_seterr(err, "ring: send failed at step %d", r->step);
+            return MT_EIO;
+        }
+        if (!flag)
+            break;
+        r->posted = 0;
+        r->step++;
+    }
+    *done = r->step >= last;
+    return MT_OK;
+}
+
+int mt_ring_start(mt_ring *r, float *buf, size_t n, char *err)
+{
+    if (n / (size_t)r->size + 1 > r->cap) {
+        mt_seterr(err, "ring: %zu floats exceed the %zu it was sized for", n,
+                  r->cap * (size_t)r->size);
+        return MT_EINVAL;
+    }
+    r->buf = buf;
+    r->n = n;
+    r->step = 0;
+    r->posted = 0;
+    return MT_OK;
+}
+
+int mt_ring_test(mt_ring *r, int *done, char *err)
+{
+    return advance(r, 0, done, err);
+}
+
+int mt_ring_wait(mt_ring *r, char *err)
+{
+    int done = 0;
+    return advance(r, 1, &done, err);
+}
+
+int mt_ring_allreduce(mt_ring *r, float *buf, size_t n, char *err)
+{
+    int rc = mt_ring_start(r, buf, n, err);
+    return rc ? rc : mt_ring_wait(r, err);
+}
