@@ -88,20 +88,24 @@ static int group_teardown(void **s)
     return 0;
 }
 
-/* Loads a test config with "name" as run dir plus extra overrides. */
+/* Loads a test config with "name" as run dir plus extra overrides
+ * (a NULL-terminated list, or NULL). */
 static void load_file(mt_config *c, const char *file, const char *name,
-                      const char *extra)
+                      const char *const *extra)
 {
     char path[300], set_train[300], set_dir[300], err[MT_ERR_LEN];
     snprintf(path, sizeof path, "%s/%s", dir, file);
     snprintf(set_train, sizeof set_train, "data.train=%s/d.h5", dir);
     snprintf(set_dir, sizeof set_dir, "run.dir=%s/%s", dir, name);
-    char *sets[3] = {set_train, set_dir, (char *)extra};
-    if (mt_config_load(c, path, sets, extra ? 3 : 2, err))
+    char *sets[8] = {set_train, set_dir};
+    size_t n = 2;
+    for (size_t i = 0; extra && extra[i] && n < 8; i++)
+        sets[n++] = (char *)extra[i];
+    if (mt_config_load(c, path, sets, n, err))
         fail_msg("%s", err);
 }
 
-static void load(mt_config *c, const char *name, const char *extra)
+static void load(mt_config *c, const char *name, const char *const *extra)
 {
     load_file(c, "t.ini", name, extra);
 }
@@ -158,12 +162,14 @@ static double max_weight_diff(const char *a, const char *b)
     return worst;
 }
 
-static void test_data_parallel_equals_single_rank(void **s)
+/* Trains on all ranks with the given [parallel] settings and compares the
+ * weights with rank 0 training alone. */
+static void expect_same_as_single_rank(const char *const *par, double tol)
 {
     mt_config c;
     mt_train_result r;
     char err[MT_ERR_LEN] = "";
-    load(&c, "world", NULL);
+    load(&c, "world", par);
     int rc = mt_train(&c, MPI_COMM_WORLD, &r, err);
     if (rc)
         fail_msg("%s", err);
@@ -183,8 +189,35 @@ static void test_data_parallel_equals_single_rank(void **s)
     }
     MPI_Bcast(&worst, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
     /* Same learning problem; only the summation order differs. */
-    if (worst > 1e-4)
-        fail_msg("weights differ from the single-rank run by %g", worst);
+    if (worst > tol)
+        fail_msg("%s %s: weights differ from the single-rank run by %g",
+                 par && par[0] ? par[0] : "", par && par[0] && par[1] ? par[1] : "",
+                 worst);
+}
+
+static void test_data_parallel_equals_single_rank(void **s)
+{
+    expect_same_as_single_rank(NULL, 1e-4);
+    /* Tiny buckets: several per step, one layer split over two. */
+    const char *const ar_blocking[] = {"parallel.overlap=false", NULL};
+    const char *const ar_buckets[] = {"parallel.bucket_mb=0.0002", NULL};
+    const char *const ring[] = {"parallel.sync=ring",
+                                "parallel.bucket_mb=0.0002",
+                                "parallel.segment_kb=1", NULL};
+    const char *const ring_blocking[] = {"parallel.sync=ring",
+                                         "parallel.overlap=false", NULL};
+    expect_same_as_single_rank(ar_blocking, 1e-4);
+    expect_same_as_single_rank(ar_buckets, 1e-4);
+    expect_same_as_single_rank(ring, 1e-4);
+    expect_same_as_single_rank(ring_blocking, 1e-4);
+}
+
+static void test_bf16_ring_stays_close(void **s)
+{
+    /* bf16 rounds each gradient to 8 bits of mantissa: close, not equal. */
+    const char *const bf16[] = {"parallel.sync=ring",
+                                "parallel.compress=bf16", NULL};
+    expect_same_as_single_rank(bf16, size == 1 ? 1e-4 : 5e-2);
 }
 
 static void test_missing_file_on_one_rank_stops_all(void **s)
@@ -226,6 +259,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_share_covers_everything),
         cmocka_unit_test(test_agree_reports_lowest_failing_rank),
         cmocka_unit_test(test_data_parallel_equals_single_rank),
+        cmocka_unit_test(test_bf16_ring_stays_close),
         cmocka_unit_test(test_missing_file_on_one_rank_stops_all),
         cmocka_unit_test(test_nan_loss_stops_all_ranks),
     };

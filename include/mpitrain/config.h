@@ -59,8 +59,11 @@ typedef struct mt_config {
     double min_lr;         /* cosine schedule: final rate */
     size_t warmup_steps;
     /* [parallel] */
-    int sync; /* 0 = allreduce */
+    int sync;       /* mt_sync_kind */
     double bucket_mb;
+    int overlap;    /* reduce buckets while backward runs */
+    int compress;   /* mt_compress: ring payload */
+    size_t segment_kb;
     /* layer sections, in order */
     mt_config_layer *layers;
     size_t n_layers, cap_layers;

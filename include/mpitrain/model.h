@@ -46,6 +46,12 @@ mt_shape mt_model_out(const mt_model *m);
 float *mt_model_forward(mt_model *m, const mt_step_ctx *ctx, size_t B);
 /* Backward from the loss gradient in m->dact[n_layers]; adds into grads. */
 void mt_model_backward(mt_model *m, size_t B);
+/* The same, calling hook(user, i) after layer i's backward (layers go last
+ * to first), so gradient buckets can be sent while backward goes on. The
+ * first non-zero hook result stops the calls and is returned. */
+typedef int (*mt_layer_hook)(void *user, size_t layer);
+int mt_model_backward_hook(mt_model *m, size_t B, mt_layer_hook hook,
+                           void *user);
 /* Zeroes every gradient (one memset of the arena). */
 void mt_model_zero_grad(mt_model *m);
 

@@ -66,6 +66,51 @@ int mt_ring_wait(mt_ring *r, char *err);
 /* Blocking convenience: start + wait. */
 int mt_ring_allreduce(mt_ring *r, float *buf, size_t n, char *err);
 
+/* How gradients are synchronised ([parallel] in the config). */
+typedef struct mt_sync_cfg {
+    mt_sync_kind kind;
+    size_t bucket_bytes; /* gradient bytes per bucket */
+    int overlap;         /* 1: reduce buckets during backward */
+    mt_compress compress; /* ring only */
+    size_t segment_bytes; /* ring pipelining segment */
+} mt_sync_cfg;
+
+/* A contiguous slice [lo, hi) of the gradient arena, ready once backward
+ * has finished layer `first_layer` (its lowest layer). */
+typedef struct mt_bucket {
+    size_t lo, hi;
+    size_t first_layer;
+    int state; /* 0 waiting, 1 reducing, 2 done */
+    MPI_Request req; /* sync = allreduce: its MPI_Iallreduce */
+} mt_bucket;
+
+typedef struct mt_sync {
+    mt_sync_cfg cfg;
+    MPI_Comm comm;
+    int size;
+    float *grads; /* the model's gradient arena */
+    size_t n;
+    mt_bucket *b; /* in reverse layer order: b[0] holds the last layers */
+    size_t nb;
+    size_t next;   /* first bucket not yet started */
+    size_t active; /* ring: the bucket on the ring, or nb */
+    mt_ring ring;
+    double wait_s; /* time spent blocked in mt_sync_finish, summed */
+} mt_sync;
+
+/* Cuts the model's gradients into buckets and sizes the ring. */
+int mt_sync_init(mt_sync *s, mt_model *m, const mt_sync_cfg *cfg,
+                 MPI_Comm comm, char *err);
+void mt_sync_free(mt_sync *s);
+/* Before backward of a step. */
+void mt_sync_begin(mt_sync *s);
+/* After backward has finished layer `layer` (layers go last to first):
+ * starts the buckets that became ready and advances those in flight. */
+int mt_sync_layer_done(mt_sync *s, size_t layer, char *err);
+/* Starts whatever is left and waits: afterwards grads hold the sum over
+ * all ranks. */
+int mt_sync_finish(mt_sync *s, char *err);
+
 /* Round to the nearest bf16, ties to even (what the wire carries). */
 uint16_t mt_bf16_from_float(float f);
 float mt_bf16_to_float(uint16_t h);

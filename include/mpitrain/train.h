@@ -25,6 +25,7 @@ typedef struct mt_train_result {
     size_t steps;
     double seconds;       /* training time, without evaluation */
     double samples_per_s; /* training throughput over all ranks */
+    double comm_wait_s;   /* rank 0's time blocked in gradient sync */
 } mt_train_result;
 
 /* Trains as configured. Rank 0 prints progress and writes the run dir:

@@ -54,7 +54,8 @@ int mt_cli_train(int argc, char **argv)
         return mt_cli_fail(rank, rc, err);
     if (rank == 0)
         printf("trained %zu steps in %.1f s, %.0f samples/s, peak RSS %.0f "
-               "MiB (rank 0)\n",
-               res.steps, res.seconds, res.samples_per_s, peak_rss_mib());
+               "MiB, waited %.1f s for gradients (rank 0)\n",
+               res.steps, res.seconds, res.samples_per_s, peak_rss_mib(),
+               res.comm_wait_s);
     return MT_EXIT_OK;
 }

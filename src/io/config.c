@@ -36,6 +36,8 @@ void mt_config_defaults(mt_config *c)
                               .beta2 = 0.999f, .eps = 1e-8f};
     c->gamma = 0.1;
     c->bucket_mb = 1.0;
+    c->overlap = 1;
+    c->segment_kb = 1024;
 }
 
 void mt_config_free(mt_config *c)
@@ -384,6 +386,11 @@ int mt_config_check(const mt_config *c, char *err)
     }
     if (c->schedule == 1 && c->step_epochs <= 0.0) {
         mt_seterr(err, "%s: [optimizer] schedule = step needs step_epochs > 0",
+                  c->path);
+        return MT_EINVAL;
+    }
+    if (c->compress && c->sync != 1) {
+        mt_seterr(err, "%s: [parallel] compress = bf16 needs sync = ring",
                   c->path);
         return MT_EINVAL;
     }

@@ -12,7 +12,8 @@ static const char *const loss_names[] = {"softmax_ce", "sigmoid_bce", "mse",
 static const char *const optim_names[] = {"sgd", "adam", "adamw", NULL};
 static const char *const schedule_names[] = {"constant", "step", "cosine",
                                              NULL};
-static const char *const sync_names[] = {"allreduce", NULL};
+static const char *const sync_names[] = {"allreduce", "ring", NULL};
+static const char *const compress_names[] = {"none", "bf16", NULL};
 static const char *const init_names[] = {"auto", "he", "xavier", NULL};
 
 #define RUN(k, t, f, lo, hi, n) {"run", k, t, offsetof(mt_config, f), lo, hi, n}
@@ -55,7 +56,10 @@ const mt__key_def mt__config_keys[] = {
     {"optimizer", "warmup_steps", T_SIZE, offsetof(mt_config, warmup_steps),
      0, 1e12, NULL},
     PAR("sync", T_ENUM, sync, 0, 0, sync_names),
-    PAR("bucket_mb", T_DOUBLE, bucket_mb, 0.001, 4096, NULL),
+    PAR("bucket_mb", T_DOUBLE, bucket_mb, 1e-6, 4096, NULL),
+    PAR("overlap", T_BOOL, overlap, 0, 1, NULL),
+    PAR("compress", T_ENUM, compress, 0, 0, compress_names),
+    PAR("segment_kb", T_SIZE, segment_kb, 1, 1 << 20, NULL),
     {NULL, NULL, 0, 0, 0, 0, NULL}};
 
 #define L(kind, k, t, f, lo, hi, n) \

@@ -147,6 +147,13 @@ float *mt_model_forward(mt_model *m, const mt_step_ctx *ctx, size_t B)
 
 void mt_model_backward(mt_model *m, size_t B)
 {
+    mt_model_backward_hook(m, B, NULL, NULL);
+}
+
+int mt_model_backward_hook(mt_model *m, size_t B, mt_layer_hook hook,
+                           void *user)
+{
+    int rc = 0;
     /* No gradient is needed below the first layer with parameters: the
      * first dense layer of an MLP need not compute d(input), its largest
      * product. */
@@ -157,7 +164,10 @@ void mt_model_backward(mt_model *m, size_t B)
         mt_layer *l = &m->layers[i];
         l->ops->backward(l, m->act[i], m->act[i + 1], m->dact[i + 1],
                          i == first ? NULL : m->dact[i], B);
+        if (hook && rc == 0)
+            rc = hook(user, i);
     }
+    return rc;
 }
 
 void mt_model_zero_grad(mt_model *m)

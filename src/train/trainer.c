@@ -12,6 +12,7 @@
 #include "mpitrain/io.h"
 #include "mpitrain/optim.h"
 #include "mpitrain/schedule.h"
+#include "mpitrain/sync.h"
 #include "mpitrain/train.h"
 
 typedef struct trainer {
@@ -22,6 +23,8 @@ typedef struct trainer {
     mt_model model;
     mt_optim optim;
     mt_schedule sched;
+    mt_sync sync;
+    char hook_err[MT_ERR_LEN]; /* an error from a backward hook */
     float lr; /* the rate of the latest step */
     size_t K;           /* model outputs */
     size_t *order;      /* (n_train + n_val): shuffled positions; the last
@@ -44,6 +47,7 @@ static void trainer_free(trainer *t)
     mt_dataset_free(&t->test);
     mt_model_free(&t->model);
     mt_optim_free(&t->optim);
+    mt_sync_free(&t->sync);
     mt_free(t->order);
     mt_free(t->epoch_perm);
     mt_free(t->batch_idx);
@@ -103,6 +107,13 @@ static int build(trainer *t, char *err)
         rc = mt_dataset_check(&t->test, t->model.in, t->K, c->loss, 1, err);
     if (rc == MT_OK)
         rc = mt_optim_init(&t->optim, &c->optim, t->model.n_params, err);
+    mt_sync_cfg sc = {.kind = (mt_sync_kind)c->sync,
+                      .bucket_bytes = (size_t)(c->bucket_mb * 1048576.0),
+                      .overlap = c->overlap,
+                      .compress = (mt_compress)c->compress,
+                      .segment_bytes = c->segment_kb * 1024};
+    if (rc == MT_OK)
+        rc = mt_sync_init(&t->sync, &t->model, &sc, t->comm, err);
     if (rc)
         return rc;
     t->batch_idx = mt_calloc(max_batch, sizeof(size_t));
@@ -185,6 +196,12 @@ static void print_model(const char *line, void *user)
     printf("  %s\n", line);
 }
 
+static int layer_done(void *user, size_t layer)
+{
+    trainer *t = user;
+    return mt_sync_layer_done(&t->sync, layer, t->hook_err);
+}
+
 /* One optimizer step on global batch positions [g0, g0 + G) of this
  * epoch's order. sums[0] += loss sum, sums[1] += correct (global). */
 static int train_step(trainer *t, uint64_t step, size_t g0, size_t G,
@@ -212,15 +229,18 @@ static int train_step(trainer *t, uint64_t step, size_t g0, size_t G,
                                   t->targets, B, K);
         local[1] = c < 0 ? 0.0 : (double)c;
         local[2] = c < 0 ? 1.0 : 0.0;
-        mt_model_backward(&t->model, B);
     }
-    int rc = MT_OK;
-    if (t->size > 1) {
-        rc = mt_dist_allreduce_sum(t->comm, t->model.grads,
-                                   t->model.n_params, err);
-        if (rc == MT_OK)
-            rc = mt_dist_allreduce_sum_d(t->comm, local, 3, err);
-    }
+    /* Buckets go out while backward still runs (sync.h). A rank without
+     * samples in this batch still takes part, with zero gradients. */
+    mt_sync_begin(&t->sync);
+    int rc = B > 0 ? mt_model_backward_hook(&t->model, B, layer_done, t)
+                   : MT_OK;
+    if (rc)
+        mt_seterr(err, "%s", t->hook_err);
+    if (rc == MT_OK)
+        rc = mt_sync_finish(&t->sync, err);
+    if (rc == MT_OK && t->size > 1)
+        rc = mt_dist_allreduce_sum_d(t->comm, local, 3, err);
     if (rc)
         return rc;
     /* Every rank sees the same reduced loss, so all stop together. */
@@ -390,6 +410,7 @@ int mt_train(const mt_config *cfg, MPI_Comm comm, mt_train_result *res,
     res->steps = step;
     res->seconds = secs;
     res->samples_per_s = secs > 0 ? (double)samples / secs : 0.0;
+    res->comm_wait_s = t.sync.wait_s;
     mt_progress_end(&t.progress);
     trainer_free(&t);
     return rc;
