@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "mpitrain/config.h"
+#include "mpitrain/data.h"
 #include "mpitrain/core.h"
 #include "mpitrain/dist.h"
 #include "mpitrain/io.h"
@@ -124,6 +125,43 @@ static void test_share_covers_everything(void **s)
             }
             assert_int_equal(next, n);
         }
+}
+
+/* Each rank reads only its share; fetch brings any rows from their
+ * owners, in the order asked, equal to reading the whole file. */
+static void test_fetch_matches_full_file(void **s)
+{
+    char path[300], err[MT_ERR_LEN] = "";
+    snprintf(path, sizeof path, "%s/d.h5", dir);
+    mt_dataset share, full, got;
+    memset(&got, 0, sizeof got);
+    assert_int_equal(mt_dataset_load_share(&share, path, rank, size, 0, err),
+                     MT_OK);
+    assert_int_equal(mt_dataset_load(&full, path, err), MT_OK);
+    size_t lo, hi;
+    mt_dist_share(full.n, rank, size, &lo, &hi);
+    assert_int_equal(share.n, hi - lo); /* only its part was read */
+    assert_int_equal(share.first, lo);
+    size_t idx[40];
+    for (size_t round = 0; round < 2; round++) { /* reuses buffers */
+        size_t n = 25 + (size_t)rank * 5 + round;
+        for (size_t i = 0; i < n; i++)
+            idx[i] = (size_t)mt_rng_below(full.n, 3, 1, (uint64_t)rank,
+                                          i + 100 * round);
+        assert_int_equal(mt_dataset_fetch(&share, MPI_COMM_WORLD, idx, n,
+                                          &got, err),
+                         MT_OK);
+        assert_int_equal(got.n, n);
+        size_t S = mt_shape_size(full.shape);
+        for (size_t i = 0; i < n; i++) {
+            assert_memory_equal(got.x32 + i * S, full.x32 + idx[i] * S,
+                                S * sizeof(float));
+            assert_int_equal(got.labels[i], full.labels[idx[i]]);
+        }
+    }
+    mt_dataset_free(&share);
+    mt_dataset_free(&full);
+    mt_dataset_free(&got);
 }
 
 static void test_agree_reports_lowest_failing_rank(void **s)
@@ -258,6 +296,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_share_covers_everything),
         cmocka_unit_test(test_agree_reports_lowest_failing_rank),
+        cmocka_unit_test(test_fetch_matches_full_file),
         cmocka_unit_test(test_data_parallel_equals_single_rank),
         cmocka_unit_test(test_bf16_ring_stays_close),
         cmocka_unit_test(test_missing_file_on_one_rank_stops_all),

@@ -10,6 +10,7 @@
 #ifndef MPITRAIN_DATA_H
 #define MPITRAIN_DATA_H
 
+#include <mpi.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,7 +19,9 @@
 
 typedef struct mt_dataset {
     char *path;
-    size_t n;        /* samples */
+    size_t n;        /* samples held here */
+    size_t total;    /* rows of the file in use (all, or a limit) */
+    size_t first;    /* file row of sample 0, when rows are a file slice */
     mt_shape shape;  /* per sample */
     float scale;     /* divide stored values by this */
     uint8_t *x8;     /* (n, size) when /x is uint8, else NULL */
@@ -28,12 +31,30 @@ typedef struct mt_dataset {
     size_t n_targets;
     size_t n_classes;   /* labels: the n_classes attribute or max + 1 */
     char **class_names; /* (n_classes) or NULL */
+    size_t cap;         /* samples the buffers hold (fetch reuses them) */
 } mt_dataset;
 
 /* Reads a dataset file. Errors name the file and the object at fault:
  * missing file, missing /x or /y, wrong rank or type, N mismatch, label
  * out of range. */
 int mt_dataset_load(mt_dataset *ds, const char *path, char *err);
+/* Reads only file rows [lo, hi) (hi is clipped to the file's length): a
+ * rank's share. n_classes without the attribute is the local max + 1;
+ * callers that shard must agree on it across ranks. */
+int mt_dataset_load_rows(mt_dataset *ds, const char *path, size_t lo,
+                         size_t hi, char *err);
+/* Reads rank `rank`'s share (mt_dist_share over `size`) of the first
+ * `limit` rows of the file (0: all rows); ds->total is then the number of
+ * rows shared. */
+int mt_dataset_load_share(mt_dataset *ds, const char *path, int rank,
+                          int size, size_t limit, char *err);
+/* Collective over comm. Every rank holds a contiguous share of the file
+ * rows (as mt_dist_share cuts `total`) in `local`, and asks for the samples
+ * with file rows idx[0..n) in that order; `out` receives them (out->n = n),
+ * fetched with MPI_Alltoallv from the ranks that own them. */
+int mt_dataset_fetch(const mt_dataset *local, MPI_Comm comm,
+                     const size_t *idx, size_t n, mt_dataset *out,
+                     char *err);
 void mt_dataset_free(mt_dataset *ds);
 
 /* Copies samples idx[0..B) into x (B, size) as scaled float, and into

@@ -38,11 +38,11 @@ int mt_train(const mt_config *cfg, MPI_Comm comm, mt_train_result *res,
 int mt_model_from_config(const mt_config *cfg, mt_shape in, size_t max_batch,
                          mt_model *m, char *err);
 
-/* Evaluates on samples idx[0..n) of ds, split over the ranks of comm, in
- * chunks of the model's max_batch. Loss and counts are summed exactly. */
-int mt_evaluate(mt_model *m, const mt_dataset *ds, const size_t *idx,
-                size_t n, mt_loss_kind loss, MPI_Comm comm,
-                mt_eval_result *r, char *err);
+/* Every rank of comm evaluates the samples it holds in ds (its share), in
+ * chunks of the model's max_batch; loss sums and counts are summed over
+ * the ranks, so the result is exact, not a mean of means. Collective. */
+int mt_evaluate(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
+                mt_loss_kind loss, mt_eval_result *r, char *err);
 
 /* Correct predictions among B outputs (argmax for several outputs, the
  * sign of the logit for one), or -1 when the loss has no accuracy. */

@@ -49,6 +49,8 @@ static void session_free(session *s)
 static int open_session(session *s, const mt_cli_args *a, const char *data,
                         int need_y)
 {
+    int size;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
     memset(s, 0, sizeof *s);
     MPI_Comm_rank(MPI_COMM_WORLD, &s->rank);
     int rc = mt_config_load(&s->cfg, a->config, a->sets, a->n_sets, s->err);
@@ -57,8 +59,13 @@ static int open_session(session *s, const mt_cli_args *a, const char *data,
                   a->config);
         rc = MT_EINVAL;
     }
-    if (rc == MT_OK)
-        rc = mt_dataset_load(&s->data, data ? data : s->cfg.test, s->err);
+    /* eval splits the file over the ranks; predict runs on rank 0 and
+     * reads it whole. */
+    if (rc == MT_OK && need_y)
+        rc = mt_dataset_load_share(&s->data, data ? data : s->cfg.test,
+                                   s->rank, size, 0, s->err);
+    else if (rc == MT_OK)
+        rc = mt_dataset_load(&s->data, data, s->err);
     if (rc == MT_OK)
         rc = mt_model_from_config(&s->cfg, s->data.shape, s->cfg.batch,
                                   &s->model, s->err);
@@ -111,17 +118,9 @@ int mt_cli_eval(int argc, char **argv)
     session s;
     int rc = open_session(&s, &a, a.data, 1);
     mt_eval_result r = {0};
-    size_t *idx = NULL;
-    if (rc == MT_OK) {
-        idx = iota(s.data.n);
-        if (!idx)
-            mt_seterr(s.err, "out of memory");
-        rc = mt_dist_agree(MPI_COMM_WORLD, idx ? MT_OK : MT_ENOMEM, s.err);
-    }
     if (rc == MT_OK)
-        rc = mt_evaluate(&s.model, &s.data, idx, s.data.n,
-                         (mt_loss_kind)s.cfg.loss, MPI_COMM_WORLD, &r, s.err);
-    free(idx);
+        rc = mt_evaluate(&s.model, &s.data, MPI_COMM_WORLD,
+                         (mt_loss_kind)s.cfg.loss, &r, s.err);
     if (rc == MT_OK && s.rank == 0)
         print_eval(&s, &a, &r);
     int exit_st = rc ? mt_cli_fail(s.rank, rc, s.err) : MT_EXIT_OK;

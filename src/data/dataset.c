@@ -11,6 +11,7 @@
 #include "core/simd.h"
 #include "io/h5util.h"
 #include "mpitrain/core.h"
+#include "mpitrain/dist.h"
 
 /* Rows per hyperslab read: bounds HDF5's conversion buffers. */
 #define ROW_BLOCK 8192
@@ -29,15 +30,17 @@ void mt_dataset_free(mt_dataset *ds)
     }
 }
 
-/* Reads rows [0, N) of a dataset whose rows have row_elems elements. */
-static herr_t read_rows(hid_t d, hid_t memtype, char *buf, size_t N,
-                        size_t row_bytes, int rank, const hsize_t *dims)
+/* Reads file rows [first, first + N) of a dataset, row_bytes each, in
+ * hyperslabs of ROW_BLOCK rows. */
+static herr_t read_rows(hid_t d, hid_t memtype, char *buf, size_t first,
+                        size_t N, size_t row_bytes, int rank,
+                        const hsize_t *dims)
 {
     hid_t fs = H5Dget_space(d);
     herr_t rc = 0;
     for (size_t r0 = 0; r0 < N && rc >= 0; r0 += ROW_BLOCK) {
         size_t cnt = N - r0 < ROW_BLOCK ? N - r0 : ROW_BLOCK;
-        hsize_t start[4] = {r0, 0, 0, 0}, count[4];
+        hsize_t start[4] = {first + r0, 0, 0, 0}, count[4];
         for (int i = 0; i < rank; i++)
             count[i] = i == 0 ? cnt : dims[i];
         H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
@@ -52,18 +55,19 @@ static herr_t read_rows(hid_t d, hid_t memtype, char *buf, size_t N,
 /* A NaN or Inf in the data would surface much later as a NaN loss with no
  * hint of where it came from: name it now. */
 static int check_finite(const char *path, const char *name, const float *v,
-                        size_t rows, size_t row, char *err)
+                        size_t first, size_t rows, size_t row, char *err)
 {
     for (size_t i = 0; i < rows * row; i++)
         if (!isfinite(v[i])) {
             mt_seterr(err, "%s: %s sample %zu, element %zu is %s", path,
-                      name, i / row, i % row, isnan(v[i]) ? "NaN" : "Inf");
+                      name, first + i / row, i % row,
+                      isnan(v[i]) ? "NaN" : "Inf");
             return MT_EFORMAT;
         }
     return MT_OK;
 }
 
-static int load_x(mt_dataset *ds, hid_t f, char *err)
+static int load_x(mt_dataset *ds, hid_t f, size_t lo, size_t hi, char *err)
 {
     hid_t d = H5Dopen2(f, "/x", H5P_DEFAULT);
     hid_t sp = H5Dget_space(d), ty = H5Dget_type(d);
@@ -75,7 +79,9 @@ static int load_x(mt_dataset *ds, hid_t f, char *err)
         goto out;
     }
     H5Sget_simple_extent_dims(sp, dims, NULL);
-    ds->n = dims[0];
+    ds->total = dims[0];
+    ds->first = lo < ds->total ? lo : ds->total;
+    ds->n = (hi < ds->total ? hi : ds->total) - ds->first;
     ds->shape = rank == 4 ? (mt_shape){dims[1], dims[2], dims[3]}
                           : (mt_shape){dims[1], 1, 1};
     size_t row = mt_shape_size(ds->shape);
@@ -86,7 +92,8 @@ static int load_x(mt_dataset *ds, hid_t f, char *err)
         mt_seterr(err, "%s: /x must be uint8 or float32", ds->path);
         goto out;
     }
-    if (ds->n == 0 || row == 0) {
+    ds->cap = ds->n;
+    if (ds->total == 0 || row == 0) {
         mt_seterr(err, "%s: /x is empty", ds->path);
         goto out;
     }
@@ -97,20 +104,21 @@ static int load_x(mt_dataset *ds, hid_t f, char *err)
         goto out;
     }
     ds->scale = (float)scale;
-    void *buf = is_u8 ? (void *)(ds->x8 = malloc(ds->n * row))
-                      : (void *)(ds->x32 = malloc(ds->n * row * 4));
+    void *buf = is_u8 ? (void *)(ds->x8 = mt_calloc(ds->n, row))
+                      : (void *)(ds->x32 = mt_calloc(ds->n * row, 4));
     if (!buf) {
         mt_seterr(err, "%s: out of memory for /x", ds->path);
         rc = MT_ENOMEM;
         goto out;
     }
     if (read_rows(d, is_u8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT, buf,
-                  ds->n, row * (is_u8 ? 1 : 4), rank, dims) < 0) {
+                  ds->first, ds->n, row * (is_u8 ? 1 : 4), rank, dims) < 0) {
         mt_seterr(err, "%s: cannot read /x", ds->path);
         rc = MT_EIO;
         goto out;
     }
-    rc = ds->x32 ? check_finite(ds->path, "/x", ds->x32, ds->n, row, err)
+    rc = ds->x32 ? check_finite(ds->path, "/x", ds->x32, ds->first, ds->n,
+                                row, err)
                  : MT_OK;
 out:
     H5Tclose(ty);
@@ -143,8 +151,8 @@ static int check_labels(mt_dataset *ds, hid_t d, char *err)
     int32_t max = -1;
     for (size_t i = 0; i < ds->n; i++) {
         if (ds->labels[i] < 0) {
-            mt_seterr(err, "%s: /y[%zu] = %d is negative", ds->path, i,
-                      ds->labels[i]);
+            mt_seterr(err, "%s: /y[%zu] = %d is negative", ds->path,
+                      ds->first + i, ds->labels[i]);
             return MT_EFORMAT;
         }
         max = ds->labels[i] > max ? ds->labels[i] : max;
@@ -156,7 +164,8 @@ static int check_labels(mt_dataset *ds, hid_t d, char *err)
             if ((size_t)ds->labels[i] >= ds->n_classes) {
                 mt_seterr(err, "%s: /y[%zu] = %d is out of range for "
                                "n_classes = %zu",
-                          ds->path, i, ds->labels[i], ds->n_classes);
+                          ds->path, ds->first + i, ds->labels[i],
+                          ds->n_classes);
                 return MT_EFORMAT;
             }
     } else {
@@ -183,16 +192,16 @@ static int load_y(mt_dataset *ds, hid_t f, char *err)
         goto out;
     }
     H5Sget_simple_extent_dims(sp, dims, NULL);
-    if (dims[0] != ds->n) {
+    if (dims[0] != ds->total) {
         mt_seterr(err, "%s: /y has %llu rows but /x has %zu", ds->path,
-                  (unsigned long long)dims[0], ds->n);
+                  (unsigned long long)dims[0], ds->total);
         goto out;
     }
     if (rank == 1 && cls == H5T_INTEGER) {
-        ds->labels = malloc(ds->n * sizeof(int32_t));
+        ds->labels = mt_calloc(ds->n, sizeof(int32_t));
         if (!ds->labels ||
-            read_rows(d, H5T_NATIVE_INT32, (char *)ds->labels, ds->n, 4, 1,
-                      dims) < 0) {
+            read_rows(d, H5T_NATIVE_INT32, (char *)ds->labels, ds->first,
+                      ds->n, 4, 1, dims) < 0) {
             mt_seterr(err, "%s: cannot read /y", ds->path);
             rc = MT_EIO;
             goto out;
@@ -200,16 +209,16 @@ static int load_y(mt_dataset *ds, hid_t f, char *err)
         rc = check_labels(ds, d, err);
     } else if (cls == H5T_FLOAT) {
         ds->n_targets = rank == 2 ? dims[1] : 1;
-        ds->targets = malloc(ds->n * ds->n_targets * sizeof(float));
+        ds->targets = mt_calloc(ds->n * ds->n_targets, sizeof(float));
         if (!ds->targets ||
-            read_rows(d, H5T_NATIVE_FLOAT, (char *)ds->targets, ds->n,
-                      ds->n_targets * 4, rank, dims) < 0) {
+            read_rows(d, H5T_NATIVE_FLOAT, (char *)ds->targets, ds->first,
+                      ds->n, ds->n_targets * 4, rank, dims) < 0) {
             mt_seterr(err, "%s: cannot read /y", ds->path);
             rc = MT_EIO;
             goto out;
         }
-        rc = check_finite(ds->path, "/y", ds->targets, ds->n, ds->n_targets,
-                          err);
+        rc = check_finite(ds->path, "/y", ds->targets, ds->first, ds->n,
+                          ds->n_targets, err);
     } else {
         mt_seterr(err, "%s: /y must be int labels (N) or float targets",
                   ds->path);
@@ -222,6 +231,41 @@ out:
 }
 
 int mt_dataset_load(mt_dataset *ds, const char *path, char *err)
+{
+    return mt_dataset_load_rows(ds, path, 0, SIZE_MAX, err);
+}
+
+int mt_dataset_load_share(mt_dataset *ds, const char *path, int rank,
+                          int size, size_t limit, char *err)
+{
+    /* The share depends on the row count: read it, then the rows. */
+    mt__h5_quiet();
+    hsize_t dims[4] = {0};
+    hid_t f = access(path, R_OK) == 0
+                  ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)
+                  : H5I_INVALID_HID;
+    if (f >= 0 && mt__h5_exists(f, "/x")) {
+        hid_t d = H5Dopen2(f, "/x", H5P_DEFAULT), sp = H5Dget_space(d);
+        if (H5Sget_simple_extent_ndims(sp) <= 4)
+            H5Sget_simple_extent_dims(sp, dims, NULL);
+        H5Sclose(sp);
+        H5Dclose(d);
+    }
+    if (f >= 0)
+        H5Fclose(f);
+    size_t total = dims[0], lo, hi;
+    if (limit && limit < total)
+        total = limit;
+    mt_dist_share(total, rank, size, &lo, &hi);
+    /* A file that cannot be read fails here with the usual message. */
+    int rc = mt_dataset_load_rows(ds, path, lo, hi, err);
+    if (rc == MT_OK)
+        ds->total = total;
+    return rc;
+}
+
+int mt_dataset_load_rows(mt_dataset *ds, const char *path, size_t lo,
+                         size_t hi, char *err)
 {
     memset(ds, 0, sizeof *ds);
     mt__h5_quiet();
@@ -242,7 +286,8 @@ int mt_dataset_load(mt_dataset *ds, const char *path, char *err)
     int rc = MT_EFORMAT;
     if (!mt__h5_exists(f, "/x"))
         mt_seterr(err, "%s: no dataset /x (the inputs)", path);
-    else if ((rc = load_x(ds, f, err)) == MT_OK && mt__h5_exists(f, "/y"))
+    else if ((rc = load_x(ds, f, lo, hi, err)) == MT_OK &&
+             mt__h5_exists(f, "/y"))
         rc = load_y(ds, f, err);
     H5Fclose(f);
     if (rc)

@@ -53,29 +53,30 @@ long mt_count_correct(mt_loss_kind loss, const float *out,
     return correct;
 }
 
-int mt_evaluate(mt_model *m, const mt_dataset *ds, const size_t *idx,
-                size_t n, mt_loss_kind loss, MPI_Comm comm,
-                mt_eval_result *r, char *err)
+int mt_evaluate(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
+                mt_loss_kind loss, mt_eval_result *r, char *err)
 {
-    int rank, size;
-    MPI_Comm_rank(comm, &rank);
+    int size;
     MPI_Comm_size(comm, &size);
-    size_t lo, hi, K = mt_shape_size(mt_model_out(m)), B = m->max_batch;
-    mt_dist_share(n, rank, size, &lo, &hi);
+    size_t K = mt_shape_size(mt_model_out(m)), B = m->max_batch;
     int32_t *labels = mt_calloc(B, sizeof *labels);
     float *targets = mt_calloc(B * K, sizeof *targets);
-    /* sums[0] loss, sums[1] correct, sums[2] samples, sums[3] has acc */
+    size_t *idx = mt_calloc(B, sizeof *idx);
+    /* sums[0] loss, sums[1] correct, sums[2] samples, sums[3] ranks that
+     * have an accuracy */
     double sums[4] = {0, 0, 0, 1};
-    int rc = labels && targets ? MT_OK : MT_ENOMEM;
+    int rc = labels && targets && idx ? MT_OK : MT_ENOMEM;
     if (rc)
         mt_seterr(err, "evaluate: out of memory");
     mt_step_ctx ctx = {.train = 0};
-    for (size_t i = lo; rc == MT_OK && i < hi; i += B) {
-        size_t b = hi - i < B ? hi - i : B;
-        mt_dataset_gather(ds, idx + i, b, m->act[0], labels, targets, K);
+    for (size_t i = 0; rc == MT_OK && i < ds->n; i += B) {
+        size_t b = ds->n - i < B ? ds->n - i : B;
+        for (size_t k = 0; k < b; k++)
+            idx[k] = i + k;
+        mt_dataset_gather(ds, idx, b, m->act[0], labels, targets, K);
         const float *out = mt_model_forward(m, &ctx, b);
-        sums[0] += mt_loss_compute((mt_loss_kind)loss, out, labels, targets,
-                                   b, K, 1.0f, NULL);
+        sums[0] += mt_loss_compute(loss, out, labels, targets, b, K, 1.0f,
+                                   NULL);
         long c = mt_count_correct(loss, out, ds->labels ? labels : NULL,
                                   targets, b, K);
         if (c < 0)
@@ -86,12 +87,10 @@ int mt_evaluate(mt_model *m, const mt_dataset *ds, const size_t *idx,
     }
     free(labels);
     free(targets);
+    free(idx);
     rc = mt_dist_agree(comm, rc, err);
-    if (rc == MT_OK) {
-        /* "has accuracy" must hold on every rank: reduce it as a count. */
-        sums[3] = sums[3] ? 1.0 : 0.0;
+    if (rc == MT_OK)
         rc = mt_dist_allreduce_sum_d(comm, sums, 4, err);
-    }
     if (rc)
         return rc;
     r->n = (size_t)sums[2];

@@ -19,7 +19,12 @@ typedef struct trainer {
     const mt_config *cfg;
     MPI_Comm comm;
     int rank, size;
-    mt_dataset train, test;
+    /* Each rank reads only its share of the files (DESIGN.md): */
+    mt_dataset shard; /* this rank's rows of the training file */
+    mt_dataset epoch; /* the samples this rank trains on this epoch, in
+                         order, fetched from their owners */
+    mt_dataset val;   /* this rank's part of the validation split */
+    mt_dataset test;  /* this rank's rows of the test file */
     mt_model model;
     mt_optim optim;
     mt_schedule sched;
@@ -31,8 +36,9 @@ typedef struct trainer {
                            n_val are the validation split */
     size_t n_train, n_val;
     size_t *epoch_perm; /* (n_train): this epoch's order of train samples */
-    size_t *batch_idx;  /* (max_batch): sample indices of the local slice */
-    size_t *test_idx;   /* (test.n): 0..n-1 */
+    size_t *need;       /* (n_train): file rows this rank needs this epoch */
+    size_t cursor;      /* next unused sample of `epoch` */
+    size_t *batch_idx;  /* (max_batch): indices into `epoch` */
     int32_t *labels;    /* (max_batch) */
     float *targets;     /* (max_batch, K) */
     char *config_text;  /* resolved INI, for weights.h5 and config.ini */
@@ -43,7 +49,9 @@ typedef struct trainer {
 
 static void trainer_free(trainer *t)
 {
-    mt_dataset_free(&t->train);
+    mt_dataset_free(&t->shard);
+    mt_dataset_free(&t->epoch);
+    mt_dataset_free(&t->val);
     mt_dataset_free(&t->test);
     mt_model_free(&t->model);
     mt_optim_free(&t->optim);
@@ -51,24 +59,31 @@ static void trainer_free(trainer *t)
     mt_free(t->order);
     mt_free(t->epoch_perm);
     mt_free(t->batch_idx);
-    mt_free(t->test_idx);
+    mt_free(t->need);
     mt_free(t->labels);
     mt_free(t->targets);
     mt_free(t->config_text);
     mt_metrics_close(&t->log);
 }
 
-static int load_data(trainer *t, char *err)
+/* Local: this rank's shares of the training and test files. */
+static int load_files(trainer *t, char *err)
 {
     const mt_config *c = t->cfg;
-    int rc = mt_dataset_load(&t->train, c->train, err);
+    int rc = mt_dataset_load_share(&t->shard, c->train, t->rank, t->size,
+                                   c->limit, err);
     if (rc == MT_OK && c->test[0])
-        rc = mt_dataset_load(&t->test, c->test, err);
-    if (rc)
-        return rc;
-    size_t n = t->train.n;
-    if (c->limit && c->limit < n)
-        n = c->limit;
+        rc = mt_dataset_load_share(&t->test, c->test, t->rank, t->size, 0,
+                                   err);
+    return rc;
+}
+
+/* Collective: the split, index buffers, the class count, and this rank's
+ * validation samples. */
+static int split(trainer *t, char *err)
+{
+    const mt_config *c = t->cfg;
+    size_t n = t->shard.total;
     t->n_val = (size_t)((double)n * c->validation);
     t->n_train = n - t->n_val;
     if (t->n_train == 0) {
@@ -77,19 +92,27 @@ static int load_data(trainer *t, char *err)
                   c->train);
         return MT_EINVAL;
     }
-    /* The split is a seed-keyed permutation of the first n samples, the
-     * same on every rank and every rank count. */
+    /* The split is a seed-keyed permutation of the rows in use, the same
+     * on every rank and every rank count. */
     t->order = mt_calloc(n, sizeof(size_t));
     t->epoch_perm = mt_calloc(t->n_train, sizeof(size_t));
-    t->test_idx = mt_calloc(t->test.n, sizeof(size_t));
-    if (!t->order || !t->epoch_perm || !t->test_idx) {
+    t->need = mt_calloc(t->n_train, sizeof(size_t));
+    int rc = t->order && t->epoch_perm && t->need ? MT_OK : MT_ENOMEM;
+    if (rc)
         mt_seterr(err, "out of memory for %zu sample indices", n);
-        return MT_ENOMEM;
-    }
+    if ((rc = mt_dist_agree(t->comm, rc, err)))
+        return rc;
     mt_rng_permutation(t->order, n, c->seed, MT_RNG_SPLIT, 0);
-    for (size_t i = 0; i < t->test.n; i++)
-        t->test_idx[i] = i;
-    return MT_OK;
+    /* Without an n_classes attribute each rank saw only its own labels. */
+    unsigned long long k[2] = {t->shard.n_classes, t->test.n_classes};
+    MPI_Allreduce(MPI_IN_PLACE, k, 2, MPI_UNSIGNED_LONG_LONG, MPI_MAX,
+                  t->comm);
+    t->shard.n_classes = k[0];
+    t->test.n_classes = k[1];
+    size_t lo, hi;
+    mt_dist_share(t->n_val, t->rank, t->size, &lo, &hi);
+    return mt_dataset_fetch(&t->shard, t->comm, t->order + t->n_train + lo,
+                            hi - lo, &t->val, err);
 }
 
 static int build(trainer *t, char *err)
@@ -97,12 +120,12 @@ static int build(trainer *t, char *err)
     const mt_config *c = t->cfg;
     /* The largest local slice of a global batch. */
     size_t max_batch = (c->batch + (size_t)t->size - 1) / (size_t)t->size;
-    int rc = mt_model_from_config(c, t->train.shape, max_batch, &t->model,
+    int rc = mt_model_from_config(c, t->shard.shape, max_batch, &t->model,
                                   err);
     if (rc)
         return rc;
     t->K = mt_shape_size(mt_model_out(&t->model));
-    rc = mt_dataset_check(&t->train, t->model.in, t->K, c->loss, 1, err);
+    rc = mt_dataset_check(&t->shard, t->model.in, t->K, c->loss, 1, err);
     if (rc == MT_OK && t->test.n)
         rc = mt_dataset_check(&t->test, t->model.in, t->K, c->loss, 1, err);
     if (rc == MT_OK)
@@ -181,7 +204,9 @@ static int open_run_dir(trainer *t, char *err)
 
 static int setup(trainer *t, char *err)
 {
-    int rc = load_data(t, err);
+    int rc = mt_dist_agree(t->comm, load_files(t, err), err);
+    if (rc == MT_OK)
+        rc = split(t, err);
     if (rc == MT_OK)
         rc = build(t, err);
     if (rc == MT_OK) {
@@ -214,8 +239,8 @@ static int train_step(trainer *t, uint64_t step, size_t g0, size_t G,
     mt_model_zero_grad(&t->model);
     if (B > 0) {
         for (size_t i = 0; i < B; i++)
-            t->batch_idx[i] = t->epoch_perm[g0 + lo + i];
-        mt_dataset_gather(&t->train, t->batch_idx, B, t->model.act[0],
+            t->batch_idx[i] = t->cursor++;
+        mt_dataset_gather(&t->epoch, t->batch_idx, B, t->model.act[0],
                           t->labels, t->targets, K);
         mt_step_ctx ctx = {.train = 1, .seed = t->cfg->seed, .step = step,
                            .sample0 = g0 + lo};
@@ -225,7 +250,7 @@ static int train_step(trainer *t, uint64_t step, size_t g0, size_t G,
                                    t->labels, t->targets, B, K,
                                    1.0f / (float)G, dout);
         long c = mt_count_correct((mt_loss_kind)t->cfg->loss, out,
-                                  t->train.labels ? t->labels : NULL,
+                                  t->epoch.labels ? t->labels : NULL,
                                   t->targets, B, K);
         local[1] = c < 0 ? 0.0 : (double)c;
         local[2] = c < 0 ? 1.0 : 0.0;
@@ -302,10 +327,23 @@ static int run_epoch(trainer *t, size_t epoch, uint64_t *step,
                        epoch);
     for (size_t i = 0; i < t->n_train; i++)
         t->epoch_perm[i] = t->order[t->epoch_perm[i]];
+    /* This rank's slice of every global batch, in order of use. */
+    size_t count = 0;
+    for (size_t g0 = 0; g0 < t->n_train; g0 += c->batch) {
+        size_t G = t->n_train - g0 < c->batch ? t->n_train - g0 : c->batch;
+        size_t lo, hi;
+        mt_dist_share(G, t->rank, t->size, &lo, &hi);
+        for (size_t i = lo; i < hi; i++)
+            t->need[count++] = t->epoch_perm[g0 + i];
+    }
+    int rc = mt_dataset_fetch(&t->shard, t->comm, t->need, count, &t->epoch,
+                              err);
+    if (rc)
+        return rc;
+    t->cursor = 0;
     double sums[3] = {0, 0, 0}, window[3] = {0, 0, 0};
     size_t seen = 0, wseen = 0;
     double t_start = MPI_Wtime(), t_window = t_start;
-    int rc = MT_OK;
     for (size_t s = 0; s < steps; s++) {
         if (c->max_steps && *step >= c->max_steps)
             break;
@@ -335,8 +373,8 @@ static int run_epoch(trainer *t, size_t epoch, uint64_t *step,
     *train_samples += seen;
     mt_eval_result val = {0};
     if (t->n_val)
-        rc = mt_evaluate(&t->model, &t->train, t->order + t->n_train,
-                         t->n_val, (mt_loss_kind)c->loss, t->comm, &val, err);
+        rc = mt_evaluate(&t->model, &t->val, t->comm, (mt_loss_kind)c->loss,
+                         &val, err);
     if (rc == MT_OK && seen)
         report_epoch(t, epoch + 1, *step, sums, seen, secs, &val);
     return rc;
@@ -347,12 +385,11 @@ static int finish(trainer *t, uint64_t step, mt_train_result *res, char *err)
     const mt_config *c = t->cfg;
     int rc = MT_OK;
     if (t->n_val)
-        rc = mt_evaluate(&t->model, &t->train, t->order + t->n_train,
-                         t->n_val, (mt_loss_kind)c->loss, t->comm, &res->val,
-                         err);
-    if (rc == MT_OK && t->test.n)
-        rc = mt_evaluate(&t->model, &t->test, t->test_idx, t->test.n,
-                         (mt_loss_kind)c->loss, t->comm, &res->test, err);
+        rc = mt_evaluate(&t->model, &t->val, t->comm, (mt_loss_kind)c->loss,
+                         &res->val, err);
+    if (rc == MT_OK && c->test[0])
+        rc = mt_evaluate(&t->model, &t->test, t->comm, (mt_loss_kind)c->loss,
+                         &res->test, err);
     if (rc)
         return rc;
     if (t->rank == 0 && res->test.n) {
@@ -392,7 +429,7 @@ int mt_train(const mt_config *cfg, MPI_Comm comm, mt_train_result *res,
     if (rc == MT_OK && t.rank == 0) {
         printf("mpitrain %s: %zu train, %zu validation, %zu test samples; "
                "%d rank%s, global batch %zu\n",
-               mt_version(), t.n_train, t.n_val, t.test.n, t.size,
+               mt_version(), t.n_train, t.n_val, t.test.total, t.size,
                t.size == 1 ? "" : "s", cfg->batch);
         mt_model_summary(&t.model, print_model, NULL);
         fflush(stdout);

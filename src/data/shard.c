@@ -1,0 +1,227 @@
+/* Moving samples to the rank that needs them. Each rank reads only its
+ * share of the file (mt_dataset_load_rows); every epoch the shuffled
+ * global batches decide which samples each rank needs, and
+ * mt_dataset_fetch brings them over in one MPI_Alltoallv. The learning
+ * problem stays that of one rank reading the whole file. */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpitrain/core.h"
+#include "mpitrain/data.h"
+#include "mpitrain/dist.h"
+
+/* The rank whose share of `total` rows holds row i. */
+static int owner(size_t i, size_t total, int size)
+{
+    int q = (int)(((unsigned __int128)i * (unsigned)size) / total);
+    size_t lo, hi;
+    for (;;) {
+        mt_dist_share(total, q, size, &lo, &hi);
+        if (i < lo)
+            q--;
+        else if (i >= hi)
+            q++;
+        else
+            return q;
+    }
+}
+
+/* Bytes of one sample record: its x row, then its label or targets. */
+static size_t x_bytes(const mt_dataset *d)
+{
+    return mt_shape_size(d->shape) * (d->x8 ? 1 : sizeof(float));
+}
+
+static size_t y_bytes(const mt_dataset *d)
+{
+    return d->labels ? sizeof(int32_t)
+                     : d->targets ? d->n_targets * sizeof(float) : 0;
+}
+
+static void pack(const mt_dataset *d, size_t row, char *rec)
+{
+    size_t xb = x_bytes(d), yb = y_bytes(d);
+    const char *x = d->x8 ? (const char *)d->x8 : (const char *)d->x32;
+    memcpy(rec, x + row * xb, xb);
+    if (d->labels)
+        memcpy(rec + xb, d->labels + row, yb);
+    else if (d->targets)
+        memcpy(rec + xb, d->targets + row * d->n_targets, yb);
+}
+
+static void unpack(mt_dataset *d, size_t row, const char *rec)
+{
+    size_t xb = x_bytes(d), yb = y_bytes(d);
+    char *x = d->x8 ? (char *)d->x8 : (char *)d->x32;
+    memcpy(x + row * xb, rec, xb);
+    if (d->labels)
+        memcpy(d->labels + row, rec + xb, yb);
+    else if (d->targets)
+        memcpy(d->targets + row * d->n_targets, rec + xb, yb);
+}
+
+/* An empty dataset shaped like `like`, with room for n samples; buffers
+ * big enough from an earlier fetch are reused (a fetch per epoch should
+ * not churn the heap). */
+static int alloc_like(mt_dataset *out, const mt_dataset *like, size_t n)
+{
+    if (out->path && out->cap >= n && !out->x8 == !like->x8 &&
+        !out->labels == !like->labels && !out->targets == !like->targets &&
+        mt_shape_size(out->shape) == mt_shape_size(like->shape) &&
+        out->n_targets == like->n_targets) {
+        out->n = n;
+        out->n_classes = like->n_classes;
+        return MT_OK;
+    }
+    mt_dataset_free(out);
+    memset(out, 0, sizeof *out);
+    out->shape = like->shape;
+    out->scale = like->scale;
+    out->n = out->cap = n;
+    out->total = like->total;
+    out->n_classes = like->n_classes;
+    out->n_targets = like->n_targets;
+    size_t S = mt_shape_size(like->shape);
+    if (like->x8)
+        out->x8 = mt_calloc(n * S, 1);
+    else
+        out->x32 = mt_calloc(n * S, sizeof(float));
+    if (like->labels)
+        out->labels = mt_calloc(n, sizeof(int32_t));
+    if (like->targets)
+        out->targets = mt_calloc(n * like->n_targets, sizeof(float));
+    out->path = strdup(like->path ? like->path : "");
+    int ok = (like->x8 ? !!out->x8 : !!out->x32) &&
+             (!like->labels || out->labels) &&
+             (!like->targets || out->targets) && out->path;
+    return ok ? MT_OK : MT_ENOMEM;
+}
+
+typedef struct plan {
+    int *scount, *sdispl, *rcount, *rdispl; /* (size) each */
+    size_t *order; /* (n): request positions grouped by owner */
+    uint64_t *want, *asked; /* rows we ask for, rows asked of us */
+    char *sbuf, *rbuf;
+} plan;
+
+static void plan_free(plan *p)
+{
+    free(p->scount); free(p->sdispl); free(p->rcount); free(p->rdispl);
+    free(p->order); free(p->want); free(p->asked);
+    free(p->sbuf); free(p->rbuf);
+}
+
+/* Counting sort of the requests by owner. */
+static int plan_requests(plan *p, const mt_dataset *local, int size,
+                         const size_t *idx, size_t n)
+{
+    p->scount = mt_calloc((size_t)size, sizeof(int));
+    p->sdispl = mt_calloc((size_t)size, sizeof(int));
+    p->rcount = mt_calloc((size_t)size, sizeof(int));
+    p->rdispl = mt_calloc((size_t)size, sizeof(int));
+    p->order = mt_calloc(n, sizeof(size_t));
+    p->want = mt_calloc(n, sizeof(uint64_t));
+    int *own = mt_calloc(n, sizeof(int));
+    if (!p->scount || !p->sdispl || !p->rcount || !p->rdispl || !p->order ||
+        !p->want || !own) {
+        free(own);
+        return MT_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        p->scount[own[i] = owner(idx[i], local->total, size)]++;
+    for (int q = 1; q < size; q++)
+        p->sdispl[q] = p->sdispl[q - 1] + p->scount[q - 1];
+    int *fill = mt_calloc((size_t)size, sizeof(int));
+    if (!fill) {
+        free(own);
+        return MT_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t at = (size_t)(p->sdispl[own[i]] + fill[own[i]]++);
+        p->order[at] = i;
+        p->want[at] = idx[i];
+    }
+    free(fill);
+    free(own);
+    return MT_OK;
+}
+
+/* MPI counts and displacements are int: scale them to bytes, refusing
+ * what would overflow. */
+static int scale_counts(int *c, int *d, int size, size_t unit)
+{
+    for (int q = 0; q < size; q++) {
+        if ((size_t)c[q] * unit > INT_MAX || (size_t)d[q] * unit > INT_MAX)
+            return -1;
+        c[q] = (int)((size_t)c[q] * unit);
+        d[q] = (int)((size_t)d[q] * unit);
+    }
+    return 0;
+}
+
+/* Every local failure is agreed on before the next collective, so that no
+ * rank is left waiting in an exchange the others skipped. */
+int mt_dataset_fetch(const mt_dataset *local, MPI_Comm comm,
+                     const size_t *idx, size_t n, mt_dataset *out,
+                     char *err)
+{
+    int size;
+    MPI_Comm_size(comm, &size);
+    plan p = {0};
+    size_t rec = x_bytes(local) + y_bytes(local), nasked = 0;
+    int rc = plan_requests(&p, local, size, idx, n);
+    if (rc)
+        mt_seterr(err, "%s: out of memory planning a fetch", local->path);
+    if ((rc = mt_dist_agree(comm, rc, err)))
+        goto out;
+    if (MPI_Alltoall(p.scount, 1, MPI_INT, p.rcount, 1, MPI_INT, comm) !=
+        MPI_SUCCESS) {
+        mt_seterr(err, "%s: MPI_Alltoall failed", local->path);
+        rc = MT_EIO;
+        goto out;
+    }
+    for (int q = 1; q < size; q++)
+        p.rdispl[q] = p.rdispl[q - 1] + p.rcount[q - 1];
+    nasked = (size_t)(p.rdispl[size - 1] + p.rcount[size - 1]);
+    p.asked = mt_calloc(nasked, sizeof(uint64_t));
+    p.sbuf = mt_calloc(nasked, rec);
+    p.rbuf = mt_calloc(n, rec);
+    rc = (p.asked && p.sbuf && p.rbuf) ? alloc_like(out, local, n)
+                                       : MT_ENOMEM;
+    if (rc)
+        mt_seterr(err, "%s: out of memory fetching %zu samples",
+                  local->path, n);
+    if ((rc = mt_dist_agree(comm, rc, err)))
+        goto out;
+    if (MPI_Alltoallv(p.want, p.scount, p.sdispl, MPI_UINT64_T, p.asked,
+                      p.rcount, p.rdispl, MPI_UINT64_T, comm) != MPI_SUCCESS) {
+        mt_seterr(err, "%s: MPI_Alltoallv of sample indices failed",
+                  local->path);
+        rc = MT_EIO;
+        goto out;
+    }
+    for (size_t i = 0; i < nasked; i++)
+        pack(local, (size_t)p.asked[i] - local->first, p.sbuf + i * rec);
+    /* The records travel back the opposite way: what we were asked for
+     * goes out with the layout in which the requests came in. */
+    if (scale_counts(p.rcount, p.rdispl, size, rec) ||
+        scale_counts(p.scount, p.sdispl, size, rec)) {
+        mt_seterr(err, "%s: more than 2 GiB of samples between two ranks",
+                  local->path);
+        rc = MT_EINVAL;
+    }
+    if ((rc = mt_dist_agree(comm, rc, err)))
+        goto out;
+    if (MPI_Alltoallv(p.sbuf, p.rcount, p.rdispl, MPI_BYTE, p.rbuf, p.scount,
+                      p.sdispl, MPI_BYTE, comm) != MPI_SUCCESS) {
+        mt_seterr(err, "%s: MPI_Alltoallv of samples failed", local->path);
+        rc = MT_EIO;
+        goto out;
+    }
+    for (size_t k = 0; k < n; k++)
+        unpack(out, p.order[k], p.rbuf + k * rec);
+out:
+    plan_free(&p);
+    return rc;
+}
