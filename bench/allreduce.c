@@ -46,7 +46,7 @@ int main(int argc, char **argv)
     int rank, P;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &P);
-    size_t seg_kib = 256;
+    size_t seg_kib = 1024; /* the [parallel] segment_kb default */
     mt_compress c = MT_COMPRESS_NONE;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seg") && i + 1 < argc)
