@@ -8,22 +8,53 @@
 #include "mpitrain/dist.h"
 #include "mpitrain/sync.h"
 
-uint16_t mt_bf16_from_float(float f)
+/* Branch-free, so that the loops over a block vectorize. */
+static inline uint16_t to_bf16(float f)
 {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u) /* NaN stays a (quiet) NaN */
-        return (uint16_t)((u >> 16) | 0x40u);
-    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest, ties to even */
-    return (uint16_t)(u >> 16);
+    uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16; /* to even */
+    uint32_t quiet_nan = (u >> 16) | 0x40u; /* NaN must stay NaN */
+    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
 }
 
-float mt_bf16_to_float(uint16_t h)
+static inline float from_bf16(uint16_t h)
 {
     uint32_t u = (uint32_t)h << 16;
     float f;
     memcpy(&f, &u, sizeof f);
     return f;
+}
+
+uint16_t mt_bf16_from_float(float f) { return to_bf16(f); }
+float mt_bf16_to_float(uint16_t h) { return from_bf16(h); }
+
+MT_VECTOR static void pack_bf16(uint16_t *restrict dst,
+                                const float *restrict src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = to_bf16(src[i]);
+}
+
+MT_VECTOR static void add_bf16(float *restrict dst,
+                               const uint16_t *restrict src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] += from_bf16(src[i]);
+}
+
+MT_VECTOR static void unpack_bf16(float *restrict dst,
+                                  const uint16_t *restrict src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = from_bf16(src[i]);
+}
+
+MT_VECTOR static void add_floats(float *restrict dst,
+                                 const float *restrict src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] += src[i];
 }
 
 static int mod(int a, int p) { return ((a % p) + p) % p; }
@@ -94,7 +125,7 @@ static void step_blocks(const mt_ring *r, int s, int *sb, int *rb)
 MT_VECTOR static void round_block(float *v, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        v[i] = mt_bf16_to_float(mt_bf16_from_float(v[i]));
+        v[i] = from_bf16(to_bf16(v[i]));
 }
 
 static int post(mt_ring *r, char *err)
@@ -109,8 +140,7 @@ static int post(mt_ring *r, char *err)
         round_block(r->buf + slo, shi - slo);
     size_t ns = nsegs(r, shi - slo), nr = nsegs(r, rhi - rlo);
     if (bf16)
-        for (size_t i = slo; i < shi; i++)
-            r->send16[i - slo] = mt_bf16_from_float(r->buf[i]);
+        pack_bf16(r->send16, r->buf + slo, shi - slo);
     int left = mod(r->rank - 1, P), right = mod(r->rank + 1, P), rc = 0;
     for (size_t k = 0; k < nr; k++) {
         size_t o = k * r->seg, len = rhi - rlo - o < r->seg ? rhi - rlo - o
@@ -140,7 +170,7 @@ static int post(mt_ring *r, char *err)
 }
 
 /* Folds received segment k of this step into buf. */
-MT_VECTOR static void absorb(mt_ring *r, size_t k)
+static void absorb(mt_ring *r, size_t k)
 {
     int sb, rb;
     size_t rlo, rhi;
@@ -150,19 +180,12 @@ MT_VECTOR static void absorb(mt_ring *r, size_t k)
     size_t len = rhi - rlo - o < r->seg ? rhi - rlo - o : r->seg;
     float *dst = r->buf + rlo + o;
     int gather = r->step >= r->size - 1;
-    if (r->compress == MT_COMPRESS_BF16) {
-        const uint16_t *src = r->recv16 + o;
-        if (gather)
-            for (size_t i = 0; i < len; i++)
-                dst[i] = mt_bf16_to_float(src[i]);
-        else
-            for (size_t i = 0; i < len; i++)
-                dst[i] += mt_bf16_to_float(src[i]);
-    } else if (!gather) {
-        const float *src = r->tmp + o;
-        for (size_t i = 0; i < len; i++)
-            dst[i] += src[i];
-    }
+    if (r->compress == MT_COMPRESS_BF16 && gather)
+        unpack_bf16(dst, r->recv16 + o, len);
+    else if (r->compress == MT_COMPRESS_BF16)
+        add_bf16(dst, r->recv16 + o, len);
+    else if (!gather)
+        add_floats(dst, r->tmp + o, len);
 }
 
 /* One pass of progress; blocking waits when `block` is set. */
