@@ -216,7 +216,7 @@ static void expect_same_as_single_rank(const char *const *par, double tol)
     mt_config_free(&c);
     double worst = 0.0;
     if (rank == 0) {
-        load(&c, "self", NULL);
+        load(&c, "self", par);
         if (mt_train(&c, MPI_COMM_SELF, &r, err))
             fail_msg("%s", err);
         mt_config_free(&c);
@@ -226,7 +226,8 @@ static void expect_same_as_single_rank(const char *const *par, double tol)
         worst = max_weight_diff(a, b);
     }
     MPI_Bcast(&worst, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
-    /* Same learning problem; only the summation order differs. */
+    /* Same learning problem; only the summation order differs (or, in
+     * deterministic mode, not even that: tol 0). */
     if (worst > tol)
         fail_msg("%s %s: weights differ from the single-rank run by %g",
                  par && par[0] ? par[0] : "", par && par[0] && par[1] ? par[1] : "",
@@ -248,6 +249,13 @@ static void test_data_parallel_equals_single_rank(void **s)
     expect_same_as_single_rank(ar_buckets, 1e-4);
     expect_same_as_single_rank(ring, 1e-4);
     expect_same_as_single_rank(ring_blocking, 1e-4);
+}
+
+static void test_deterministic_is_bit_identical(void **s)
+{
+    const char *const det[] = {"parallel.deterministic=true",
+                               "parallel.group=3", NULL};
+    expect_same_as_single_rank(det, 0.0);
 }
 
 static void test_bf16_ring_stays_close(void **s)
@@ -299,6 +307,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_fetch_matches_full_file),
         cmocka_unit_test(test_data_parallel_equals_single_rank),
         cmocka_unit_test(test_bf16_ring_stays_close),
+        cmocka_unit_test(test_deterministic_is_bit_identical),
         cmocka_unit_test(test_missing_file_on_one_rank_stops_all),
         cmocka_unit_test(test_nan_loss_stops_all_ranks),
     };

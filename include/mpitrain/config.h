@@ -64,6 +64,8 @@ typedef struct mt_config {
     int overlap;    /* reduce buckets while backward runs */
     int compress;   /* mt_compress: ring payload */
     size_t segment_kb;
+    int deterministic; /* fixed groups and summation order */
+    size_t group;      /* deterministic: samples per gradient group */
     /* layer sections, in order */
     mt_config_layer *layers;
     size_t n_layers, cap_layers;

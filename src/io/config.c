@@ -38,6 +38,7 @@ void mt_config_defaults(mt_config *c)
     c->bucket_mb = 1.0;
     c->overlap = 1;
     c->segment_kb = 1024;
+    c->group = 8;
 }
 
 void mt_config_free(mt_config *c)

@@ -14,38 +14,7 @@
 #include "mpitrain/schedule.h"
 #include "mpitrain/sync.h"
 #include "mpitrain/train.h"
-
-typedef struct trainer {
-    const mt_config *cfg;
-    MPI_Comm comm;
-    int rank, size;
-    /* Each rank reads only its share of the files (DESIGN.md): */
-    mt_dataset shard; /* this rank's rows of the training file */
-    mt_dataset epoch; /* the samples this rank trains on this epoch, in
-                         order, fetched from their owners */
-    mt_dataset val;   /* this rank's part of the validation split */
-    mt_dataset test;  /* this rank's rows of the test file */
-    mt_model model;
-    mt_optim optim;
-    mt_schedule sched;
-    mt_sync sync;
-    char hook_err[MT_ERR_LEN]; /* an error from a backward hook */
-    float lr; /* the rate of the latest step */
-    size_t K;           /* model outputs */
-    size_t *order;      /* (n_train + n_val): shuffled positions; the last
-                           n_val are the validation split */
-    size_t n_train, n_val;
-    size_t *epoch_perm; /* (n_train): this epoch's order of train samples */
-    size_t *need;       /* (n_train): file rows this rank needs this epoch */
-    size_t cursor;      /* next unused sample of `epoch` */
-    size_t *batch_idx;  /* (max_batch): indices into `epoch` */
-    int32_t *labels;    /* (max_batch) */
-    float *targets;     /* (max_batch, K) */
-    char *config_text;  /* resolved INI, for weights.h5 and config.ini */
-    mt_metrics_log log;
-    mt_progress_out progress;
-    double t0;
-} trainer;
+#include "train/internal.h"
 
 static void trainer_free(trainer *t)
 {
@@ -60,6 +29,8 @@ static void trainer_free(trainer *t)
     mt_free(t->epoch_perm);
     mt_free(t->batch_idx);
     mt_free(t->need);
+    mt_free(t->group_grads);
+    mt_free(t->group_sums);
     mt_free(t->labels);
     mt_free(t->targets);
     mt_free(t->config_text);
@@ -118,8 +89,11 @@ static int split(trainer *t, char *err)
 static int build(trainer *t, char *err)
 {
     const mt_config *c = t->cfg;
-    /* The largest local slice of a global batch. */
+    /* The largest local slice of a global batch (in deterministic mode
+     * forward sees one group at a time, but evaluation uses the slice). */
     size_t max_batch = (c->batch + (size_t)t->size - 1) / (size_t)t->size;
+    if (c->deterministic && c->group > max_batch)
+        max_batch = c->group;
     int rc = mt_model_from_config(c, t->shard.shape, max_batch, &t->model,
                                   err);
     if (rc)
@@ -139,6 +113,17 @@ static int build(trainer *t, char *err)
         rc = mt_sync_init(&t->sync, &t->model, &sc, t->comm, err);
     if (rc)
         return rc;
+    if (c->deterministic) {
+        /* Room for the gradients of this rank's groups of one batch. */
+        size_t groups = (c->batch + c->group - 1) / c->group;
+        groups = (groups + (size_t)t->size - 1) / (size_t)t->size;
+        t->group_grads = mt_calloc(groups * t->model.n_params, sizeof(float));
+        t->group_sums = mt_calloc(3 * groups, sizeof(double));
+        if (!t->group_grads || !t->group_sums) {
+            mt_seterr(err, "out of memory for %zu group gradients", groups);
+            return MT_ENOMEM;
+        }
+    }
     t->batch_idx = mt_calloc(max_batch, sizeof(size_t));
     t->labels = mt_calloc(max_batch, sizeof(int32_t));
     t->targets = mt_calloc(max_batch * t->K, sizeof(float));
@@ -221,68 +206,6 @@ static void print_model(const char *line, void *user)
     printf("  %s\n", line);
 }
 
-static int layer_done(void *user, size_t layer)
-{
-    trainer *t = user;
-    return mt_sync_layer_done(&t->sync, layer, t->hook_err);
-}
-
-/* One optimizer step on global batch positions [g0, g0 + G) of this
- * epoch's order. sums[0] += loss sum, sums[1] += correct (global). */
-static int train_step(trainer *t, uint64_t step, size_t g0, size_t G,
-                      double sums[3], char *err)
-{
-    size_t lo, hi, K = t->K;
-    mt_dist_share(G, t->rank, t->size, &lo, &hi);
-    size_t B = hi - lo;
-    double local[3] = {0.0, 0.0, 0.0};
-    mt_model_zero_grad(&t->model);
-    if (B > 0) {
-        for (size_t i = 0; i < B; i++)
-            t->batch_idx[i] = t->cursor++;
-        mt_dataset_gather(&t->epoch, t->batch_idx, B, t->model.act[0],
-                          t->labels, t->targets, K);
-        mt_step_ctx ctx = {.train = 1, .seed = t->cfg->seed, .step = step,
-                           .sample0 = g0 + lo};
-        const float *out = mt_model_forward(&t->model, &ctx, B);
-        float *dout = t->model.dact[t->model.n_layers];
-        local[0] = mt_loss_compute((mt_loss_kind)t->cfg->loss, out,
-                                   t->labels, t->targets, B, K,
-                                   1.0f / (float)G, dout);
-        long c = mt_count_correct((mt_loss_kind)t->cfg->loss, out,
-                                  t->epoch.labels ? t->labels : NULL,
-                                  t->targets, B, K);
-        local[1] = c < 0 ? 0.0 : (double)c;
-        local[2] = c < 0 ? 1.0 : 0.0;
-    }
-    /* Buckets go out while backward still runs (sync.h). A rank without
-     * samples in this batch still takes part, with zero gradients. */
-    mt_sync_begin(&t->sync);
-    int rc = B > 0 ? mt_model_backward_hook(&t->model, B, layer_done, t)
-                   : MT_OK;
-    if (rc)
-        mt_seterr(err, "%s", t->hook_err);
-    if (rc == MT_OK)
-        rc = mt_sync_finish(&t->sync, err);
-    if (rc == MT_OK && t->size > 1)
-        rc = mt_dist_allreduce_sum_d(t->comm, local, 3, err);
-    if (rc)
-        return rc;
-    /* Every rank sees the same reduced loss, so all stop together. */
-    if (!isfinite(local[0])) {
-        mt_seterr(err, "step %llu: loss is %s (learning rate %g too high?)",
-                  (unsigned long long)step, isnan(local[0]) ? "NaN" : "Inf",
-                  (double)t->cfg->optim.lr);
-        return MT_ENUMERIC;
-    }
-    t->lr = mt_schedule_lr(&t->sched, step);
-    mt_optim_step(&t->optim, t->model.params, t->model.grads, t->lr);
-    sums[0] += local[0];
-    sums[1] += local[1];
-    sums[2] += local[2];
-    return MT_OK;
-}
-
 static double acc_of(const double sums[3], size_t n)
 {
     return (sums[2] > 0 || n == 0) ? -1.0 : sums[1] / (double)n;
@@ -332,7 +255,7 @@ static int run_epoch(trainer *t, size_t epoch, uint64_t *step,
     for (size_t g0 = 0; g0 < t->n_train; g0 += c->batch) {
         size_t G = t->n_train - g0 < c->batch ? t->n_train - g0 : c->batch;
         size_t lo, hi;
-        mt_dist_share(G, t->rank, t->size, &lo, &hi);
+        mt__batch_slice(t, G, &lo, &hi);
         for (size_t i = lo; i < hi; i++)
             t->need[count++] = t->epoch_perm[g0 + i];
     }
@@ -350,7 +273,7 @@ static int run_epoch(trainer *t, size_t epoch, uint64_t *step,
         size_t g0 = s * c->batch;
         size_t G = t->n_train - g0 < c->batch ? t->n_train - g0 : c->batch;
         double before[3] = {sums[0], sums[1], sums[2]};
-        if ((rc = train_step(t, *step, g0, G, sums, err)))
+        if ((rc = mt__train_step(t, *step, g0, G, sums, err)))
             return rc;
         (*step)++;
         seen += G;

@@ -1,0 +1,65 @@
+/* Private to src/train: the trainer's state, shared by trainer.c (set-up,
+ * epochs, evaluation, output) and step.c (one optimizer step). */
+#ifndef MPITRAIN_TRAIN_INTERNAL_H
+#define MPITRAIN_TRAIN_INTERNAL_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mpitrain/config.h"
+#include "mpitrain/core.h"
+#include "mpitrain/data.h"
+#include "mpitrain/io.h"
+#include "mpitrain/model.h"
+#include "mpitrain/optim.h"
+#include "mpitrain/schedule.h"
+#include "mpitrain/sync.h"
+
+typedef struct trainer {
+    const mt_config *cfg;
+    MPI_Comm comm;
+    int rank, size;
+    /* Each rank reads only its share of the files (DESIGN.md): */
+    mt_dataset shard; /* this rank's rows of the training file */
+    mt_dataset epoch; /* the samples this rank trains on this epoch, in
+                         order, fetched from their owners */
+    mt_dataset val;   /* this rank's part of the validation split */
+    mt_dataset test;  /* this rank's rows of the test file */
+    mt_model model;
+    mt_optim optim;
+    mt_schedule sched;
+    mt_sync sync;
+    char hook_err[MT_ERR_LEN]; /* an error from a backward hook */
+    float lr; /* the rate of the latest step */
+    size_t K;           /* model outputs */
+    size_t *order;      /* (n_train + n_val): shuffled positions; the last
+                           n_val are the validation split */
+    size_t n_train, n_val;
+    size_t *epoch_perm; /* (n_train): this epoch's order of train samples */
+    size_t *need;       /* (n_train): file rows this rank needs this epoch */
+    size_t cursor;      /* next unused sample of `epoch` */
+    size_t *batch_idx;  /* (max_batch): indices into `epoch` */
+    float *group_grads;  /* deterministic: (groups, n_params) */
+    double *group_sums;  /* deterministic: (groups, 3) */
+    int32_t *labels;    /* (max_batch) */
+    float *targets;     /* (max_batch, K) */
+    char *config_text;  /* resolved INI, for weights.h5 and config.ini */
+    mt_metrics_log log;
+    mt_progress_out progress;
+    double t0;
+} trainer;
+
+/* Samples [*lo, *hi) of a global batch of G that this rank computes: an
+ * even share, or in deterministic mode whole groups of [parallel] group
+ * samples. */
+void mt__batch_slice(const trainer *t, size_t G, size_t *lo, size_t *hi);
+
+/* One optimizer step over global batch positions [g0, g0 + G) of this
+ * epoch: this rank's slice is the next samples of t->epoch from
+ * t->cursor. Adds the global loss sum, correct count and "no accuracy"
+ * flag to sums. Every rank returns the same rc. */
+int mt__train_step(trainer *t, uint64_t step, size_t g0, size_t G,
+                   double sums[3], char *err);
+
+#endif

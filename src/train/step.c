@@ -1,0 +1,149 @@
+/* One optimizer step: forward, loss, backward, gradient synchronisation
+ * and the optimizer, in the normal (overlapped buckets) or the
+ * deterministic (fixed groups, fixed summation order) way. */
+#include <math.h>
+#include <string.h>
+
+#include "mpitrain/dist.h"
+#include "mpitrain/loss.h"
+#include "mpitrain/train.h"
+#include "train/internal.h"
+
+void mt__batch_slice(const trainer *t, size_t G, size_t *lo, size_t *hi)
+{
+    if (!t->cfg->deterministic) {
+        mt_dist_share(G, t->rank, t->size, lo, hi);
+        return;
+    }
+    size_t m = t->cfg->group, groups = (G + m - 1) / m, glo, ghi;
+    mt_dist_share(groups, t->rank, t->size, &glo, &ghi);
+    *lo = glo * m < G ? glo * m : G;
+    *hi = ghi * m < G ? ghi * m : G;
+}
+
+/* Forward and loss on the next B samples of the epoch, the first being
+ * global position `pos`; the loss gradient is left for backward. sums
+ * gets the loss sum, correct count and "no accuracy" flag. */
+static void forward_loss(trainer *t, uint64_t step, size_t pos, size_t B,
+                         size_t G, double sums[3])
+{
+    size_t K = t->K;
+    for (size_t i = 0; i < B; i++)
+        t->batch_idx[i] = t->cursor++;
+    mt_dataset_gather(&t->epoch, t->batch_idx, B, t->model.act[0],
+                      t->labels, t->targets, K);
+    mt_step_ctx ctx = {.train = 1, .seed = t->cfg->seed, .step = step,
+                       .sample0 = pos};
+    const float *out = mt_model_forward(&t->model, &ctx, B);
+    float *dout = t->model.dact[t->model.n_layers];
+    sums[0] = mt_loss_compute((mt_loss_kind)t->cfg->loss, out, t->labels,
+                              t->targets, B, K, 1.0f / (float)G, dout);
+    long c = mt_count_correct((mt_loss_kind)t->cfg->loss, out,
+                              t->epoch.labels ? t->labels : NULL, t->targets,
+                              B, K);
+    sums[1] = c < 0 ? 0.0 : (double)c;
+    sums[2] = c < 0 ? 1.0 : 0.0;
+}
+
+static int layer_done(void *user, size_t layer)
+{
+    trainer *t = user;
+    return mt_sync_layer_done(&t->sync, layer, t->hook_err);
+}
+
+/* Buckets go out while backward still runs (sync.h). A rank without
+ * samples in this batch still takes part, with zero gradients. */
+static int step_overlapped(trainer *t, uint64_t step, size_t g0, size_t G,
+                           double local[3], char *err)
+{
+    size_t lo, hi;
+    mt__batch_slice(t, G, &lo, &hi);
+    mt_model_zero_grad(&t->model);
+    if (hi > lo)
+        forward_loss(t, step, g0 + lo, hi - lo, G, local);
+    mt_sync_begin(&t->sync);
+    int rc = hi > lo ? mt_model_backward_hook(&t->model, hi - lo,
+                                              layer_done, t)
+                     : MT_OK;
+    if (rc)
+        mt_seterr(err, "%s", t->hook_err);
+    if (rc == MT_OK)
+        rc = mt_sync_finish(&t->sync, err);
+    if (rc == MT_OK && t->size > 1)
+        rc = mt_dist_allreduce_sum_d(t->comm, local, 3, err);
+    return rc;
+}
+
+/* Deterministic: the global batch is cut into groups of `group` samples at
+ * fixed positions; each group's gradient is computed on its own, then the
+ * groups are added in their global order along a chain of ranks (rank r
+ * adds its groups to the partial sum from r - 1 and passes it on), and the
+ * last rank broadcasts the total. The floats added, and their order, do
+ * not depend on the rank count, so neither do the weights. */
+static int step_deterministic(trainer *t, uint64_t step, size_t g0,
+                              size_t G, double total[3], char *err)
+{
+    size_t lo, hi, m = t->cfg->group, n = t->model.n_params;
+    mt__batch_slice(t, G, &lo, &hi);
+    size_t groups = (hi - lo + m - 1) / m;
+    for (size_t k = 0; k < groups; k++) {
+        size_t B = hi - lo - k * m < m ? hi - lo - k * m : m;
+        mt_model_zero_grad(&t->model);
+        forward_loss(t, step, g0 + lo + k * m, B, G, t->group_sums + 3 * k);
+        mt_model_backward(&t->model, B);
+        memcpy(t->group_grads + k * n, t->model.grads, n * sizeof(float));
+    }
+    float *acc = t->model.grads;
+    memset(acc, 0, n * sizeof(float));
+    memset(total, 0, 3 * sizeof(double));
+    int rc = MPI_SUCCESS;
+    if (t->rank > 0) {
+        rc |= MPI_Recv(acc, (int)n, MPI_FLOAT, t->rank - 1, 5, t->comm,
+                       MPI_STATUS_IGNORE);
+        rc |= MPI_Recv(total, 3, MPI_DOUBLE, t->rank - 1, 6, t->comm,
+                       MPI_STATUS_IGNORE);
+    }
+    for (size_t k = 0; k < groups; k++) {
+        const float *g = t->group_grads + k * n;
+        for (size_t i = 0; i < n; i++)
+            acc[i] += g[i];
+        for (int j = 0; j < 3; j++)
+            total[j] += t->group_sums[3 * k + (size_t)j];
+    }
+    if (t->rank < t->size - 1) {
+        rc |= MPI_Send(acc, (int)n, MPI_FLOAT, t->rank + 1, 5, t->comm);
+        rc |= MPI_Send(total, 3, MPI_DOUBLE, t->rank + 1, 6, t->comm);
+    }
+    rc |= MPI_Bcast(acc, (int)n, MPI_FLOAT, t->size - 1, t->comm);
+    rc |= MPI_Bcast(total, 3, MPI_DOUBLE, t->size - 1, t->comm);
+    if (rc != MPI_SUCCESS) {
+        mt_seterr(err, "deterministic gradient chain failed");
+        return MT_EIO;
+    }
+    /* More than one group reported "no accuracy": keep it a flag. */
+    total[2] = total[2] > 0.0 ? 1.0 : 0.0;
+    return MT_OK;
+}
+
+int mt__train_step(trainer *t, uint64_t step, size_t g0, size_t G,
+                   double sums[3], char *err)
+{
+    double local[3] = {0.0, 0.0, 0.0};
+    int rc = t->cfg->deterministic
+                 ? step_deterministic(t, step, g0, G, local, err)
+                 : step_overlapped(t, step, g0, G, local, err);
+    if (rc)
+        return rc;
+    /* Every rank sees the same reduced loss, so all stop together. */
+    if (!isfinite(local[0])) {
+        mt_seterr(err, "step %llu: loss is %s (learning rate %g too high?)",
+                  (unsigned long long)step, isnan(local[0]) ? "NaN" : "Inf",
+                  (double)t->cfg->optim.lr);
+        return MT_ENUMERIC;
+    }
+    t->lr = mt_schedule_lr(&t->sched, step);
+    mt_optim_step(&t->optim, t->model.params, t->model.grads, t->lr);
+    for (int j = 0; j < 3; j++)
+        sums[j] += local[j];
+    return MT_OK;
+}
