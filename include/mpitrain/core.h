@@ -63,6 +63,9 @@ uint64_t mt_rng_below(uint64_t n, uint64_t seed, uint32_t purpose, uint64_t a,
 void mt_rng_permutation(size_t *perm, size_t n, uint64_t seed,
                         uint32_t purpose, uint64_t stream);
 
+/* Index of `name` in a NULL-terminated table of names, or -1. */
+int mt_name_index(const char *const *names, const char *name);
+
 /* malloc that zeroes, and NULL-safe free that clears the pointer. */
 void *mt_calloc(size_t n, size_t size);
 #define mt_free(p) do { free(p); (p) = NULL; } while (0)

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>
 #endif
@@ -21,6 +22,14 @@ void mt_seterr(char *err, const char *fmt, ...)
 }
 
 const char *mt_version(void) { return PACKAGE_VERSION; }
+
+int mt_name_index(const char *const *names, const char *name)
+{
+    for (int i = 0; names[i]; i++)
+        if (strcmp(names[i], name) == 0)
+            return i;
+    return -1;
+}
 
 void *mt_calloc(size_t n, size_t size)
 {

@@ -83,14 +83,6 @@ static int parse_bool(const char *v, int *out)
     return -1;
 }
 
-static int name_index(const char *const *names, const char *v)
-{
-    for (int i = 0; names[i]; i++)
-        if (strcmp(names[i], v) == 0)
-            return i;
-    return -1;
-}
-
 static void list_names(const char *const *names, char *buf, size_t len)
 {
     buf[0] = '\0';
@@ -155,7 +147,7 @@ static int set_value(const mt__key_def *k, void *base, const char *v,
     case T_ENUM:
     case T_ACT: {
         const char *const *n = k->type == T_ENUM ? k->names : act_names;
-        int i = name_index(n, v);
+        int i = mt_name_index(n, v);
         if (i < 0) {
             list_names(n, names, sizeof names);
             snprintf(why, why_len, "expected one of %s", names);
@@ -231,7 +223,7 @@ static void new_section(parse_ctx *p, const char *name)
     snprintf(where, sizeof where, "%s:%d", p->c->path, p->line);
     snprintf(p->section, sizeof p->section, "%s", name);
     p->layer = -1;
-    int s = name_index(singletons, name);
+    int s = mt_name_index(singletons, name);
     if (s >= 0) {
         if (p->seen & (1u << s)) {
             mt_seterr(p->err, "%s: section [%s] appears twice", where, name);
@@ -363,7 +355,7 @@ int mt_config_set(mt_config *c, const char *assignment, char *err)
         return apply(c, where, mt_layer_ops_of(L->spec.kind)->kind_name,
                      (long)n - 1, key, value, err);
     }
-    if (name_index(singletons, section) < 0) {
+    if (mt_name_index(singletons, section) < 0) {
         mt_seterr(err, "%s: unknown section [%s]", where, section);
         return MT_EINVAL;
     }

@@ -3,7 +3,9 @@
 #include <math.h>
 #include <string.h>
 
-static const char *const names[] = {"softmax_ce", "sigmoid_bce", "mse"};
+#include "mpitrain/core.h"
+
+static const char *const names[] = {"softmax_ce", "sigmoid_bce", "mse", NULL};
 
 const char *mt_loss_name(mt_loss_kind k)
 {
@@ -12,10 +14,7 @@ const char *mt_loss_name(mt_loss_kind k)
 
 int mt_loss_from_name(const char *name)
 {
-    for (int k = 0; k < 3; k++)
-        if (strcmp(names[k], name) == 0)
-            return k;
-    return -1;
+    return mt_name_index(names, name);
 }
 
 double mt_loss_softmax_ce(const float *logits, const int32_t *labels,

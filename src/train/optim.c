@@ -7,7 +7,7 @@
 #include "mpitrain/core.h"
 #include "core/simd.h"
 
-static const char *const names[] = {"sgd", "adam", "adamw"};
+static const char *const names[] = {"sgd", "adam", "adamw", NULL};
 
 const char *mt_optim_name(mt_optim_kind k)
 {
@@ -16,10 +16,7 @@ const char *mt_optim_name(mt_optim_kind k)
 
 int mt_optim_from_name(const char *name)
 {
-    for (int k = 0; k < 3; k++)
-        if (strcmp(names[k], name) == 0)
-            return k;
-    return -1;
+    return mt_name_index(names, name);
 }
 
 int mt_optim_init(mt_optim *o, const mt_optim_cfg *cfg, size_t n, char *err)

@@ -3,7 +3,9 @@
 #include <math.h>
 #include <string.h>
 
-static const char *const names[] = {"constant", "step", "cosine"};
+#include "mpitrain/core.h"
+
+static const char *const names[] = {"constant", "step", "cosine", NULL};
 
 const char *mt_schedule_name(mt_schedule_kind k)
 {
@@ -12,10 +14,7 @@ const char *mt_schedule_name(mt_schedule_kind k)
 
 int mt_schedule_from_name(const char *name)
 {
-    for (int k = 0; k < 3; k++)
-        if (strcmp(names[k], name) == 0)
-            return k;
-    return -1;
+    return mt_name_index(names, name);
 }
 
 float mt_schedule_lr(const mt_schedule *s, uint64_t step)
