@@ -208,7 +208,7 @@ static void expect_same_as_single_rank(const char *const *par, double tol)
     mt_train_result r;
     char err[MT_ERR_LEN] = "";
     load(&c, "world", par);
-    int rc = mt_train(&c, MPI_COMM_WORLD, &r, err);
+    int rc = mt_train(&c, MPI_COMM_WORLD, NULL, &r, err);
     if (rc)
         fail_msg("%s", err);
     assert_true(r.val.n == 19 && r.val.accuracy >= 0.0);
@@ -217,7 +217,7 @@ static void expect_same_as_single_rank(const char *const *par, double tol)
     double worst = 0.0;
     if (rank == 0) {
         load(&c, "self", par);
-        if (mt_train(&c, MPI_COMM_SELF, &r, err))
+        if (mt_train(&c, MPI_COMM_SELF, NULL, &r, err))
             fail_msg("%s", err);
         mt_config_free(&c);
         char a[300], b[300];
@@ -274,7 +274,7 @@ static void test_missing_file_on_one_rank_stops_all(void **s)
     load(&c, "missing", NULL);
     if (rank == size - 1)
         snprintf(c.train, sizeof c.train, "%s/gone.h5", dir);
-    int rc = mt_train(&c, MPI_COMM_WORLD, &r, err);
+    int rc = mt_train(&c, MPI_COMM_WORLD, NULL, &r, err);
     assert_int_equal(rc, MT_EIO);
     assert_non_null(strstr(err, "gone.h5"));
     mt_config_free(&c);
@@ -286,7 +286,7 @@ static void test_nan_loss_stops_all_ranks(void **s)
     mt_train_result r;
     char err[MT_ERR_LEN] = "";
     load_file(&c, "diverge.ini", "nan", NULL);
-    int rc = mt_train(&c, MPI_COMM_WORLD, &r, err);
+    int rc = mt_train(&c, MPI_COMM_WORLD, NULL, &r, err);
     assert_int_equal(rc, MT_ENUMERIC);
     assert_non_null(strstr(err, "loss is"));
     char path[300];

@@ -66,6 +66,11 @@ typedef struct mt_config {
     size_t segment_kb;
     int deterministic; /* fixed groups and summation order */
     size_t group;      /* deterministic: samples per gradient group */
+    /* [checkpoint] */
+    char ckpt_dir[MT_PATH_LEN]; /* empty: RUN_DIR/checkpoints */
+    size_t every_steps;         /* 0: off */
+    double every_minutes;       /* 0: off */
+    size_t keep;                /* newest checkpoints kept */
     /* layer sections, in order */
     mt_config_layer *layers;
     size_t n_layers, cap_layers;

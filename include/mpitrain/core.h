@@ -17,7 +17,8 @@ enum {
     MT_ENOMEM = -2,  /* allocation failed */
     MT_EIO = -3,     /* a file could not be read or written */
     MT_EFORMAT = -4, /* a file exists but its content is wrong */
-    MT_ENUMERIC = -5 /* NaN or Inf appeared in training */
+    MT_ENUMERIC = -5, /* NaN or Inf appeared in training */
+    MT_ESTOPPED = -6  /* a stop was requested (signal): state was saved */
 };
 
 /* printf-style message into err (if not NULL); returns nothing. */

@@ -32,6 +32,7 @@ int mt_metrics_open(mt_metrics_log *log, const char *path, char *err);
 void mt_metrics_write(mt_metrics_log *log, const char *split, size_t epoch,
                       size_t step, double loss, double accuracy,
                       double samples_per_s, double lr, double wall_s);
+void mt_metrics_flush(mt_metrics_log *log);
 void mt_metrics_close(mt_metrics_log *log);
 
 /* Progress: a bar redrawn in place on a terminal, or a plain line per call

@@ -8,6 +8,7 @@
 #define MPITRAIN_TRAIN_H
 
 #include <mpi.h>
+#include <signal.h>
 #include <stddef.h>
 
 #include "mpitrain/config.h"
@@ -28,11 +29,22 @@ typedef struct mt_train_result {
     double comm_wait_s;   /* rank 0's time blocked in gradient sync */
 } mt_train_result;
 
+/* How a run starts and may be stopped. */
+typedef struct mt_train_opts {
+    const char *resume; /* NULL, "auto" (newest good checkpoint in the
+                           checkpoint dir) or a checkpoint file */
+    volatile sig_atomic_t *stop; /* set (by a signal handler) to ask all
+                                    ranks to save and stop; may be NULL */
+    uint64_t stop_after; /* > 0: behave as if stopped by a signal once this
+                            many steps are done (tests, debugging) */
+} mt_train_opts;
+
 /* Trains as configured. Rank 0 prints progress and writes the run dir:
- * config.ini (resolved), metrics.jsonl, weights.h5. Every rank returns the
- * same rc and message on error. */
-int mt_train(const mt_config *cfg, MPI_Comm comm, mt_train_result *res,
-             char *err);
+ * config.ini (resolved), metrics.jsonl, weights.h5, and checkpoints in
+ * [checkpoint] dir. Every rank returns the same rc and message on error;
+ * MT_ESTOPPED after a requested stop was saved. opts may be NULL. */
+int mt_train(const mt_config *cfg, MPI_Comm comm, const mt_train_opts *opts,
+             mt_train_result *res, char *err);
 
 /* Builds the configured model for input shape `in`. */
 int mt_model_from_config(const mt_config *cfg, mt_shape in, size_t max_batch,

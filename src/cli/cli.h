@@ -13,13 +13,16 @@ enum {
     MT_EXIT_OK = 0,
     MT_EXIT_ERROR = 1,   /* bad input or a failure while running */
     MT_EXIT_USAGE = 2,   /* bad command line */
-    MT_EXIT_NUMERIC = 3  /* training diverged (NaN or Inf loss) */
+    MT_EXIT_NUMERIC = 3,  /* training diverged (NaN or Inf loss) */
+    MT_EXIT_STOPPED = 75  /* stopped by a signal after saving a checkpoint:
+                             requeue and resume (EX_TEMPFAIL) */
 };
 
 int mt_cli_train(int argc, char **argv);
 int mt_cli_eval(int argc, char **argv);    /* also "predict" */
 int mt_cli_predict(int argc, char **argv);
 int mt_cli_convert(int argc, char **argv);
+int mt_cli_inspect(int argc, char **argv);
 
 /* Options shared by train/eval/predict: CONFIG, --set k=v (repeatable)
  * and the subcommand's own options. */
@@ -27,8 +30,9 @@ typedef struct mt_cli_args {
     const char *config;
     char **sets;
     size_t n_sets;
-    const char *weights, *input, *output, *data;
+    const char *weights, *input, *output, *data, *resume;
     int json;
+    unsigned long long stop_after;
 } mt_cli_args;
 
 /* Parses argv; prints usage and returns MT_EXIT_USAGE on a bad option,

@@ -1,5 +1,8 @@
 #include <mpi.h>
+#include <signal.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "mpitrain/config.h"
@@ -7,13 +10,43 @@
 #include "mpitrain/train.h"
 
 static const char usage[] =
-    "usage: mpitrain train CONFIG [--set section.key=value]...\n"
+    "usage: mpitrain train CONFIG [--resume auto|FILE] [--stop-after STEPS]\n"
+    "                      [--set section.key=value]...\n"
     "\n"
     "Trains the model described by CONFIG (an INI file; see mpitrain(1)).\n"
     "Run it as one process or under mpirun -np N: the global batch is\n"
     "split over the ranks. Writes config.ini, metrics.jsonl and weights.h5\n"
     "into [run] dir. --set overrides any key, e.g. --set train.epochs=2,\n"
-    "or layerN.key=value for the N-th layer section.\n";
+    "or layerN.key=value for the N-th layer section.\n"
+    "\n"
+    "--resume auto continues from the newest good checkpoint in\n"
+    "[checkpoint] dir (FILE: from that checkpoint), exactly where it\n"
+    "stopped, on any rank count. SIGTERM, SIGUSR1 or SIGINT make every\n"
+    "rank save a checkpoint at the next step and exit with status 75; a\n"
+    "second signal exits at once. --stop-after STEPS does the same once\n"
+    "STEPS optimizer steps are done (to test resuming).\n";
+
+/* Set by the first SIGTERM/SIGUSR1/SIGINT; the trainer polls it at step
+ * boundaries. A second signal ends the process at once. */
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    if (stop_requested)
+        _exit(128 + sig);
+    stop_requested = 1;
+}
+
+static void catch_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+}
 
 /* VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over fork and
  * exec, so a process started from a big parent (a Python benchmark with
@@ -34,7 +67,7 @@ static double peak_rss_mib(void)
 int mt_cli_train(int argc, char **argv)
 {
     mt_cli_args a;
-    int st = mt_cli_parse(argc, argv, usage, "", &a);
+    int st = mt_cli_parse(argc, argv, usage, "resume,stop-after", &a);
     if (st)
         return mt_cli_args_free(&a), st < 0 ? MT_EXIT_OK : st;
     int rank;
@@ -44,11 +77,17 @@ int mt_cli_train(int argc, char **argv)
     /* Every rank reads the same file, so every rank fails the same way and
      * before any collective. */
     int rc = mt_config_load(&cfg, a.config, a.sets, a.n_sets, err);
-    mt_cli_args_free(&a);
-    if (rc)
+    mt_train_opts opts = {.resume = a.resume,
+                          .stop = &stop_requested,
+                          .stop_after = a.stop_after};
+    if (rc) {
+        mt_cli_args_free(&a);
         return mt_cli_fail(rank, rc, err);
+    }
+    catch_signals();
     mt_train_result res;
-    rc = mt_train(&cfg, MPI_COMM_WORLD, &res, err);
+    rc = mt_train(&cfg, MPI_COMM_WORLD, &opts, &res, err);
+    mt_cli_args_free(&a);
     mt_config_free(&cfg);
     if (rc)
         return mt_cli_fail(rank, rc, err);

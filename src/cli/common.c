@@ -27,6 +27,8 @@ int mt_cli_parse(int argc, char **argv, const char *usage,
         {"output", required_argument, 0, 'o'},
         {"data", required_argument, 0, 'd'},
         {"json", no_argument, 0, 'j'},
+        {"resume", required_argument, 0, 'r'},
+        {"stop-after", required_argument, 0, 'S'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
@@ -56,6 +58,8 @@ int mt_cli_parse(int argc, char **argv, const char *usage,
         case 'o': a->output = optarg; break;
         case 'd': a->data = optarg; break;
         case 'j': a->json = 1; break;
+        case 'r': a->resume = optarg; break;
+        case 'S': a->stop_after = strtoull(optarg, NULL, 10); break;
         }
     }
     if (optind != argc - 1) {
@@ -74,7 +78,9 @@ int mt_cli_fail(int rank, int rc, const char *msg)
         fprintf(stderr, "mpitrain: error: %s\n", msg);
         fflush(stderr);
     }
-    return rc == MT_ENUMERIC ? MT_EXIT_NUMERIC : MT_EXIT_ERROR;
+    return rc == MT_ENUMERIC   ? MT_EXIT_NUMERIC
+           : rc == MT_ESTOPPED ? MT_EXIT_STOPPED
+                               : MT_EXIT_ERROR;
 }
 
 static int has_avx512(void)

@@ -14,6 +14,7 @@ static const char usage[] =
     "  eval CONFIG       evaluate weights on a labelled data file\n"
     "  predict CONFIG    write predictions for a data file\n"
     "  convert ...       turn IDX (MNIST format) files into HDF5\n"
+    "  inspect FILE      check and describe a checkpoint\n"
     "\n"
     "options: --version, --help; COMMAND --help for a command's options.\n"
     "See mpitrain(1) and the README.\n";
@@ -29,6 +30,7 @@ static const struct {
     {"eval", mt_cli_eval, 1},
     {"predict", mt_cli_predict, 1},
     {"convert", mt_cli_convert, 0},
+    {"inspect", mt_cli_inspect, 0},
 };
 
 int main(int argc, char **argv)

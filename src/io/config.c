@@ -11,8 +11,10 @@
 #include "io/config_internal.h"
 #include "mpitrain/core.h"
 
-static const char *const singletons[] = {"run", "data", "train", "optimizer",
-                                         "parallel", NULL};
+static const char *const singletons[] = {"run",      "data",
+                                         "train",    "optimizer",
+                                         "parallel", "checkpoint",
+                                         NULL};
 static const char *const act_names[] = {"none", "relu", "leaky", "sigmoid",
                                         "tanh", NULL};
 static const int act_kinds[] = {-1, MT_RELU, MT_LEAKY_RELU, MT_SIGMOID,
@@ -39,6 +41,7 @@ void mt_config_defaults(mt_config *c)
     c->overlap = 1;
     c->segment_kb = 1024;
     c->group = 8;
+    c->keep = 3;
 }
 
 void mt_config_free(mt_config *c)

@@ -62,6 +62,12 @@ const mt__key_def mt__config_keys[] = {
     PAR("segment_kb", T_SIZE, segment_kb, 1, 1 << 20, NULL),
     PAR("deterministic", T_BOOL, deterministic, 0, 1, NULL),
     PAR("group", T_SIZE, group, 1, 1e6, NULL),
+    {"checkpoint", "dir", T_PATH, offsetof(mt_config, ckpt_dir), 0, 0, NULL},
+    {"checkpoint", "every_steps", T_SIZE, offsetof(mt_config, every_steps), 0,
+     1e15, NULL},
+    {"checkpoint", "every_minutes", T_DOUBLE,
+     offsetof(mt_config, every_minutes), 0, 1e9, NULL},
+    {"checkpoint", "keep", T_SIZE, offsetof(mt_config, keep), 1, 1e6, NULL},
     {NULL, NULL, 0, 0, 0, 0, NULL}};
 
 #define L(kind, k, t, f, lo, hi, n) \

@@ -66,6 +66,21 @@ int mt__h5_attr_write_string(hid_t obj, const char *name, const char *s)
     return rc < 0 ? -1 : 0;
 }
 
+int mt__h5_attr_write_fixed(hid_t obj, const char *name, const char *s)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, strlen(s) + 1);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = a < 0 ? -1 : H5Awrite(a, t, s);
+    if (a >= 0)
+        H5Aclose(a);
+    H5Sclose(sp);
+    H5Tclose(t);
+    return rc < 0 ? -1 : 0;
+}
+
 int mt__h5_attr_read_string(hid_t obj, const char *name, char **s)
 {
     *s = NULL;

@@ -19,6 +19,10 @@ int mt__h5_attr_write_string(hid_t obj, const char *name, const char *s);
 /* *s is malloc'd; the caller frees it. */
 int mt__h5_attr_read_string(hid_t obj, const char *name, char **s);
 
+/* A fixed-length string attribute: unlike variable-length strings it can
+ * be written through parallel HDF5. */
+int mt__h5_attr_write_fixed(hid_t obj, const char *name, const char *s);
+
 /* Creates the groups of a path's parents ("/a/b/c" makes /a and /a/b). */
 int mt__h5_make_parents(hid_t file, const char *path);
 

@@ -44,6 +44,12 @@ void mt_metrics_write(mt_metrics_log *log, const char *split, size_t epoch,
     fflush(log->fp);
 }
 
+void mt_metrics_flush(mt_metrics_log *log)
+{
+    if (log->fp)
+        fflush(log->fp);
+}
+
 void mt_metrics_close(mt_metrics_log *log)
 {
     if (log->fp)

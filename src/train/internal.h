@@ -15,6 +15,7 @@
 #include "mpitrain/optim.h"
 #include "mpitrain/schedule.h"
 #include "mpitrain/sync.h"
+#include "mpitrain/train.h"
 
 typedef struct trainer {
     const mt_config *cfg;
@@ -45,6 +46,18 @@ typedef struct trainer {
     int32_t *labels;    /* (max_batch) */
     float *targets;     /* (max_batch, K) */
     char *config_text;  /* resolved INI, for weights.h5 and config.ini */
+    /* Where training stands (saved in checkpoints). */
+    uint64_t step;       /* optimizer steps taken */
+    size_t resume_pos;   /* global position to start the current epoch at */
+    double ep_sums[3];   /* this epoch: loss sum, correct, no-accuracy */
+    size_t ep_seen;      /* this epoch: samples trained */
+    double train_secs;   /* time in training steps, all sessions */
+    size_t run_samples;  /* samples trained in this session */
+    /* Checkpoints */
+    const mt_train_opts *opts;
+    char ckpt_dir[MT_PATH_LEN + 16];
+    uint64_t saved_step; /* step of the last checkpoint, or UINT64_MAX */
+    double last_save;    /* MPI_Wtime of the last checkpoint */
     mt_metrics_log log;
     mt_progress_out progress;
     double t0;
@@ -61,5 +74,16 @@ void mt__batch_slice(const trainer *t, size_t G, size_t *lo, size_t *hi);
  * flag to sums. Every rank returns the same rc. */
 int mt__train_step(trainer *t, uint64_t step, size_t g0, size_t G,
                    double sums[3], char *err);
+
+/* Checkpoint of the current state: epoch `epoch`, `position` global
+ * samples into it. Collective. */
+int mt__save(trainer *t, size_t epoch, uint64_t position, char *err);
+/* After a step: every rank agrees on a pending stop request and on rank
+ * 0's clock, and saves when a checkpoint is due. MT_ESTOPPED after saving
+ * for a stop request. Collective. */
+int mt__after_step(trainer *t, size_t epoch, uint64_t position, char *err);
+/* Restores model, optimizer and position from opts->resume; returns the
+ * epoch to continue with in *epoch. Collective. */
+int mt__resume(trainer *t, size_t *epoch, char *err);
 
 #endif

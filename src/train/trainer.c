@@ -238,48 +238,64 @@ static void report_epoch(trainer *t, size_t epoch, uint64_t step,
     fflush(stdout);
 }
 
-/* Runs one epoch; *step counts optimizer steps across epochs. */
-static int run_epoch(trainer *t, size_t epoch, uint64_t *step,
-                     double *train_secs, size_t *train_samples, char *err)
+/* This epoch's order: a seed- and epoch-keyed permutation of the training
+ * positions, identical on every rank; then this rank's slice of every
+ * global batch is fetched from the ranks that own the rows. The cursor
+ * skips the slices of batches before `first` (a resumed epoch). */
+static int prepare_epoch(trainer *t, size_t epoch, size_t first, char *err)
 {
     const mt_config *c = t->cfg;
-    size_t steps = (t->n_train + c->batch - 1) / c->batch;
-    /* This epoch's order: a seed- and epoch-keyed permutation of the
-     * training positions, identical on every rank. */
     mt_rng_permutation(t->epoch_perm, t->n_train, c->seed, MT_RNG_SHUFFLE,
                        epoch);
     for (size_t i = 0; i < t->n_train; i++)
         t->epoch_perm[i] = t->order[t->epoch_perm[i]];
-    /* This rank's slice of every global batch, in order of use. */
-    size_t count = 0;
+    size_t count = 0, skip = 0;
     for (size_t g0 = 0; g0 < t->n_train; g0 += c->batch) {
         size_t G = t->n_train - g0 < c->batch ? t->n_train - g0 : c->batch;
         size_t lo, hi;
         mt__batch_slice(t, G, &lo, &hi);
         for (size_t i = lo; i < hi; i++)
             t->need[count++] = t->epoch_perm[g0 + i];
+        if (g0 < first * c->batch)
+            skip = count;
     }
-    int rc = mt_dataset_fetch(&t->shard, t->comm, t->need, count, &t->epoch,
-                              err);
-    if (rc)
-        return rc;
-    t->cursor = 0;
-    double sums[3] = {0, 0, 0}, window[3] = {0, 0, 0};
-    size_t seen = 0, wseen = 0;
-    double t_start = MPI_Wtime(), t_window = t_start;
-    for (size_t s = 0; s < steps; s++) {
-        if (c->max_steps && *step >= c->max_steps)
+    t->cursor = skip;
+    return mt_dataset_fetch(&t->shard, t->comm, t->need, count, &t->epoch,
+                            err);
+}
+
+/* Runs epoch `epoch` from t->resume_pos (0 unless resumed). Sets *stop
+ * when max_steps ended training. */
+static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
+{
+    const mt_config *c = t->cfg;
+    size_t steps = (t->n_train + c->batch - 1) / c->batch;
+    size_t first = t->resume_pos / c->batch;
+    if (t->resume_pos == 0) {
+        memset(t->ep_sums, 0, sizeof t->ep_sums);
+        t->ep_seen = 0;
+    }
+    t->resume_pos = 0;
+    int rc = prepare_epoch(t, epoch, first, err);
+    double window[3] = {0, 0, 0}, t_start = MPI_Wtime(), t_window = t_start;
+    size_t wseen = 0;
+    for (size_t s = first; rc == MT_OK && s < steps; s++) {
+        if (c->max_steps && t->step >= c->max_steps) {
+            *stop = 1;
+            t->resume_pos = s * c->batch; /* where a resume picks up */
             break;
+        }
         size_t g0 = s * c->batch;
         size_t G = t->n_train - g0 < c->batch ? t->n_train - g0 : c->batch;
-        double before[3] = {sums[0], sums[1], sums[2]};
-        if ((rc = mt__train_step(t, *step, g0, G, sums, err)))
-            return rc;
-        (*step)++;
-        seen += G;
+        double before[3] = {t->ep_sums[0], t->ep_sums[1], t->ep_sums[2]};
+        if ((rc = mt__train_step(t, t->step, g0, G, t->ep_sums, err)))
+            break;
+        t->step++;
+        t->ep_seen += G;
+        t->run_samples += G;
         wseen += G;
         for (int k = 0; k < 3; k++)
-            window[k] += sums[k] - before[k];
+            window[k] += t->ep_sums[k] - before[k];
         if (t->rank == 0 && ((s + 1) % c->log_every == 0 || s + 1 == steps)) {
             double now = MPI_Wtime();
             mt_progress_step(&t->progress, epoch + 1, c->epochs, s + 1,
@@ -290,16 +306,19 @@ static int run_epoch(trainer *t, size_t epoch, uint64_t *step,
             wseen = 0;
             t_window = now;
         }
+        rc = mt__after_step(t, epoch, g0 + G, err);
     }
     double secs = MPI_Wtime() - t_start;
-    *train_secs += secs;
-    *train_samples += seen;
+    t->train_secs += secs;
+    if (rc || *stop)
+        return rc;
     mt_eval_result val = {0};
     if (t->n_val)
         rc = mt_evaluate(&t->model, &t->val, t->comm, (mt_loss_kind)c->loss,
                          &val, err);
-    if (rc == MT_OK && seen)
-        report_epoch(t, epoch + 1, *step, sums, seen, secs, &val);
+    if (rc == MT_OK && t->ep_seen)
+        report_epoch(t, epoch + 1, t->step, t->ep_sums, t->ep_seen, secs,
+                     &val);
     return rc;
 }
 
@@ -334,21 +353,37 @@ static int finish(trainer *t, uint64_t step, mt_train_result *res, char *err)
     return mt_dist_agree(t->comm, rc, err);
 }
 
-int mt_train(const mt_config *cfg, MPI_Comm comm, mt_train_result *res,
-             char *err)
+static int checkpoints_on(const mt_config *c)
 {
+    return c->every_steps > 0 || c->every_minutes > 0.0;
+}
+
+int mt_train(const mt_config *cfg, MPI_Comm comm, const mt_train_opts *opts,
+             mt_train_result *res, char *err)
+{
+    static const mt_train_opts none = {0};
     trainer t;
     memset(&t, 0, sizeof t);
     memset(res, 0, sizeof *res);
     t.cfg = cfg;
     t.comm = comm;
-    t.t0 = MPI_Wtime();
+    t.opts = opts ? opts : &none;
+    t.t0 = t.last_save = MPI_Wtime();
+    t.saved_step = UINT64_MAX;
     MPI_Comm_rank(comm, &t.rank);
     MPI_Comm_size(comm, &t.size);
+    snprintf(t.ckpt_dir, sizeof t.ckpt_dir, "%s",
+             cfg->ckpt_dir[0] ? cfg->ckpt_dir : cfg->dir);
+    if (!cfg->ckpt_dir[0])
+        strncat(t.ckpt_dir, "/checkpoints",
+                sizeof t.ckpt_dir - strlen(t.ckpt_dir) - 1);
     openblas_set_num_threads((int)cfg->threads);
     mt_flush_denormals(cfg->flush_denormals);
     mt_progress_init(&t.progress, stdout, cfg->progress);
     int rc = setup(&t, err);
+    size_t epoch = 0;
+    if (rc == MT_OK && t.opts->resume)
+        rc = mt__resume(&t, &epoch, err);
     if (rc == MT_OK && t.rank == 0) {
         printf("mpitrain %s: %zu train, %zu validation, %zu test samples; "
                "%d rank%s, global batch %zu\n",
@@ -357,19 +392,24 @@ int mt_train(const mt_config *cfg, MPI_Comm comm, mt_train_result *res,
         mt_model_summary(&t.model, print_model, NULL);
         fflush(stdout);
     }
-    uint64_t step = 0;
-    double secs = 0.0;
-    size_t samples = 0;
-    for (size_t e = 0; rc == MT_OK && e < cfg->epochs; e++) {
-        if (cfg->max_steps && step >= cfg->max_steps)
+    int stop = 0;
+    double t_run = t.train_secs;
+    while (rc == MT_OK && epoch < cfg->epochs) {
+        rc = run_epoch(&t, epoch, &stop, err);
+        if (stop)
             break;
-        rc = run_epoch(&t, e, &step, &secs, &samples, err);
+        epoch++;
     }
+    /* A run that ends (or hits max_steps) leaves a checkpoint to resume
+     * or extend from, unless it just wrote one. */
+    if (rc == MT_OK && checkpoints_on(cfg) && t.saved_step != t.step)
+        rc = mt__save(&t, epoch, stop ? t.resume_pos : 0, err);
     if (rc == MT_OK)
-        rc = finish(&t, step, res, err);
-    res->steps = step;
-    res->seconds = secs;
-    res->samples_per_s = secs > 0 ? (double)samples / secs : 0.0;
+        rc = finish(&t, t.step, res, err);
+    res->steps = t.step;
+    res->seconds = t.train_secs - t_run;
+    res->samples_per_s =
+        res->seconds > 0 ? (double)t.run_samples / res->seconds : 0.0;
     res->comm_wait_s = t.sync.wait_s;
     mt_progress_end(&t.progress);
     trainer_free(&t);

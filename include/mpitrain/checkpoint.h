@@ -1,0 +1,70 @@
+/* mpitrain checkpoints: one HDF5 file per save, written collectively with
+ * parallel HDF5, describing the logical model and training state (never
+ * the rank layout), so any rank count can resume from it. Layout in
+ * docs/checkpoint.md:
+ *
+ *   /                attrs format, format_version, mpitrain_version,
+ *                    created, complete (written last)
+ *   /config          the resolved INI text
+ *   /model/<layer>/<tensor>            parameters and state, natural shape
+ *   /optimizer/<layer>/<tensor>/<slot> momentum, or Adam's m and v
+ *   /trainer         attrs step, epoch, position, seen, sums, optimizer_t,
+ *                    ranks (informative)
+ *   /metrics         the metrics log (JSON lines) up to this step
+ *
+ * Every dataset carries the Fletcher-32 checksum. A save goes to
+ * DIR/ckpt-<step>.h5.partial, is closed and fsync'ed, renamed, and then
+ * DIR/latest (a one-line text file naming it) is replaced the same way. */
+#ifndef MPITRAIN_CHECKPOINT_H
+#define MPITRAIN_CHECKPOINT_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mpitrain/model.h"
+#include "mpitrain/optim.h"
+
+#define MT_CKPT_FORMAT "mpitrain-checkpoint"
+#define MT_CKPT_VERSION 1
+
+/* Training state besides tensors. */
+typedef struct mt_ckpt_state {
+    uint64_t step;     /* optimizer steps taken */
+    uint64_t epoch;    /* the epoch in progress (0-based) */
+    uint64_t position; /* global samples of this epoch already trained */
+    uint64_t seen;     /* samples trained in this epoch (for the summary) */
+    double sums[3];    /* this epoch's loss sum, correct, "no accuracy" */
+    double seconds;    /* training seconds so far */
+    int ranks;         /* rank count at save time (informative only) */
+} mt_ckpt_state;
+
+/* Collective over comm: writes DIR/ckpt-<step>.h5 atomically, updates
+ * DIR/latest, then deletes all but the newest `keep` checkpoints. Model
+ * and optimizer are replicated: rank 0 writes their data. metrics may be
+ * NULL. Every rank returns the same rc; on failure the previous
+ * checkpoints are untouched and no .partial file is left. */
+int mt_ckpt_save(MPI_Comm comm, const char *dir, mt_model *m,
+                 const mt_optim *o, const mt_ckpt_state *st,
+                 const char *config_text, const char *metrics, size_t keep,
+                 char *err);
+
+/* Finds the checkpoint to resume from: `which` is a file, or "auto" for
+ * the newest complete one in dir that passes its checksums (older ones are
+ * tried when the newest is damaged; each rejection is reported in `note`,
+ * which may be NULL). *path is malloc'd. MT_EIO if none. */
+int mt_ckpt_find(const char *dir, const char *which, char **path,
+                 char *note, size_t note_len, char *err);
+
+/* Reads a checkpoint into a model of the same architecture and its
+ * optimizer; *metrics (malloc'd, may be NULL) gets the metrics log. Errors
+ * name the file and tensor: missing, shape mismatch (expected vs found),
+ * incomplete, wrong format or version, checksum failure. */
+int mt_ckpt_load(const char *path, mt_model *m, mt_optim *o,
+                 mt_ckpt_state *st, char **metrics, char *err);
+
+/* Prints a summary of a checkpoint (step, epoch, config, every tensor with
+ * shape, the last metrics); as one JSON object if json. */
+int mt_ckpt_inspect(const char *path, int json, char *err);
+
+#endif

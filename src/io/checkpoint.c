@@ -1,0 +1,246 @@
+/* Writing checkpoints collectively (parallel HDF5); see checkpoint.h.
+ * Every rank creates the same objects (HDF5 metadata is collective); rank
+ * 0 alone supplies the data of replicated tensors, the others select none
+ * in the same collective write. */
+#include "mpitrain/checkpoint.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "io/h5util.h"
+#include "mpitrain/core.h"
+#include "mpitrain/dist.h"
+#include "mpitrain/io.h"
+
+typedef struct writer {
+    MPI_Comm comm;
+    hid_t f, dxpl;
+    int rank;
+    mt_model *m;
+    const mt_optim *o;
+    int ok;
+} writer;
+
+/* A chunked, checksummed dataset of `type` (one chunk), data from rank 0. */
+static int write_array(writer *w, const char *name, hid_t type, int ndim,
+                       const hsize_t *dims, const void *data)
+{
+    if (mt__h5_make_parents(w->f, name) != 0)
+        return -1;
+    hid_t fs = H5Screate_simple(ndim, dims, NULL);
+    hid_t ms = H5Screate_simple(ndim, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, ndim, dims);
+    H5Pset_fletcher32(dcpl);
+    hid_t d = H5Dcreate2(w->f, name, type, fs, H5P_DEFAULT, dcpl,
+                         H5P_DEFAULT);
+    if (w->rank != 0) {
+        H5Sselect_none(fs);
+        H5Sselect_none(ms);
+    }
+    int rc = (d >= 0 && H5Dwrite(d, type, ms, fs, w->dxpl, data) >= 0) ? 0
+                                                                        : -1;
+    if (d >= 0)
+        H5Dclose(d);
+    H5Pclose(dcpl);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    return rc;
+}
+
+static int write_text(writer *w, const char *name, const char *text)
+{
+    hsize_t n = strlen(text) + 1; /* with its NUL: never empty */
+    return write_array(w, name, H5T_NATIVE_UCHAR, 1, &n, text);
+}
+
+static int write_tensor(const mt_layer *l, mt_tensor *t, int is_state,
+                        void *user)
+{
+    writer *w = user;
+    char name[160];
+    hsize_t dims[4];
+    for (int i = 0; i < t->ndim; i++)
+        dims[i] = t->dims[i];
+    snprintf(name, sizeof name, "/model/%s/%s", l->name, t->name);
+    if (write_array(w, name, H5T_NATIVE_FLOAT, t->ndim, dims, t->data))
+        return -1;
+    if (is_state)
+        return 0;
+    /* Optimizer slots share the parameters' layout in their arenas. */
+    size_t off = (size_t)(t->data - w->m->params);
+    const float *slots[2] = {w->o->m, w->o->v};
+    const char *names[2] = {"m", "v"};
+    for (int k = 0; k < 2; k++) {
+        if (!slots[k])
+            continue;
+        snprintf(name, sizeof name, "/optimizer/%s/%s/%s", l->name, t->name,
+                 names[k]);
+        if (write_array(w, name, H5T_NATIVE_FLOAT, t->ndim, dims,
+                        slots[k] + off))
+            return -1;
+    }
+    return 0;
+}
+
+static int write_state(writer *w, const mt_ckpt_state *st)
+{
+    hid_t g = H5Gcreate2(w->f, "/trainer", H5P_DEFAULT, H5P_DEFAULT,
+                         H5P_DEFAULT);
+    if (g < 0)
+        return -1;
+    struct {
+        const char *name;
+        double v;
+    } attrs[] = {{"step", (double)st->step},
+                 {"epoch", (double)st->epoch},
+                 {"position", (double)st->position},
+                 {"seen", (double)st->seen},
+                 {"loss_sum", st->sums[0]},
+                 {"correct", st->sums[1]},
+                 {"no_accuracy", st->sums[2]},
+                 {"seconds", st->seconds},
+                 {"optimizer_t", (double)w->o->t},
+                 {"ranks", (double)st->ranks}};
+    int rc = 0;
+    for (size_t i = 0; i < sizeof attrs / sizeof *attrs; i++)
+        rc |= mt__h5_attr_write_double(g, attrs[i].name, attrs[i].v);
+    H5Gclose(g);
+    return rc;
+}
+
+static int write_root(writer *w, int complete)
+{
+    if (complete)
+        return mt__h5_attr_write_double(w->f, "complete", 1.0);
+    char when[32];
+    time_t now = time(NULL);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    /* Every rank writes the same value: rank 0's clock, broadcast. */
+    MPI_Bcast(when, sizeof when, MPI_CHAR, 0, w->comm);
+    return (mt__h5_attr_write_fixed(w->f, "format", MT_CKPT_FORMAT) ||
+            mt__h5_attr_write_double(w->f, "format_version",
+                                     MT_CKPT_VERSION) ||
+            mt__h5_attr_write_fixed(w->f, "mpitrain_version",
+                                    mt_version()) ||
+            mt__h5_attr_write_fixed(w->f, "created", when))
+               ? -1
+               : 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Deletes all but the newest `keep` complete checkpoints of dir. Names
+ * carry the step zero-padded, so name order is step order. */
+static void prune(const char *dir, size_t keep)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    char *names[4096];
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(d)) && n < 4096;) {
+        size_t len = strlen(e->d_name);
+        if (strncmp(e->d_name, "ckpt-", 5) == 0 && len > 8 &&
+            strcmp(e->d_name + len - 3, ".h5") == 0)
+            names[n++] = strdup(e->d_name);
+    }
+    closedir(d);
+    qsort(names, n, sizeof *names, by_name);
+    for (size_t i = 0; i < n; i++) {
+        if (i + keep < n && names[i]) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+            unlink(path);
+        }
+        free(names[i]);
+    }
+}
+
+/* Replaces DIR/latest with the name of the new checkpoint, atomically. */
+static int point_latest(const char *dir, const char *name)
+{
+    char tmp[4096], final[4096];
+    snprintf(tmp, sizeof tmp, "%s/latest.partial", dir);
+    snprintf(final, sizeof final, "%s/latest", dir);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -1;
+    int bad = fprintf(f, "%s\n", name) < 0;
+    bad |= fclose(f) != 0;
+    if (bad || mt__rename_durable(tmp, final) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static int write_file(writer *w, const mt_ckpt_state *st,
+                      const char *config_text, const char *metrics)
+{
+    return write_root(w, 0) == 0 &&
+           write_text(w, "/config", config_text ? config_text : "") == 0 &&
+           mt_model_each_tensor(w->m, write_tensor, w) == 0 &&
+           write_state(w, st) == 0 &&
+           write_text(w, "/metrics", metrics ? metrics : "") == 0 &&
+           H5Fflush(w->f, H5F_SCOPE_GLOBAL) >= 0 &&
+           write_root(w, 1) == 0; /* complete: last of all */
+}
+
+int mt_ckpt_save(MPI_Comm comm, const char *dir, mt_model *m,
+                 const mt_optim *o, const mt_ckpt_state *st,
+                 const char *config_text, const char *metrics, size_t keep,
+                 char *err)
+{
+    mt__h5_quiet();
+    writer w = {.comm = comm, .m = m, .o = o, .ok = 1};
+    MPI_Comm_rank(comm, &w.rank);
+    char name[64], tmp[4096 + 16], final[4096];
+    snprintf(name, sizeof name, "ckpt-%012llu.h5",
+             (unsigned long long)st->step);
+    snprintf(final, sizeof final, "%s/%s", dir, name);
+    snprintf(tmp, sizeof tmp, "%s.partial", final);
+    int rc = w.rank == 0 ? mt_mkdirs(dir, err) : MT_OK;
+    if ((rc = mt_dist_agree(comm, rc, err)))
+        return rc;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
+    H5Pset_all_coll_metadata_ops(fapl, 1);
+    H5Pset_coll_metadata_write(fapl, 1);
+    w.f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    w.dxpl = H5Pcreate(H5P_DATASET_XFER);
+    H5Pset_dxpl_mpio(w.dxpl, H5FD_MPIO_COLLECTIVE);
+    int ok = w.f >= 0 && write_file(&w, st, config_text, metrics);
+    if (w.f >= 0)
+        ok = H5Fclose(w.f) >= 0 && ok;
+    H5Pclose(w.dxpl);
+    if (!ok)
+        mt_seterr(err, "checkpoint %s: write failed (disk full or quota?); "
+                       "earlier checkpoints are kept",
+                  final);
+    rc = mt_dist_agree(comm, ok ? MT_OK : MT_EIO, err);
+    if (rc == MT_OK && w.rank == 0) {
+        if (mt__rename_durable(tmp, final) != 0 ||
+            point_latest(dir, name) != 0) {
+            mt_seterr(err, "checkpoint %s: rename or latest pointer failed: "
+                           "%s",
+                      final, strerror(errno));
+            rc = MT_EIO;
+        } else {
+            prune(dir, keep ? keep : 1);
+        }
+    }
+    if (rc && w.rank == 0)
+        unlink(tmp);
+    return mt_dist_agree(comm, rc, err);
+}

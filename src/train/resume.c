@@ -1,0 +1,171 @@
+/* Checkpoint glue of the trainer: when to save, what the state is, and
+ * resuming from it. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpitrain/checkpoint.h"
+#include "mpitrain/dist.h"
+#include "train/internal.h"
+
+/* Rank 0's metrics log as text (the other ranks get an empty string of
+ * the same length: only rank 0's data is written). */
+static char *metrics_text(trainer *t)
+{
+    char *text = NULL;
+    long len = 0;
+    if (t->rank == 0) {
+        char path[MT_PATH_LEN + 32];
+        snprintf(path, sizeof path, "%s/metrics.jsonl", t->cfg->dir);
+        FILE *f = fopen(path, "rb");
+        if (f && fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0) {
+            rewind(f);
+            text = calloc((size_t)len + 1, 1);
+            if (!text || fread(text, 1, (size_t)len, f) != (size_t)len)
+                len = 0;
+        }
+        if (f)
+            fclose(f);
+    }
+    MPI_Bcast(&len, 1, MPI_LONG, 0, t->comm);
+    if (t->rank != 0) {
+        text = calloc((size_t)len + 1, 1);
+        if (text)
+            memset(text, ' ', (size_t)len);
+    }
+    return text;
+}
+
+int mt__save(trainer *t, size_t epoch, uint64_t position, char *err)
+{
+    mt_ckpt_state st = {.step = t->step,
+                        .epoch = epoch,
+                        .position = position,
+                        .seen = position ? t->ep_seen : 0,
+                        .seconds = t->train_secs,
+                        .ranks = t->size};
+    if (position)
+        memcpy(st.sums, t->ep_sums, sizeof st.sums);
+    mt_metrics_flush(&t->log);
+    char *metrics = metrics_text(t);
+    int rc = mt_ckpt_save(t->comm, t->ckpt_dir, &t->model, &t->optim, &st,
+                          t->config_text, metrics ? metrics : "",
+                          t->cfg->keep, err);
+    free(metrics);
+    if (rc == MT_OK) {
+        t->saved_step = t->step;
+        t->last_save = MPI_Wtime();
+        if (t->rank == 0) {
+            mt_progress_end(&t->progress);
+            printf("checkpoint: step %llu saved in %s\n",
+                   (unsigned long long)t->step, t->ckpt_dir);
+            fflush(stdout);
+        }
+    }
+    return rc;
+}
+
+int mt__after_step(trainer *t, size_t epoch, uint64_t position, char *err)
+{
+    const mt_config *c = t->cfg;
+    /* flags[0]: a stop was asked on some rank; flags[1]: rank 0's clock
+     * says a checkpoint is due. One tiny collective per step. */
+    int flags[2] = {(t->opts->stop && *t->opts->stop) ||
+                        (t->opts->stop_after && t->step >= t->opts->stop_after),
+                    0};
+    if (t->rank == 0 && c->every_minutes > 0.0)
+        flags[1] = MPI_Wtime() - t->last_save >= c->every_minutes * 60.0;
+    if (MPI_Allreduce(MPI_IN_PLACE, flags, 2, MPI_INT, MPI_MAX, t->comm) !=
+        MPI_SUCCESS) {
+        mt_seterr(err, "agreeing on checkpoints failed");
+        return MT_EIO;
+    }
+    int due = flags[0] || flags[1] ||
+              (c->every_steps && t->step % c->every_steps == 0);
+    if (!due)
+        return MT_OK;
+    int rc = mt__save(t, epoch, position, err);
+    if (rc == MT_OK && flags[0]) {
+        mt_seterr(err, "stopped on request at step %llu; resume with "
+                       "--resume auto",
+                  (unsigned long long)t->step);
+        return MT_ESTOPPED;
+    }
+    return rc;
+}
+
+/* Rank 0 finds the checkpoint (newest good one for "auto") and tells the
+ * others its path. */
+static int find(trainer *t, char **path, char *err)
+{
+    char note[2048] = "";
+    int rc = MT_OK;
+    long len = 0;
+    *path = NULL;
+    if (t->rank == 0) {
+        rc = mt_ckpt_find(t->ckpt_dir, t->opts->resume, path, note,
+                          sizeof note, err);
+        if (note[0]) {
+            fputs(note, stderr); /* damaged ones that were passed over */
+            if (rc)
+                mt_seterr(err, "no usable checkpoint in %s; %s", t->ckpt_dir,
+                          note);
+        }
+        len = *path ? (long)strlen(*path) : 0;
+    }
+    if ((rc = mt_dist_agree(t->comm, rc, err)))
+        return rc;
+    MPI_Bcast(&len, 1, MPI_LONG, 0, t->comm);
+    if (t->rank != 0)
+        *path = calloc((size_t)len + 1, 1);
+    MPI_Bcast(*path, (int)len + 1, MPI_CHAR, 0, t->comm);
+    return MT_OK;
+}
+
+/* The metrics log restarts from the checkpoint's copy, so that records
+ * written after the checkpoint by the interrupted run are not doubled. */
+static int restore_metrics(trainer *t, const char *metrics, char *err)
+{
+    if (t->rank != 0 || !t->log.fp)
+        return MT_OK;
+    if (fseek(t->log.fp, 0, SEEK_SET) != 0 ||
+        fputs(metrics ? metrics : "", t->log.fp) < 0 ||
+        fflush(t->log.fp) != 0) {
+        mt_seterr(err, "%s/metrics.jsonl: %s", t->cfg->dir, strerror(errno));
+        return MT_EIO;
+    }
+    return MT_OK;
+}
+
+int mt__resume(trainer *t, size_t *epoch, char *err)
+{
+    char *path = NULL, *metrics = NULL;
+    int rc = find(t, &path, err);
+    if (rc)
+        return rc;
+    mt_ckpt_state st = {0};
+    rc = mt_ckpt_load(path, &t->model, &t->optim, &st, &metrics, err);
+    if (rc == MT_OK)
+        rc = restore_metrics(t, metrics, err);
+    rc = mt_dist_agree(t->comm, rc, err);
+    if (rc == MT_OK) {
+        t->step = st.step;
+        t->resume_pos = st.position;
+        memcpy(t->ep_sums, st.sums, sizeof t->ep_sums);
+        t->ep_seen = st.seen;
+        t->train_secs = st.seconds;
+        t->saved_step = st.step;
+        *epoch = st.epoch;
+        if (t->rank == 0)
+            printf("resuming from %s: step %llu, epoch %llu, %llu samples "
+                   "in (saved by %d rank%s)\n",
+                   path, (unsigned long long)st.step,
+                   (unsigned long long)st.epoch + 1,
+                   (unsigned long long)st.position, st.ranks,
+                   st.ranks == 1 ? "" : "s");
+    }
+    free(path);
+    free(metrics);
+    return rc;
+}
