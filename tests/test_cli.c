@@ -136,7 +136,7 @@ static void test_train_eval_predict(void **s)
     expect_output("epoch 20/20");
     expect_output("test accuracy");
     expect_output("weights written to run/weights.h5");
-    assert_int_equal(access("run/weights.h5.partial", F_OK), -1);
+    assert_int_equal(run("test ! -e run/weights.h5.partial"), 0);
     assert_int_equal(run("wc -l < run/metrics.jsonl"), 0);
     assert_int_equal(atoi(out), 41); /* 20 train + 20 val + 1 test */
     assert_int_equal(run("grep -c '\"split\":\"val\"' run/metrics.jsonl"), 0);
@@ -189,7 +189,7 @@ static void expect_one_error(const char *frag)
 {
     expect_output(frag);
     assert_int_equal(count("mpitrain: error:"), 1);
-    assert_int_equal(access("badrun/weights.h5", F_OK), -1);
+    assert_int_equal(run("test ! -e badrun/weights.h5"), 0);
 }
 
 static void test_bad_data_files(void **s)
@@ -245,6 +245,69 @@ static void test_errors_on_every_rank_count(void **s)
         assert_int_not_equal(st, 128); /* not killed by the timeout */
         expect_one_error("missing.h5: No such file");
     }
+}
+
+/* A signal makes every rank save and exit 75; --resume auto finishes. */
+static void test_signal_saves_and_resume_finishes(void **s)
+{
+    write_text("sig.ini", "[run]\ndir = sigrun\nprogress = none\n"
+                          "[data]\ntrain = d.h5\nvalidation = 0\n"
+                          "[train]\nepochs = 1000000\nbatch = 16\n"
+                          "[optimizer]\ntype = adam\nlr = 0.001\n"
+                          "[flatten]\n[dense]\nunits = 3\n[softmax]\n");
+    /* sh -c: the whole line runs under run()'s timeout, in the test
+     * directory; output goes to a file (every epoch prints a line). */
+    assert_int_equal(run("sh -c '%s train sig.ini > sig.log 2>&1 & p=$!; "
+                         "sleep 3; kill -TERM $p; wait $p; echo status=$?'",
+                         bin),
+                     0);
+    expect_output("status=75");
+    assert_int_equal(run("grep -E 'stopped|resuming' sig.log"), 0);
+    expect_output("stopped on request at step");
+    assert_int_equal(run("test -r sigrun/checkpoints/latest"), 0);
+    /* Under mpirun, SIGUSR1 to mpirun reaches every rank (as from Slurm's
+     * --signal=B:USR1 forwarded by the batch script). */
+    assert_int_equal(run("sh -c '%s -np 2 %s train sig.ini --resume auto "
+                         "> sig2.log 2>&1 & p=$!; sleep 4; kill -USR1 $p; "
+                         "wait $p; echo status=$?'",
+                         mpirun, bin),
+                     0);
+    expect_output("status=75");
+    assert_int_equal(run("grep -E 'stopped|resuming' sig2.log"), 0);
+    expect_output("resuming from sigrun/checkpoints/ckpt-");
+    assert_int_equal(count("stopped on request"), 1);
+    assert_int_equal(run("%s train sig.ini --resume auto --set "
+                         "train.epochs=1 > sig3.log 2>&1; tail -3 sig3.log",
+                         bin),
+                     0);
+    expect_output("weights written to sigrun/weights.h5");
+    /* Thousands of epochs make a long metrics log: keep the head. */
+    assert_int_equal(run("%s inspect sigrun/checkpoints/$(cat "
+                         "sigrun/checkpoints/latest) --json | head -c 4000",
+                         bin),
+                     0);
+    expect_output("\"tensors\":[{\"name\":\"/model/dense2/bias\"");
+}
+
+/* A full disk while saving: a clear error, the older checkpoint intact,
+ * nothing half-written left. Needs root to mount a small tmpfs. */
+static void test_disk_full_keeps_older_checkpoint(void **s)
+{
+    if (run("mkdir -p small && mount -t tmpfs -o size=100k tmpfs small") !=
+        0)
+        skip();
+    int st = run("%s train good.ini --set run.dir=dfrun --set "
+                 "checkpoint.dir=small --set checkpoint.every_steps=1",
+                 bin);
+    char listing[4096];
+    run("ls small; %s inspect small/$(cat small/latest)", bin);
+    memcpy(listing, out, sizeof listing - 1);
+    listing[sizeof listing - 1] = '\0';
+    run("umount small");
+    assert_int_equal(st, 1);
+    if (!strstr(listing, "ckpt-") || strstr(listing, ".partial") ||
+        !strstr(listing, "step "))
+        fail_msg("after a full disk:\n%s", listing);
 }
 
 /* Heap allocations of a one-epoch run over `samples` samples, 2 a step,
@@ -318,6 +381,8 @@ int main(void)
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_divergence),
         cmocka_unit_test(test_errors_on_every_rank_count),
+        cmocka_unit_test(test_signal_saves_and_resume_finishes),
+        cmocka_unit_test(test_disk_full_keeps_older_checkpoint),
         cmocka_unit_test(test_no_allocation_per_step),
         cmocka_unit_test(test_fashion_mnist_lenet),
     };

@@ -75,7 +75,9 @@ void mt_cli_args_free(mt_cli_args *a) { mt_free(a->sets); }
 int mt_cli_fail(int rank, int rc, const char *msg)
 {
     if (rank == 0) {
-        fprintf(stderr, "mpitrain: error: %s\n", msg);
+        /* A requested stop is not an error: the state was saved. */
+        fprintf(stderr, "mpitrain: %s%s\n", rc == MT_ESTOPPED ? "" : "error: ",
+                msg);
         fflush(stderr);
     }
     return rc == MT_ENUMERIC   ? MT_EXIT_NUMERIC

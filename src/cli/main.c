@@ -1,5 +1,6 @@
 /* mpitrain: the command-line tool. */
 #include <mpi.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -35,6 +36,9 @@ static const struct {
 
 int main(int argc, char **argv)
 {
+    /* Past a file size limit (ulimit -f) a write should fail with EFBIG
+     * and be reported, not kill the process with SIGXFSZ. */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         fprintf(stderr, "%s", usage);
         return MT_EXIT_USAGE;

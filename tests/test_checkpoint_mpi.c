@@ -1,0 +1,331 @@
+/* Checkpoints (run at 1, 2, 3 and 4 ranks): a run stopped mid-epoch and
+ * resumed equals the uninterrupted run bit for bit; another rank count
+ * resumes the same learning problem; damaged, incomplete, foreign or
+ * mismatched checkpoints are refused by name, and auto-resume falls back
+ * to the newest good one. */
+#include <hdf5.h>
+#include <mpi.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "mpitrain/checkpoint.h"
+#include "mpitrain/config.h"
+#include "mpitrain/core.h"
+#include "mpitrain/data.h"
+#include "mpitrain/io.h"
+#include "mpitrain/train.h"
+
+static int rank, size;
+static char dir[256];
+
+/* 97 samples, batch 10, validation 0.2: 8 steps an epoch, 3 epochs;
+ * dropout and Adam, so that every piece of state matters. */
+static const char ini[] =
+    "[run]\nseed = 11\nprogress = none\n"
+    "[data]\nvalidation = 0.2\n"
+    "[train]\nepochs = 3\nbatch = 10\n"
+    "[optimizer]\ntype = adam\nlr = 0.01\nschedule = cosine\n"
+    "[checkpoint]\nevery_steps = 5\nkeep = 10\n"
+    "[conv]\nfilters = 3\nsize = 3\npad = 1\nactivation = relu\n"
+    "[maxpool]\n[flatten]\n"
+    "[dense]\nunits = 8\nactivation = tanh\n"
+    "[dropout]\nrate = 0.3\n"
+    "[dense]\nunits = 3\n[softmax]\n";
+
+static int group_setup(void **s)
+{
+    if (rank == 0) {
+        snprintf(dir, sizeof dir, "/tmp/mt_ckpt_mpi_XXXXXX");
+        if (!mkdtemp(dir))
+            return -1;
+        enum { N = 97, S = 32 };
+        static float x[N * S];
+        static int32_t y[N];
+        for (size_t i = 0; i < N; i++) {
+            y[i] = (int32_t)(i % 3);
+            for (size_t j = 0; j < S; j++)
+                x[i * S + j] = mt_rng_normal(9, 77, i, j) +
+                               (j % 3 == (size_t)y[i] ? 1.0f : 0.0f);
+        }
+        char path[300], err[MT_ERR_LEN];
+        snprintf(path, sizeof path, "%s/d.h5", dir);
+        if (mt_dataset_write(path, N, (mt_shape){2, 4, 4}, NULL, x, y, 3,
+                             NULL, err))
+            return -1;
+        snprintf(path, sizeof path, "%s/t.ini", dir);
+        FILE *f = fopen(path, "w");
+        fputs(ini, f);
+        fclose(f);
+    }
+    MPI_Bcast(dir, sizeof dir, MPI_CHAR, 0, MPI_COMM_WORLD);
+    return 0;
+}
+
+static int group_teardown(void **s)
+{
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (rank == 0) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        return system(cmd);
+    }
+    return 0;
+}
+
+static void load(mt_config *c, const char *run, const char *extra)
+{
+    char path[300], a[300], b[300], err[MT_ERR_LEN];
+    snprintf(path, sizeof path, "%s/t.ini", dir);
+    snprintf(a, sizeof a, "data.train=%s/d.h5", dir);
+    snprintf(b, sizeof b, "run.dir=%s/%s", dir, run);
+    char *sets[3] = {a, b, (char *)extra};
+    if (mt_config_load(c, path, sets, extra ? 3 : 2, err))
+        fail_msg("%s", err);
+}
+
+static int train(const char *run, const char *extra, MPI_Comm comm,
+                 const char *resume, uint64_t stop_after, char *err)
+{
+    mt_config c;
+    mt_train_result r;
+    load(&c, run, extra);
+    mt_train_opts o = {.resume = resume, .stop_after = stop_after};
+    int rc = mt_train(&c, comm, &o, &r, err);
+    mt_config_free(&c);
+    return rc;
+}
+
+/* Reads a whole file (rank 0's view). */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *s = calloc((size_t)n + 1, 1);
+    if (fread(s, 1, (size_t)n, f) != (size_t)n)
+        n = 0;
+    fclose(f);
+    return s;
+}
+
+/* The metrics log without its timing fields (samples_per_s, wall_s):
+ * epoch, step, split, loss, accuracy of every record. */
+static void strip_timing(char *log)
+{
+    char *out = log;
+    for (char *line = log; *line;) {
+        char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        char *cut = strstr(line, ",\"samples_per_s\"");
+        size_t keep = cut && cut < line + len ? (size_t)(cut - line) : len;
+        memmove(out, line, keep);
+        out += keep;
+        *out++ = '\n';
+        line += len + (end ? 1 : 0);
+    }
+    *out = '\0';
+}
+
+static double weight_diff(const char *a, const char *b, int exact)
+{
+    mt_config c;
+    load(&c, "cmp", NULL);
+    mt_model ma, mb;
+    char err[MT_ERR_LEN];
+    mt_shape in = {2, 4, 4};
+    if (mt_model_from_config(&c, in, 4, &ma, err) ||
+        mt_model_from_config(&c, in, 4, &mb, err) ||
+        mt_weights_load(&ma, a, err) || mt_weights_load(&mb, b, err))
+        fail_msg("%s", err);
+    double worst = 0.0;
+    if (exact && memcmp(ma.params, mb.params, ma.n_params * 4) != 0)
+        worst = 1.0;
+    for (size_t i = 0; !exact && i < ma.n_params; i++) {
+        double d = ma.params[i] - mb.params[i];
+        worst = d > worst ? d : (-d > worst ? -d : worst);
+    }
+    mt_model_free(&ma);
+    mt_model_free(&mb);
+    mt_config_free(&c);
+    return worst;
+}
+
+static void path_of(char *buf, size_t len, const char *run, const char *f)
+{
+    snprintf(buf, len, "%s/%s/%s", dir, run, f);
+}
+
+static void test_resume_mid_epoch_is_exact(void **s)
+{
+    char err[MT_ERR_LEN] = "";
+    if (train("full", NULL, MPI_COMM_WORLD, NULL, 0, err))
+        fail_msg("%s", err);
+    /* Step 11 is in the middle of the second epoch (8 steps each). */
+    assert_int_equal(train("cut", NULL, MPI_COMM_WORLD, NULL, 11, err),
+                     MT_ESTOPPED);
+    if (train("cut", NULL, MPI_COMM_WORLD, "auto", 0, err))
+        fail_msg("%s", err);
+    if (rank == 0) {
+        char a[300], b[300];
+        path_of(a, sizeof a, "full", "weights.h5");
+        path_of(b, sizeof b, "cut", "weights.h5");
+        assert_true(weight_diff(a, b, 1) == 0.0);
+        path_of(a, sizeof a, "full", "metrics.jsonl");
+        path_of(b, sizeof b, "cut", "metrics.jsonl");
+        char *la = slurp(a), *lb = slurp(b);
+        strip_timing(la);
+        strip_timing(lb);
+        assert_string_equal(la, lb);
+        free(la);
+        free(lb);
+    }
+}
+
+static void test_resume_on_one_rank(void **s)
+{
+    /* Saved by every rank of the world, resumed by rank 0 alone: the same
+     * learning problem, up to summation order. */
+    char err[MT_ERR_LEN] = "";
+    assert_int_equal(train("moved", NULL, MPI_COMM_WORLD, NULL, 13, err),
+                     MT_ESTOPPED);
+    double worst = 0.0;
+    if (rank == 0) {
+        if (train("moved", NULL, MPI_COMM_SELF, "auto", 0, err))
+            fail_msg("%s", err);
+        char a[300], b[300];
+        path_of(a, sizeof a, "full", "weights.h5");
+        path_of(b, sizeof b, "moved", "weights.h5");
+        worst = weight_diff(a, b, 0);
+    }
+    MPI_Bcast(&worst, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    assert_true(worst < 1e-4);
+}
+
+/* Overwrites bytes in the middle of a file. */
+static void damage(const char *path, long at)
+{
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    fseek(f, at, SEEK_SET);
+    for (int i = 0; i < 64; i++)
+        fputc(0x5a, f);
+    fclose(f);
+}
+
+static void test_auto_skips_damaged_checkpoints(void **s)
+{
+    char err[MT_ERR_LEN] = "", note[2048] = "", *path = NULL;
+    if (rank == 0) {
+        /* "full" kept checkpoints at steps 5, 10, 15, 20 and 24. */
+        char ck[300], newest[340], second[340];
+        path_of(ck, sizeof ck, "full", "checkpoints");
+        snprintf(newest, sizeof newest, "%s/ckpt-%012d.h5", ck, 24);
+        snprintf(second, sizeof second, "%s/ckpt-%012d.h5", ck, 20);
+        assert_int_equal(truncate(newest, 2000), 0);
+        damage(second, 4000); /* inside the tensor data */
+        assert_int_equal(mt_ckpt_find(ck, "auto", &path, note, sizeof note,
+                                      err),
+                         MT_OK);
+        assert_non_null(strstr(path, "ckpt-000000000015.h5"));
+        assert_non_null(strstr(note, "ckpt-000000000024.h5"));
+        assert_non_null(strstr(note, "ckpt-000000000020.h5"));
+        free(path);
+        /* Named explicitly, a damaged file is an error, not a fallback. */
+        assert_int_not_equal(mt_ckpt_find(ck, newest, &path, NULL, 0, err),
+                             MT_OK);
+        assert_non_null(strstr(err, "ckpt-000000000024.h5"));
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+}
+
+/* Rewrites a root attribute of a (copied) checkpoint. */
+static void set_attr(const char *path, const char *name, double v, int del)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(f >= 0);
+    H5Adelete(f, name);
+    if (!del) {
+        hid_t sp = H5Screate(H5S_SCALAR);
+        hid_t a = H5Acreate2(f, name, H5T_NATIVE_DOUBLE, sp, H5P_DEFAULT,
+                             H5P_DEFAULT);
+        H5Awrite(a, H5T_NATIVE_DOUBLE, &v);
+        H5Aclose(a);
+        H5Sclose(sp);
+    }
+    H5Fclose(f);
+}
+
+static void expect_resume_error(const char *file, const char *extra,
+                                const char *frag)
+{
+    char err[MT_ERR_LEN] = "";
+    int rc = train("bad", extra, MPI_COMM_WORLD, file, 0, err);
+    assert_int_not_equal(rc, MT_OK);
+    if (!strstr(err, frag))
+        fail_msg("error '%s' lacks '%s'", err, frag);
+}
+
+static void test_bad_checkpoints_are_refused(void **s)
+{
+    char src[300], cp[300], cmd[700];
+    snprintf(src, sizeof src, "%s/full/checkpoints/ckpt-%012d.h5", dir, 10);
+    snprintf(cp, sizeof cp, "%s/copy.h5", dir);
+    if (rank == 0) {
+        snprintf(cmd, sizeof cmd, "cp %s %s", src, cp);
+        assert_int_equal(system(cmd), 0);
+        set_attr(cp, "complete", 0, 1);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    expect_resume_error(cp, NULL, "incomplete");
+    if (rank == 0) {
+        set_attr(cp, "complete", 1, 0);
+        set_attr(cp, "format_version", 99, 0);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    expect_resume_error(cp, NULL, "format_version 99");
+    /* Another model: dense5 has 9 units here, 8 in the checkpoint. */
+    expect_resume_error(src, "layer4.units=9",
+                        "tensor /model/dense5/weight: model expects (9, 12), "
+                        "file has (8, 12)");
+    char missing[300];
+    snprintf(missing, sizeof missing, "%s/none.h5", dir);
+    expect_resume_error(missing, NULL, "none.h5");
+}
+
+static void test_unwritable_checkpoint_dir(void **s)
+{
+    char err[MT_ERR_LEN] = "";
+    int rc = train("nodir", "checkpoint.dir=/proc/mpitrain-forbidden",
+                   MPI_COMM_WORLD, NULL, 0, err);
+    assert_int_equal(rc, MT_EIO);
+    assert_non_null(strstr(err, "/proc/mpitrain-forbidden"));
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_resume_mid_epoch_is_exact),
+        cmocka_unit_test(test_resume_on_one_rank),
+        cmocka_unit_test(test_auto_skips_damaged_checkpoints),
+        cmocka_unit_test(test_bad_checkpoints_are_refused),
+        cmocka_unit_test(test_unwritable_checkpoint_dir),
+    };
+    int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
+    MPI_Finalize();
+    return failed ? 1 : 0;
+}
