@@ -357,7 +357,8 @@ static void test_fashion_mnist_lenet(void **s)
     assert_int_equal(
         run("%s -np 2 %s train %s/examples/lenet5-fashion.ini "
             "--set data.train=fm/train.h5 --set data.test=fm/t10k.h5 "
-            "--set data.limit=12000 --set train.epochs=2 --set run.dir=fm/run",
+            "--set data.limit=12000 --set train.epochs=2 --set run.dir=fm/run "
+            "--set checkpoint.every_steps=100",
             mpirun, bin, src ? src : ".."),
         0);
     assert_int_equal(run("%s eval %s/examples/lenet5-fashion.ini --json "
@@ -369,6 +370,31 @@ static void test_fashion_mnist_lenet(void **s)
     double a = atof(acc + 11);
     printf("LeNet-5, 10800 samples x 2 epochs: test accuracy %.4f\n", a);
     assert_true(a > 0.8);
+    /* eval reads the final checkpoint as it reads weights. */
+    assert_int_equal(run("%s eval %s/examples/lenet5-fashion.ini --json "
+                         "--weights fm/run/checkpoints/$(cat "
+                         "fm/run/checkpoints/latest) --data fm/t10k.h5",
+                         bin, src ? src : ".."),
+                     0);
+    acc = strstr(out, "\"accuracy\":");
+    assert_non_null(acc);
+    assert_true(atof(acc + 11) == a);
+    /* PyTorch (if Debian's python3-torch is installed) loads the same
+     * weights with the documented example and gets the same accuracy. */
+    if (run("/usr/bin/python3 -c 'import torch, h5py'") != 0) {
+        printf("python3-torch or python3-h5py missing: PyTorch check "
+               "skipped\n");
+        return;
+    }
+    assert_int_equal(run("/usr/bin/python3 %s/examples/load_checkpoint.py "
+                         "fm/run/weights.h5 fm/t10k.h5",
+                         src ? src : ".."),
+                     0);
+    acc = strstr(out, "accuracy ");
+    assert_non_null(acc);
+    double pa = atof(acc + 9);
+    printf("PyTorch on the same weights: %.4f\n", pa);
+    assert_true(pa > a - 0.002 && pa < a + 0.002);
 }
 
 int main(void)

@@ -76,22 +76,25 @@ static int save_one(const mt_layer *l, mt_tensor *t, int is_state,
     return rc;
 }
 
+/* The config as a 1-D byte array with its NUL, checksummed: the same
+ * layout as in checkpoints (h5py: bytes(f["config"][:]).decode()). */
 static int write_config(hid_t f, const char *text)
 {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t d = H5Dcreate2(f, "/config", t, sp, H5P_DEFAULT, H5P_DEFAULT,
-                         H5P_DEFAULT);
-    int rc = (d >= 0 && H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                                 &text) >= 0)
+    hsize_t n = strlen(text) + 1;
+    hid_t sp = H5Screate_simple(1, &n, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 1, &n);
+    H5Pset_fletcher32(dcpl);
+    hid_t d = H5Dcreate2(f, "/config", H5T_NATIVE_UCHAR, sp, H5P_DEFAULT,
+                         dcpl, H5P_DEFAULT);
+    int rc = (d >= 0 && H5Dwrite(d, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL,
+                                 H5P_DEFAULT, text) >= 0)
                  ? 0
                  : -1;
     if (d >= 0)
         H5Dclose(d);
+    H5Pclose(dcpl);
     H5Sclose(sp);
-    H5Tclose(t);
     return rc;
 }
 
