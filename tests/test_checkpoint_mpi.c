@@ -21,6 +21,8 @@
 #include "mpitrain/core.h"
 #include "mpitrain/data.h"
 #include "mpitrain/io.h"
+#include "mpitrain/model.h"
+#include "mpitrain/optim.h"
 #include "mpitrain/train.h"
 
 static int rank, size;
@@ -303,6 +305,54 @@ static void test_bad_checkpoints_are_refused(void **s)
     expect_resume_error(missing, NULL, "none.h5");
 }
 
+/* Tensors of several chunks, written by several ranks, read back as they
+ * were: parameters, Adam's m and v, and the state. */
+static void test_large_tensors_round_trip(void **s)
+{
+    mt_layer_spec specs[] = {{.kind = MT_DENSE, .units = 700},
+                             {.kind = MT_BATCHNORM, .momentum = 0.1f,
+                              .eps = 1e-5f},
+                             {.kind = MT_DENSE, .units = 3}};
+    mt_model a, b;
+    mt_optim oa, ob;
+    char err[MT_ERR_LEN] = "", ck[300];
+    mt_optim_cfg oc = {.kind = MT_OPT_ADAM, .lr = 1e-3f, .beta1 = 0.9f,
+                       .beta2 = 0.999f, .eps = 1e-8f};
+    mt_shape in = {1, 28, 28}; /* dense1 weight: 700 x 784, 2.2 MB */
+    assert_int_equal(mt_model_init(&a, specs, 3, in, 2, 5, err), MT_OK);
+    assert_int_equal(mt_model_init(&b, specs, 3, in, 2, 6, err), MT_OK);
+    assert_int_equal(mt_optim_init(&oa, &oc, a.n_params, err), MT_OK);
+    assert_int_equal(mt_optim_init(&ob, &oc, b.n_params, err), MT_OK);
+    for (size_t i = 0; i < a.n_params; i++) {
+        oa.m[i] = (float)i;
+        oa.v[i] = -(float)i;
+    }
+    for (size_t i = 0; i < a.n_state; i++)
+        a.state[i] = 0.5f + (float)i;
+    oa.t = 42;
+    snprintf(ck, sizeof ck, "%s/big", dir);
+    mt_ckpt_state st = {.step = 7, .epoch = 1, .position = 30, .ranks = size};
+    assert_int_equal(mt_ckpt_save(MPI_COMM_WORLD, ck, &a, &oa, &st, "x", "",
+                                  2, err),
+                     MT_OK);
+    char path[400];
+    snprintf(path, sizeof path, "%s/ckpt-%012d.h5", ck, 7);
+    mt_ckpt_state got;
+    if (mt_ckpt_load(path, &b, &ob, &got, NULL, err))
+        fail_msg("%s", err);
+    assert_memory_equal(a.params, b.params, a.n_params * sizeof(float));
+    assert_memory_equal(a.state, b.state, a.n_state * sizeof(float));
+    assert_memory_equal(oa.m, ob.m, a.n_params * sizeof(float));
+    assert_memory_equal(oa.v, ob.v, a.n_params * sizeof(float));
+    assert_int_equal(ob.t, 42);
+    assert_int_equal(got.step, 7);
+    assert_int_equal(got.position, 30);
+    mt_optim_free(&oa);
+    mt_optim_free(&ob);
+    mt_model_free(&a);
+    mt_model_free(&b);
+}
+
 static void test_unwritable_checkpoint_dir(void **s)
 {
     char err[MT_ERR_LEN] = "";
@@ -323,6 +373,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_resume_on_one_rank),
         cmocka_unit_test(test_auto_skips_damaged_checkpoints),
         cmocka_unit_test(test_bad_checkpoints_are_refused),
+        cmocka_unit_test(test_large_tensors_round_trip),
         cmocka_unit_test(test_unwritable_checkpoint_dir),
     };
     int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);

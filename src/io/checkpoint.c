@@ -21,31 +21,58 @@
 typedef struct writer {
     MPI_Comm comm;
     hid_t f, dxpl;
-    int rank;
+    int rank, size;
     mt_model *m;
     const mt_optim *o;
     int ok;
 } writer;
 
-/* A chunked, checksummed dataset of `type` (one chunk), data from rank 0. */
+/* Chunk size of checkpoint datasets. Fletcher-32 runs per chunk, in the
+ * rank that writes it; with chunks spread over the ranks the checksums are
+ * computed in parallel. */
+#define CHUNK_BYTES ((size_t)1 << 20)
+
+/* A chunked, checksummed dataset of `type`. With `shared` data (every rank
+ * holds the same values), each rank writes a contiguous run of whole
+ * chunks; otherwise rank 0 writes it all. */
 static int write_array(writer *w, const char *name, hid_t type, int ndim,
-                       const hsize_t *dims, const void *data)
+                       const hsize_t *dims, const void *data, int shared)
 {
     if (mt__h5_make_parents(w->f, name) != 0)
         return -1;
+    size_t row = H5Tget_size(type), rows = dims[0];
+    for (int i = 1; i < ndim; i++)
+        row *= dims[i];
+    hsize_t chunk[4] = {0}, start[4] = {0}, count[4];
+    memcpy(chunk, dims, (size_t)ndim * sizeof *dims);
+    chunk[0] = CHUNK_BYTES / row ? CHUNK_BYTES / row : 1;
+    chunk[0] = chunk[0] < rows ? chunk[0] : rows;
+    size_t nchunks = (rows + chunk[0] - 1) / chunk[0], clo = 0, chi = 0;
+    if (shared)
+        mt_dist_share(nchunks, w->rank, w->size, &clo, &chi);
+    else if (w->rank == 0)
+        chi = nchunks;
+    size_t lo = clo * chunk[0], hi = chi * chunk[0] < rows ? chi * chunk[0]
+                                                             : rows;
+    memcpy(count, dims, (size_t)ndim * sizeof *dims);
+    start[0] = lo;
+    count[0] = hi > lo ? hi - lo : 0;
     hid_t fs = H5Screate_simple(ndim, dims, NULL);
-    hid_t ms = H5Screate_simple(ndim, dims, NULL);
+    hid_t ms = H5Screate_simple(ndim, count[0] ? count : dims, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    H5Pset_chunk(dcpl, ndim, dims);
+    H5Pset_chunk(dcpl, ndim, chunk);
     H5Pset_fletcher32(dcpl);
     hid_t d = H5Dcreate2(w->f, name, type, fs, H5P_DEFAULT, dcpl,
                          H5P_DEFAULT);
-    if (w->rank != 0) {
+    if (count[0]) {
+        H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+    } else {
         H5Sselect_none(fs);
         H5Sselect_none(ms);
     }
-    int rc = (d >= 0 && H5Dwrite(d, type, ms, fs, w->dxpl, data) >= 0) ? 0
-                                                                        : -1;
+    const char *src = (const char *)data + lo * row;
+    int rc = (d >= 0 && H5Dwrite(d, type, ms, fs, w->dxpl, src) >= 0) ? 0
+                                                                       : -1;
     if (d >= 0)
         H5Dclose(d);
     H5Pclose(dcpl);
@@ -57,7 +84,8 @@ static int write_array(writer *w, const char *name, hid_t type, int ndim,
 static int write_text(writer *w, const char *name, const char *text)
 {
     hsize_t n = strlen(text) + 1; /* with its NUL: never empty */
-    return write_array(w, name, H5T_NATIVE_UCHAR, 1, &n, text);
+    /* Only rank 0's copy of the metrics log is real: it writes alone. */
+    return write_array(w, name, H5T_NATIVE_UCHAR, 1, &n, text, 0);
 }
 
 static int write_tensor(const mt_layer *l, mt_tensor *t, int is_state,
@@ -69,7 +97,7 @@ static int write_tensor(const mt_layer *l, mt_tensor *t, int is_state,
     for (int i = 0; i < t->ndim; i++)
         dims[i] = t->dims[i];
     snprintf(name, sizeof name, "/model/%s/%s", l->name, t->name);
-    if (write_array(w, name, H5T_NATIVE_FLOAT, t->ndim, dims, t->data))
+    if (write_array(w, name, H5T_NATIVE_FLOAT, t->ndim, dims, t->data, 1))
         return -1;
     if (is_state)
         return 0;
@@ -83,7 +111,7 @@ static int write_tensor(const mt_layer *l, mt_tensor *t, int is_state,
         snprintf(name, sizeof name, "/optimizer/%s/%s/%s", l->name, t->name,
                  names[k]);
         if (write_array(w, name, H5T_NATIVE_FLOAT, t->ndim, dims,
-                        slots[k] + off))
+                        slots[k] + off, 1))
             return -1;
     }
     return 0;
@@ -204,6 +232,7 @@ int mt_ckpt_save(MPI_Comm comm, const char *dir, mt_model *m,
     mt__h5_quiet();
     writer w = {.comm = comm, .m = m, .o = o, .ok = 1};
     MPI_Comm_rank(comm, &w.rank);
+    MPI_Comm_size(comm, &w.size);
     char name[64], tmp[4096 + 16], final[4096];
     snprintf(name, sizeof name, "ckpt-%012llu.h5",
              (unsigned long long)st->step);
