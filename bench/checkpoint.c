@@ -59,7 +59,7 @@ static void bench(const char *name, const mt_layer_spec *specs, size_t n,
     for (int rep = 0; rep < 3; rep++) {
         MPI_Barrier(MPI_COMM_WORLD);
         double t = MPI_Wtime();
-        if (mt_ckpt_save(MPI_COMM_WORLD, dir, &m, &o, &st, "bench", "", 1,
+        if (mt_ckpt_save(MPI_COMM_WORLD, dir, &m, &o, &st, "bench", "", 1, 0,
                          err)) {
             fprintf(stderr, "checkpoint bench: %s\n", err);
             MPI_Abort(MPI_COMM_WORLD, 1);

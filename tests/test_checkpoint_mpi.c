@@ -333,7 +333,7 @@ static void test_large_tensors_round_trip(void **s)
     snprintf(ck, sizeof ck, "%s/big", dir);
     mt_ckpt_state st = {.step = 7, .epoch = 1, .position = 30, .ranks = size};
     assert_int_equal(mt_ckpt_save(MPI_COMM_WORLD, ck, &a, &oa, &st, "x", "",
-                                  2, err),
+                                  2, 0, err),
                      MT_OK);
     char path[400];
     snprintf(path, sizeof path, "%s/ckpt-%012d.h5", ck, 7);
@@ -351,6 +351,55 @@ static void test_large_tensors_round_trip(void **s)
     mt_optim_free(&ob);
     mt_model_free(&a);
     mt_model_free(&b);
+}
+
+/* keep = 1 with best = val_loss: the newest checkpoint and the best one
+ * survive pruning, and `best` names the epoch with the lowest val loss. */
+static void test_best_checkpoint_is_kept(void **s)
+{
+    char err[MT_ERR_LEN] = "";
+    mt_config c;
+    mt_train_result r;
+    char extra[] = "checkpoint.best=val_loss";
+    load(&c, "best", extra);
+    c.keep = 1;
+    c.epochs = 6;
+    if (mt_train(&c, MPI_COMM_WORLD, NULL, &r, err))
+        fail_msg("%s", err);
+    mt_config_free(&c);
+    if (rank != 0)
+        return;
+    char cmd[700];
+    snprintf(cmd, sizeof cmd,
+             "cd %s/best/checkpoints && test -e \"$(cat best)\" && "
+             "test -e \"$(cat latest)\" && test $(ls ckpt-*.h5 | wc -l) -le 2",
+             dir);
+    assert_int_equal(system(cmd), 0);
+    /* The best epoch's step is the step of the lowest val loss. */
+    char path[400];
+    snprintf(path, sizeof path, "%s/best/metrics.jsonl", dir);
+    char *log = slurp(path);
+    double lowest = 1e30;
+    long step = -1;
+    for (char *p = log; (p = strstr(p, "\"split\":\"val\",\"loss\":"));
+         p++) {
+        double v = atof(p + 22);
+        char *st = p;
+        while (st > log && strncmp(st, "\"step\":", 7) != 0)
+            st--;
+        if (v < lowest) {
+            lowest = v;
+            step = atol(st + 7);
+        }
+    }
+    free(log);
+    snprintf(path, sizeof path, "%s/best/checkpoints/best", dir);
+    char *best = slurp(path);
+    char want[64];
+    snprintf(want, sizeof want, "ckpt-%012ld.h5", step);
+    assert_non_null(best);
+    assert_non_null(strstr(best, want));
+    free(best);
 }
 
 static void test_unwritable_checkpoint_dir(void **s)
@@ -374,6 +423,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_auto_skips_damaged_checkpoints),
         cmocka_unit_test(test_bad_checkpoints_are_refused),
         cmocka_unit_test(test_large_tensors_round_trip),
+        cmocka_unit_test(test_best_checkpoint_is_kept),
         cmocka_unit_test(test_unwritable_checkpoint_dir),
     };
     int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -14,7 +14,9 @@
  *
  * Every dataset carries the Fletcher-32 checksum. A save goes to
  * DIR/ckpt-<step>.h5.partial, is closed and fsync'ed, renamed, and then
- * DIR/latest (a one-line text file naming it) is replaced the same way. */
+ * DIR/latest (a one-line text file naming it) is replaced the same way;
+ * DIR/best names the best checkpoint by [checkpoint] best, which pruning
+ * never deletes. */
 #ifndef MPITRAIN_CHECKPOINT_H
 #define MPITRAIN_CHECKPOINT_H
 
@@ -36,18 +38,20 @@ typedef struct mt_ckpt_state {
     uint64_t seen;     /* samples trained in this epoch (for the summary) */
     double sums[3];    /* this epoch's loss sum, correct, "no accuracy" */
     double seconds;    /* training seconds so far */
+    double best;       /* best value of [checkpoint] best so far, or NaN */
     int ranks;         /* rank count at save time (informative only) */
 } mt_ckpt_state;
 
 /* Collective over comm: writes DIR/ckpt-<step>.h5 atomically, updates
- * DIR/latest, then deletes all but the newest `keep` checkpoints. Model
+ * DIR/latest (and DIR/best if is_best), then deletes all but the newest
+ * `keep` checkpoints and the best one. Model
  * and optimizer are replicated: rank 0 writes their data. metrics may be
  * NULL. Every rank returns the same rc; on failure the previous
  * checkpoints are untouched and no .partial file is left. */
 int mt_ckpt_save(MPI_Comm comm, const char *dir, mt_model *m,
                  const mt_optim *o, const mt_ckpt_state *st,
                  const char *config_text, const char *metrics, size_t keep,
-                 char *err);
+                 int is_best, char *err);
 
 /* Finds the checkpoint to resume from: `which` is a file, or "auto" for
  * the newest complete one in dir that passes its checksums (older ones are

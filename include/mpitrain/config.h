@@ -71,6 +71,7 @@ typedef struct mt_config {
     size_t every_steps;         /* 0: off */
     double every_minutes;       /* 0: off */
     size_t keep;                /* newest checkpoints kept */
+    int keep_best;              /* 0 none, 1 val_loss, 2 val_accuracy */
     /* layer sections, in order */
     mt_config_layer *layers;
     size_t n_layers, cap_layers;

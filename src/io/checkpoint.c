@@ -134,6 +134,7 @@ static int write_state(writer *w, const mt_ckpt_state *st)
                  {"correct", st->sums[1]},
                  {"no_accuracy", st->sums[2]},
                  {"seconds", st->seconds},
+                 {"best", st->best},
                  {"optimizer_t", (double)w->o->t},
                  {"ranks", (double)st->ranks}};
     int rc = 0;
@@ -167,10 +168,27 @@ static int by_name(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Deletes all but the newest `keep` complete checkpoints of dir. Names
- * carry the step zero-padded, so name order is step order. */
+/* The file name in a pointer file (DIR/latest, DIR/best), or "". */
+static void read_pointer(const char *dir, const char *which, char *name,
+                         size_t len)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, which);
+    name[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (f && fgets(name, (int)len, f))
+        name[strcspn(name, "\n")] = '\0';
+    if (f)
+        fclose(f);
+}
+
+/* Deletes all but the newest `keep` complete checkpoints of dir, and never
+ * the best one. Names carry the step zero-padded: name order is step
+ * order. */
 static void prune(const char *dir, size_t keep)
 {
+    char best[256];
+    read_pointer(dir, "best", best, sizeof best);
     DIR *d = opendir(dir);
     if (!d)
         return;
@@ -185,7 +203,7 @@ static void prune(const char *dir, size_t keep)
     closedir(d);
     qsort(names, n, sizeof *names, by_name);
     for (size_t i = 0; i < n; i++) {
-        if (i + keep < n && names[i]) {
+        if (i + keep < n && names[i] && strcmp(names[i], best) != 0) {
             char path[4096];
             snprintf(path, sizeof path, "%s/%s", dir, names[i]);
             unlink(path);
@@ -194,12 +212,13 @@ static void prune(const char *dir, size_t keep)
     }
 }
 
-/* Replaces DIR/latest with the name of the new checkpoint, atomically. */
-static int point_latest(const char *dir, const char *name)
+/* Replaces DIR/<which> (latest, best) with the name of the new
+ * checkpoint, atomically. */
+static int point(const char *dir, const char *which, const char *name)
 {
-    char tmp[4096], final[4096];
-    snprintf(tmp, sizeof tmp, "%s/latest.partial", dir);
-    snprintf(final, sizeof final, "%s/latest", dir);
+    char tmp[4096 + 32], final[4096 + 32];
+    snprintf(tmp, sizeof tmp, "%s/%s.partial", dir, which);
+    snprintf(final, sizeof final, "%s/%s", dir, which);
     FILE *f = fopen(tmp, "w");
     if (!f)
         return -1;
@@ -227,7 +246,7 @@ static int write_file(writer *w, const mt_ckpt_state *st,
 int mt_ckpt_save(MPI_Comm comm, const char *dir, mt_model *m,
                  const mt_optim *o, const mt_ckpt_state *st,
                  const char *config_text, const char *metrics, size_t keep,
-                 char *err)
+                 int is_best, char *err)
 {
     mt__h5_quiet();
     writer w = {.comm = comm, .m = m, .o = o, .ok = 1};
@@ -260,7 +279,8 @@ int mt_ckpt_save(MPI_Comm comm, const char *dir, mt_model *m,
     rc = mt_dist_agree(comm, ok ? MT_OK : MT_EIO, err);
     if (rc == MT_OK && w.rank == 0) {
         if (mt__rename_durable(tmp, final) != 0 ||
-            point_latest(dir, name) != 0) {
+            point(dir, "latest", name) != 0 ||
+            (is_best && point(dir, "best", name) != 0)) {
             mt_seterr(err, "checkpoint %s: rename or latest pointer failed: "
                            "%s",
                       final, strerror(errno));

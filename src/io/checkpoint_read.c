@@ -245,12 +245,13 @@ static int read_state(hid_t f, mt_ckpt_state *st, uint64_t *optim_t)
     if (!mt__h5_exists(f, "/trainer"))
         return -1;
     hid_t g = H5Gopen2(f, "/trainer", H5P_DEFAULT);
-    double v[10] = {0};
-    const char *names[10] = {"step", "epoch", "position", "seen",
-                             "loss_sum", "correct", "no_accuracy", "seconds",
-                             "optimizer_t", "ranks"};
+    double v[11] = {0};
+    const char *names[11] = {"step",    "epoch",       "position",
+                             "seen",    "loss_sum",    "correct",
+                             "no_accuracy", "seconds", "optimizer_t",
+                             "ranks",   "best"};
     int rc = 0;
-    for (int i = 0; i < 10; i++)
+    for (int i = 0; i < 11; i++)
         rc |= mt__h5_attr_read_double(g, names[i], &v[i]);
     H5Gclose(g);
     st->step = (uint64_t)v[0];
@@ -263,6 +264,7 @@ static int read_state(hid_t f, mt_ckpt_state *st, uint64_t *optim_t)
     st->seconds = v[7];
     *optim_t = (uint64_t)v[8];
     st->ranks = (int)v[9];
+    st->best = v[10];
     return rc;
 }
 

@@ -390,6 +390,12 @@ int mt_config_check(const mt_config *c, char *err)
                   c->path);
         return MT_EINVAL;
     }
+    if (c->keep_best && c->validation <= 0.0) {
+        mt_seterr(err, "%s: [checkpoint] best needs a validation split "
+                       "([data] validation > 0)",
+                  c->path);
+        return MT_EINVAL;
+    }
     if (c->softmax_line && c->loss != MT_LOSS_SOFTMAX_CE) {
         mt_seterr(err, "%s:%d: [softmax] ends the model but [train] loss = "
                        "%s",

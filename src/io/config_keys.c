@@ -12,6 +12,8 @@ static const char *const loss_names[] = {"softmax_ce", "sigmoid_bce", "mse",
 static const char *const optim_names[] = {"sgd", "adam", "adamw", NULL};
 static const char *const schedule_names[] = {"constant", "step", "cosine",
                                              NULL};
+static const char *const best_names[] = {"none", "val_loss", "val_accuracy",
+                                         NULL};
 static const char *const sync_names[] = {"allreduce", "ring", NULL};
 static const char *const compress_names[] = {"none", "bf16", NULL};
 static const char *const init_names[] = {"auto", "he", "xavier", NULL};
@@ -68,6 +70,8 @@ const mt__key_def mt__config_keys[] = {
     {"checkpoint", "every_minutes", T_DOUBLE,
      offsetof(mt_config, every_minutes), 0, 1e9, NULL},
     {"checkpoint", "keep", T_SIZE, offsetof(mt_config, keep), 1, 1e6, NULL},
+    {"checkpoint", "best", T_ENUM, offsetof(mt_config, keep_best), 0, 0,
+     best_names},
     {NULL, NULL, 0, 0, 0, 0, NULL}};
 
 #define L(kind, k, t, f, lo, hi, n) \

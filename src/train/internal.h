@@ -58,6 +58,7 @@ typedef struct trainer {
     char ckpt_dir[MT_PATH_LEN + 16];
     uint64_t saved_step; /* step of the last checkpoint, or UINT64_MAX */
     double last_save;    /* MPI_Wtime of the last checkpoint */
+    double best;         /* best validation value by [checkpoint] best */
     mt_metrics_log log;
     mt_progress_out progress;
     double t0;
@@ -77,7 +78,12 @@ int mt__train_step(trainer *t, uint64_t step, size_t g0, size_t G,
 
 /* Checkpoint of the current state: epoch `epoch`, `position` global
  * samples into it. Collective. */
-int mt__save(trainer *t, size_t epoch, uint64_t position, char *err);
+int mt__save(trainer *t, size_t epoch, uint64_t position, int is_best,
+             char *err);
+/* After an epoch's evaluation: saves a checkpoint marked best when the
+ * [checkpoint] best metric improved. Collective. */
+int mt__after_epoch(trainer *t, size_t epoch, const mt_eval_result *val,
+                    char *err);
 /* After a step: every rank agrees on a pending stop request and on rank
  * 0's clock, and saves when a checkpoint is due. MT_ESTOPPED after saving
  * for a stop request. Collective. */

@@ -37,9 +37,11 @@ static char *metrics_text(trainer *t)
     return text;
 }
 
-int mt__save(trainer *t, size_t epoch, uint64_t position, char *err)
+int mt__save(trainer *t, size_t epoch, uint64_t position, int is_best,
+             char *err)
 {
     mt_ckpt_state st = {.step = t->step,
+                        .best = t->best,
                         .epoch = epoch,
                         .position = position,
                         .seen = position ? t->ep_seen : 0,
@@ -51,7 +53,7 @@ int mt__save(trainer *t, size_t epoch, uint64_t position, char *err)
     char *metrics = metrics_text(t);
     int rc = mt_ckpt_save(t->comm, t->ckpt_dir, &t->model, &t->optim, &st,
                           t->config_text, metrics ? metrics : "",
-                          t->cfg->keep, err);
+                          t->cfg->keep, is_best, err);
     free(metrics);
     if (rc == MT_OK) {
         t->saved_step = t->step;
@@ -85,7 +87,7 @@ int mt__after_step(trainer *t, size_t epoch, uint64_t position, char *err)
               (c->every_steps && t->step % c->every_steps == 0);
     if (!due)
         return MT_OK;
-    int rc = mt__save(t, epoch, position, err);
+    int rc = mt__save(t, epoch, position, 0, err);
     if (rc == MT_OK && flags[0]) {
         mt_seterr(err, "stopped on request at step %llu; resume with "
                        "--resume auto",
@@ -93,6 +95,22 @@ int mt__after_step(trainer *t, size_t epoch, uint64_t position, char *err)
         return MT_ESTOPPED;
     }
     return rc;
+}
+
+int mt__after_epoch(trainer *t, size_t epoch, const mt_eval_result *val,
+                    char *err)
+{
+    int kind = t->cfg->keep_best;
+    if (!kind || !val->n || (kind == 2 && val->accuracy < 0))
+        return MT_OK;
+    /* Every rank has the same reduced metrics: no need to agree. */
+    double v = kind == 1 ? val->loss : val->accuracy;
+    int better = t->best != t->best /* NaN: first epoch */ ||
+                 (kind == 1 ? v < t->best : v > t->best);
+    if (!better)
+        return MT_OK;
+    t->best = v;
+    return mt__save(t, epoch + 1, 0, 1, err);
 }
 
 /* Rank 0 finds the checkpoint (newest good one for "auto") and tells the
@@ -156,6 +174,7 @@ int mt__resume(trainer *t, size_t *epoch, char *err)
         t->ep_seen = st.seen;
         t->train_secs = st.seconds;
         t->saved_step = st.step;
+        t->best = st.best;
         *epoch = st.epoch;
         if (t->rank == 0)
             printf("resuming from %s: step %llu, epoch %llu, %llu samples "

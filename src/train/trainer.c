@@ -319,6 +319,8 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
     if (rc == MT_OK && t->ep_seen)
         report_epoch(t, epoch + 1, t->step, t->ep_sums, t->ep_seen, secs,
                      &val);
+    if (rc == MT_OK)
+        rc = mt__after_epoch(t, epoch, &val, err);
     return rc;
 }
 
@@ -370,6 +372,7 @@ int mt_train(const mt_config *cfg, MPI_Comm comm, const mt_train_opts *opts,
     t.opts = opts ? opts : &none;
     t.t0 = t.last_save = MPI_Wtime();
     t.saved_step = UINT64_MAX;
+    t.best = NAN;
     MPI_Comm_rank(comm, &t.rank);
     MPI_Comm_size(comm, &t.size);
     snprintf(t.ckpt_dir, sizeof t.ckpt_dir, "%s",
@@ -403,7 +406,7 @@ int mt_train(const mt_config *cfg, MPI_Comm comm, const mt_train_opts *opts,
     /* A run that ends (or hits max_steps) leaves a checkpoint to resume
      * or extend from, unless it just wrote one. */
     if (rc == MT_OK && checkpoints_on(cfg) && t.saved_step != t.step)
-        rc = mt__save(&t, epoch, stop ? t.resume_pos : 0, err);
+        rc = mt__save(&t, epoch, stop ? t.resume_pos : 0, 0, err);
     if (rc == MT_OK)
         rc = finish(&t, t.step, res, err);
     res->steps = t.step;
