@@ -142,7 +142,7 @@ static void test_fetch_matches_full_file(void **s)
     mt_dist_share(full.n, rank, size, &lo, &hi);
     assert_int_equal(share.n, hi - lo); /* only its part was read */
     assert_int_equal(share.first, lo);
-    size_t idx[40];
+    size_t idx[64];
     for (size_t round = 0; round < 2; round++) { /* reuses buffers */
         size_t n = 25 + (size_t)rank * 5 + round;
         for (size_t i = 0; i < n; i++)
