@@ -38,47 +38,20 @@ typedef struct writer {
 static int write_array(writer *w, const char *name, hid_t type, int ndim,
                        const hsize_t *dims, const void *data, int shared)
 {
-    if (mt__h5_make_parents(w->f, name) != 0)
-        return -1;
-    size_t row = H5Tget_size(type), rows = dims[0];
+    size_t rows = dims[0], row = H5Tget_size(type);
     for (int i = 1; i < ndim; i++)
         row *= dims[i];
-    hsize_t chunk[4] = {0}, start[4] = {0}, count[4];
-    memcpy(chunk, dims, (size_t)ndim * sizeof *dims);
-    chunk[0] = CHUNK_BYTES / row ? CHUNK_BYTES / row : 1;
-    chunk[0] = chunk[0] < rows ? chunk[0] : rows;
-    size_t nchunks = (rows + chunk[0] - 1) / chunk[0], clo = 0, chi = 0;
+    size_t per = mt__h5_chunk_rows(type, ndim, dims, CHUNK_BYTES);
+    size_t nchunks = (rows + per - 1) / per, clo = 0, chi = 0;
     if (shared)
         mt_dist_share(nchunks, w->rank, w->size, &clo, &chi);
     else if (w->rank == 0)
         chi = nchunks;
-    size_t lo = clo * chunk[0], hi = chi * chunk[0] < rows ? chi * chunk[0]
-                                                             : rows;
-    memcpy(count, dims, (size_t)ndim * sizeof *dims);
-    start[0] = lo;
-    count[0] = hi > lo ? hi - lo : 0;
-    hid_t fs = H5Screate_simple(ndim, dims, NULL);
-    hid_t ms = H5Screate_simple(ndim, count[0] ? count : dims, NULL);
-    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    H5Pset_chunk(dcpl, ndim, chunk);
-    H5Pset_fletcher32(dcpl);
-    hid_t d = H5Dcreate2(w->f, name, type, fs, H5P_DEFAULT, dcpl,
-                         H5P_DEFAULT);
-    if (count[0]) {
-        H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
-    } else {
-        H5Sselect_none(fs);
-        H5Sselect_none(ms);
-    }
-    const char *src = (const char *)data + lo * row;
-    int rc = (d >= 0 && H5Dwrite(d, type, ms, fs, w->dxpl, src) >= 0) ? 0
-                                                                       : -1;
-    if (d >= 0)
-        H5Dclose(d);
-    H5Pclose(dcpl);
-    H5Sclose(ms);
-    H5Sclose(fs);
-    return rc;
+    size_t lo = clo * per, hi = chi * per < rows ? chi * per : rows;
+    hi = hi > lo ? hi : lo;
+    return mt__h5_write_checked(w->f, name, type, ndim, dims, CHUNK_BYTES,
+                                lo, hi, w->dxpl,
+                                (const char *)data + lo * row);
 }
 
 static int write_text(writer *w, const char *name, const char *text)

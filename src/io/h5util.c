@@ -140,6 +140,49 @@ int mt__h5_make_parents(hid_t file, const char *path)
     return 0;
 }
 
+size_t mt__h5_chunk_rows(hid_t type, int ndim, const hsize_t *dims,
+                         size_t chunk_bytes)
+{
+    size_t row = H5Tget_size(type);
+    for (int i = 1; i < ndim; i++)
+        row *= dims[i];
+    size_t rows = chunk_bytes / row ? chunk_bytes / row : 1;
+    return rows < dims[0] ? rows : (size_t)dims[0];
+}
+
+int mt__h5_write_checked(hid_t f, const char *name, hid_t type, int ndim,
+                         const hsize_t *dims, size_t chunk_bytes, size_t lo,
+                         size_t hi, hid_t dxpl, const void *data)
+{
+    if (mt__h5_make_parents(f, name) != 0)
+        return -1;
+    hsize_t chunk[8], start[8] = {0}, count[8];
+    for (int i = 0; i < ndim; i++)
+        chunk[i] = count[i] = dims[i];
+    chunk[0] = mt__h5_chunk_rows(type, ndim, dims, chunk_bytes);
+    start[0] = lo;
+    count[0] = hi - lo;
+    hid_t fs = H5Screate_simple(ndim, dims, NULL);
+    hid_t ms = H5Screate_simple(ndim, hi > lo ? count : dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, ndim, chunk);
+    H5Pset_fletcher32(dcpl);
+    hid_t d = H5Dcreate2(f, name, type, fs, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (hi > lo) {
+        H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+    } else {
+        H5Sselect_none(fs);
+        H5Sselect_none(ms);
+    }
+    int rc = (d >= 0 && H5Dwrite(d, type, ms, fs, dxpl, data) >= 0) ? 0 : -1;
+    if (d >= 0)
+        H5Dclose(d);
+    H5Pclose(dcpl);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    return rc;
+}
+
 static int fsync_path(const char *path, int flags)
 {
     int fd = open(path, flags);

@@ -23,6 +23,18 @@ int mt__h5_attr_read_string(hid_t obj, const char *name, char **s);
  * be written through parallel HDF5. */
 int mt__h5_attr_write_fixed(hid_t obj, const char *name, const char *s);
 
+/* Creates dataset `name` (and its parent groups) of `type` and shape dims,
+ * chunked along the first dimension in chunks of about chunk_bytes with
+ * the Fletcher-32 checksum filter, and writes rows [lo, hi) from
+ * data (which points at row lo) with transfer property list dxpl. With
+ * parallel HDF5 every rank calls it (lo == hi to write nothing). */
+int mt__h5_write_checked(hid_t f, const char *name, hid_t type, int ndim,
+                         const hsize_t *dims, size_t chunk_bytes, size_t lo,
+                         size_t hi, hid_t dxpl, const void *data);
+/* Rows of a chunk for write_checked: 1 .. dims[0]. */
+size_t mt__h5_chunk_rows(hid_t type, int ndim, const hsize_t *dims,
+                         size_t chunk_bytes);
+
 /* Creates the groups of a path's parents ("/a/b/c" makes /a and /a/b). */
 int mt__h5_make_parents(hid_t file, const char *path);
 

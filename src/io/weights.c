@@ -13,6 +13,7 @@
 
 #define WEIGHTS_FORMAT "mpitrain-weights"
 #define WEIGHTS_VERSION 1
+#define WEIGHTS_CHUNK ((size_t)1 << 20) /* bytes per checksummed chunk */
 
 int mt_mkdirs(const char *path, char *err)
 {
@@ -56,24 +57,9 @@ static int save_one(const mt_layer *l, mt_tensor *t, int is_state,
     hsize_t dims[4];
     for (int i = 0; i < t->ndim; i++)
         dims[i] = t->dims[i];
-    if (mt__h5_make_parents(f, name) != 0)
-        return -1;
-    hid_t sp = H5Screate_simple(t->ndim, dims, NULL);
-    /* Fletcher-32 needs chunked storage; one chunk per tensor. */
-    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    H5Pset_chunk(dcpl, t->ndim, dims);
-    H5Pset_fletcher32(dcpl);
-    hid_t d = H5Dcreate2(f, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl,
-                         H5P_DEFAULT);
-    int rc = (d >= 0 && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL,
-                                 H5P_DEFAULT, t->data) >= 0)
-                 ? 0
-                 : -1;
-    if (d >= 0)
-        H5Dclose(d);
-    H5Pclose(dcpl);
-    H5Sclose(sp);
-    return rc;
+    return mt__h5_write_checked(f, name, H5T_NATIVE_FLOAT, t->ndim, dims,
+                                WEIGHTS_CHUNK, 0, dims[0], H5P_DEFAULT,
+                                t->data);
 }
 
 /* The config as a 1-D byte array with its NUL, checksummed: the same
@@ -81,21 +67,8 @@ static int save_one(const mt_layer *l, mt_tensor *t, int is_state,
 static int write_config(hid_t f, const char *text)
 {
     hsize_t n = strlen(text) + 1;
-    hid_t sp = H5Screate_simple(1, &n, NULL);
-    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    H5Pset_chunk(dcpl, 1, &n);
-    H5Pset_fletcher32(dcpl);
-    hid_t d = H5Dcreate2(f, "/config", H5T_NATIVE_UCHAR, sp, H5P_DEFAULT,
-                         dcpl, H5P_DEFAULT);
-    int rc = (d >= 0 && H5Dwrite(d, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL,
-                                 H5P_DEFAULT, text) >= 0)
-                 ? 0
-                 : -1;
-    if (d >= 0)
-        H5Dclose(d);
-    H5Pclose(dcpl);
-    H5Sclose(sp);
-    return rc;
+    return mt__h5_write_checked(f, "/config", H5T_NATIVE_UCHAR, 1, &n,
+                                WEIGHTS_CHUNK, 0, n, H5P_DEFAULT, text);
 }
 
 int mt_weights_save(mt_model *m, const char *path, const char *config_text,
