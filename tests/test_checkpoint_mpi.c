@@ -24,6 +24,7 @@
 #include "mpitrain/model.h"
 #include "mpitrain/optim.h"
 #include "mpitrain/train.h"
+#include "mpi_fixture.h"
 
 static int rank, size;
 static char dir[256];
@@ -42,55 +43,14 @@ static const char ini[] =
     "[dropout]\nrate = 0.3\n"
     "[dense]\nunits = 3\n[softmax]\n";
 
-static int group_setup(void **s)
-{
-    if (rank == 0) {
-        snprintf(dir, sizeof dir, "/tmp/mt_ckpt_mpi_XXXXXX");
-        if (!mkdtemp(dir))
-            return -1;
-        enum { N = 97, S = 32 };
-        static float x[N * S];
-        static int32_t y[N];
-        for (size_t i = 0; i < N; i++) {
-            y[i] = (int32_t)(i % 3);
-            for (size_t j = 0; j < S; j++)
-                x[i * S + j] = mt_rng_normal(9, 77, i, j) +
-                               (j % 3 == (size_t)y[i] ? 1.0f : 0.0f);
-        }
-        char path[300], err[MT_ERR_LEN];
-        snprintf(path, sizeof path, "%s/d.h5", dir);
-        if (mt_dataset_write(path, N, (mt_shape){2, 4, 4}, NULL, x, y, 3,
-                             NULL, err))
-            return -1;
-        snprintf(path, sizeof path, "%s/t.ini", dir);
-        FILE *f = fopen(path, "w");
-        fputs(ini, f);
-        fclose(f);
-    }
-    MPI_Bcast(dir, sizeof dir, MPI_CHAR, 0, MPI_COMM_WORLD);
-    return 0;
-}
+static int group_setup(void **s) { return fx_setup(dir, sizeof dir, ini); }
 
-static int group_teardown(void **s)
-{
-    MPI_Barrier(MPI_COMM_WORLD);
-    if (rank == 0) {
-        char cmd[300];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-        return system(cmd);
-    }
-    return 0;
-}
+static int group_teardown(void **s) { return fx_teardown(dir); }
 
 static void load(mt_config *c, const char *run, const char *extra)
 {
-    char path[300], a[300], b[300], err[MT_ERR_LEN];
-    snprintf(path, sizeof path, "%s/t.ini", dir);
-    snprintf(a, sizeof a, "data.train=%s/d.h5", dir);
-    snprintf(b, sizeof b, "run.dir=%s/%s", dir, run);
-    char *sets[3] = {a, b, (char *)extra};
-    if (mt_config_load(c, path, sets, extra ? 3 : 2, err))
-        fail_msg("%s", err);
+    const char *const sets[] = {extra, NULL};
+    fx_load(c, dir, "t.ini", run, extra ? sets : NULL);
 }
 
 static int train(const char *run, const char *extra, MPI_Comm comm,
@@ -139,30 +99,6 @@ static void strip_timing(char *log)
     *out = '\0';
 }
 
-static double weight_diff(const char *a, const char *b, int exact)
-{
-    mt_config c;
-    load(&c, "cmp", NULL);
-    mt_model ma, mb;
-    char err[MT_ERR_LEN];
-    mt_shape in = {2, 4, 4};
-    if (mt_model_from_config(&c, in, 4, &ma, err) ||
-        mt_model_from_config(&c, in, 4, &mb, err) ||
-        mt_weights_load(&ma, a, err) || mt_weights_load(&mb, b, err))
-        fail_msg("%s", err);
-    double worst = 0.0;
-    if (exact && memcmp(ma.params, mb.params, ma.n_params * 4) != 0)
-        worst = 1.0;
-    for (size_t i = 0; !exact && i < ma.n_params; i++) {
-        double d = ma.params[i] - mb.params[i];
-        worst = d > worst ? d : (-d > worst ? -d : worst);
-    }
-    mt_model_free(&ma);
-    mt_model_free(&mb);
-    mt_config_free(&c);
-    return worst;
-}
-
 static void path_of(char *buf, size_t len, const char *run, const char *f)
 {
     snprintf(buf, len, "%s/%s/%s", dir, run, f);
@@ -182,7 +118,7 @@ static void test_resume_mid_epoch_is_exact(void **s)
         char a[300], b[300];
         path_of(a, sizeof a, "full", "weights.h5");
         path_of(b, sizeof b, "cut", "weights.h5");
-        assert_true(weight_diff(a, b, 1) == 0.0);
+        assert_true(fx_weight_diff(dir, a, b, 1) == 0.0);
         path_of(a, sizeof a, "full", "metrics.jsonl");
         path_of(b, sizeof b, "cut", "metrics.jsonl");
         char *la = slurp(a), *lb = slurp(b);
@@ -208,7 +144,7 @@ static void test_resume_on_one_rank(void **s)
         char a[300], b[300];
         path_of(a, sizeof a, "full", "weights.h5");
         path_of(b, sizeof b, "moved", "weights.h5");
-        worst = weight_diff(a, b, 0);
+        worst = fx_weight_diff(dir, a, b, 0);
     }
     MPI_Bcast(&worst, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
     assert_true(worst < 1e-4);

@@ -19,6 +19,7 @@
 #include "mpitrain/dist.h"
 #include "mpitrain/io.h"
 #include "mpitrain/train.h"
+#include "mpi_fixture.h"
 
 static int rank, size;
 static char dir[256];
@@ -34,81 +35,32 @@ static const char ini[] =
     "[dropout]\nrate = 0.3\n"
     "[dense]\nunits = 3\n[softmax]\n";
 
-/* 97 samples (prime: uneven batches and splits), 2 x 4 x 4 floats, labels
- * tied to the input so that there is something to learn. */
-static void write_files(void)
-{
-    enum { N = 97, S = 32 };
-    static float x[N * S];
-    static int32_t y[N];
-    for (size_t i = 0; i < N; i++) {
-        y[i] = (int32_t)(i % 3);
-        for (size_t j = 0; j < S; j++)
-            x[i * S + j] = mt_rng_normal(9, 77, i, j) +
-                           (j % 3 == (size_t)y[i] ? 1.0f : 0.0f);
-    }
-    char path[300], err[MT_ERR_LEN];
-    snprintf(path, sizeof path, "%s/d.h5", dir);
-    if (mt_dataset_write(path, N, (mt_shape){2, 4, 4}, NULL, x, y, 3, NULL,
-                         err))
-        fail_msg("%s", err);
-    snprintf(path, sizeof path, "%s/t.ini", dir);
-    FILE *f = fopen(path, "w");
-    fputs(ini, f);
-    fclose(f);
-    /* A regression whose steps grow the weights geometrically. */
-    snprintf(path, sizeof path, "%s/diverge.ini", dir);
-    f = fopen(path, "w");
-    fputs("[run]\nprogress = none\n[train]\nloss = mse\n"
-          "[optimizer]\nlr = 500\nmomentum = 0.9\n"
-          "[flatten]\n[dense]\nunits = 3\n",
-          f);
-    fclose(f);
-}
+/* A regression whose steps grow the weights geometrically. */
+static const char diverge_ini[] =
+    "[run]\nprogress = none\n[train]\nloss = mse\n"
+    "[optimizer]\nlr = 500\nmomentum = 0.9\n"
+    "[flatten]\n[dense]\nunits = 3\n";
 
 static int group_setup(void **s)
 {
-    if (rank == 0) {
-        snprintf(dir, sizeof dir, "/tmp/mt_train_mpi_XXXXXX");
-        if (!mkdtemp(dir))
-            return -1;
-        write_files();
-    }
-    MPI_Bcast(dir, sizeof dir, MPI_CHAR, 0, MPI_COMM_WORLD);
+    if (fx_setup(dir, sizeof dir, ini))
+        return -1;
+    if (rank == 0)
+        fx_write(dir, "diverge.ini", diverge_ini);
     return 0;
 }
 
-static int group_teardown(void **s)
-{
-    MPI_Barrier(MPI_COMM_WORLD);
-    if (rank == 0) {
-        char cmd[300];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-        return system(cmd);
-    }
-    return 0;
-}
+static int group_teardown(void **s) { return fx_teardown(dir); }
 
-/* Loads a test config with "name" as run dir plus extra overrides
- * (a NULL-terminated list, or NULL). */
 static void load_file(mt_config *c, const char *file, const char *name,
                       const char *const *extra)
 {
-    char path[300], set_train[300], set_dir[300], err[MT_ERR_LEN];
-    snprintf(path, sizeof path, "%s/%s", dir, file);
-    snprintf(set_train, sizeof set_train, "data.train=%s/d.h5", dir);
-    snprintf(set_dir, sizeof set_dir, "run.dir=%s/%s", dir, name);
-    char *sets[8] = {set_train, set_dir};
-    size_t n = 2;
-    for (size_t i = 0; extra && extra[i] && n < 8; i++)
-        sets[n++] = (char *)extra[i];
-    if (mt_config_load(c, path, sets, n, err))
-        fail_msg("%s", err);
+    fx_load(c, dir, file, name, extra);
 }
 
 static void load(mt_config *c, const char *name, const char *const *extra)
 {
-    load_file(c, "t.ini", name, extra);
+    fx_load(c, dir, "t.ini", name, extra);
 }
 
 static void test_share_covers_everything(void **s)
@@ -178,28 +130,6 @@ static void test_agree_reports_lowest_failing_rank(void **s)
     assert_int_equal(mt_dist_agree(MPI_COMM_WORLD, MT_OK, err), MT_OK);
 }
 
-static double max_weight_diff(const char *a, const char *b)
-{
-    mt_config c;
-    load(&c, "cmp", NULL);
-    mt_model ma, mb;
-    char err[MT_ERR_LEN];
-    mt_shape in = {2, 4, 4};
-    if (mt_model_from_config(&c, in, 4, &ma, err) ||
-        mt_model_from_config(&c, in, 4, &mb, err) ||
-        mt_weights_load(&ma, a, err) || mt_weights_load(&mb, b, err))
-        fail_msg("%s", err);
-    double worst = 0.0;
-    for (size_t i = 0; i < ma.n_params; i++) {
-        double d = ma.params[i] - mb.params[i];
-        worst = d > worst ? d : (-d > worst ? -d : worst);
-    }
-    mt_model_free(&ma);
-    mt_model_free(&mb);
-    mt_config_free(&c);
-    return worst;
-}
-
 /* Trains on all ranks with the given [parallel] settings and compares the
  * weights with rank 0 training alone. */
 static void expect_same_as_single_rank(const char *const *par, double tol)
@@ -223,7 +153,7 @@ static void expect_same_as_single_rank(const char *const *par, double tol)
         char a[300], b[300];
         snprintf(a, sizeof a, "%s/world/weights.h5", dir);
         snprintf(b, sizeof b, "%s/self/weights.h5", dir);
-        worst = max_weight_diff(a, b);
+        worst = fx_weight_diff(dir, a, b, tol == 0.0);
     }
     MPI_Bcast(&worst, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
     /* Same learning problem; only the summation order differs (or, in

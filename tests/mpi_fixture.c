@@ -1,0 +1,115 @@
+#include "mpi_fixture.h"
+
+#include <mpi.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "mpitrain/core.h"
+#include "mpitrain/data.h"
+#include "mpitrain/io.h"
+#include "mpitrain/model.h"
+#include "mpitrain/train.h"
+
+void fx_write(const char *dir, const char *name, const char *text)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+static int write_data(const char *dir)
+{
+    enum { N = 97, S = 32 };
+    static float x[N * S];
+    static int32_t y[N];
+    for (size_t i = 0; i < N; i++) {
+        y[i] = (int32_t)(i % 3);
+        for (size_t j = 0; j < S; j++)
+            x[i * S + j] = mt_rng_normal(9, 77, i, j) +
+                           (j % 3 == (size_t)y[i] ? 1.0f : 0.0f);
+    }
+    char path[600], err[MT_ERR_LEN];
+    snprintf(path, sizeof path, "%s/d.h5", dir);
+    return mt_dataset_write(path, N, (mt_shape){2, 4, 4}, NULL, x, y, 3, NULL,
+                            err)
+               ? -1
+               : 0;
+}
+
+int fx_setup(char *dir, size_t len, const char *ini_text)
+{
+    int rank, rc = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank == 0) {
+        snprintf(dir, len, "/tmp/mt_mpi_test_XXXXXX");
+        rc = mkdtemp(dir) && write_data(dir) == 0 ? 0 : -1;
+        fx_write(dir, "t.ini", ini_text);
+    }
+    MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    MPI_Bcast(dir, (int)len, MPI_CHAR, 0, MPI_COMM_WORLD);
+    return rc;
+}
+
+int fx_teardown(const char *dir)
+{
+    int rank;
+    MPI_Barrier(MPI_COMM_WORLD);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank != 0)
+        return 0;
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd);
+}
+
+void fx_load(mt_config *c, const char *dir, const char *file,
+             const char *run, const char *const *extra)
+{
+    char path[600], train[600], rundir[600], err[MT_ERR_LEN];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    snprintf(train, sizeof train, "data.train=%s/d.h5", dir);
+    snprintf(rundir, sizeof rundir, "run.dir=%s/%s", dir, run);
+    char *sets[8] = {train, rundir};
+    size_t n = 2;
+    for (size_t i = 0; extra && extra[i] && n < 8; i++)
+        sets[n++] = (char *)extra[i];
+    if (mt_config_load(c, path, sets, n, err))
+        fail_msg("%s", err);
+}
+
+double fx_weight_diff(const char *dir, const char *a, const char *b,
+                      int exact)
+{
+    mt_config c;
+    fx_load(&c, dir, "t.ini", "cmp", NULL);
+    mt_model ma, mb;
+    char err[MT_ERR_LEN];
+    mt_shape in = {2, 4, 4};
+    if (mt_model_from_config(&c, in, 4, &ma, err) ||
+        mt_model_from_config(&c, in, 4, &mb, err) ||
+        mt_weights_load(&ma, a, err) || mt_weights_load(&mb, b, err))
+        fail_msg("%s", err);
+    double worst = 0.0;
+    if (exact)
+        worst = memcmp(ma.params, mb.params, ma.n_params * sizeof(float))
+                    ? 1.0
+                    : 0.0;
+    for (size_t i = 0; !exact && i < ma.n_params; i++) {
+        double d = ma.params[i] - mb.params[i];
+        worst = d > worst ? d : (-d > worst ? -d : worst);
+    }
+    mt_model_free(&ma);
+    mt_model_free(&mb);
+    mt_config_free(&c);
+    return worst;
+}

@@ -1,0 +1,27 @@
+/* Shared by the MPI tests: a temporary directory every rank knows, a small
+ * learnable dataset, configs in it, and weight comparisons. */
+#ifndef MPITRAIN_TESTS_MPI_FIXTURE_H
+#define MPITRAIN_TESTS_MPI_FIXTURE_H
+
+#include <stddef.h>
+
+#include "mpitrain/config.h"
+
+/* Rank 0 makes a temporary directory with d.h5 (97 samples of 2x4x4
+ * floats, 3 classes tied to the input) and t.ini (ini_text); every rank
+ * gets its name in dir. Returns 0 or -1. */
+int fx_setup(char *dir, size_t len, const char *ini_text);
+/* Waits for every rank, then rank 0 removes the directory. */
+int fx_teardown(const char *dir);
+/* Writes dir/name with text (call on rank 0). */
+void fx_write(const char *dir, const char *name, const char *text);
+/* Loads dir/file with data.train = dir/d.h5, run.dir = dir/run and the
+ * NULL-terminated extra overrides (or NULL). Fails the test on error. */
+void fx_load(mt_config *c, const char *dir, const char *file,
+             const char *run, const char *const *extra);
+/* Largest |difference| between the weights of two files of the t.ini
+ * model; with exact, 0 if bit-identical and 1 otherwise. */
+double fx_weight_diff(const char *dir, const char *a, const char *b,
+                      int exact);
+
+#endif
