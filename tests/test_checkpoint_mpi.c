@@ -130,6 +130,19 @@ static void test_resume_mid_epoch_is_exact(void **s)
     }
 }
 
+static void test_auto_with_nothing_saved_starts_fresh(void **s)
+{
+    char err[MT_ERR_LEN] = "";
+    if (train("fresh", NULL, MPI_COMM_WORLD, "auto", 0, err))
+        fail_msg("%s", err);
+    if (rank == 0) {
+        char a[300], b[300];
+        path_of(a, sizeof a, "full", "weights.h5");
+        path_of(b, sizeof b, "fresh", "weights.h5");
+        assert_true(fx_weight_diff(dir, a, b, 1) == 0.0);
+    }
+}
+
 static void test_resume_on_one_rank(void **s)
 {
     /* Saved by every rank of the world, resumed by rank 0 alone: the same
@@ -355,6 +368,7 @@ int main(int argc, char **argv)
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_mid_epoch_is_exact),
+        cmocka_unit_test(test_auto_with_nothing_saved_starts_fresh),
         cmocka_unit_test(test_resume_on_one_rank),
         cmocka_unit_test(test_auto_skips_damaged_checkpoints),
         cmocka_unit_test(test_bad_checkpoints_are_refused),

@@ -56,7 +56,9 @@ int mt_ckpt_save(MPI_Comm comm, const char *dir, mt_model *m,
 /* Finds the checkpoint to resume from: `which` is a file, or "auto" for
  * the newest complete one in dir that passes its checksums (older ones are
  * tried when the newest is damaged; each rejection is reported in `note`,
- * which may be NULL). *path is malloc'd. MT_EIO if none. */
+ * which may be NULL). *path is malloc'd. With "auto" and no checkpoint
+ * at all, returns MT_OK and *path NULL (start fresh); MT_EIO if there are
+ * checkpoints but none is usable. */
 int mt_ckpt_find(const char *dir, const char *which, char **path,
                  char *note, size_t note_len, char *err);
 

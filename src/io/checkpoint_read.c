@@ -155,6 +155,8 @@ int mt_ckpt_find(const char *dir, const char *which, char **path,
     }
     char *c[64];
     size_t n = candidates(dir, c, 64);
+    if (n == 0) /* nothing saved yet: a fresh start, not an error */
+        return MT_OK;
     int rc = MT_EIO;
     mt_seterr(err, "no checkpoint to resume from in %s", dir);
     for (size_t i = 0; i < n; i++) {

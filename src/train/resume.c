@@ -135,6 +135,8 @@ static int find(trainer *t, char **path, char *err)
     if ((rc = mt_dist_agree(t->comm, rc, err)))
         return rc;
     MPI_Bcast(&len, 1, MPI_LONG, 0, t->comm);
+    if (len == 0) /* --resume auto with nothing saved yet */
+        return MT_OK;
     if (t->rank != 0)
         *path = calloc((size_t)len + 1, 1);
     MPI_Bcast(*path, (int)len + 1, MPI_CHAR, 0, t->comm);
@@ -162,6 +164,12 @@ int mt__resume(trainer *t, size_t *epoch, char *err)
     int rc = find(t, &path, err);
     if (rc)
         return rc;
+    if (!path) {
+        if (t->rank == 0)
+            printf("no checkpoint in %s yet: starting from the beginning\n",
+                   t->ckpt_dir);
+        return MT_OK;
+    }
     mt_ckpt_state st = {0};
     rc = mt_ckpt_load(path, &t->model, &t->optim, &st, &metrics, err);
     if (rc == MT_OK)
