@@ -247,19 +247,35 @@ static void test_errors_on_every_rank_count(void **s)
     }
 }
 
+/* Shell code that waits (up to a minute) for an epoch summary in log: then
+ * training runs and the signal handlers are in place. */
+static const char *wait_epoch(const char *log)
+{
+    static char buf[2][200];
+    static int k;
+    k ^= 1;
+    snprintf(buf[k], sizeof buf[k],
+             "for i in $(seq 600); do grep -q \"train loss\" %s 2>/dev/null "
+             "&& break; sleep 0.1; done",
+             log);
+    return buf[k];
+}
+
 /* A signal makes every rank save and exit 75; --resume auto finishes. */
 static void test_signal_saves_and_resume_finishes(void **s)
 {
     write_text("sig.ini", "[run]\ndir = sigrun\nprogress = none\n"
                           "[data]\ntrain = d.h5\nvalidation = 0\n"
-                          "[train]\nepochs = 1000000\nbatch = 16\n"
+                          "[train]\nepochs = 100000000\nbatch = 16\n"
                           "[optimizer]\ntype = adam\nlr = 0.001\n"
                           "[flatten]\n[dense]\nunits = 3\n[softmax]\n");
     /* sh -c: the whole line runs under run()'s timeout, in the test
      * directory; output goes to a file (every epoch prints a line). */
+    /* Signal only once training runs (the handlers are installed by then),
+     * however slow the machine is to start. */
     assert_int_equal(run("sh -c '%s train sig.ini > sig.log 2>&1 & p=$!; "
-                         "sleep 3; kill -TERM $p; wait $p; echo status=$?'",
-                         bin),
+                         "%s; kill -TERM $p; wait $p; echo status=$?'",
+                         bin, wait_epoch("sig.log")),
                      0);
     expect_output("status=75");
     assert_int_equal(run("grep -E 'stopped|resuming' sig.log"), 0);
@@ -268,9 +284,9 @@ static void test_signal_saves_and_resume_finishes(void **s)
     /* Under mpirun, SIGUSR1 to mpirun reaches every rank (as from Slurm's
      * --signal=B:USR1 forwarded by the batch script). */
     assert_int_equal(run("sh -c '%s -np 2 %s train sig.ini --resume auto "
-                         "> sig2.log 2>&1 & p=$!; sleep 4; kill -USR1 $p; "
+                         "> sig2.log 2>&1 & p=$!; %s; kill -USR1 $p; "
                          "wait $p; echo status=$?'",
-                         mpirun, bin),
+                         mpirun, bin, wait_epoch("sig2.log")),
                      0);
     expect_output("status=75");
     assert_int_equal(run("grep -E 'stopped|resuming' sig2.log"), 0);
