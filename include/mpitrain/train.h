@@ -56,6 +56,25 @@ int mt_model_from_config(const mt_config *cfg, mt_shape in, size_t max_batch,
 int mt_evaluate(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
                 mt_loss_kind loss, mt_eval_result *r, char *err);
 
+/* Everything `mpitrain eval` reports for a classifier, exact over the
+ * ranks: the confusion matrix is summed, and the scores are gathered to
+ * rank 0 for the exact AUC. Only rank 0's auc and top-k are set. */
+typedef struct mt_eval_detail {
+    mt_eval_result basic;
+    size_t K;          /* classes (2 for a single sigmoid output) */
+    uint64_t *cm;      /* (K, K), row = label, column = prediction */
+    double perplexity; /* exp(mean cross-entropy); NaN for other losses */
+    double auc;        /* binary, or one-vs-rest macro; NaN if undefined */
+    size_t auc_undefined; /* classes left out of the macro AUC */
+    double top5;       /* top-5 accuracy, NaN when K <= 5 */
+} mt_eval_detail;
+
+/* mt_evaluate plus the detail above; labels are needed (softmax_ce or
+ * sigmoid_bce with one output). Collective. */
+int mt_evaluate_detail(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
+                       mt_loss_kind loss, mt_eval_detail *d, char *err);
+void mt_eval_detail_free(mt_eval_detail *d);
+
 /* Correct predictions among B outputs (argmax for several outputs, the
  * sign of the logit for one), or -1 when the loss has no accuracy. */
 long mt_count_correct(mt_loss_kind loss, const float *out,
