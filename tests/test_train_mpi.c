@@ -1,6 +1,7 @@
 /* Training across ranks (run by tests/mpirun.sh at 1, 2, 3 and 4 ranks):
  * the data-parallel result equals a single rank's, errors on one rank stop
  * every rank, and a diverging loss stops all of them together. */
+#include <math.h>
 #include <mpi.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -181,6 +182,65 @@ static void test_data_parallel_equals_single_rank(void **s)
     expect_same_as_single_rank(ring_blocking, 1e-4);
 }
 
+/* Two micro-batches of 5 make the same steps as batches of 10. */
+static void test_accumulation_equals_bigger_batch(void **s)
+{
+    mt_config c;
+    mt_train_result r;
+    char err[MT_ERR_LEN] = "";
+    const char *const acc[] = {"train.batch=5", "train.accumulate=2", NULL};
+    load(&c, "acc10", NULL);
+    if (mt_train(&c, MPI_COMM_WORLD, NULL, &r, err))
+        fail_msg("%s", err);
+    mt_config_free(&c);
+    load(&c, "acc5x2", acc);
+    if (mt_train(&c, MPI_COMM_WORLD, NULL, &r, err))
+        fail_msg("%s", err);
+    assert_int_equal(r.steps, 2 * 8);
+    mt_config_free(&c);
+    if (rank == 0) {
+        char a[300], b[300];
+        snprintf(a, sizeof a, "%s/acc10/weights.h5", dir);
+        snprintf(b, sizeof b, "%s/acc5x2/weights.h5", dir);
+        double d = fx_weight_diff(dir, a, b, 0);
+        if (d > 1e-5)
+            fail_msg("accumulated weights differ by %g", d);
+    }
+}
+
+/* With a tiny clip norm the weights barely move from their start. */
+static void test_clip_norm_bounds_the_update(void **s)
+{
+    mt_config c;
+    mt_train_result r;
+    char err[MT_ERR_LEN] = "";
+    const char *const clip[] = {"train.clip_norm=1e-6", NULL};
+    load(&c, "clip", clip);
+    if (mt_train(&c, MPI_COMM_WORLD, NULL, &r, err))
+        fail_msg("%s", err);
+    if (rank == 0) {
+        mt_model start, end;
+        mt_shape in = {2, 4, 4};
+        char path[300];
+        snprintf(path, sizeof path, "%s/clip/weights.h5", dir);
+        if (mt_model_from_config(&c, in, 4, &start, err) ||
+            mt_model_from_config(&c, in, 4, &end, err) ||
+            mt_weights_load(&end, path, err))
+            fail_msg("%s", err);
+        double moved = 0.0;
+        for (size_t i = 0; i < start.n_params; i++) {
+            double d = (double)end.params[i] - start.params[i];
+            moved += d * d;
+        }
+        /* 16 steps, lr 0.05, momentum 0.9: at most 16 * 0.05 * 1e-6 / 0.1 */
+        assert_true(sqrt(moved) <= 8.1e-6);
+        assert_true(sqrt(moved) > 0.0);
+        mt_model_free(&start);
+        mt_model_free(&end);
+    }
+    mt_config_free(&c);
+}
+
 static void test_deterministic_is_bit_identical(void **s)
 {
     const char *const det[] = {"parallel.deterministic=true",
@@ -238,6 +298,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_data_parallel_equals_single_rank),
         cmocka_unit_test(test_bf16_ring_stays_close),
         cmocka_unit_test(test_deterministic_is_bit_identical),
+        cmocka_unit_test(test_accumulation_equals_bigger_batch),
+        cmocka_unit_test(test_clip_norm_bounds_the_update),
         cmocka_unit_test(test_missing_file_on_one_rank_stops_all),
         cmocka_unit_test(test_nan_loss_stops_all_ranks),
     };

@@ -50,6 +50,8 @@ typedef struct mt_config {
     size_t limit;      /* use only the first `limit` training samples */
     /* [train] */
     size_t epochs, batch, log_every, max_steps;
+    size_t accumulate; /* micro-batches of `batch` per optimizer step */
+    double clip_norm;  /* max L2 norm of the gradient, 0: off */
     int loss; /* mt_loss_kind */
     /* [optimizer] */
     mt_optim_cfg optim;

@@ -31,6 +31,7 @@ void mt_config_defaults(mt_config *c)
     c->validation = 0.1;
     c->epochs = 10;
     c->batch = 64;
+    c->accumulate = 1;
     c->log_every = 100;
     c->loss = MT_LOSS_SOFTMAX_CE;
     c->optim = (mt_optim_cfg){.kind = MT_OPT_SGD, .lr = 0.01f,
@@ -382,6 +383,12 @@ int mt_config_check(const mt_config *c, char *err)
     }
     if (c->schedule == 1 && c->step_epochs <= 0.0) {
         mt_seterr(err, "%s: [optimizer] schedule = step needs step_epochs > 0",
+                  c->path);
+        return MT_EINVAL;
+    }
+    if (c->accumulate > 1 && c->deterministic) {
+        mt_seterr(err, "%s: [train] accumulate > 1 does not combine with "
+                       "[parallel] deterministic yet",
                   c->path);
         return MT_EINVAL;
     }

@@ -51,20 +51,34 @@ static int layer_done(void *user, size_t layer)
     return mt_sync_layer_done(&t->sync, layer, t->hook_err);
 }
 
-/* Buckets go out while backward still runs (sync.h). A rank without
- * samples in this batch still takes part, with zero gradients. */
+/* The step's G global samples come in micro-batches of [train] batch
+ * (several with [train] accumulate); gradients add up over them, scaled
+ * by 1 / G, so k micro-batches make the same step as one batch k times
+ * larger. Buckets go out while the last backward still runs (sync.h). A
+ * rank without samples in a micro-batch still takes part in the sync. */
 static int step_overlapped(trainer *t, uint64_t step, size_t g0, size_t G,
                            double local[3], char *err)
 {
-    size_t lo, hi;
-    mt__batch_slice(t, G, &lo, &hi);
+    size_t mb = t->cfg->batch;
+    int rc = MT_OK;
     mt_model_zero_grad(&t->model);
-    if (hi > lo)
-        forward_loss(t, step, g0 + lo, hi - lo, G, local);
     mt_sync_begin(&t->sync);
-    int rc = hi > lo ? mt_model_backward_hook(&t->model, hi - lo,
-                                              layer_done, t)
-                     : MT_OK;
+    for (size_t m0 = g0; m0 < g0 + G && rc == MT_OK; m0 += mb) {
+        size_t Gm = g0 + G - m0 < mb ? g0 + G - m0 : mb, lo, hi;
+        int last = m0 + Gm >= g0 + G;
+        double part[3] = {0.0, 0.0, 0.0};
+        mt__batch_slice(t, Gm, &lo, &hi);
+        if (hi == lo)
+            continue;
+        forward_loss(t, step, m0 + lo, hi - lo, G, part);
+        local[0] += part[0];
+        local[1] += part[1];
+        local[2] = part[2] > 0.0 ? 1.0 : local[2]; /* a flag */
+        if (last)
+            rc = mt_model_backward_hook(&t->model, hi - lo, layer_done, t);
+        else
+            mt_model_backward(&t->model, hi - lo);
+    }
     if (rc)
         mt_seterr(err, "%s", t->hook_err);
     if (rc == MT_OK)
@@ -125,6 +139,22 @@ static int step_deterministic(trainer *t, uint64_t step, size_t g0,
     return MT_OK;
 }
 
+/* Scales g so that its L2 norm is at most max (as PyTorch's
+ * clip_grad_norm_). The gradients are the synchronised ones, identical on
+ * every rank, so every rank scales alike. */
+static void clip(float *g, size_t n, double max)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)g[i] * g[i];
+    double norm = sqrt(s);
+    if (norm <= max)
+        return;
+    float f = (float)(max / (norm + 1e-6));
+    for (size_t i = 0; i < n; i++)
+        g[i] *= f;
+}
+
 int mt__train_step(trainer *t, uint64_t step, size_t g0, size_t G,
                    double sums[3], char *err)
 {
@@ -141,6 +171,8 @@ int mt__train_step(trainer *t, uint64_t step, size_t g0, size_t G,
                   (double)t->cfg->optim.lr);
         return MT_ENUMERIC;
     }
+    if (t->cfg->clip_norm > 0.0)
+        clip(t->model.grads, t->model.n_params, t->cfg->clip_norm);
     t->lr = mt_schedule_lr(&t->sched, step);
     mt_optim_step(&t->optim, t->model.params, t->model.grads, t->lr);
     for (int j = 0; j < 3; j++)

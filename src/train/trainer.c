@@ -138,7 +138,8 @@ static int build(trainer *t, char *err)
 static void make_schedule(trainer *t)
 {
     const mt_config *c = t->cfg;
-    size_t per_epoch = (t->n_train + c->batch - 1) / c->batch;
+    size_t span = c->batch * c->accumulate;
+    size_t per_epoch = (t->n_train + span - 1) / span;
     size_t total = per_epoch * c->epochs;
     if (c->max_steps && c->max_steps < total)
         total = c->max_steps;
@@ -240,9 +241,11 @@ static void report_epoch(trainer *t, size_t epoch, uint64_t step,
 
 /* This epoch's order: a seed- and epoch-keyed permutation of the training
  * positions, identical on every rank; then this rank's slice of every
- * global batch is fetched from the ranks that own the rows. The cursor
- * skips the slices of batches before `first` (a resumed epoch). */
-static int prepare_epoch(trainer *t, size_t epoch, size_t first, char *err)
+ * global (micro-)batch is fetched from the ranks that own the rows. The
+ * cursor skips the slices before global position `skip_to` (a resumed
+ * epoch). */
+static int prepare_epoch(trainer *t, size_t epoch, size_t skip_to,
+                         char *err)
 {
     const mt_config *c = t->cfg;
     mt_rng_permutation(t->epoch_perm, t->n_train, c->seed, MT_RNG_SHUFFLE,
@@ -256,7 +259,7 @@ static int prepare_epoch(trainer *t, size_t epoch, size_t first, char *err)
         mt__batch_slice(t, G, &lo, &hi);
         for (size_t i = lo; i < hi; i++)
             t->need[count++] = t->epoch_perm[g0 + i];
-        if (g0 < first * c->batch)
+        if (g0 < skip_to)
             skip = count;
     }
     t->cursor = skip;
@@ -269,24 +272,26 @@ static int prepare_epoch(trainer *t, size_t epoch, size_t first, char *err)
 static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
 {
     const mt_config *c = t->cfg;
-    size_t steps = (t->n_train + c->batch - 1) / c->batch;
-    size_t first = t->resume_pos / c->batch;
+    /* One optimizer step takes `accumulate` micro-batches of `batch`. */
+    size_t span = c->batch * c->accumulate;
+    size_t steps = (t->n_train + span - 1) / span;
+    size_t first = t->resume_pos / span;
     if (t->resume_pos == 0) {
         memset(t->ep_sums, 0, sizeof t->ep_sums);
         t->ep_seen = 0;
     }
     t->resume_pos = 0;
-    int rc = prepare_epoch(t, epoch, first, err);
+    int rc = prepare_epoch(t, epoch, first * span, err);
     double window[3] = {0, 0, 0}, t_start = MPI_Wtime(), t_window = t_start;
     size_t wseen = 0;
     for (size_t s = first; rc == MT_OK && s < steps; s++) {
         if (c->max_steps && t->step >= c->max_steps) {
             *stop = 1;
-            t->resume_pos = s * c->batch; /* where a resume picks up */
+            t->resume_pos = s * span; /* where a resume picks up */
             break;
         }
-        size_t g0 = s * c->batch;
-        size_t G = t->n_train - g0 < c->batch ? t->n_train - g0 : c->batch;
+        size_t g0 = s * span;
+        size_t G = t->n_train - g0 < span ? t->n_train - g0 : span;
         double before[3] = {t->ep_sums[0], t->ep_sums[1], t->ep_sums[2]};
         if ((rc = mt__train_step(t, t->step, g0, G, t->ep_sums, err)))
             break;
