@@ -222,6 +222,14 @@ static void test_bad_config(void **s)
                      1);
     expect_one_error(
         "bad.ini:18: dense4: inputs = 100 but the previous layer gives 8");
+    assert_int_equal(train_with("units = 8", "units = 8",
+                                "--set train.class_weights=1,2"),
+                     1);
+    expect_one_error("[train] class_weights has 2 values for 3 classes");
+    assert_int_equal(train_with("units = 8", "units = 8",
+                                "--set train.class_weights=1,x,2"),
+                     1);
+    expect_one_error("value 2 is not a non-negative number");
     assert_int_equal(train_with("units = 8", "units = 8", "--set x"), 1);
     expect_one_error("--set x: expected section.key=value");
 }

@@ -76,6 +76,26 @@ static void test_bce_and_mse_values(void **s)
     assert_true(fabs(mt_loss_mse(p, q, 2, 2, 1.0f, NULL) - 10.0) < 1e-9);
 }
 
+static void test_class_weights_scale_each_sample(void **s)
+{
+    float z[2 * 3] = {0.5f, -1.0f, 2.0f, 1.0f, 0.0f, -0.5f}, g[6], gw[6];
+    int32_t y[2] = {2, 0};
+    float cw[3] = {3.0f, 1.0f, 0.5f};
+    double plain0 = mt_loss_softmax_ce(z, y, 1, 3, 1.0f, g);
+    double plain1 = mt_loss_softmax_ce(z + 3, y + 1, 1, 3, 1.0f, g + 3);
+    double wl = mt_loss_compute_weighted(MT_LOSS_SOFTMAX_CE, z, y, NULL, 2, 3,
+                                         1.0f, gw, cw);
+    assert_true(fabs(wl - (0.5 * plain0 + 3.0 * plain1)) < 1e-9);
+    for (int k = 0; k < 3; k++) {
+        assert_true(fabsf(gw[k] - 0.5f * g[k]) < 1e-7f);
+        assert_true(fabsf(gw[3 + k] - 3.0f * g[3 + k]) < 1e-7f);
+    }
+    /* Without weights it is the plain loss. */
+    assert_true(fabs(mt_loss_compute_weighted(MT_LOSS_SOFTMAX_CE, z, y, NULL,
+                                              2, 3, 1.0f, NULL, NULL) -
+                     (plain0 + plain1)) < 1e-9);
+}
+
 static void test_names(void **s)
 {
     assert_int_equal(mt_loss_from_name("mse"), MT_LOSS_MSE);
@@ -91,6 +111,7 @@ int main(void)
         cmocka_unit_test(test_mse_gradient),
         cmocka_unit_test(test_softmax_ce_values_and_stability),
         cmocka_unit_test(test_bce_and_mse_values),
+        cmocka_unit_test(test_class_weights_scale_each_sample),
         cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

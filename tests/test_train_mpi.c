@@ -180,6 +180,10 @@ static void test_data_parallel_equals_single_rank(void **s)
     expect_same_as_single_rank(ar_buckets, 1e-4);
     expect_same_as_single_rank(ring, 1e-4);
     expect_same_as_single_rank(ring_blocking, 1e-4);
+    /* auto class weights are counted over every rank's rows: the same
+     * weights, hence the same run, on any rank count. */
+    const char *const weighted[] = {"train.class_weights=auto", NULL};
+    expect_same_as_single_rank(weighted, 1e-4);
 }
 
 /* Two micro-batches of 5 make the same steps as batches of 10. */

@@ -52,6 +52,7 @@ typedef struct mt_config {
     size_t epochs, batch, log_every, max_steps;
     size_t accumulate; /* micro-batches of `batch` per optimizer step */
     double clip_norm;  /* max L2 norm of the gradient, 0: off */
+    char class_weights[MT_PATH_LEN]; /* "", "auto" or "w0,w1,..." */
     int loss; /* mt_loss_kind */
     /* [optimizer] */
     mt_optim_cfg optim;

@@ -33,4 +33,13 @@ double mt_loss_compute(mt_loss_kind kind, const float *out,
                        const int32_t *labels, const float *targets, size_t B,
                        size_t K, float scale, float *grad);
 
+/* The same with per-class weights cw (NULL: none): sample n's loss and
+ * gradient are multiplied by cw[class of n] (its label; for one sigmoid
+ * output, target > 0.5). The mean stays over the batch, as Keras'
+ * class_weight does. */
+double mt_loss_compute_weighted(mt_loss_kind kind, const float *out,
+                                const int32_t *labels, const float *targets,
+                                size_t B, size_t K, float scale, float *grad,
+                                const float *cw);
+
 #endif

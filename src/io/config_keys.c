@@ -41,6 +41,7 @@ const mt__key_def mt__config_keys[] = {
     TRAIN("max_steps", T_SIZE, max_steps, 0, 1e15, NULL),
     TRAIN("accumulate", T_SIZE, accumulate, 1, 1e6, NULL),
     TRAIN("clip_norm", T_DOUBLE, clip_norm, 0, 1e12, NULL),
+    TRAIN("class_weights", T_PATH, class_weights, 0, 0, NULL),
     TRAIN("loss", T_ENUM, loss, 0, 0, loss_names),
     OPT("type", T_ENUM, kind, 0, 0, optim_names),
     OPT("lr", T_FLOAT, lr, 1e-12, 1e3, NULL),

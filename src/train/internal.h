@@ -41,6 +41,7 @@ typedef struct trainer {
     size_t *need;       /* (n_train): file rows this rank needs this epoch */
     size_t cursor;      /* next unused sample of `epoch` */
     size_t *batch_idx;  /* (max_batch): indices into `epoch` */
+    float *class_w;      /* ([train] class_weights) per class, or NULL */
     float *group_grads;  /* deterministic: (groups, n_params) */
     double *group_sums;  /* deterministic: (groups, 3) */
     int32_t *labels;    /* (max_batch) */
@@ -75,6 +76,10 @@ void mt__batch_slice(const trainer *t, size_t G, size_t *lo, size_t *hi);
  * flag to sums. Every rank returns the same rc. */
 int mt__train_step(trainer *t, uint64_t step, size_t g0, size_t G,
                    double sums[3], char *err);
+
+/* Parses or computes ([train] class_weights = auto) the class weights.
+ * Collective (auto counts labels over the ranks). */
+int mt__class_weights(trainer *t, char *err);
 
 /* Checkpoint of the current state: epoch `epoch`, `position` global
  * samples into it. Collective. */

@@ -84,3 +84,23 @@ double mt_loss_compute(mt_loss_kind kind, const float *out,
     }
     return NAN;
 }
+
+double mt_loss_compute_weighted(mt_loss_kind kind, const float *out,
+                                const int32_t *labels, const float *targets,
+                                size_t B, size_t K, float scale, float *grad,
+                                const float *cw)
+{
+    if (!cw)
+        return mt_loss_compute(kind, out, labels, targets, B, K, scale,
+                               grad);
+    double total = 0.0;
+    for (size_t n = 0; n < B; n++) {
+        size_t c = labels ? (size_t)labels[n] : (targets[n * K] > 0.5f);
+        float w = cw[c];
+        total += w * mt_loss_compute(kind, out + n * K,
+                                     labels ? labels + n : NULL,
+                                     targets ? targets + n * K : NULL, 1, K,
+                                     scale * w, grad ? grad + n * K : NULL);
+    }
+    return total;
+}

@@ -30,6 +30,7 @@ static void trainer_free(trainer *t)
     mt_free(t->batch_idx);
     mt_free(t->need);
     mt_free(t->group_grads);
+    mt_free(t->class_w);
     mt_free(t->group_sums);
     mt_free(t->labels);
     mt_free(t->targets);
@@ -188,13 +189,17 @@ static int open_run_dir(trainer *t, char *err)
     return rc;
 }
 
+/* Local steps are followed by an agreement before the next collective
+ * one (split, class weights), so that one rank's failure stops all. */
 static int setup(trainer *t, char *err)
 {
     int rc = mt_dist_agree(t->comm, load_files(t, err), err);
     if (rc == MT_OK)
         rc = split(t, err);
     if (rc == MT_OK)
-        rc = build(t, err);
+        rc = mt_dist_agree(t->comm, build(t, err), err);
+    if (rc == MT_OK)
+        rc = mt__class_weights(t, err);
     if (rc == MT_OK) {
         make_schedule(t);
         rc = open_run_dir(t, err);

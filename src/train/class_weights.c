@@ -1,0 +1,90 @@
+/* [train] class_weights: weights per class in the training loss, given
+ * ("w0,w1,...") or "auto": n / (classes * count), scikit-learn's
+ * "balanced", counted over the training split of every rank. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpitrain/core.h"
+#include "train/internal.h"
+
+/* Label counts of the training split: each rank counts the rows it owns
+ * that are not held out, then the counts are summed. */
+static int count_labels(trainer *t, size_t Kc, double *counts)
+{
+    size_t n = t->shard.total;
+    uint8_t *val = mt_calloc(n, 1);
+    if (!val)
+        return MT_ENOMEM;
+    for (size_t i = t->n_train; i < n; i++)
+        val[t->order[i]] = 1;
+    for (size_t i = 0; i < t->shard.n; i++) {
+        size_t row = t->shard.first + i, c = (size_t)t->shard.labels[i];
+        if (!val[row] && c < Kc)
+            counts[c] += 1.0;
+    }
+    free(val);
+    MPI_Allreduce(MPI_IN_PLACE, counts, (int)Kc, MPI_DOUBLE, MPI_SUM,
+                  t->comm);
+    return MT_OK;
+}
+
+static int parse_list(const mt_config *c, const char *text, float *w,
+                      size_t Kc, char *err)
+{
+    size_t k = 0;
+    const char *p = text;
+    while (*p) {
+        char *end;
+        errno = 0;
+        double v = strtod(p, &end);
+        if (end == p || errno || !isfinite(v) || v < 0.0 ||
+            (*end && *end != ',')) {
+            mt_seterr(err, "%s: [train] class_weights = '%s': value %zu is "
+                           "not a non-negative number",
+                      c->path, text, k + 1);
+            return MT_EINVAL;
+        }
+        if (k < Kc)
+            w[k] = (float)v;
+        k++;
+        p = *end ? end + 1 : end;
+    }
+    if (k != Kc) {
+        mt_seterr(err, "%s: [train] class_weights has %zu values for %zu "
+                       "classes",
+                  c->path, k, Kc);
+        return MT_EINVAL;
+    }
+    return MT_OK;
+}
+
+int mt__class_weights(trainer *t, char *err)
+{
+    const mt_config *c = t->cfg;
+    if (!c->class_weights[0])
+        return MT_OK;
+    /* One sigmoid output is a two-class problem. */
+    size_t Kc = t->K == 1 ? 2 : t->K;
+    if (c->loss == MT_LOSS_MSE || !t->shard.labels) {
+        mt_seterr(err, "%s: [train] class_weights needs int labels and "
+                       "softmax_ce or sigmoid_bce",
+                  c->path);
+        return MT_EINVAL;
+    }
+    t->class_w = mt_calloc(Kc, sizeof *t->class_w);
+    if (!t->class_w)
+        return MT_ENOMEM;
+    if (strcmp(c->class_weights, "auto") != 0)
+        return parse_list(c, c->class_weights, t->class_w, Kc, err);
+    double *counts = mt_calloc(Kc, sizeof *counts);
+    int rc = counts ? count_labels(t, Kc, counts) : MT_ENOMEM;
+    for (size_t k = 0; rc == MT_OK && k < Kc; k++)
+        t->class_w[k] = counts[k] > 0.0
+                            ? (float)((double)t->n_train /
+                                      ((double)Kc * counts[k]))
+                            : 0.0f;
+    free(counts);
+    return rc;
+}
