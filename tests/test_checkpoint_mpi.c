@@ -130,6 +130,44 @@ static void test_resume_mid_epoch_is_exact(void **s)
     }
 }
 
+/* Early stopping's state and best weights survive a stop and resume. */
+static void test_resume_keeps_early_stopping(void **s)
+{
+    const char *es = "train.monitor=val_loss";
+    char err[MT_ERR_LEN] = "", set[3][64];
+    mt_config c;
+    mt_train_result r;
+    /* patience 1, min_delta huge: stops after epoch 2, best is epoch 1. */
+    snprintf(set[0], sizeof set[0], "train.patience=1");
+    snprintf(set[1], sizeof set[1], "train.min_delta=1e9");
+    const char *const extra[] = {es, set[0], set[1], NULL};
+    fx_load(&c, dir, "t.ini", "esfull", extra);
+    mt_train_opts o = {0};
+    if (mt_train(&c, MPI_COMM_WORLD, &o, &r, err))
+        fail_msg("%s", err);
+    mt_config_free(&c);
+    fx_load(&c, dir, "t.ini", "escut", extra);
+    o.stop_after = 11; /* inside epoch 2 */
+    assert_int_equal(mt_train(&c, MPI_COMM_WORLD, &o, &r, err),
+                     MT_ESTOPPED);
+    o.stop_after = 0;
+    o.resume = "auto";
+    if (mt_train(&c, MPI_COMM_WORLD, &o, &r, err))
+        fail_msg("%s", err);
+    assert_int_equal(r.steps, 16);
+    /* Resumed once more: already stopped, nothing trains. */
+    if (mt_train(&c, MPI_COMM_WORLD, &o, &r, err))
+        fail_msg("%s", err);
+    assert_int_equal(r.steps, 16);
+    mt_config_free(&c);
+    if (rank == 0) {
+        char a[300], b[300];
+        path_of(a, sizeof a, "esfull", "weights.h5");
+        path_of(b, sizeof b, "escut", "weights.h5");
+        assert_true(fx_weight_diff(dir, a, b, 1) == 0.0);
+    }
+}
+
 static void test_auto_with_nothing_saved_starts_fresh(void **s)
 {
     char err[MT_ERR_LEN] = "";
@@ -369,6 +407,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_mid_epoch_is_exact),
         cmocka_unit_test(test_auto_with_nothing_saved_starts_fresh),
+        cmocka_unit_test(test_resume_keeps_early_stopping),
         cmocka_unit_test(test_resume_on_one_rank),
         cmocka_unit_test(test_auto_skips_damaged_checkpoints),
         cmocka_unit_test(test_bad_checkpoints_are_refused),

@@ -245,6 +245,34 @@ static void test_clip_norm_bounds_the_update(void **s)
     mt_config_free(&c);
 }
 
+/* min_delta that nothing reaches: epoch 1 is the best, training stops
+ * after `patience` more epochs and weights.h5 holds epoch 1's weights. */
+static void test_early_stopping_restores_the_best(void **s)
+{
+    mt_config c;
+    mt_train_result r;
+    char err[MT_ERR_LEN] = "";
+    const char *const es[] = {"train.monitor=val_loss", "train.patience=2",
+                              "train.min_delta=1e9", "train.epochs=10",
+                              NULL};
+    load(&c, "es", es);
+    if (mt_train(&c, MPI_COMM_WORLD, NULL, &r, err))
+        fail_msg("%s", err);
+    assert_int_equal(r.steps, 3 * 8);
+    mt_config_free(&c);
+    const char *const one[] = {"train.epochs=1", NULL};
+    load(&c, "es1", one);
+    if (mt_train(&c, MPI_COMM_WORLD, NULL, &r, err))
+        fail_msg("%s", err);
+    mt_config_free(&c);
+    if (rank == 0) {
+        char a[300], b[300];
+        snprintf(a, sizeof a, "%s/es/weights.h5", dir);
+        snprintf(b, sizeof b, "%s/es1/weights.h5", dir);
+        assert_true(fx_weight_diff(dir, a, b, 1) == 0.0);
+    }
+}
+
 static void test_deterministic_is_bit_identical(void **s)
 {
     const char *const det[] = {"parallel.deterministic=true",
@@ -303,6 +331,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_bf16_ring_stays_close),
         cmocka_unit_test(test_deterministic_is_bit_identical),
         cmocka_unit_test(test_accumulation_equals_bigger_batch),
+        cmocka_unit_test(test_early_stopping_restores_the_best),
         cmocka_unit_test(test_clip_norm_bounds_the_update),
         cmocka_unit_test(test_missing_file_on_one_rank_stops_all),
         cmocka_unit_test(test_nan_loss_stops_all_ranks),

@@ -39,6 +39,12 @@ typedef struct mt_ckpt_state {
     double sums[3];    /* this epoch's loss sum, correct, "no accuracy" */
     double seconds;    /* training seconds so far */
     double best;       /* best value of [checkpoint] best so far, or NaN */
+    /* Early stopping: best monitored value, epochs since, and (if kept)
+     * the best weights, in the layout of the model's params and state
+     * arenas (NULL: none). Saved as /early_stopping/<layer>/<tensor>. */
+    double es_best;
+    uint64_t es_wait, es_epoch;
+    float *es_params, *es_state;
     int ranks;         /* rank count at save time (informative only) */
 } mt_ckpt_state;
 

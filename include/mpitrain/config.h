@@ -21,6 +21,15 @@
 
 #define MT_PATH_LEN 1024
 
+/* Metrics early stopping can watch ([train] monitor). */
+typedef enum mt_monitor {
+    MT_MONITOR_NONE,
+    MT_MONITOR_VAL_LOSS,
+    MT_MONITOR_VAL_ACCURACY,
+    MT_MONITOR_TRAIN_LOSS,
+    MT_MONITOR_TRAIN_ACCURACY
+} mt_monitor;
+
 typedef enum mt_progress {
     MT_PROGRESS_AUTO, /* bar on a terminal, lines otherwise */
     MT_PROGRESS_BAR,
@@ -53,6 +62,11 @@ typedef struct mt_config {
     size_t accumulate; /* micro-batches of `batch` per optimizer step */
     double clip_norm;  /* max L2 norm of the gradient, 0: off */
     char class_weights[MT_PATH_LEN]; /* "", "auto" or "w0,w1,..." */
+    int monitor;        /* early stopping: 0 off, mt_monitor otherwise */
+    size_t patience;    /* epochs without improvement before stopping */
+    double min_delta;   /* smallest change that counts as improvement */
+    int mode;           /* 0 auto, 1 min, 2 max */
+    int restore_best;   /* put the best weights back at the end */
     int loss; /* mt_loss_kind */
     /* [optimizer] */
     mt_optim_cfg optim;

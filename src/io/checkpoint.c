@@ -24,6 +24,7 @@ typedef struct writer {
     int rank, size;
     mt_model *m;
     const mt_optim *o;
+    const mt_ckpt_state *st;
     int ok;
 } writer;
 
@@ -72,6 +73,15 @@ static int write_tensor(const mt_layer *l, mt_tensor *t, int is_state,
     snprintf(name, sizeof name, "/model/%s/%s", l->name, t->name);
     if (write_array(w, name, H5T_NATIVE_FLOAT, t->ndim, dims, t->data, 1))
         return -1;
+    if (w->st->es_params) { /* early stopping's best weights */
+        const float *best =
+            is_state ? w->st->es_state + (t->data - w->m->state)
+                     : w->st->es_params + (t->data - w->m->params);
+        snprintf(name, sizeof name, "/early_stopping/%s/%s", l->name,
+                 t->name);
+        if (write_array(w, name, H5T_NATIVE_FLOAT, t->ndim, dims, best, 1))
+            return -1;
+    }
     if (is_state)
         return 0;
     /* Optimizer slots share the parameters' layout in their arenas. */
@@ -108,6 +118,9 @@ static int write_state(writer *w, const mt_ckpt_state *st)
                  {"no_accuracy", st->sums[2]},
                  {"seconds", st->seconds},
                  {"best", st->best},
+                 {"es_best", st->es_best},
+                 {"es_wait", (double)st->es_wait},
+                 {"es_epoch", (double)st->es_epoch},
                  {"optimizer_t", (double)w->o->t},
                  {"ranks", (double)st->ranks}};
     int rc = 0;
@@ -222,7 +235,7 @@ int mt_ckpt_save(MPI_Comm comm, const char *dir, mt_model *m,
                  int is_best, char *err)
 {
     mt__h5_quiet();
-    writer w = {.comm = comm, .m = m, .o = o, .ok = 1};
+    writer w = {.comm = comm, .m = m, .o = o, .st = st, .ok = 1};
     MPI_Comm_rank(comm, &w.rank);
     MPI_Comm_size(comm, &w.size);
     char name[64], tmp[4096 + 16], final[4096];

@@ -194,6 +194,31 @@ static char *read_text(hid_t f, const char *name)
     return s;
 }
 
+typedef struct es_ctx {
+    hid_t f;
+    mt_model *m;
+    mt_ckpt_state *st;
+    int found;
+} es_ctx;
+
+/* Early stopping's best weights, if the file has them. */
+static int read_es(const mt_layer *l, mt_tensor *t, int is_state, void *user)
+{
+    es_ctx *c = user;
+    char name[160];
+    snprintf(name, sizeof name, "/early_stopping/%s/%s", l->name, t->name);
+    if (!mt__h5_exists(c->f, name))
+        return 0;
+    float *dst = is_state ? c->st->es_state + (t->data - c->m->state)
+                          : c->st->es_params + (t->data - c->m->params);
+    hid_t d = H5Dopen2(c->f, name, H5P_DEFAULT);
+    herr_t rc = H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                        dst);
+    H5Dclose(d);
+    c->found++;
+    return rc < 0 ? MT_EFORMAT : 0;
+}
+
 typedef struct slot_ctx {
     hid_t f;
     const char *path;
@@ -247,13 +272,14 @@ static int read_state(hid_t f, mt_ckpt_state *st, uint64_t *optim_t)
     if (!mt__h5_exists(f, "/trainer"))
         return -1;
     hid_t g = H5Gopen2(f, "/trainer", H5P_DEFAULT);
-    double v[11] = {0};
-    const char *names[11] = {"step",    "epoch",       "position",
+    double v[14] = {0};
+    const char *names[14] = {"step",    "epoch",       "position",
                              "seen",    "loss_sum",    "correct",
                              "no_accuracy", "seconds", "optimizer_t",
-                             "ranks",   "best"};
+                             "ranks",   "best",        "es_best",
+                             "es_wait", "es_epoch"};
     int rc = 0;
-    for (int i = 0; i < 11; i++)
+    for (int i = 0; i < 14; i++)
         rc |= mt__h5_attr_read_double(g, names[i], &v[i]);
     H5Gclose(g);
     st->step = (uint64_t)v[0];
@@ -267,6 +293,9 @@ static int read_state(hid_t f, mt_ckpt_state *st, uint64_t *optim_t)
     *optim_t = (uint64_t)v[8];
     st->ranks = (int)v[9];
     st->best = v[10];
+    st->es_best = v[11];
+    st->es_wait = (uint64_t)v[12];
+    st->es_epoch = (uint64_t)v[13];
     return rc;
 }
 
@@ -283,11 +312,23 @@ int mt_ckpt_load(const char *path, mt_model *m, mt_optim *o,
     slot_ctx c = {f, path, m, o, err};
     if (rc == MT_OK && o)
         rc = mt_model_each_tensor(m, read_slots, &c);
+    /* The caller's buffers for early stopping's weights survive the state
+     * read below. */
+    float *es_params = st->es_params, *es_state = st->es_state;
     uint64_t t = 0;
     if (rc == MT_OK && read_state(f, st, &t) != 0) {
         mt_seterr(err, "checkpoint %s: /trainer is missing or incomplete",
                   path);
         rc = MT_EFORMAT;
+    }
+    st->es_params = es_params;
+    st->es_state = es_state;
+    if (rc == MT_OK && es_params) {
+        es_ctx e = {f, m, st, 0};
+        rc = mt_model_each_tensor(m, read_es, &e);
+        if (rc)
+            mt_seterr(err, "checkpoint %s: /early_stopping cannot be read",
+                      path);
     }
     if (rc == MT_OK && o)
         o->t = t;

@@ -32,6 +32,8 @@ void mt_config_defaults(mt_config *c)
     c->epochs = 10;
     c->batch = 64;
     c->accumulate = 1;
+    c->patience = 5;
+    c->restore_best = 1;
     c->log_every = 100;
     c->loss = MT_LOSS_SOFTMAX_CE;
     c->optim = (mt_optim_cfg){.kind = MT_OPT_SGD, .lr = 0.01f,
@@ -383,6 +385,24 @@ int mt_config_check(const mt_config *c, char *err)
     }
     if (c->schedule == 1 && c->step_epochs <= 0.0) {
         mt_seterr(err, "%s: [optimizer] schedule = step needs step_epochs > 0",
+                  c->path);
+        return MT_EINVAL;
+    }
+    if ((c->monitor == MT_MONITOR_VAL_LOSS ||
+         c->monitor == MT_MONITOR_VAL_ACCURACY) &&
+        c->validation <= 0.0) {
+        mt_seterr(err, "%s: [train] monitor = %s is not logged without a "
+                       "validation split ([data] validation > 0)",
+                  c->path,
+                  c->monitor == MT_MONITOR_VAL_LOSS ? "val_loss"
+                                                    : "val_accuracy");
+        return MT_EINVAL;
+    }
+    if ((c->monitor == MT_MONITOR_VAL_ACCURACY ||
+         c->monitor == MT_MONITOR_TRAIN_ACCURACY) &&
+        c->loss == MT_LOSS_MSE) {
+        mt_seterr(err, "%s: [train] monitor: no accuracy is logged with "
+                       "loss = mse",
                   c->path);
         return MT_EINVAL;
     }

@@ -14,6 +14,9 @@ static const char *const schedule_names[] = {"constant", "step", "cosine",
                                              NULL};
 static const char *const best_names[] = {"none", "val_loss", "val_accuracy",
                                          NULL};
+static const char *const monitor_names[] = {
+    "none", "val_loss", "val_accuracy", "train_loss", "train_accuracy", NULL};
+static const char *const mode_names[] = {"auto", "min", "max", NULL};
 static const char *const sync_names[] = {"allreduce", "ring", NULL};
 static const char *const compress_names[] = {"none", "bf16", NULL};
 static const char *const init_names[] = {"auto", "he", "xavier", NULL};
@@ -42,6 +45,11 @@ const mt__key_def mt__config_keys[] = {
     TRAIN("accumulate", T_SIZE, accumulate, 1, 1e6, NULL),
     TRAIN("clip_norm", T_DOUBLE, clip_norm, 0, 1e12, NULL),
     TRAIN("class_weights", T_PATH, class_weights, 0, 0, NULL),
+    TRAIN("monitor", T_ENUM, monitor, 0, 0, monitor_names),
+    TRAIN("patience", T_SIZE, patience, 0, 1e9, NULL),
+    TRAIN("min_delta", T_DOUBLE, min_delta, 0, 1e12, NULL),
+    TRAIN("mode", T_ENUM, mode, 0, 0, mode_names),
+    TRAIN("restore_best", T_BOOL, restore_best, 0, 1, NULL),
     TRAIN("loss", T_ENUM, loss, 0, 0, loss_names),
     OPT("type", T_ENUM, kind, 0, 0, optim_names),
     OPT("lr", T_FLOAT, lr, 1e-12, 1e3, NULL),

@@ -42,6 +42,13 @@ typedef struct trainer {
     size_t cursor;      /* next unused sample of `epoch` */
     size_t *batch_idx;  /* (max_batch): indices into `epoch` */
     float *class_w;      /* ([train] class_weights) per class, or NULL */
+    /* Early stopping ([train] monitor) */
+    double es_best;      /* best monitored value, NaN before the first */
+    uint64_t es_wait;    /* epochs since it improved */
+    uint64_t es_epoch;   /* epoch (1-based) of the best value */
+    float *es_params;    /* (n_params) the best weights, if restore_best */
+    float *es_state;     /* (n_state) their running statistics */
+    int early_stopped;
     float *group_grads;  /* deterministic: (groups, n_params) */
     double *group_sums;  /* deterministic: (groups, 3) */
     int32_t *labels;    /* (max_batch) */
@@ -80,6 +87,13 @@ int mt__train_step(trainer *t, uint64_t step, size_t g0, size_t G,
 /* Parses or computes ([train] class_weights = auto) the class weights.
  * Collective (auto counts labels over the ranks). */
 int mt__class_weights(trainer *t, char *err);
+
+/* Early stopping: buffers at set-up; after each epoch's evaluation
+ * (returns 1 when training should stop); the best weights put back. */
+int mt__es_init(trainer *t, char *err);
+int mt__es_after_epoch(trainer *t, size_t epoch, const double sums[3],
+                       size_t seen, const mt_eval_result *val);
+void mt__es_restore(trainer *t);
 
 /* Checkpoint of the current state: epoch `epoch`, `position` global
  * samples into it. Collective. */

@@ -42,6 +42,11 @@ int mt__save(trainer *t, size_t epoch, uint64_t position, int is_best,
 {
     mt_ckpt_state st = {.step = t->step,
                         .best = t->best,
+                        .es_best = t->es_best,
+                        .es_wait = t->es_wait,
+                        .es_epoch = t->es_epoch,
+                        .es_params = t->es_params,
+                        .es_state = t->es_state,
                         .epoch = epoch,
                         .position = position,
                         .seen = position ? t->ep_seen : 0,
@@ -170,7 +175,7 @@ int mt__resume(trainer *t, size_t *epoch, char *err)
                    t->ckpt_dir);
         return MT_OK;
     }
-    mt_ckpt_state st = {0};
+    mt_ckpt_state st = {.es_params = t->es_params, .es_state = t->es_state};
     rc = mt_ckpt_load(path, &t->model, &t->optim, &st, &metrics, err);
     if (rc == MT_OK)
         rc = restore_metrics(t, metrics, err);
@@ -183,6 +188,9 @@ int mt__resume(trainer *t, size_t *epoch, char *err)
         t->train_secs = st.seconds;
         t->saved_step = st.step;
         t->best = st.best;
+        t->es_best = st.es_best;
+        t->es_wait = st.es_wait;
+        t->es_epoch = st.es_epoch;
         *epoch = st.epoch;
         if (t->rank == 0)
             printf("resuming from %s: step %llu, epoch %llu, %llu samples "

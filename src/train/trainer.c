@@ -31,6 +31,8 @@ static void trainer_free(trainer *t)
     mt_free(t->need);
     mt_free(t->group_grads);
     mt_free(t->class_w);
+    mt_free(t->es_params);
+    mt_free(t->es_state);
     mt_free(t->group_sums);
     mt_free(t->labels);
     mt_free(t->targets);
@@ -200,6 +202,8 @@ static int setup(trainer *t, char *err)
         rc = mt_dist_agree(t->comm, build(t, err), err);
     if (rc == MT_OK)
         rc = mt__class_weights(t, err);
+    if (rc == MT_OK)
+        rc = mt__es_init(t, err);
     if (rc == MT_OK) {
         make_schedule(t);
         rc = open_run_dir(t, err);
@@ -331,6 +335,9 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
                      &val);
     if (rc == MT_OK)
         rc = mt__after_epoch(t, epoch, &val, err);
+    if (rc == MT_OK)
+        t->early_stopped =
+            mt__es_after_epoch(t, epoch, t->ep_sums, t->ep_seen, &val);
     return rc;
 }
 
@@ -407,16 +414,25 @@ int mt_train(const mt_config *cfg, MPI_Comm comm, const mt_train_opts *opts,
     }
     int stop = 0;
     double t_run = t.train_secs;
+    /* A resumed run that had stopped early stays stopped. */
+    if (cfg->monitor && t.es_wait >= cfg->patience + (cfg->patience == 0))
+        epoch = cfg->epochs;
     while (rc == MT_OK && epoch < cfg->epochs) {
         rc = run_epoch(&t, epoch, &stop, err);
         if (stop)
             break;
         epoch++;
+        if (t.early_stopped)
+            break;
     }
     /* A run that ends (or hits max_steps) leaves a checkpoint to resume
      * or extend from, unless it just wrote one. */
     if (rc == MT_OK && checkpoints_on(cfg) && t.saved_step != t.step)
         rc = mt__save(&t, epoch, stop ? t.resume_pos : 0, 0, err);
+    /* The checkpoint keeps the last state; what is evaluated and written
+     * as weights.h5 is the best one. */
+    if (rc == MT_OK && !stop && cfg->restore_best)
+        mt__es_restore(&t);
     if (rc == MT_OK)
         rc = finish(&t, t.step, res, err);
     res->steps = t.step;
