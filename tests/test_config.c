@@ -198,6 +198,36 @@ static void test_bad_enum_and_structure(void **s)
                  NULL, "[softmax] ends the model", NULL);
 }
 
+static void test_schedule_keys(void **s)
+{
+    expect_error("[data]\ntrain = a\n[optimizer]\nschedule = multistep\n"
+                 "milestones = 5,3\n[dense]\nunits = 2\n",
+                 NULL, "milestones = '5,3'", "ascending", NULL);
+    expect_error("[data]\ntrain = a\n[optimizer]\nschedule = multistep\n"
+                 "[dense]\nunits = 2\n",
+                 NULL, "multistep needs milestones", NULL);
+    expect_error("[data]\ntrain = a\n[optimizer]\nschedule = cosine_restarts"
+                 "\n[dense]\nunits = 2\n",
+                 NULL, "needs restart_epochs", NULL);
+    expect_error("[data]\ntrain = a\n[optimizer]\nschedule = linear\n"
+                 "[dense]\nunits = 2\n",
+                 NULL, "schedule = 'linear'", "cosine_restarts", NULL);
+    expect_error("[data]\ntrain = a\nvalidation = 0\n[train]\n"
+                 "monitor = val_loss\n[dense]\nunits = 2\n",
+                 NULL, "monitor = val_loss is not logged", NULL);
+    expect_error("[data]\ntrain = a\n[train]\npatience = -1\n"
+                 "[dense]\nunits = 2\n",
+                 NULL, "patience = '-1'", NULL);
+    write_ini("[data]\ntrain = a\n[optimizer]\nschedule = multistep\n"
+              "milestones = 2,4.5\n[dense]\nunits = 2\n");
+    mt_config c;
+    char err[MT_ERR_LEN] = "";
+    assert_int_equal(mt_config_load(&c, path, NULL, 0, err), MT_OK);
+    assert_int_equal(c.n_milestones, 2);
+    assert_true(c.milestones[1] == 4.5);
+    mt_config_free(&c);
+}
+
 static void test_missing_file(void **s)
 {
     mt_config c;
@@ -218,6 +248,7 @@ int main(void)
         cmocka_unit_test(test_non_numeric_value),
         cmocka_unit_test(test_batch_zero),
         cmocka_unit_test(test_bad_enum_and_structure),
+        cmocka_unit_test(test_schedule_keys),
         cmocka_unit_test(test_missing_file),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -119,6 +119,25 @@ static void test_schedules(void **s)
                                                     .min_lr = 0.1f,
                                                     .total_steps = 100},
                                      3)) < 1e-6f);
+    mt_schedule ms = {.kind = MT_SCHED_MULTISTEP, .lr0 = 1.0f, .gamma = 0.1f,
+                      .milestones = {10, 25}, .n_milestones = 2};
+    assert_true(mt_schedule_lr(&ms, 9) == 1.0f);
+    assert_true(fabsf(mt_schedule_lr(&ms, 10) - 0.1f) < 1e-7f);
+    assert_true(fabsf(mt_schedule_lr(&ms, 30) - 0.01f) < 1e-8f);
+    mt_schedule ex = {.kind = MT_SCHED_EXPONENTIAL, .lr0 = 1.0f,
+                      .gamma = 0.5f, .step_size = 10};
+    assert_true(fabsf(mt_schedule_lr(&ex, 5) - 0.70710678f) < 1e-6f);
+    assert_true(fabsf(mt_schedule_lr(&ex, 20) - 0.25f) < 1e-7f);
+    mt_schedule it = {.kind = MT_SCHED_INVERSE_TIME, .lr0 = 0.3f,
+                      .decay = 0.5};
+    assert_true(fabsf(mt_schedule_lr(&it, 4) - 0.1f) < 1e-7f);
+    /* SGDR: cycles of 10 then 20 steps; a restart goes back to lr0. */
+    mt_schedule sr = {.kind = MT_SCHED_COSINE_RESTARTS, .lr0 = 1.0f,
+                      .restart_steps = 10, .restart_mult = 2.0};
+    assert_true(fabsf(mt_schedule_lr(&sr, 5) - 0.5f) < 1e-6f);
+    assert_true(mt_schedule_lr(&sr, 10) == 1.0f);
+    assert_true(fabsf(mt_schedule_lr(&sr, 20) - 0.5f) < 1e-6f);
+    assert_true(mt_schedule_lr(&sr, 30) == 1.0f);
     assert_int_equal(mt_schedule_from_name("cosine"), MT_SCHED_COSINE);
     assert_int_equal(mt_schedule_from_name("linear"), -1);
 }

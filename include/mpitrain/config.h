@@ -75,6 +75,12 @@ typedef struct mt_config {
     double gamma;          /* step schedule: factor per decay */
     double min_lr;         /* cosine schedule: final rate */
     size_t warmup_steps;
+    double decay;           /* inverse_time: per step */
+    char milestones_text[MT_PATH_LEN]; /* multistep: "e1,e2,..." epochs */
+    double milestones[32];  /* parsed from milestones_text */
+    size_t n_milestones;
+    double restart_epochs;  /* cosine_restarts: first cycle */
+    double restart_mult;    /* cosine_restarts: cycle growth */
     /* [parallel] */
     int sync;       /* mt_sync_kind */
     double bucket_mb;

@@ -40,6 +40,7 @@ void mt_config_defaults(mt_config *c)
                               .momentum = 0.9f, .beta1 = 0.9f,
                               .beta2 = 0.999f, .eps = 1e-8f};
     c->gamma = 0.1;
+    c->restart_mult = 1.0;
     c->bucket_mb = 1.0;
     c->overlap = 1;
     c->segment_kb = 1024;
@@ -368,6 +369,40 @@ int mt_config_set(mt_config *c, const char *assignment, char *err)
     return apply(c, where, section, -1, key, value, err);
 }
 
+/* "3,6,8": ascending epochs, at most 32 (the last check of config). */
+static int parse_milestones(mt_config *c, char *err)
+{
+    c->n_milestones = 0;
+    const char *p = c->milestones_text;
+    while (*p) {
+        char *end;
+        double v = strtod(p, &end);
+        if (end == p || (*end && *end != ',') || !(v > 0.0) ||
+            c->n_milestones == 32 ||
+            (c->n_milestones && v <= c->milestones[c->n_milestones - 1])) {
+            mt_seterr(err, "%s: [optimizer] milestones = '%s': want up to "
+                           "32 ascending epochs > 0, comma-separated",
+                      c->path, c->milestones_text);
+            return MT_EINVAL;
+        }
+        c->milestones[c->n_milestones++] = v;
+        p = *end ? end + 1 : end;
+    }
+    if (c->schedule == 3 && c->n_milestones == 0) {
+        mt_seterr(err, "%s: [optimizer] schedule = multistep needs "
+                       "milestones",
+                  c->path);
+        return MT_EINVAL;
+    }
+    if (c->schedule == 6 && !(c->restart_epochs > 0.0)) {
+        mt_seterr(err, "%s: [optimizer] schedule = cosine_restarts needs "
+                       "restart_epochs > 0",
+                  c->path);
+        return MT_EINVAL;
+    }
+    return MT_OK;
+}
+
 int mt_config_check(const mt_config *c, char *err)
 {
     if (!c->train[0]) {
@@ -383,9 +418,9 @@ int mt_config_check(const mt_config *c, char *err)
                   c->path);
         return MT_EINVAL;
     }
-    if (c->schedule == 1 && c->step_epochs <= 0.0) {
-        mt_seterr(err, "%s: [optimizer] schedule = step needs step_epochs > 0",
-                  c->path);
+    if ((c->schedule == 1 || c->schedule == 4) && c->step_epochs <= 0.0) {
+        mt_seterr(err, "%s: [optimizer] schedule = %s needs step_epochs > 0",
+                  c->path, c->schedule == 1 ? "step" : "exponential");
         return MT_EINVAL;
     }
     if ((c->monitor == MT_MONITOR_VAL_LOSS ||
@@ -439,6 +474,8 @@ int mt_config_load(mt_config *c, const char *path, char *const *sets,
     int rc = read_file(c, path, err);
     for (size_t i = 0; rc == MT_OK && i < n_sets; i++)
         rc = mt_config_set(c, sets[i], err);
+    if (rc == MT_OK)
+        rc = parse_milestones(c, err);
     if (rc == MT_OK)
         rc = mt_config_check(c, err);
     if (rc)

@@ -10,8 +10,9 @@ static const char *const progress_names[] = {"auto", "bar", "lines", "none",
 static const char *const loss_names[] = {"softmax_ce", "sigmoid_bce", "mse",
                                          NULL};
 static const char *const optim_names[] = {"sgd", "adam", "adamw", NULL};
-static const char *const schedule_names[] = {"constant", "step", "cosine",
-                                             NULL};
+static const char *const schedule_names[] = {
+    "constant",     "step",         "cosine",          "multistep",
+    "exponential",  "inverse_time", "cosine_restarts", NULL};
 static const char *const best_names[] = {"none", "val_loss", "val_accuracy",
                                          NULL};
 static const char *const monitor_names[] = {
@@ -68,6 +69,14 @@ const mt__key_def mt__config_keys[] = {
      NULL},
     {"optimizer", "warmup_steps", T_SIZE, offsetof(mt_config, warmup_steps),
      0, 1e12, NULL},
+    {"optimizer", "decay", T_DOUBLE, offsetof(mt_config, decay), 0, 1e6,
+     NULL},
+    {"optimizer", "milestones", T_PATH, offsetof(mt_config, milestones_text),
+     0, 0, NULL},
+    {"optimizer", "restart_epochs", T_DOUBLE,
+     offsetof(mt_config, restart_epochs), 0, 1e9, NULL},
+    {"optimizer", "restart_mult", T_DOUBLE, offsetof(mt_config, restart_mult),
+     1, 1e3, NULL},
     PAR("sync", T_ENUM, sync, 0, 0, sync_names),
     PAR("bucket_mb", T_DOUBLE, bucket_mb, 1e-6, 4096, NULL),
     PAR("overlap", T_BOOL, overlap, 0, 1, NULL),

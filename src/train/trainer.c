@@ -153,8 +153,16 @@ static void make_schedule(trainer *t)
         .step_size = (size_t)(c->step_epochs * (double)per_epoch + 0.5),
         .total_steps = total,
         .min_lr = (float)c->min_lr,
-        .warmup_steps = c->warmup_steps};
-    if (t->sched.kind == MT_SCHED_STEP && t->sched.step_size == 0)
+        .warmup_steps = c->warmup_steps,
+        .decay = c->decay,
+        .restart_steps =
+            (size_t)(c->restart_epochs * (double)per_epoch + 0.5),
+        .restart_mult = c->restart_mult};
+    for (size_t i = 0; i < c->n_milestones; i++)
+        t->sched.milestones[i] =
+            (size_t)(c->milestones[i] * (double)per_epoch + 0.5);
+    t->sched.n_milestones = c->n_milestones;
+    if (t->sched.step_size == 0)
         t->sched.step_size = 1;
     t->lr = mt_schedule_lr(&t->sched, 0);
 }
