@@ -91,6 +91,17 @@ static void test_adamw_decouples_decay(void **s)
     mt_optim_free(&o);
 }
 
+static void test_l1_pulls_toward_zero(void **s)
+{
+    mt_optim o = make((mt_optim_cfg){.kind = MT_OPT_SGD, .l1 = 0.1f}, 3);
+    float p[3] = {1.0f, -1.0f, 0.0f}, g[3] = {0.0f, 0.0f, 0.0f};
+    mt_optim_step(&o, p, g, 0.5f);
+    assert_true(fabsf(p[0] - 0.95f) < 1e-7f);
+    assert_true(fabsf(p[1] + 0.95f) < 1e-7f);
+    assert_true(p[2] == 0.0f); /* subgradient 0 at 0 */
+    mt_optim_free(&o);
+}
+
 static void test_schedules(void **s)
 {
     mt_schedule c = {.kind = MT_SCHED_CONSTANT, .lr0 = 0.1f};
@@ -149,6 +160,7 @@ int main(void)
         cmocka_unit_test(test_sgd_nesterov),
         cmocka_unit_test(test_adam_first_steps),
         cmocka_unit_test(test_adamw_decouples_decay),
+        cmocka_unit_test(test_l1_pulls_toward_zero),
         cmocka_unit_test(test_schedules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -18,6 +18,7 @@ typedef struct mt_optim_cfg {
     float eps;          /* adam, adamw */
     float weight_decay; /* L2 added to the gradient (sgd, adam) or
                            decoupled (adamw) */
+    float l1;           /* L1: l1 * sign(p) added to the gradient */
 } mt_optim_cfg;
 
 typedef struct mt_optim {

@@ -60,6 +60,7 @@ const mt__key_def mt__config_keys[] = {
     OPT("beta2", T_FLOAT, beta2, 0, 0.999999, NULL),
     OPT("eps", T_FLOAT, eps, 1e-30, 1, NULL),
     OPT("weight_decay", T_FLOAT, weight_decay, 0, 10, NULL),
+    OPT("l1", T_FLOAT, l1, 0, 10, NULL),
     {"optimizer", "schedule", T_ENUM, offsetof(mt_config, schedule), 0, 0,
      schedule_names},
     {"optimizer", "step_epochs", T_DOUBLE, offsetof(mt_config, step_epochs),

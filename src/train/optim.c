@@ -43,31 +43,40 @@ void mt_optim_free(mt_optim *o)
 
 /* The loops below are written so that the compiler vectorizes them:
  * restrict pointers, constants hoisted, no branch inside. */
-MT_VECTOR static void sgd(mt_optim *o, float *restrict p, const float *restrict g,
-                float lr)
+
+/* The gradient with the penalties: L2 (unless decoupled) and L1, whose
+ * subgradient at 0 is 0. */
+static inline float penalized(float g, float p, float wd, float l1)
 {
-    float mu = o->cfg.momentum, wd = o->cfg.weight_decay;
+    float sign = (float)(p > 0.0f) - (float)(p < 0.0f);
+    return g + wd * p + l1 * sign;
+}
+
+MT_VECTOR static void sgd(mt_optim *o, float *restrict p,
+                          const float *restrict g, float lr)
+{
+    float mu = o->cfg.momentum, wd = o->cfg.weight_decay, l1 = o->cfg.l1;
     float *restrict m = o->m;
     size_t n = o->n;
     if (mu == 0.0f) {
         for (size_t i = 0; i < n; i++)
-            p[i] -= lr * (g[i] + wd * p[i]);
+            p[i] -= lr * penalized(g[i], p[i], wd, l1);
     } else if (o->cfg.nesterov) {
         for (size_t i = 0; i < n; i++) {
-            float d = g[i] + wd * p[i];
+            float d = penalized(g[i], p[i], wd, l1);
             m[i] = mu * m[i] + d;
             p[i] -= lr * (d + mu * m[i]);
         }
     } else {
         for (size_t i = 0; i < n; i++) {
-            m[i] = mu * m[i] + g[i] + wd * p[i];
+            m[i] = mu * m[i] + penalized(g[i], p[i], wd, l1);
             p[i] -= lr * m[i];
         }
     }
 }
 
-MT_VECTOR static void adam(mt_optim *o, float *restrict p, const float *restrict g,
-                 float lr)
+MT_VECTOR static void adam(mt_optim *o, float *restrict p,
+                           const float *restrict g, float lr)
 {
     float b1 = o->cfg.beta1, b2 = o->cfg.beta2, eps = o->cfg.eps;
     float *restrict m = o->m, *restrict v = o->v;
@@ -79,8 +88,9 @@ MT_VECTOR static void adam(mt_optim *o, float *restrict p, const float *restrict
     float shrink = o->cfg.kind == MT_OPT_ADAMW
                        ? 1.0f - lr * o->cfg.weight_decay
                        : 1.0f;
+    float l1 = o->cfg.l1;
     for (size_t i = 0, n = o->n; i < n; i++) {
-        float d = g[i] + wd_grad * p[i];
+        float d = penalized(g[i], p[i], wd_grad, l1);
         m[i] = b1 * m[i] + (1.0f - b1) * d;
         v[i] = b2 * v[i] + (1.0f - b2) * d * d;
         p[i] = shrink * p[i] -
