@@ -160,6 +160,30 @@ static int scale_counts(int *c, int *d, int size, size_t unit)
     return 0;
 }
 
+static int copy_local(const mt_dataset *local, const size_t *idx, size_t n,
+                      mt_dataset *out, char *err)
+{
+    if (alloc_like(out, local, n) != MT_OK) {
+        mt_seterr(err, "%s: out of memory for %zu samples", local->path, n);
+        return MT_ENOMEM;
+    }
+    size_t xb = x_bytes(local);
+    char *dst = out->x8 ? (char *)out->x8 : (char *)out->x32;
+    const char *src = local->x8 ? (const char *)local->x8
+                                : (const char *)local->x32;
+    for (size_t k = 0; k < n; k++) {
+        size_t row = idx[k] - local->first;
+        memcpy(dst + k * xb, src + row * xb, xb);
+        if (local->labels)
+            out->labels[k] = local->labels[row];
+        if (local->targets)
+            memcpy(out->targets + k * local->n_targets,
+                   local->targets + row * local->n_targets,
+                   local->n_targets * sizeof(float));
+    }
+    return MT_OK;
+}
+
 /* Every local failure is agreed on before the next collective, so that no
  * rank is left waiting in an exchange the others skipped. */
 int mt_dataset_fetch(const mt_dataset *local, MPI_Comm comm,
@@ -168,6 +192,8 @@ int mt_dataset_fetch(const mt_dataset *local, MPI_Comm comm,
 {
     int size;
     MPI_Comm_size(comm, &size);
+    if (size == 1) /* everything is local: copy, without the buffers */
+        return copy_local(local, idx, n, out, err);
     plan p = {0};
     size_t rec = x_bytes(local) + y_bytes(local), nasked = 0;
     int rc = plan_requests(&p, local, size, idx, n);
