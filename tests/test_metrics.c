@@ -84,6 +84,20 @@ static void test_ovr_auc_and_top_k(void **s)
     assert_int_equal(mt_top_k_correct(P, y, 9, 3, 3), 9);
 }
 
+static void test_regression_matches_sklearn(void **s)
+{
+    const float y[8] = {1.0f, 2.0f, 2.0f, 0.5f, 3.5f, 1.0f, 0.0f, 4.0f};
+    const float p[8] = {1.5f, 2.0f, 1.0f, 1.0f, 3.0f, 0.0f, 0.5f, 3.0f};
+    double sums[10] = {0}, mse, mae, r2;
+    /* Split in two parts, as two ranks would. */
+    mt_regression_add(p, y, 1, 2, sums);
+    mt_regression_add(p + 2, y + 2, 3, 2, sums);
+    mt_regression_finish(sums, 2, &mse, &mae, &r2);
+    assert_true(NEAR(mse, 0.5));
+    assert_true(NEAR(mae, 0.625));
+    assert_true(NEAR(r2, 0.712637139374));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -91,6 +105,7 @@ int main(void)
         cmocka_unit_test(test_binary_auc_with_ties),
         cmocka_unit_test(test_auc_undefined_for_one_class),
         cmocka_unit_test(test_ovr_auc_and_top_k),
+        cmocka_unit_test(test_regression_matches_sklearn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

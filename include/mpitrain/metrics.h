@@ -55,4 +55,13 @@ double mt_roc_auc_ovr(const float *scores, const int32_t *labels, size_t n,
 uint64_t mt_top_k_correct(const float *scores, const int32_t *labels,
                           size_t n, size_t K, size_t k);
 
+/* Regression: per output k, sums[5 k + 0..4] += squared error, absolute
+ * error, target, target^2, count. Sums from several ranks add up. */
+void mt_regression_add(const float *pred, const float *target, size_t n,
+                       size_t K, double *sums);
+/* MSE and MAE over all outputs, R^2 averaged over the outputs (sklearn's
+ * uniform_average); R^2 is NaN for an output whose targets are constant. */
+void mt_regression_finish(const double *sums, size_t K, double *mse,
+                          double *mae, double *r2);
+
 #endif

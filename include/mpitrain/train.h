@@ -67,6 +67,7 @@ typedef struct mt_eval_detail {
     double auc;        /* binary, or one-vs-rest macro; NaN if undefined */
     size_t auc_undefined; /* classes left out of the macro AUC */
     double top5;       /* top-5 accuracy, NaN when K <= 5 */
+    double mse, mae, r2; /* regression (loss = mse); NaN otherwise */
 } mt_eval_detail;
 
 /* mt_evaluate plus the detail above; labels are needed (softmax_ce or

@@ -109,7 +109,10 @@ static void print_json(const session *s, const mt_cli_args *a,
     jnum("perplexity", d->perplexity, ",");
     jnum("roc_auc", d->auc, ",");
     printf("\"roc_auc_undefined_classes\":%zu,", d->auc_undefined);
-    jnum("top5_accuracy", d->top5, "");
+    jnum("top5_accuracy", d->top5, ",");
+    jnum("mse", d->mse, ",");
+    jnum("mae", d->mae, ",");
+    jnum("r2", d->r2, "");
     if (rep->cls) {
         const mt_averages *av[3] = {&rep->macro, &rep->micro, &rep->weighted};
         const char *names[3] = {"macro", "micro", "weighted"};
@@ -152,6 +155,8 @@ static void print_text(const session *s, const mt_eval_detail *d,
         printf("  accuracy %.4f", r->accuracy);
     if (isfinite(d->perplexity))
         printf("  perplexity %.4f", d->perplexity);
+    if (isfinite(d->mse))
+        printf("  MSE %.6g  MAE %.6g  R2 %.6g", d->mse, d->mae, d->r2);
     printf("\n");
     if (!rep->cls)
         return;

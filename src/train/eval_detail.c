@@ -123,19 +123,55 @@ static int gather_auc(MPI_Comm comm, const mt_dataset *ds, size_t Ko,
     return MT_OK;
 }
 
+/* MSE, MAE and R^2 of a regression, summed over the ranks. */
+static int regression(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
+                      mt_eval_detail *d, char *err)
+{
+    size_t K = mt_shape_size(mt_model_out(m)), B = m->max_batch;
+    double *sums = mt_calloc(5 * K, sizeof *sums);
+    float *targets = mt_calloc(B * K, sizeof *targets);
+    size_t *idx = mt_calloc(B, sizeof *idx);
+    int rc = sums && targets && idx ? MT_OK : MT_ENOMEM;
+    mt_step_ctx ctx = {.train = 0};
+    for (size_t i = 0; rc == MT_OK && i < ds->n; i += B) {
+        size_t b = ds->n - i < B ? ds->n - i : B;
+        for (size_t k = 0; k < b; k++)
+            idx[k] = i + k;
+        mt_dataset_gather(ds, idx, b, m->act[0], NULL, targets, K);
+        mt_regression_add(mt_model_forward(m, &ctx, b), targets, b, K, sums);
+    }
+    if (rc)
+        mt_seterr(err, "evaluate: out of memory");
+    rc = mt_dist_agree(comm, rc, err);
+    if (rc == MT_OK) {
+        MPI_Allreduce(MPI_IN_PLACE, sums, (int)(5 * K), MPI_DOUBLE, MPI_SUM,
+                      comm);
+        mt_regression_finish(sums, K, &d->mse, &d->mae, &d->r2);
+    }
+    free(sums);
+    free(targets);
+    free(idx);
+    return rc;
+}
+
 int mt_evaluate_detail(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
                        mt_loss_kind loss, mt_eval_detail *d, char *err)
 {
     memset(d, 0, sizeof *d);
     d->auc = d->top5 = d->perplexity = NAN;
+    d->mse = d->mae = d->r2 = NAN;
     int rc = mt_evaluate(m, ds, comm, loss, &d->basic, err);
+    if (rc == MT_OK && loss == MT_LOSS_MSE)
+        rc = regression(m, ds, comm, d, err);
     if (rc)
         return rc;
     size_t Ko = mt_shape_size(mt_model_out(m));
     d->K = Ko == 1 ? 2 : Ko;
     if (loss == MT_LOSS_SOFTMAX_CE)
         d->perplexity = exp(d->basic.loss);
-    int usable = ds->labels && loss != MT_LOSS_MSE;
+    /* Any loss with int labels has classes: predictions are the argmax
+     * (or, for one output, a logit above 0). */
+    int usable = ds->labels != NULL;
     d->cm = mt_calloc(d->K * d->K, sizeof *d->cm);
     float *scores = mt_calloc(ds->n * Ko, sizeof *scores);
     rc = d->cm && scores ? MT_OK : MT_ENOMEM;

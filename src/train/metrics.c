@@ -150,3 +150,35 @@ uint64_t mt_top_k_correct(const float *scores, const int32_t *labels,
     }
     return hits;
 }
+
+void mt_regression_add(const float *pred, const float *target, size_t n,
+                       size_t K, double *sums)
+{
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < K; k++) {
+            double t = target[i * K + k], d = (double)pred[i * K + k] - t;
+            double *s = sums + 5 * k;
+            s[0] += d * d;
+            s[1] += fabs(d);
+            s[2] += t;
+            s[3] += t * t;
+            s[4] += 1.0;
+        }
+}
+
+void mt_regression_finish(const double *sums, size_t K, double *mse,
+                          double *mae, double *r2)
+{
+    double se = 0.0, ae = 0.0, cnt = 0.0, r2sum = 0.0;
+    for (size_t k = 0; k < K; k++) {
+        const double *s = sums + 5 * k;
+        se += s[0];
+        ae += s[1];
+        cnt += s[4];
+        double tot = s[4] > 0.0 ? s[3] - s[2] * s[2] / s[4] : 0.0;
+        r2sum += tot > 0.0 ? 1.0 - s[0] / tot : NAN;
+    }
+    *mse = cnt > 0.0 ? se / cnt : NAN;
+    *mae = cnt > 0.0 ? ae / cnt : NAN;
+    *r2 = K ? r2sum / (double)K : NAN;
+}
