@@ -273,6 +273,41 @@ static void test_early_stopping_restores_the_best(void **s)
     }
 }
 
+/* lr 1e-12 leaves the float weights as they are, so the validation loss
+ * never improves: with patience 1 the rate halves after every epoch from
+ * the second on (it is logged with each epoch's train record). */
+static void test_reduce_on_plateau(void **s)
+{
+    mt_config c;
+    mt_train_result r;
+    char err[MT_ERR_LEN] = "";
+    const char *const pl[] = {"optimizer.lr=1e-12", "optimizer.momentum=0",
+                              "optimizer.plateau_factor=0.5",
+                              "optimizer.plateau_patience=1",
+                              "train.epochs=4", NULL};
+    load(&c, "plateau", pl);
+    if (mt_train(&c, MPI_COMM_WORLD, NULL, &r, err))
+        fail_msg("%s", err);
+    mt_config_free(&c);
+    if (rank != 0)
+        return;
+    char path[300], line[512];
+    snprintf(path, sizeof path, "%s/plateau/metrics.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    const double want[4] = {1e-12, 1e-12, 5e-13, 2.5e-13};
+    int e = 0;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, "\"split\":\"train\"") && e < 4) {
+            const char *lr = strstr(line, "\"lr\":");
+            assert_non_null(lr);
+            assert_true(fabs(atof(lr + 5) - want[e]) < 1e-20);
+            e++;
+        }
+    fclose(f);
+    assert_int_equal(e, 4);
+}
+
 static void test_deterministic_is_bit_identical(void **s)
 {
     const char *const det[] = {"parallel.deterministic=true",
@@ -332,6 +367,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_deterministic_is_bit_identical),
         cmocka_unit_test(test_accumulation_equals_bigger_batch),
         cmocka_unit_test(test_early_stopping_restores_the_best),
+        cmocka_unit_test(test_reduce_on_plateau),
         cmocka_unit_test(test_clip_norm_bounds_the_update),
         cmocka_unit_test(test_missing_file_on_one_rank_stops_all),
         cmocka_unit_test(test_nan_loss_stops_all_ranks),

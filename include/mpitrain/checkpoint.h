@@ -42,6 +42,8 @@ typedef struct mt_ckpt_state {
     /* Early stopping: best monitored value, epochs since, and (if kept)
      * the best weights, in the layout of the model's params and state
      * arenas (NULL: none). Saved as /early_stopping/<layer>/<tensor>. */
+    double lr_scale, pl_best; /* reduce-on-plateau: factor so far, best */
+    uint64_t pl_wait;
     double es_best;
     uint64_t es_wait, es_epoch;
     float *es_params, *es_state;

@@ -81,6 +81,10 @@ typedef struct mt_config {
     size_t n_milestones;
     double restart_epochs;  /* cosine_restarts: first cycle */
     double restart_mult;    /* cosine_restarts: cycle growth */
+    double plateau_factor;  /* reduce-on-plateau: lr factor, 0: off */
+    size_t plateau_patience;
+    int plateau_monitor;    /* an mt_monitor */
+    double plateau_min_lr;
     /* [parallel] */
     int sync;       /* mt_sync_kind */
     double bucket_mb;

@@ -272,14 +272,15 @@ static int read_state(hid_t f, mt_ckpt_state *st, uint64_t *optim_t)
     if (!mt__h5_exists(f, "/trainer"))
         return -1;
     hid_t g = H5Gopen2(f, "/trainer", H5P_DEFAULT);
-    double v[14] = {0};
-    const char *names[14] = {"step",    "epoch",       "position",
+    double v[17] = {0};
+    const char *names[17] = {"step",    "epoch",       "position",
                              "seen",    "loss_sum",    "correct",
                              "no_accuracy", "seconds", "optimizer_t",
                              "ranks",   "best",        "es_best",
-                             "es_wait", "es_epoch"};
+                             "es_wait", "es_epoch",    "lr_scale",
+                             "plateau_best", "plateau_wait"};
     int rc = 0;
-    for (int i = 0; i < 14; i++)
+    for (int i = 0; i < 17; i++)
         rc |= mt__h5_attr_read_double(g, names[i], &v[i]);
     H5Gclose(g);
     st->step = (uint64_t)v[0];
@@ -296,6 +297,9 @@ static int read_state(hid_t f, mt_ckpt_state *st, uint64_t *optim_t)
     st->es_best = v[11];
     st->es_wait = (uint64_t)v[12];
     st->es_epoch = (uint64_t)v[13];
+    st->lr_scale = v[14];
+    st->pl_best = v[15];
+    st->pl_wait = (uint64_t)v[16];
     return rc;
 }
 

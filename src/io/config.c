@@ -41,6 +41,8 @@ void mt_config_defaults(mt_config *c)
                               .beta2 = 0.999f, .eps = 1e-8f};
     c->gamma = 0.1;
     c->restart_mult = 1.0;
+    c->plateau_patience = 2;
+    c->plateau_monitor = MT_MONITOR_VAL_LOSS;
     c->bucket_mb = 1.0;
     c->overlap = 1;
     c->segment_kb = 1024;
@@ -431,6 +433,16 @@ int mt_config_check(const mt_config *c, char *err)
                   c->path,
                   c->monitor == MT_MONITOR_VAL_LOSS ? "val_loss"
                                                     : "val_accuracy");
+        return MT_EINVAL;
+    }
+    if (c->plateau_factor > 0.0 &&
+        (c->plateau_monitor == MT_MONITOR_NONE ||
+         ((c->plateau_monitor == MT_MONITOR_VAL_LOSS ||
+           c->plateau_monitor == MT_MONITOR_VAL_ACCURACY) &&
+          c->validation <= 0.0))) {
+        mt_seterr(err, "%s: [optimizer] plateau_monitor names a metric that "
+                       "is not logged (val_* needs [data] validation > 0)",
+                  c->path);
         return MT_EINVAL;
     }
     if ((c->monitor == MT_MONITOR_VAL_ACCURACY ||

@@ -27,31 +27,67 @@ int mt__es_init(trainer *t, char *err)
     return MT_OK;
 }
 
-static int minimizing(const mt_config *c)
+
+/* The value of a monitored metric this epoch. */
+static double monitored(int monitor, const double sums[3], size_t seen,
+                        const mt_eval_result *val)
 {
-    if (c->mode)
-        return c->mode == 1;
-    return c->monitor == MT_MONITOR_VAL_LOSS ||
-           c->monitor == MT_MONITOR_TRAIN_LOSS;
+    switch (monitor) {
+    case MT_MONITOR_VAL_LOSS: return val->loss;
+    case MT_MONITOR_VAL_ACCURACY: return val->accuracy;
+    case MT_MONITOR_TRAIN_LOSS: return seen ? sums[0] / (double)seen : NAN;
+    case MT_MONITOR_TRAIN_ACCURACY:
+        return seen ? sums[1] / (double)seen : NAN;
+    default: return NAN;
+    }
+}
+
+static int is_loss(int monitor)
+{
+    return monitor == MT_MONITOR_VAL_LOSS ||
+           monitor == MT_MONITOR_TRAIN_LOSS;
+}
+
+/* Reduce-on-plateau, as Keras' ReduceLROnPlateau: after `patience` epochs
+ * without improvement, multiply the rate by `factor` (not below min_lr,
+ * applied where the rate is used). */
+void mt__plateau_after_epoch(trainer *t, const double sums[3], size_t seen,
+                             const mt_eval_result *val)
+{
+    const mt_config *c = t->cfg;
+    if (c->plateau_factor <= 0.0)
+        return;
+    double v = monitored(c->plateau_monitor, sums, seen, val);
+    int better = isnan(t->pl_best) || (is_loss(c->plateau_monitor)
+                                           ? v < t->pl_best
+                                           : v > t->pl_best);
+    if (better) {
+        t->pl_best = v;
+        t->pl_wait = 0;
+        return;
+    }
+    if (++t->pl_wait < c->plateau_patience + (c->plateau_patience == 0))
+        return;
+    t->pl_wait = 0;
+    t->lr_scale *= c->plateau_factor;
+    if (t->rank == 0)
+        printf("%s has not improved for %zu epoch(s): learning rate scaled "
+               "by %g\n",
+               names[c->plateau_monitor], c->plateau_patience,
+               t->lr_scale);
 }
 
 int mt__es_after_epoch(trainer *t, size_t epoch, const double sums[3],
                        size_t seen, const mt_eval_result *val)
 {
     const mt_config *c = t->cfg;
-    double v;
-    switch (c->monitor) {
-    case MT_MONITOR_VAL_LOSS: v = val->loss; break;
-    case MT_MONITOR_VAL_ACCURACY: v = val->accuracy; break;
-    case MT_MONITOR_TRAIN_LOSS: v = seen ? sums[0] / (double)seen : NAN;
-        break;
-    case MT_MONITOR_TRAIN_ACCURACY: v = seen ? sums[1] / (double)seen : NAN;
-        break;
-    default: return 0;
-    }
+    if (!c->monitor)
+        return 0;
+    double v = monitored(c->monitor, sums, seen, val);
+    int minimize = c->mode ? c->mode == 1 : is_loss(c->monitor);
     int better = isnan(t->es_best) ||
-                 (minimizing(c) ? v < t->es_best - c->min_delta
-                                : v > t->es_best + c->min_delta);
+                 (minimize ? v < t->es_best - c->min_delta
+                           : v > t->es_best + c->min_delta);
     if (better) {
         t->es_best = v;
         t->es_wait = 0;

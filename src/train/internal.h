@@ -49,6 +49,10 @@ typedef struct trainer {
     float *es_params;    /* (n_params) the best weights, if restore_best */
     float *es_state;     /* (n_state) their running statistics */
     int early_stopped;
+    /* Reduce-on-plateau ([optimizer] plateau_*) */
+    double lr_scale;     /* product of the reductions so far */
+    double pl_best;
+    uint64_t pl_wait;
     float *group_grads;  /* deterministic: (groups, n_params) */
     double *group_sums;  /* deterministic: (groups, 3) */
     int32_t *labels;    /* (max_batch) */
@@ -94,6 +98,9 @@ int mt__es_init(trainer *t, char *err);
 int mt__es_after_epoch(trainer *t, size_t epoch, const double sums[3],
                        size_t seen, const mt_eval_result *val);
 void mt__es_restore(trainer *t);
+/* Reduce-on-plateau after an epoch's evaluation. */
+void mt__plateau_after_epoch(trainer *t, const double sums[3], size_t seen,
+                             const mt_eval_result *val);
 
 /* Checkpoint of the current state: epoch `epoch`, `position` global
  * samples into it. Collective. */

@@ -43,6 +43,9 @@ int mt__save(trainer *t, size_t epoch, uint64_t position, int is_best,
     mt_ckpt_state st = {.step = t->step,
                         .best = t->best,
                         .es_best = t->es_best,
+                        .lr_scale = t->lr_scale,
+                        .pl_best = t->pl_best,
+                        .pl_wait = t->pl_wait,
                         .es_wait = t->es_wait,
                         .es_epoch = t->es_epoch,
                         .es_params = t->es_params,
@@ -189,6 +192,9 @@ int mt__resume(trainer *t, size_t *epoch, char *err)
         t->saved_step = st.step;
         t->best = st.best;
         t->es_best = st.es_best;
+        t->lr_scale = st.lr_scale > 0.0 ? st.lr_scale : 1.0;
+        t->pl_best = st.pl_best;
+        t->pl_wait = st.pl_wait;
         t->es_wait = st.es_wait;
         t->es_epoch = st.es_epoch;
         *epoch = st.epoch;

@@ -176,6 +176,11 @@ int mt__train_step(trainer *t, uint64_t step, size_t g0, size_t G,
     if (t->cfg->clip_norm > 0.0)
         clip(t->model.grads, t->model.n_params, t->cfg->clip_norm);
     t->lr = mt_schedule_lr(&t->sched, step);
+    if (t->lr_scale < 1.0) { /* reduced on a plateau, not below min_lr */
+        t->lr = (float)(t->lr * t->lr_scale);
+        if (t->lr < t->cfg->plateau_min_lr)
+            t->lr = (float)t->cfg->plateau_min_lr;
+    }
     mt_optim_step(&t->optim, t->model.params, t->model.grads, t->lr);
     for (int j = 0; j < 3; j++)
         sums[j] += local[j];

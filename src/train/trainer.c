@@ -343,9 +343,11 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
                      &val);
     if (rc == MT_OK)
         rc = mt__after_epoch(t, epoch, &val, err);
-    if (rc == MT_OK)
+    if (rc == MT_OK) {
         t->early_stopped =
             mt__es_after_epoch(t, epoch, t->ep_sums, t->ep_seen, &val);
+        mt__plateau_after_epoch(t, t->ep_sums, t->ep_seen, &val);
+    }
     return rc;
 }
 
@@ -398,6 +400,8 @@ int mt_train(const mt_config *cfg, MPI_Comm comm, const mt_train_opts *opts,
     t.t0 = t.last_save = MPI_Wtime();
     t.saved_step = UINT64_MAX;
     t.best = NAN;
+    t.lr_scale = 1.0;
+    t.pl_best = NAN;
     MPI_Comm_rank(comm, &t.rank);
     MPI_Comm_size(comm, &t.size);
     snprintf(t.ckpt_dir, sizeof t.ckpt_dir, "%s",
