@@ -56,6 +56,17 @@ int mt_model_from_config(const mt_config *cfg, mt_shape in, size_t max_batch,
 int mt_evaluate(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
                 mt_loss_kind loss, mt_eval_result *r, char *err);
 
+/* Runs forward (evaluation mode) over the samples this rank holds in ds,
+ * in chunks of the model's max_batch, and calls fn for each chunk with
+ * its outputs (b, K), labels (b, or NULL) and targets (b, K), the chunk
+ * starting at local sample `first`. Local: no collective. MT_ENOMEM if
+ * the chunk buffers cannot be had. */
+typedef void (*mt_chunk_fn)(void *user, const float *out,
+                            const int32_t *labels, const float *targets,
+                            size_t b, size_t first);
+int mt_forward_chunks(mt_model *m, const mt_dataset *ds, mt_chunk_fn fn,
+                      void *user);
+
 /* Everything `mpitrain eval` reports for a classifier, exact over the
  * ranks: the confusion matrix is summed, and the scores are gathered to
  * rank 0 for the exact AUC. Only rank 0's auc and top-k are set. */

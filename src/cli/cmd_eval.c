@@ -204,14 +204,6 @@ static void print_eval(const session *s, const mt_cli_args *a,
     mt_report_free(&rep);
 }
 
-static size_t *iota(size_t n)
-{
-    size_t *idx = mt_calloc(n, sizeof *idx);
-    for (size_t i = 0; idx && i < n; i++)
-        idx[i] = i;
-    return idx;
-}
-
 int mt_cli_eval(int argc, char **argv)
 {
     mt_cli_args a;
@@ -265,6 +257,19 @@ static void write_rows(const session *s, FILE *out, size_t i0,
     }
 }
 
+typedef struct predict_ctx {
+    const session *s;
+    FILE *out;
+    size_t K;
+} predict_ctx;
+
+static void predict_chunk(void *user, const float *y, const int32_t *labels,
+                          const float *targets, size_t b, size_t first)
+{
+    predict_ctx *c = user;
+    write_rows(c->s, c->out, first, y, b, c->K);
+}
+
 /* Rank 0 predicts every sample; other ranks only take part in agreeing.
  * A file is written as NAME.partial and renamed once complete. */
 static int predict_all(session *s, const char *output)
@@ -275,28 +280,19 @@ static int predict_all(session *s, const char *output)
     if (output)
         snprintf(tmp, sizeof tmp, "%s.partial", output);
     FILE *out = output ? fopen(tmp, "w") : stdout;
-    size_t *idx = iota(s->data.n);
-    if (!out || !idx) {
-        mt_seterr(s->err, "%s: cannot write", output ? tmp : "stdout");
-        if (out && output)
-            fclose(out);
-        free(idx);
+    if (!out) {
+        mt_seterr(s->err, "%s: cannot write", tmp);
         return MT_EIO;
     }
-    size_t K = mt_shape_size(mt_model_out(&s->model)), B = s->model.max_batch;
+    size_t K = mt_shape_size(mt_model_out(&s->model));
     fprintf(out, "index,class");
     for (size_t k = 0; k < K; k++)
         fprintf(out, ",out%zu", k);
     fputc('\n', out);
-    mt_step_ctx ctx = {.train = 0};
-    for (size_t i = 0; i < s->data.n; i += B) {
-        size_t b = s->data.n - i < B ? s->data.n - i : B;
-        mt_dataset_gather(&s->data, idx + i, b, s->model.act[0], NULL, NULL,
-                          K);
-        write_rows(s, out, i, mt_model_forward(&s->model, &ctx, b), b, K);
-    }
-    free(idx);
-    int bad = ferror(out);
+    predict_ctx c = {s, out, K};
+    int bad = mt_forward_chunks(&s->model, &s->data, predict_chunk, &c) !=
+              MT_OK;
+    bad |= ferror(out);
     if (output) {
         bad |= fclose(out) != 0;
         bad = bad || rename(tmp, output) != 0;

@@ -35,40 +35,35 @@ static void to_probs(const float *out, float *p, size_t B, size_t K,
     }
 }
 
-/* Forward over the local samples: counts into cm, scores (n, Ko) kept. */
-static int local_pass(mt_model *m, const mt_dataset *ds, mt_loss_kind loss,
-                      mt_eval_detail *d, float *scores)
+typedef struct chunk_ctx {
+    mt_eval_detail *d;
+    mt_loss_kind loss;
+    size_t Ko;       /* model outputs */
+    float *scores;   /* (local n, Ko): probabilities, for the AUC */
+    double *reg;     /* (5 Ko) regression sums, or NULL */
+} chunk_ctx;
+
+/* Per chunk: scores kept, confusion counts, regression sums. */
+static void take_chunk(void *user, const float *out, const int32_t *labels,
+                       const float *targets, size_t b, size_t first)
 {
-    size_t Ko = mt_shape_size(mt_model_out(m)), B = m->max_batch, K = d->K;
-    size_t *idx = mt_calloc(B, sizeof *idx);
-    int32_t *labels = mt_calloc(B, sizeof *labels);
-    if (!idx || !labels) {
-        free(idx);
-        free(labels);
-        return MT_ENOMEM;
+    chunk_ctx *c = user;
+    size_t Ko = c->Ko, K = c->d->K;
+    if (c->reg)
+        mt_regression_add(out, targets, b, Ko, c->reg);
+    if (!labels)
+        return;
+    float *q = c->scores + first * Ko;
+    to_probs(out, q, b, Ko, c->loss);
+    for (size_t k = 0; k < b; k++, q += Ko) {
+        size_t pred = 0;
+        if (Ko == 1)
+            pred = q[0] > 0.5f;
+        else
+            for (size_t j = 1; j < Ko; j++)
+                pred = q[j] > q[pred] ? j : pred;
+        c->d->cm[(size_t)labels[k] * K + pred]++;
     }
-    mt_step_ctx ctx = {.train = 0};
-    for (size_t i = 0; i < ds->n; i += B) {
-        size_t b = ds->n - i < B ? ds->n - i : B;
-        for (size_t k = 0; k < b; k++)
-            idx[k] = i + k;
-        mt_dataset_gather(ds, idx, b, m->act[0], labels, NULL, Ko);
-        const float *out = mt_model_forward(m, &ctx, b);
-        to_probs(out, scores + i * Ko, b, Ko, loss);
-        for (size_t k = 0; k < b; k++) {
-            const float *q = scores + (i + k) * Ko;
-            size_t pred = 0;
-            if (Ko == 1)
-                pred = q[0] > 0.5f;
-            else
-                for (size_t c = 1; c < Ko; c++)
-                    pred = q[c] > q[pred] ? c : pred;
-            d->cm[(size_t)labels[k] * K + pred]++;
-        }
-    }
-    free(idx);
-    free(labels);
-    return MT_OK;
 }
 
 /* Rank 0 gathers every rank's scores and labels and computes the AUCs. */
@@ -123,37 +118,6 @@ static int gather_auc(MPI_Comm comm, const mt_dataset *ds, size_t Ko,
     return MT_OK;
 }
 
-/* MSE, MAE and R^2 of a regression, summed over the ranks. */
-static int regression(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
-                      mt_eval_detail *d, char *err)
-{
-    size_t K = mt_shape_size(mt_model_out(m)), B = m->max_batch;
-    double *sums = mt_calloc(5 * K, sizeof *sums);
-    float *targets = mt_calloc(B * K, sizeof *targets);
-    size_t *idx = mt_calloc(B, sizeof *idx);
-    int rc = sums && targets && idx ? MT_OK : MT_ENOMEM;
-    mt_step_ctx ctx = {.train = 0};
-    for (size_t i = 0; rc == MT_OK && i < ds->n; i += B) {
-        size_t b = ds->n - i < B ? ds->n - i : B;
-        for (size_t k = 0; k < b; k++)
-            idx[k] = i + k;
-        mt_dataset_gather(ds, idx, b, m->act[0], NULL, targets, K);
-        mt_regression_add(mt_model_forward(m, &ctx, b), targets, b, K, sums);
-    }
-    if (rc)
-        mt_seterr(err, "evaluate: out of memory");
-    rc = mt_dist_agree(comm, rc, err);
-    if (rc == MT_OK) {
-        MPI_Allreduce(MPI_IN_PLACE, sums, (int)(5 * K), MPI_DOUBLE, MPI_SUM,
-                      comm);
-        mt_regression_finish(sums, K, &d->mse, &d->mae, &d->r2);
-    }
-    free(sums);
-    free(targets);
-    free(idx);
-    return rc;
-}
-
 int mt_evaluate_detail(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
                        mt_loss_kind loss, mt_eval_detail *d, char *err)
 {
@@ -161,8 +125,6 @@ int mt_evaluate_detail(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
     d->auc = d->top5 = d->perplexity = NAN;
     d->mse = d->mae = d->r2 = NAN;
     int rc = mt_evaluate(m, ds, comm, loss, &d->basic, err);
-    if (rc == MT_OK && loss == MT_LOSS_MSE)
-        rc = regression(m, ds, comm, d, err);
     if (rc)
         return rc;
     size_t Ko = mt_shape_size(mt_model_out(m));
@@ -170,22 +132,30 @@ int mt_evaluate_detail(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
     if (loss == MT_LOSS_SOFTMAX_CE)
         d->perplexity = exp(d->basic.loss);
     /* Any loss with int labels has classes: predictions are the argmax
-     * (or, for one output, a logit above 0). */
-    int usable = ds->labels != NULL;
+     * (or, for one output, a probability above 0.5). Every rank sees the
+     * same: it depends on the file's /y and the config only. */
+    int classes = ds->labels != NULL, regression = loss == MT_LOSS_MSE;
+    chunk_ctx c = {d, loss, Ko, NULL, NULL};
     d->cm = mt_calloc(d->K * d->K, sizeof *d->cm);
-    float *scores = mt_calloc(ds->n * Ko, sizeof *scores);
-    rc = d->cm && scores ? MT_OK : MT_ENOMEM;
-    if (rc == MT_OK && usable)
-        rc = local_pass(m, ds, loss, d, scores);
+    c.scores = mt_calloc(ds->n * Ko, sizeof *c.scores);
+    c.reg = regression ? mt_calloc(5 * Ko, sizeof *c.reg) : NULL;
+    rc = d->cm && c.scores && (!regression || c.reg) ? MT_OK : MT_ENOMEM;
+    if (rc == MT_OK)
+        rc = mt_forward_chunks(m, ds, take_chunk, &c);
     if (rc)
         mt_seterr(err, "evaluate: out of memory for scores");
     rc = mt_dist_agree(comm, rc, err);
-    /* Every rank sees the same `usable`: it depends on the config only. */
-    if (rc == MT_OK && usable) {
+    if (rc == MT_OK && regression) {
+        MPI_Allreduce(MPI_IN_PLACE, c.reg, (int)(5 * Ko), MPI_DOUBLE,
+                      MPI_SUM, comm);
+        mt_regression_finish(c.reg, Ko, &d->mse, &d->mae, &d->r2);
+    }
+    if (rc == MT_OK && classes) {
         MPI_Allreduce(MPI_IN_PLACE, d->cm, (int)(d->K * d->K),
                       MPI_UINT64_T, MPI_SUM, comm);
-        rc = gather_auc(comm, ds, Ko, scores, d);
+        rc = gather_auc(comm, ds, Ko, c.scores, d);
     }
-    free(scores);
+    free(c.scores);
+    free(c.reg);
     return rc;
 }

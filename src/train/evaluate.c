@@ -53,48 +53,66 @@ long mt_count_correct(mt_loss_kind loss, const float *out,
     return correct;
 }
 
-int mt_evaluate(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
-                mt_loss_kind loss, mt_eval_result *r, char *err)
+int mt_forward_chunks(mt_model *m, const mt_dataset *ds, mt_chunk_fn fn,
+                      void *user)
 {
-    int size;
-    MPI_Comm_size(comm, &size);
     size_t K = mt_shape_size(mt_model_out(m)), B = m->max_batch;
     int32_t *labels = mt_calloc(B, sizeof *labels);
     float *targets = mt_calloc(B * K, sizeof *targets);
     size_t *idx = mt_calloc(B, sizeof *idx);
-    /* sums[0] loss, sums[1] correct, sums[2] samples, sums[3] ranks that
-     * have an accuracy */
-    double sums[4] = {0, 0, 0, 1};
     int rc = labels && targets && idx ? MT_OK : MT_ENOMEM;
-    if (rc)
-        mt_seterr(err, "evaluate: out of memory");
     mt_step_ctx ctx = {.train = 0};
     for (size_t i = 0; rc == MT_OK && i < ds->n; i += B) {
         size_t b = ds->n - i < B ? ds->n - i : B;
         for (size_t k = 0; k < b; k++)
             idx[k] = i + k;
         mt_dataset_gather(ds, idx, b, m->act[0], labels, targets, K);
-        const float *out = mt_model_forward(m, &ctx, b);
-        sums[0] += mt_loss_compute(loss, out, labels, targets, b, K, 1.0f,
-                                   NULL);
-        long c = mt_count_correct(loss, out, ds->labels ? labels : NULL,
-                                  targets, b, K);
-        if (c < 0)
-            sums[3] = 0;
-        else
-            sums[1] += (double)c;
-        sums[2] += (double)b;
+        fn(user, mt_model_forward(m, &ctx, b), ds->labels ? labels : NULL,
+           targets, b, i);
     }
     free(labels);
     free(targets);
     free(idx);
+    return rc;
+}
+
+typedef struct eval_sums {
+    mt_loss_kind loss;
+    size_t K;
+    /* [0] loss, [1] correct, [2] samples, [3] 1 while accuracy exists */
+    double v[4];
+} eval_sums;
+
+static void add_chunk(void *user, const float *out, const int32_t *labels,
+                      const float *targets, size_t b, size_t first)
+{
+    eval_sums *e = user;
+    e->v[0] += mt_loss_compute(e->loss, out, labels, targets, b, e->K, 1.0f,
+                               NULL);
+    long c = mt_count_correct(e->loss, out, labels, targets, b, e->K);
+    if (c < 0)
+        e->v[3] = 0;
+    else
+        e->v[1] += (double)c;
+    e->v[2] += (double)b;
+}
+
+int mt_evaluate(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
+                mt_loss_kind loss, mt_eval_result *r, char *err)
+{
+    int size;
+    MPI_Comm_size(comm, &size);
+    eval_sums e = {loss, mt_shape_size(mt_model_out(m)), {0, 0, 0, 1}};
+    int rc = mt_forward_chunks(m, ds, add_chunk, &e);
+    if (rc)
+        mt_seterr(err, "evaluate: out of memory");
     rc = mt_dist_agree(comm, rc, err);
     if (rc == MT_OK)
-        rc = mt_dist_allreduce_sum_d(comm, sums, 4, err);
+        rc = mt_dist_allreduce_sum_d(comm, e.v, 4, err);
     if (rc)
         return rc;
-    r->n = (size_t)sums[2];
-    r->loss = r->n ? sums[0] / sums[2] : 0.0;
-    r->accuracy = (sums[3] == size && r->n) ? sums[1] / sums[2] : -1.0;
+    r->n = (size_t)e.v[2];
+    r->loss = r->n ? e.v[0] / e.v[2] : 0.0;
+    r->accuracy = (e.v[3] == size && r->n) ? e.v[1] / e.v[2] : -1.0;
     return MT_OK;
 }
