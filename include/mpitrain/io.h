@@ -28,10 +28,15 @@ typedef struct mt_metrics_log {
 } mt_metrics_log;
 
 int mt_metrics_open(mt_metrics_log *log, const char *path, char *err);
-/* One record. accuracy < 0 is written as null (no accuracy for this loss). */
+/* One record. accuracy < 0 is written as null (no accuracy for this loss).
+ * extra (may be NULL) is appended inside the object: ",\"key\":value...",
+ * as mt_json_append builds it. */
 void mt_metrics_write(mt_metrics_log *log, const char *split, size_t epoch,
                       size_t step, double loss, double accuracy,
-                      double samples_per_s, double lr, double wall_s);
+                      double samples_per_s, double lr, double wall_s,
+                      const char *extra);
+/* Appends ,"key":v to buf (null for NaN or Inf, which JSON lacks). */
+void mt_json_append(char *buf, size_t len, const char *key, double v);
 void mt_metrics_flush(mt_metrics_log *log);
 void mt_metrics_close(mt_metrics_log *log);
 

@@ -27,9 +27,21 @@ static void num(FILE *fp, const char *key, double v, int last)
         fprintf(fp, "\"%s\":null%s", key, last ? "" : ",");
 }
 
+void mt_json_append(char *buf, size_t len, const char *key, double v)
+{
+    size_t used = strlen(buf);
+    if (used >= len)
+        return;
+    if (isfinite(v))
+        snprintf(buf + used, len - used, ",\"%s\":%.9g", key, v);
+    else
+        snprintf(buf + used, len - used, ",\"%s\":null", key);
+}
+
 void mt_metrics_write(mt_metrics_log *log, const char *split, size_t epoch,
                       size_t step, double loss, double accuracy,
-                      double samples_per_s, double lr, double wall_s)
+                      double samples_per_s, double lr, double wall_s,
+                      const char *extra)
 {
     if (!log->fp)
         return;
@@ -40,7 +52,7 @@ void mt_metrics_write(mt_metrics_log *log, const char *split, size_t epoch,
     num(log->fp, "samples_per_s", samples_per_s, 0);
     num(log->fp, "lr", lr, 0);
     num(log->fp, "wall_s", wall_s, 1);
-    fprintf(log->fp, "}\n");
+    fprintf(log->fp, "%s}\n", extra ? extra : "");
     fflush(log->fp);
 }
 

@@ -10,6 +10,7 @@
 #include "mpitrain/core.h"
 #include "mpitrain/dist.h"
 #include "mpitrain/io.h"
+#include "mpitrain/metrics.h"
 #include "mpitrain/optim.h"
 #include "mpitrain/schedule.h"
 #include "mpitrain/sync.h"
@@ -229,17 +230,43 @@ static double acc_of(const double sums[3], size_t n)
     return (sums[2] > 0 || n == 0) ? -1.0 : sums[1] / (double)n;
 }
 
+/* The metrics beyond loss and accuracy, for the metrics log. */
+static void detail_json(const mt_eval_detail *d, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    if (d->basic.accuracy >= 0)
+        mt_json_append(buf, len, "error_rate", 1.0 - d->basic.accuracy);
+    mt_json_append(buf, len, "perplexity", d->perplexity);
+    mt_report r = {0};
+    if (d->cm && d->basic.accuracy >= 0 &&
+        mt_report_from_confusion(d->cm, d->K, &r) == MT_OK) {
+        mt_json_append(buf, len, "macro_precision", r.macro.precision);
+        mt_json_append(buf, len, "macro_recall", r.macro.recall);
+        mt_json_append(buf, len, "macro_f1", r.macro.f1);
+        mt_json_append(buf, len, "roc_auc", d->auc);
+    }
+    mt_report_free(&r);
+    if (isfinite(d->mse)) {
+        mt_json_append(buf, len, "mae", d->mae);
+        mt_json_append(buf, len, "r2", d->r2);
+    }
+}
+
 static void report_epoch(trainer *t, size_t epoch, uint64_t step,
                          const double sums[3], size_t n, double secs,
-                         const mt_eval_result *val)
+                         const mt_eval_detail *vd)
 {
+    const mt_eval_result *val = &vd->basic;
     double sps = secs > 0 ? (double)n / secs : 0.0;
     double wall = MPI_Wtime() - t->t0, lr = t->lr;
     mt_metrics_write(&t->log, "train", epoch, step, sums[0] / (double)n,
-                     acc_of(sums, n), sps, lr, wall);
-    if (val->n)
+                     acc_of(sums, n), sps, lr, wall, NULL);
+    if (val->n) {
+        char extra[512];
+        detail_json(vd, extra, sizeof extra);
         mt_metrics_write(&t->log, "val", epoch, step, val->loss,
-                         val->accuracy, 0, lr, wall);
+                         val->accuracy, 0, lr, wall, extra);
+    }
     if (t->rank != 0)
         return;
     mt_progress_end(&t->progress);
@@ -334,20 +361,22 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
     t->train_secs += secs;
     if (rc || *stop)
         return rc;
-    mt_eval_result val = {0};
+    mt_eval_detail vd = {0};
+    const mt_eval_result *val = &vd.basic;
     if (t->n_val)
-        rc = mt_evaluate(&t->model, &t->val, t->comm, (mt_loss_kind)c->loss,
-                         &val, err);
+        rc = mt_evaluate_detail(&t->model, &t->val, t->comm,
+                                (mt_loss_kind)c->loss, &vd, err);
     if (rc == MT_OK && t->ep_seen)
         report_epoch(t, epoch + 1, t->step, t->ep_sums, t->ep_seen, secs,
-                     &val);
+                     &vd);
     if (rc == MT_OK)
-        rc = mt__after_epoch(t, epoch, &val, err);
+        rc = mt__after_epoch(t, epoch, val, err);
     if (rc == MT_OK) {
         t->early_stopped =
-            mt__es_after_epoch(t, epoch, t->ep_sums, t->ep_seen, &val);
-        mt__plateau_after_epoch(t, t->ep_sums, t->ep_seen, &val);
+            mt__es_after_epoch(t, epoch, t->ep_sums, t->ep_seen, val);
+        mt__plateau_after_epoch(t, t->ep_sums, t->ep_seen, val);
     }
+    mt_eval_detail_free(&vd);
     return rc;
 }
 
@@ -358,15 +387,21 @@ static int finish(trainer *t, uint64_t step, mt_train_result *res, char *err)
     if (t->n_val)
         rc = mt_evaluate(&t->model, &t->val, t->comm, (mt_loss_kind)c->loss,
                          &res->val, err);
+    mt_eval_detail td = {0};
     if (rc == MT_OK && c->test[0])
-        rc = mt_evaluate(&t->model, &t->test, t->comm, (mt_loss_kind)c->loss,
-                         &res->test, err);
+        rc = mt_evaluate_detail(&t->model, &t->test, t->comm,
+                                (mt_loss_kind)c->loss, &td, err);
+    res->test = td.basic;
+    char extra[512] = "";
+    if (rc == MT_OK && c->test[0])
+        detail_json(&td, extra, sizeof extra);
+    mt_eval_detail_free(&td);
     if (rc)
         return rc;
     if (t->rank == 0 && res->test.n) {
         mt_metrics_write(&t->log, "test", c->epochs, step, res->test.loss,
-                         res->test.accuracy, 0, t->lr,
-                         MPI_Wtime() - t->t0);
+                         res->test.accuracy, 0, t->lr, MPI_Wtime() - t->t0,
+                         extra);
         printf("test loss %.4f", res->test.loss);
         if (res->test.accuracy >= 0)
             printf("  test accuracy %.4f", res->test.accuracy);
