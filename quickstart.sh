@@ -13,7 +13,8 @@ top=$(pwd)
 
 packages=(build-essential autoconf automake libtool pkg-config
     libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-openmpi-dev
-    hdf5-tools libcmocka-dev libinih-dev zlib1g-dev valgrind python3-h5py
+    hdf5-tools libcmocka-dev libinih-dev libjansson-dev zlib1g-dev valgrind
+    python3-h5py gnuplot-nox
     dataset-fashion-mnist)
 
 install_packages() {

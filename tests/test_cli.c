@@ -153,6 +153,16 @@ static void test_train_eval_predict(void **s)
     if (atof(acc + 11) <= 0.9)
         fail_msg("accuracy too low: %s", out);
 
+    /* The run's curves, drawn by gnuplot (if it is there). */
+    if (run("command -v gnuplot") == 0) {
+        assert_int_equal(run("%s plot run", bin), 0);
+        expect_output("wrote run/metrics.svg (20 epochs)");
+        assert_int_equal(run("grep -c '<svg' run/metrics.svg"), 0);
+        assert_int_equal(run("wc -l < run/metrics.dat"), 0);
+        assert_int_equal(atoi(out), 20);
+    }
+    assert_int_equal(run("%s plot nowhere", bin), 1);
+    expect_output("nowhere/metrics");
     assert_int_equal(run("%s predict good.ini --weights run/weights.h5 "
                          "--input d.h5 --output p.csv",
                          bin),

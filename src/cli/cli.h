@@ -23,6 +23,7 @@ int mt_cli_eval(int argc, char **argv);    /* also "predict" */
 int mt_cli_predict(int argc, char **argv);
 int mt_cli_convert(int argc, char **argv);
 int mt_cli_inspect(int argc, char **argv);
+int mt_cli_plot(int argc, char **argv);
 
 /* Options shared by train/eval/predict: CONFIG, --set k=v (repeatable)
  * and the subcommand's own options. */

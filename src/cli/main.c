@@ -16,6 +16,7 @@ static const char usage[] =
     "  predict CONFIG    write predictions for a data file\n"
     "  convert ...       turn IDX (MNIST format) files into HDF5\n"
     "  inspect FILE      check and describe a checkpoint\n"
+    "  plot RUN_DIR      loss and accuracy per epoch as SVG (gnuplot)\n"
     "\n"
     "options: --version, --help; COMMAND --help for a command's options.\n"
     "See mpitrain(1) and the README.\n";
@@ -32,6 +33,7 @@ static const struct {
     {"predict", mt_cli_predict, 1},
     {"convert", mt_cli_convert, 0},
     {"inspect", mt_cli_inspect, 0},
+    {"plot", mt_cli_plot, 0},
 };
 
 int main(int argc, char **argv)
