@@ -432,6 +432,20 @@ static void test_fashion_mnist_lenet(void **s)
     tail = strstr(out, "\"roc_auc\"");
     assert_non_null(tail);
     assert_string_equal(one, tail);
+    /* Permutation importance: 7 x 7 blocks of 4 x 4 pixels, one CSV row
+     * each; shuffling every pixel block costs accuracy somewhere. */
+    assert_int_equal(run("%s explain %s/examples/lenet5-fashion.ini "
+                         "--weights fm/run/weights.h5 --data fm/t10k.h5 "
+                         "--samples 300 --output fm/explain",
+                         bin, src ? src : ".."),
+                     0);
+    expect_output("baseline accuracy");
+    assert_int_equal(run("wc -l < fm/explain/importance.csv"), 0);
+    assert_int_equal(atoi(out), 50);
+    assert_int_equal(run("sort -t, -k4 -g fm/explain/importance.csv | "
+                         "tail -1 | cut -d, -f4"),
+                     0);
+    assert_true(atof(out) > 0.0);
     /* PyTorch (if Debian's python3-torch is installed) loads the same
      * weights with the documented example and gets the same accuracy. */
     if (run("/usr/bin/python3 -c 'import torch, h5py'") != 0) {

@@ -87,6 +87,19 @@ int mt_evaluate_detail(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
                        mt_loss_kind loss, mt_eval_detail *d, char *err);
 void mt_eval_detail_free(mt_eval_detail *d);
 
+/* Permutation importance (Breiman; scikit-learn's permutation_importance
+ * with accuracy as the score): for each group of input features, the
+ * accuracy lost when that group's values are shuffled across the first n
+ * samples of ds (ds needs int labels). Groups are g x g pixel blocks
+ * (all channels) for images, runs of g features for flat inputs;
+ * *n_groups and the grid (*rows x *cols, for a heat map) are set, and
+ * importance (malloc'd, *n_groups values) is returned in *out. Local:
+ * one process computes it. */
+int mt_permutation_importance(mt_model *m, const mt_dataset *ds, size_t n,
+                              size_t g, uint64_t seed, double **out,
+                              size_t *n_groups, size_t *rows, size_t *cols,
+                              double *baseline, char *err);
+
 /* Correct predictions among B outputs (argmax for several outputs, the
  * sign of the logit for one), or -1 when the loss has no accuracy. */
 long mt_count_correct(mt_loss_kind loss, const float *out,

@@ -24,6 +24,7 @@ int mt_cli_predict(int argc, char **argv);
 int mt_cli_convert(int argc, char **argv);
 int mt_cli_inspect(int argc, char **argv);
 int mt_cli_plot(int argc, char **argv);
+int mt_cli_explain(int argc, char **argv);
 
 /* Options shared by train/eval/predict: CONFIG, --set k=v (repeatable)
  * and the subcommand's own options. */
@@ -34,6 +35,7 @@ typedef struct mt_cli_args {
     const char *weights, *input, *output, *data, *resume;
     int json;
     unsigned long long stop_after;
+    unsigned long long samples, group; /* explain */
 } mt_cli_args;
 
 /* Parses argv; prints usage and returns MT_EXIT_USAGE on a bad option,

@@ -60,13 +60,13 @@ static int open_session(session *s, const mt_cli_args *a, const char *data,
                   a->config);
         rc = MT_EINVAL;
     }
-    /* eval splits the file over the ranks; predict runs on rank 0 and
-     * reads it whole. */
+    /* eval splits the file over the ranks; predict and explain run on
+     * rank 0 and read it whole. */
     if (rc == MT_OK && need_y)
         rc = mt_dataset_load_share(&s->data, data ? data : s->cfg.test,
                                    s->rank, size, 0, s->err);
     else if (rc == MT_OK)
-        rc = mt_dataset_load(&s->data, data, s->err);
+        rc = mt_dataset_load(&s->data, data ? data : s->cfg.test, s->err);
     if (rc == MT_OK)
         rc = mt_model_from_config(&s->cfg, s->data.shape, s->cfg.batch,
                                   &s->model, s->err);
@@ -323,6 +323,106 @@ int mt_cli_predict(int argc, char **argv)
     int rc = open_session(&s, &a, a.input, 0);
     if (rc == MT_OK)
         rc = mt_dist_agree(MPI_COMM_WORLD, predict_all(&s, a.output), s.err);
+    int exit_st = rc ? mt_cli_fail(s.rank, rc, s.err) : MT_EXIT_OK;
+    session_free(&s);
+    mt_cli_args_free(&a);
+    return exit_st;
+}
+
+static const char explain_usage[] =
+    "usage: mpitrain explain CONFIG --weights FILE [--data FILE]\n"
+    "                        [--samples N] [--group G] [--output DIR]\n"
+    "\n"
+    "Permutation importance: for each group of input features (G x G pixel\n"
+    "blocks of an image, default 4; runs of G features of a flat input,\n"
+    "default 1), the accuracy lost when the group is shuffled across the\n"
+    "first N samples (default 2000) of [data] test or --data. Writes\n"
+    "DIR/importance.csv and, for images, a heat map DIR/importance.svg\n"
+    "(gnuplot); DIR defaults to [run] dir. Computed by rank 0.\n";
+
+/* CSV of the importances and, for images, a gnuplot heat map. */
+static int write_importance(const char *dir, const double *imp, size_t rows,
+                            size_t cols, int image, char *err)
+{
+    char csv[4096], svg[4096];
+    snprintf(csv, sizeof csv, "%s/importance.csv", dir);
+    snprintf(svg, sizeof svg, "%s/importance.svg", dir);
+    FILE *f = fopen(csv, "w");
+    if (!f) {
+        mt_seterr(err, "%s: cannot write", csv);
+        return MT_EIO;
+    }
+    fprintf(f, "group,row,col,accuracy_drop\n");
+    for (size_t i = 0; i < rows * cols; i++)
+        fprintf(f, "%zu,%zu,%zu,%.6f\n", i, i / cols, i % cols, imp[i]);
+    fclose(f);
+    printf("wrote %s\n", csv);
+    if (!image)
+        return MT_OK;
+    FILE *gp = popen("gnuplot 2>/dev/null", "w");
+    if (!gp)
+        return MT_OK;
+    fprintf(gp, "set terminal svg size 520,480\nset output '%s'\n"
+                "set title 'accuracy drop when a block is shuffled'\n"
+                "set yrange [] reverse\nset size ratio -1\n"
+                "set palette defined (0 'white', 1 'red')\n"
+                "plot '-' matrix with image notitle\n",
+            svg);
+    for (size_t r = 0; r < rows; r++) {
+        for (size_t c = 0; c < cols; c++)
+            fprintf(gp, "%g ", imp[r * cols + c]);
+        fputc('\n', gp);
+    }
+    fprintf(gp, "e\n");
+    if (pclose(gp) == 0)
+        printf("wrote %s\n", svg);
+    return MT_OK;
+}
+
+int mt_cli_explain(int argc, char **argv)
+{
+    mt_cli_args a;
+    int st = mt_cli_parse(argc, argv, explain_usage,
+                          "weights,data,output,samples,group", &a);
+    if (st == 0 && !a.weights) {
+        fprintf(stderr, "mpitrain explain: --weights FILE is required\n");
+        st = MT_EXIT_USAGE;
+    }
+    if (st)
+        return mt_cli_args_free(&a), st < 0 ? MT_EXIT_OK : st;
+    session s;
+    int rc = open_session(&s, &a, a.data, 0);
+    if (rc == MT_OK && s.rank == 0) {
+        int image = s.data.shape.h > 1 || s.data.shape.w > 1;
+        size_t g = a.group ? a.group : image ? 4 : 1, rows, cols, ng;
+        double *imp = NULL, base = 0.0;
+        const char *dir = a.output ? a.output : s.cfg.dir;
+        rc = mt_permutation_importance(&s.model, &s.data,
+                                       a.samples ? a.samples : 2000, g,
+                                       s.cfg.seed, &imp, &ng, &rows, &cols,
+                                       &base, s.err);
+        if (rc == MT_OK)
+            rc = mt_mkdirs(dir, s.err);
+        if (rc == MT_OK) {
+            printf("baseline accuracy %.4f; most important groups:\n",
+                   base);
+            for (int top = 0; top < 5 && top < (int)ng; top++) {
+                size_t best = 0;
+                for (size_t i = 1; i < ng; i++)
+                    if (imp[i] > imp[best])
+                        best = i;
+                printf("  group %zu (row %zu, col %zu): accuracy -%.4f\n",
+                       best, best / cols, best % cols, imp[best]);
+                imp[best] = -imp[best] - 2.0; /* mark, restored below */
+            }
+            for (size_t i = 0; i < ng; i++)
+                if (imp[i] < -1.0)
+                    imp[i] = -(imp[i] + 2.0);
+            rc = write_importance(dir, imp, rows, cols, image, s.err);
+        }
+        free(imp);
+    }
+    rc = mt_dist_agree(MPI_COMM_WORLD, rc, s.err);
     int exit_st = rc ? mt_cli_fail(s.rank, rc, s.err) : MT_EXIT_OK;
     session_free(&s);
     mt_cli_args_free(&a);

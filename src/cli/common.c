@@ -29,6 +29,8 @@ int mt_cli_parse(int argc, char **argv, const char *usage,
         {"json", no_argument, 0, 'j'},
         {"resume", required_argument, 0, 'r'},
         {"stop-after", required_argument, 0, 'S'},
+        {"samples", required_argument, 0, 'n'},
+        {"group", required_argument, 0, 'g'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
@@ -60,6 +62,8 @@ int mt_cli_parse(int argc, char **argv, const char *usage,
         case 'j': a->json = 1; break;
         case 'r': a->resume = optarg; break;
         case 'S': a->stop_after = strtoull(optarg, NULL, 10); break;
+        case 'n': a->samples = strtoull(optarg, NULL, 10); break;
+        case 'g': a->group = strtoull(optarg, NULL, 10); break;
         }
     }
     if (optind != argc - 1) {

@@ -14,6 +14,7 @@ static const char usage[] =
     "  train CONFIG      train a model (under mpirun for several ranks)\n"
     "  eval CONFIG       evaluate weights on a labelled data file\n"
     "  predict CONFIG    write predictions for a data file\n"
+    "  explain CONFIG    permutation importance of input features\n"
     "  convert ...       turn IDX (MNIST format) files into HDF5\n"
     "  inspect FILE      check and describe a checkpoint\n"
     "  plot RUN_DIR      loss and accuracy per epoch as SVG (gnuplot)\n"
@@ -31,6 +32,7 @@ static const struct {
     {"train", mt_cli_train, 1},
     {"eval", mt_cli_eval, 1},
     {"predict", mt_cli_predict, 1},
+    {"explain", mt_cli_explain, 1},
     {"convert", mt_cli_convert, 0},
     {"inspect", mt_cli_inspect, 0},
     {"plot", mt_cli_plot, 0},
