@@ -209,6 +209,36 @@ static void test_non_finite_input(void **s)
     expect_load_error(in_dir("nan.h5"), "/x sample 2, element 0 is NaN");
 }
 
+static void test_augmentation(void **s)
+{
+    /* 1 x 3 x 3: 1 2 3 / 4 5 6 / 7 8 9 */
+    float x[9], tmp[9];
+    mt_shape sh = {1, 3, 3};
+    for (int i = 0; i < 9; i++)
+        x[i] = (float)(i + 1);
+    mt_augment_image(x, sh, 1, 0, 0, tmp); /* right by one */
+    const float right[9] = {0, 1, 2, 0, 4, 5, 0, 7, 8};
+    assert_memory_equal(x, right, sizeof x);
+    for (int i = 0; i < 9; i++)
+        x[i] = (float)(i + 1);
+    mt_augment_image(x, sh, 0, -1, 1, tmp); /* up by one, mirrored */
+    const float up_flip[9] = {6, 5, 4, 9, 8, 7, 0, 0, 0};
+    assert_memory_equal(x, up_flip, sizeof x);
+    int seen_flip = 0, seen_shift[5] = {0};
+    for (uint64_t row = 0; row < 200; row++) {
+        int dx, dy, f, dx2, dy2, f2;
+        mt_augment_draw(7, 3, row, 2, 1, &dx, &dy, &f);
+        mt_augment_draw(7, 3, row, 2, 1, &dx2, &dy2, &f2);
+        assert_true(dx == dx2 && dy == dy2 && f == f2); /* a pure function */
+        assert_true(dx >= -2 && dx <= 2 && dy >= -2 && dy <= 2);
+        seen_shift[dx + 2]++;
+        seen_flip += f;
+    }
+    for (int i = 0; i < 5; i++)
+        assert_true(seen_shift[i] > 10);
+    assert_true(seen_flip > 60 && seen_flip < 140);
+}
+
 static void test_bad_idx(void **s)
 {
     uint8_t pix[N * H * W], lab[N];
@@ -245,6 +275,7 @@ int main(void)
         cmocka_unit_test(test_no_x),
         cmocka_unit_test(test_labels_out_of_range),
         cmocka_unit_test(test_non_finite_input),
+        cmocka_unit_test(test_augmentation),
         cmocka_unit_test(test_bad_idx),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

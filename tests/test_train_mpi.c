@@ -184,6 +184,9 @@ static void test_data_parallel_equals_single_rank(void **s)
      * weights, hence the same run, on any rank count. */
     const char *const weighted[] = {"train.class_weights=auto", NULL};
     expect_same_as_single_rank(weighted, 1e-4);
+    /* Augmentation is keyed by file row: the same on any rank count. */
+    const char *const augmented[] = {"data.shift=1", "data.flip=true", NULL};
+    expect_same_as_single_rank(augmented, 1e-4);
 }
 
 /* Two micro-batches of 5 make the same steps as batches of 10. */

@@ -57,6 +57,8 @@ typedef struct mt_config {
     char train[MT_PATH_LEN], test[MT_PATH_LEN];
     double validation; /* fraction of train held out */
     size_t limit;      /* use only the first `limit` training samples */
+    size_t shift;      /* augmentation: random shifts up to this, pixels */
+    int flip;          /* augmentation: random horizontal flips */
     /* [train] */
     size_t epochs, batch, log_every, max_steps;
     size_t accumulate; /* micro-batches of `batch` per optimizer step */

@@ -69,6 +69,18 @@ void mt_dataset_gather(const mt_dataset *ds, const size_t *idx, size_t B,
 int mt_dataset_check(const mt_dataset *ds, mt_shape in, size_t K,
                      mt_loss_kind loss, int need_y, char *err);
 
+/* Augmentation of one image sample x (C, H, W), in place: shifted by
+ * (dx, dy) pixels with zeros coming in (a random crop of the image padded
+ * by |shift|), then mirrored left-right if flip. tmp holds C H W floats. */
+void mt_augment_image(float *x, mt_shape s, int dx, int dy, int flip,
+                      float *tmp);
+/* The augmentation of file row `row` in `epoch`: shifts in [-max_shift,
+ * max_shift] and a flip (if allowed) drawn from the counter RNG keyed by
+ * (seed, epoch, row), so a sample is augmented alike on any rank count. */
+void mt_augment_draw(uint64_t seed, uint64_t epoch, uint64_t row,
+                     int max_shift, int allow_flip, int *dx, int *dy,
+                     int *flip);
+
 /* Converts IDX images + labels (gzipped or not) into a dataset file at
  * `out`, written as out.partial and renamed when complete. class_names is
  * a comma-separated list or NULL. */

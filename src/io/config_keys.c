@@ -39,6 +39,8 @@ const mt__key_def mt__config_keys[] = {
     DATA("test", T_PATH, test, 0, 0),
     DATA("validation", T_DOUBLE, validation, 0, 0.99),
     DATA("limit", T_SIZE, limit, 0, 1e15),
+    DATA("shift", T_SIZE, shift, 0, 64),
+    DATA("flip", T_BOOL, flip, 0, 1),
     TRAIN("epochs", T_SIZE, epochs, 1, 1e9, NULL),
     TRAIN("batch", T_SIZE, batch, 1, 1e7, NULL),
     TRAIN("log_every", T_SIZE, log_every, 1, 1e9, NULL),

@@ -40,6 +40,8 @@ typedef struct trainer {
     size_t *epoch_perm; /* (n_train): this epoch's order of train samples */
     size_t *need;       /* (n_train): file rows this rank needs this epoch */
     size_t cursor;      /* next unused sample of `epoch` */
+    size_t epoch_now;   /* the epoch being trained (augmentation key) */
+    float *aug_tmp;     /* (sample size) scratch for augmentation */
     size_t *batch_idx;  /* (max_batch): indices into `epoch` */
     float *class_w;      /* ([train] class_weights) per class, or NULL */
     /* Early stopping ([train] monitor) */

@@ -21,6 +21,24 @@ void mt__batch_slice(const trainer *t, size_t G, size_t *lo, size_t *hi)
     *hi = ghi * m < G ? ghi * m : G;
 }
 
+/* [data] shift / flip: each sample of the batch just gathered, keyed by
+ * its file row (t->need follows the epoch's samples in order). */
+static void augment(trainer *t, size_t B)
+{
+    const mt_config *c = t->cfg;
+    if (!c->shift && !c->flip)
+        return;
+    mt_shape s = t->epoch.shape;
+    size_t S = mt_shape_size(s), first = t->cursor - B;
+    for (size_t i = 0; i < B; i++) {
+        int dx, dy, flip;
+        mt_augment_draw(c->seed, t->epoch_now, t->need[first + i],
+                        (int)c->shift, c->flip, &dx, &dy, &flip);
+        mt_augment_image(t->model.act[0] + i * S, s, dx, dy, flip,
+                         t->aug_tmp);
+    }
+}
+
 /* Forward and loss on the next B samples of the epoch, the first being
  * global position `pos`; the loss gradient is left for backward. sums
  * gets the loss sum, correct count and "no accuracy" flag. */
@@ -32,6 +50,7 @@ static void forward_loss(trainer *t, uint64_t step, size_t pos, size_t B,
         t->batch_idx[i] = t->cursor++;
     mt_dataset_gather(&t->epoch, t->batch_idx, B, t->model.act[0],
                       t->labels, t->targets, K);
+    augment(t, B);
     mt_step_ctx ctx = {.train = 1, .seed = t->cfg->seed, .step = step,
                        .sample0 = pos};
     const float *out = mt_model_forward(&t->model, &ctx, B);

@@ -34,6 +34,7 @@ static void trainer_free(trainer *t)
     mt_free(t->class_w);
     mt_free(t->es_params);
     mt_free(t->es_state);
+    mt_free(t->aug_tmp);
     mt_free(t->group_sums);
     mt_free(t->labels);
     mt_free(t->targets);
@@ -128,10 +129,18 @@ static int build(trainer *t, char *err)
             return MT_ENOMEM;
         }
     }
+    if ((c->shift || c->flip) && t->shard.shape.h <= 1 &&
+        t->shard.shape.w <= 1) {
+        mt_seterr(err, "%s: [data] shift and flip need image samples "
+                       "(C, H, W); %s holds flat features",
+                  c->path, c->train);
+        return MT_EINVAL;
+    }
+    t->aug_tmp = mt_calloc(mt_shape_size(t->shard.shape), sizeof(float));
     t->batch_idx = mt_calloc(max_batch, sizeof(size_t));
     t->labels = mt_calloc(max_batch, sizeof(int32_t));
     t->targets = mt_calloc(max_batch * t->K, sizeof(float));
-    if (!t->batch_idx || !t->labels || !t->targets) {
+    if (!t->batch_idx || !t->labels || !t->targets || !t->aug_tmp) {
         mt_seterr(err, "out of memory for batch buffers");
         return MT_ENOMEM;
     }
@@ -325,6 +334,7 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
         t->ep_seen = 0;
     }
     t->resume_pos = 0;
+    t->epoch_now = epoch;
     int rc = prepare_epoch(t, epoch, first * span, err);
     double window[3] = {0, 0, 0}, t_start = MPI_Wtime(), t_window = t_start;
     size_t wseen = 0;
