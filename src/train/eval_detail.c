@@ -9,6 +9,7 @@
 #include "mpitrain/loss.h"
 #include "mpitrain/metrics.h"
 #include "mpitrain/train.h"
+#include "train/internal.h"
 
 void mt_eval_detail_free(mt_eval_detail *d) { mt_free(d->cm); }
 
@@ -36,25 +37,27 @@ static void to_probs(const float *out, float *p, size_t B, size_t K,
 }
 
 typedef struct chunk_ctx {
+    mt__eval_sums sums; /* loss and accuracy, from the same pass */
     mt_eval_detail *d;
-    mt_loss_kind loss;
     size_t Ko;       /* model outputs */
     float *scores;   /* (local n, Ko): probabilities, for the AUC */
     double *reg;     /* (5 Ko) regression sums, or NULL */
 } chunk_ctx;
 
-/* Per chunk: scores kept, confusion counts, regression sums. */
+/* Per chunk: loss and accuracy sums, scores kept, confusion counts,
+ * regression sums: one forward pass for all of eval's metrics. */
 static void take_chunk(void *user, const float *out, const int32_t *labels,
                        const float *targets, size_t b, size_t first)
 {
     chunk_ctx *c = user;
     size_t Ko = c->Ko, K = c->d->K;
+    mt__eval_sums_add(&c->sums, out, labels, targets, b);
     if (c->reg)
         mt_regression_add(out, targets, b, Ko, c->reg);
     if (!labels)
         return;
     float *q = c->scores + first * Ko;
-    to_probs(out, q, b, Ko, c->loss);
+    to_probs(out, q, b, Ko, c->sums.loss);
     for (size_t k = 0; k < b; k++, q += Ko) {
         size_t pred = 0;
         if (Ko == 1)
@@ -124,27 +127,26 @@ int mt_evaluate_detail(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
     memset(d, 0, sizeof *d);
     d->auc = d->top5 = d->perplexity = NAN;
     d->mse = d->mae = d->r2 = NAN;
-    int rc = mt_evaluate(m, ds, comm, loss, &d->basic, err);
-    if (rc)
-        return rc;
     size_t Ko = mt_shape_size(mt_model_out(m));
     d->K = Ko == 1 ? 2 : Ko;
-    if (loss == MT_LOSS_SOFTMAX_CE)
-        d->perplexity = exp(d->basic.loss);
     /* Any loss with int labels has classes: predictions are the argmax
      * (or, for one output, a probability above 0.5). Every rank sees the
      * same: it depends on the file's /y and the config only. */
     int classes = ds->labels != NULL, regression = loss == MT_LOSS_MSE;
-    chunk_ctx c = {d, loss, Ko, NULL, NULL};
+    chunk_ctx c = {{loss, Ko, {0, 0, 0, 1}}, d, Ko, NULL, NULL};
     d->cm = mt_calloc(d->K * d->K, sizeof *d->cm);
     c.scores = mt_calloc(ds->n * Ko, sizeof *c.scores);
     c.reg = regression ? mt_calloc(5 * Ko, sizeof *c.reg) : NULL;
-    rc = d->cm && c.scores && (!regression || c.reg) ? MT_OK : MT_ENOMEM;
+    int rc = d->cm && c.scores && (!regression || c.reg) ? MT_OK : MT_ENOMEM;
     if (rc == MT_OK)
         rc = mt_forward_chunks(m, ds, take_chunk, &c);
     if (rc)
         mt_seterr(err, "evaluate: out of memory for scores");
     rc = mt_dist_agree(comm, rc, err);
+    if (rc == MT_OK)
+        rc = mt__eval_sums_reduce(comm, &c.sums, &d->basic, err);
+    if (rc == MT_OK && loss == MT_LOSS_SOFTMAX_CE)
+        d->perplexity = exp(d->basic.loss);
     if (rc == MT_OK && regression) {
         MPI_Allreduce(MPI_IN_PLACE, c.reg, (int)(5 * Ko), MPI_DOUBLE,
                       MPI_SUM, comm);

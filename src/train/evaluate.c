@@ -5,6 +5,7 @@
 #include "mpitrain/dist.h"
 #include "mpitrain/loss.h"
 #include "mpitrain/train.h"
+#include "train/internal.h"
 
 int mt_model_from_config(const mt_config *cfg, mt_shape in, size_t max_batch,
                          mt_model *m, char *err)
@@ -76,17 +77,10 @@ int mt_forward_chunks(mt_model *m, const mt_dataset *ds, mt_chunk_fn fn,
     return rc;
 }
 
-typedef struct eval_sums {
-    mt_loss_kind loss;
-    size_t K;
-    /* [0] loss, [1] correct, [2] samples, [3] 1 while accuracy exists */
-    double v[4];
-} eval_sums;
-
-static void add_chunk(void *user, const float *out, const int32_t *labels,
-                      const float *targets, size_t b, size_t first)
+void mt__eval_sums_add(mt__eval_sums *e, const float *out,
+                       const int32_t *labels, const float *targets,
+                       size_t b)
 {
-    eval_sums *e = user;
     e->v[0] += mt_loss_compute(e->loss, out, labels, targets, b, e->K, 1.0f,
                                NULL);
     long c = mt_count_correct(e->loss, out, labels, targets, b, e->K);
@@ -97,22 +91,33 @@ static void add_chunk(void *user, const float *out, const int32_t *labels,
     e->v[2] += (double)b;
 }
 
-int mt_evaluate(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
-                mt_loss_kind loss, mt_eval_result *r, char *err)
+int mt__eval_sums_reduce(MPI_Comm comm, mt__eval_sums *e, mt_eval_result *r,
+                         char *err)
 {
     int size;
     MPI_Comm_size(comm, &size);
-    eval_sums e = {loss, mt_shape_size(mt_model_out(m)), {0, 0, 0, 1}};
+    int rc = mt_dist_allreduce_sum_d(comm, e->v, 4, err);
+    if (rc)
+        return rc;
+    r->n = (size_t)e->v[2];
+    r->loss = r->n ? e->v[0] / e->v[2] : 0.0;
+    r->accuracy = (e->v[3] == size && r->n) ? e->v[1] / e->v[2] : -1.0;
+    return MT_OK;
+}
+
+static void add_chunk(void *user, const float *out, const int32_t *labels,
+                      const float *targets, size_t b, size_t first)
+{
+    mt__eval_sums_add(user, out, labels, targets, b);
+}
+
+int mt_evaluate(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
+                mt_loss_kind loss, mt_eval_result *r, char *err)
+{
+    mt__eval_sums e = {loss, mt_shape_size(mt_model_out(m)), {0, 0, 0, 1}};
     int rc = mt_forward_chunks(m, ds, add_chunk, &e);
     if (rc)
         mt_seterr(err, "evaluate: out of memory");
     rc = mt_dist_agree(comm, rc, err);
-    if (rc == MT_OK)
-        rc = mt_dist_allreduce_sum_d(comm, e.v, 4, err);
-    if (rc)
-        return rc;
-    r->n = (size_t)e.v[2];
-    r->loss = r->n ? e.v[0] / e.v[2] : 0.0;
-    r->accuracy = (e.v[3] == size && r->n) ? e.v[1] / e.v[2] : -1.0;
-    return MT_OK;
+    return rc ? rc : mt__eval_sums_reduce(comm, &e, r, err);
 }

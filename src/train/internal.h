@@ -78,6 +78,22 @@ typedef struct trainer {
     double t0;
 } trainer;
 
+/* Loss and accuracy sums of an evaluation, added chunk by chunk (one
+ * forward pass serves them and the detailed metrics), then reduced. */
+typedef struct mt__eval_sums {
+    mt_loss_kind loss;
+    size_t K;
+    /* [0] loss, [1] correct, [2] samples, [3] 1 while accuracy exists */
+    double v[4];
+} mt__eval_sums;
+
+void mt__eval_sums_add(mt__eval_sums *e, const float *out,
+                       const int32_t *labels, const float *targets,
+                       size_t b);
+/* Sums over the ranks into r. Collective; call after agreeing. */
+int mt__eval_sums_reduce(MPI_Comm comm, mt__eval_sums *e, mt_eval_result *r,
+                         char *err);
+
 /* Samples [*lo, *hi) of a global batch of G that this rank computes: an
  * even share, or in deterministic mode whole groups of [parallel] group
  * samples. */
