@@ -45,6 +45,27 @@ static void session_free(session *s)
     mt_config_free(&s->cfg);
 }
 
+/* Parses the options of eval, predict and explain, which all need
+ * --weights (predict also --input). Returns 1 to go on, or 0 when the
+ * command is done with exit status *st (after --help or a usage error);
+ * a is freed then. */
+static int parse_args(int argc, char **argv, const char *usage,
+                      const char *allowed, int need_input, mt_cli_args *a,
+                      int *st)
+{
+    *st = mt_cli_parse(argc, argv, usage, allowed, a);
+    if (*st == 0 && (!a->weights || (need_input && !a->input))) {
+        fprintf(stderr, "mpitrain %s: --weights FILE%s required\n", argv[0],
+                need_input ? " and --input FILE are" : " is");
+        *st = MT_EXIT_USAGE;
+    }
+    if (*st == 0)
+        return 1;
+    mt_cli_args_free(a);
+    *st = *st < 0 ? MT_EXIT_OK : *st;
+    return 0;
+}
+
 /* Config, data file (`data`, or [data] test when NULL) and weights; every
  * rank does the same and agrees. */
 static int open_session(session *s, const mt_cli_args *a, const char *data,
@@ -207,13 +228,9 @@ static void print_eval(const session *s, const mt_cli_args *a,
 int mt_cli_eval(int argc, char **argv)
 {
     mt_cli_args a;
-    int st = mt_cli_parse(argc, argv, eval_usage, "weights,json,data", &a);
-    if (st == 0 && !a.weights) {
-        fprintf(stderr, "mpitrain eval: --weights FILE is required\n");
-        st = MT_EXIT_USAGE;
-    }
-    if (st)
-        return mt_cli_args_free(&a), st < 0 ? MT_EXIT_OK : st;
+    int st;
+    if (!parse_args(argc, argv, eval_usage, "weights,json,data", 0, &a, &st))
+        return st;
     session s;
     int rc = open_session(&s, &a, a.data, 1);
     mt_eval_detail d = {0};
@@ -310,15 +327,10 @@ static int predict_all(session *s, const char *output)
 int mt_cli_predict(int argc, char **argv)
 {
     mt_cli_args a;
-    int st = mt_cli_parse(argc, argv, predict_usage, "weights,input,output",
-                          &a);
-    if (st == 0 && (!a.weights || !a.input)) {
-        fprintf(stderr, "mpitrain predict: --weights and --input are "
-                        "required\n");
-        st = MT_EXIT_USAGE;
-    }
-    if (st)
-        return mt_cli_args_free(&a), st < 0 ? MT_EXIT_OK : st;
+    int st;
+    if (!parse_args(argc, argv, predict_usage, "weights,input,output", 1,
+                    &a, &st))
+        return st;
     session s;
     int rc = open_session(&s, &a, a.input, 0);
     if (rc == MT_OK)
@@ -379,17 +391,29 @@ static int write_importance(const char *dir, const double *imp, size_t rows,
     return MT_OK;
 }
 
+/* The k groups that cost the most accuracy, largest first. */
+static void print_top(const double *imp, size_t n, size_t cols, size_t k)
+{
+    uint8_t *shown = mt_calloc(n, 1);
+    for (size_t top = 0; shown && top < k && top < n; top++) {
+        size_t best = n;
+        for (size_t i = 0; i < n; i++)
+            if (!shown[i] && (best == n || imp[i] > imp[best]))
+                best = i;
+        shown[best] = 1;
+        printf("  group %zu (row %zu, col %zu): accuracy -%.4f\n", best,
+               best / cols, best % cols, imp[best]);
+    }
+    free(shown);
+}
+
 int mt_cli_explain(int argc, char **argv)
 {
     mt_cli_args a;
-    int st = mt_cli_parse(argc, argv, explain_usage,
-                          "weights,data,output,samples,group", &a);
-    if (st == 0 && !a.weights) {
-        fprintf(stderr, "mpitrain explain: --weights FILE is required\n");
-        st = MT_EXIT_USAGE;
-    }
-    if (st)
-        return mt_cli_args_free(&a), st < 0 ? MT_EXIT_OK : st;
+    int st;
+    if (!parse_args(argc, argv, explain_usage,
+                    "weights,data,output,samples,group", 0, &a, &st))
+        return st;
     session s;
     int rc = open_session(&s, &a, a.data, 0);
     if (rc == MT_OK && s.rank == 0) {
@@ -406,18 +430,7 @@ int mt_cli_explain(int argc, char **argv)
         if (rc == MT_OK) {
             printf("baseline accuracy %.4f; most important groups:\n",
                    base);
-            for (int top = 0; top < 5 && top < (int)ng; top++) {
-                size_t best = 0;
-                for (size_t i = 1; i < ng; i++)
-                    if (imp[i] > imp[best])
-                        best = i;
-                printf("  group %zu (row %zu, col %zu): accuracy -%.4f\n",
-                       best, best / cols, best % cols, imp[best]);
-                imp[best] = -imp[best] - 2.0; /* mark, restored below */
-            }
-            for (size_t i = 0; i < ng; i++)
-                if (imp[i] < -1.0)
-                    imp[i] = -(imp[i] + 2.0);
+            print_top(imp, ng, cols, 5);
             rc = write_importance(dir, imp, rows, cols, image, s.err);
         }
         free(imp);
