@@ -7,27 +7,24 @@
 #include <string.h>
 
 #include "mpitrain/core.h"
+#include "mpitrain/dist.h"
 #include "train/internal.h"
 
 /* Label counts of the training split: each rank counts the rows it owns
- * that are not held out, then the counts are summed. */
-static int count_labels(trainer *t, size_t Kc, double *counts)
+ * that are not held out (val marks the held-out rows), then the counts
+ * are summed over the ranks. */
+static int count_labels(trainer *t, size_t Kc, const uint8_t *val,
+                        double *counts)
 {
-    size_t n = t->shard.total;
-    uint8_t *val = mt_calloc(n, 1);
-    if (!val)
-        return MT_ENOMEM;
-    for (size_t i = t->n_train; i < n; i++)
-        val[t->order[i]] = 1;
     for (size_t i = 0; i < t->shard.n; i++) {
         size_t row = t->shard.first + i, c = (size_t)t->shard.labels[i];
         if (!val[row] && c < Kc)
             counts[c] += 1.0;
     }
-    free(val);
-    MPI_Allreduce(MPI_IN_PLACE, counts, (int)Kc, MPI_DOUBLE, MPI_SUM,
-                  t->comm);
-    return MT_OK;
+    return MPI_Allreduce(MPI_IN_PLACE, counts, (int)Kc, MPI_DOUBLE, MPI_SUM,
+                         t->comm) == MPI_SUCCESS
+               ? MT_OK
+               : MT_EIO;
 }
 
 static int parse_list(const mt_config *c, const char *text, float *w,
@@ -73,13 +70,29 @@ int mt__class_weights(trainer *t, char *err)
                   c->path);
         return MT_EINVAL;
     }
+    int rc = MT_OK, automatic = strcmp(c->class_weights, "auto") == 0;
     t->class_w = mt_calloc(Kc, sizeof *t->class_w);
     if (!t->class_w)
-        return MT_ENOMEM;
-    if (strcmp(c->class_weights, "auto") != 0)
-        return parse_list(c, c->class_weights, t->class_w, Kc, err);
+        rc = MT_ENOMEM;
+    else if (!automatic)
+        rc = parse_list(c, c->class_weights, t->class_w, Kc, err);
+    if (!automatic)
+        return rc; /* local, and the same on every rank but for memory */
+    /* auto counts over the ranks: allocation failures are agreed on first,
+     * so that no rank waits alone in the sum. */
     double *counts = mt_calloc(Kc, sizeof *counts);
-    int rc = counts ? count_labels(t, Kc, counts) : MT_ENOMEM;
+    uint8_t *val = mt_calloc(t->shard.total, 1);
+    if (rc == MT_OK && (!counts || !val))
+        rc = MT_ENOMEM;
+    if (rc)
+        mt_seterr(err, "class weights: out of memory");
+    rc = mt_dist_agree(t->comm, rc, err);
+    if (rc == MT_OK) {
+        for (size_t i = t->n_train; i < t->shard.total; i++)
+            val[t->order[i]] = 1;
+        rc = count_labels(t, Kc, val, counts);
+    }
+    free(val);
     for (size_t k = 0; rc == MT_OK && k < Kc; k++)
         t->class_w[k] = counts[k] > 0.0
                             ? (float)((double)t->n_train /

@@ -70,24 +70,40 @@ static void take_chunk(void *user, const float *out, const int32_t *labels,
 }
 
 /* Rank 0 gathers every rank's scores and labels and computes the AUCs. */
+/* Rank 0's buffers must exist before the gathers: the others learn of a
+ * failed allocation through mt_dist_agree instead of sending into it. */
 static int gather_auc(MPI_Comm comm, const mt_dataset *ds, size_t Ko,
-                      const float *scores, mt_eval_detail *d)
+                      const float *scores, mt_eval_detail *d, char *err)
 {
     int rank, size;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
-    int n = (int)ds->n, *counts = NULL, *displ = NULL, total = 0;
+    int n = (int)ds->n, *counts = NULL, *displ = NULL, total = 0, rc;
+    float *all = NULL;
+    int32_t *lab = NULL;
     if (rank == 0) {
         counts = mt_calloc((size_t)size, sizeof *counts);
         displ = mt_calloc((size_t)size, sizeof *displ);
     }
+    rc = rank == 0 && (!counts || !displ) ? MT_ENOMEM : MT_OK;
+    if (rc)
+        mt_seterr(err, "evaluate: out of memory for the AUC");
+    if ((rc = mt_dist_agree(comm, rc, err)))
+        goto out;
     MPI_Gather(&n, 1, MPI_INT, counts, 1, MPI_INT, 0, comm);
     for (int q = 0; rank == 0 && q < size; q++) {
         displ[q] = total;
         total += counts[q];
     }
-    float *all = rank == 0 ? mt_calloc((size_t)total * Ko, sizeof *all) : 0;
-    int32_t *lab = rank == 0 ? mt_calloc((size_t)total, sizeof *lab) : 0;
+    if (rank == 0) {
+        all = mt_calloc((size_t)total * Ko, sizeof *all);
+        lab = mt_calloc((size_t)total, sizeof *lab);
+        rc = all && lab ? MT_OK : MT_ENOMEM;
+        if (rc)
+            mt_seterr(err, "evaluate: out of memory for %d scores", total);
+    }
+    if ((rc = mt_dist_agree(comm, rc, err)))
+        goto out;
     MPI_Gatherv(ds->labels, n, MPI_INT32_T, lab, counts, displ, MPI_INT32_T,
                 0, comm);
     for (int q = 0; rank == 0 && q < size; q++) {
@@ -114,11 +130,12 @@ static int gather_auc(MPI_Comm comm, const mt_dataset *ds, size_t Ko,
                                (double)(total ? total : 1)
                          : NAN;
     }
+out:
     free(all);
     free(lab);
     free(counts);
     free(displ);
-    return MT_OK;
+    return rc;
 }
 
 int mt_evaluate_detail(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
@@ -155,7 +172,7 @@ int mt_evaluate_detail(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
     if (rc == MT_OK && classes) {
         MPI_Allreduce(MPI_IN_PLACE, d->cm, (int)(d->K * d->K),
                       MPI_UINT64_T, MPI_SUM, comm);
-        rc = gather_auc(comm, ds, Ko, c.scores, d);
+        rc = gather_auc(comm, ds, Ko, c.scores, d, err);
     }
     free(c.scores);
     free(c.reg);
