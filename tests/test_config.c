@@ -1,5 +1,6 @@
 /* The INI reader: good files, overrides, and every kind of bad input
  * naming the file, line and key. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,6 +32,7 @@ static const char good[] =
     "filters = 4\n"
     "size = 3\n"
     "activation = relu\n"
+    "weight_decay = 0\n"
     "[maxpool]\n"
     "[flatten]\n"
     "[dense]\n"
@@ -137,6 +139,11 @@ static void test_resolved_config_round_trips(void **s)
     assert_string_equal(text, text2);
     assert_int_equal(d.n_layers, c.n_layers);
     assert_true(d.optim.lr == c.optim.lr);
+    /* A layer's own penalty is written; an unset one stays unset. */
+    assert_true(d.layers[0].spec.weight_decay == 0.0f);
+    assert_true(isnan(d.layers[3].spec.weight_decay));
+    assert_non_null(strstr(text, "[conv]\nfilters = 4"));
+    assert_int_equal(strstr(text, "weight_decay = 0\n") != NULL, 1);
     free(text);
     free(text2);
     mt_config_free(&c);
@@ -215,6 +222,22 @@ static void test_schedule_keys(void **s)
     expect_error("[data]\ntrain = a\nvalidation = 0\n[train]\n"
                  "monitor = val_loss\n[dense]\nunits = 2\n",
                  NULL, "monitor = val_loss is not logged", NULL);
+    expect_error("[data]\ntrain = a\n[train]\nmonitor = val_mae\n"
+                 "[dense]\nunits = 2\n",
+                 NULL, "monitor = val_mae is not logged with loss = "
+                 "softmax_ce", NULL);
+    expect_error("[data]\ntrain = a\nvalidation = 0\n[checkpoint]\n"
+                 "best = val_roc_auc\n[dense]\nunits = 2\n",
+                 NULL, "[checkpoint] best = val_roc_auc is not logged", NULL);
+    expect_error("[data]\ntrain = a\n[train]\nloss = mse\nmonitor = "
+                 "val_macro_f1\n[dense]\nunits = 2\n",
+                 NULL, "val_macro_f1 is not logged with loss = mse", NULL);
+    expect_error("[data]\ntrain = a\n[optimizer]\nplateau_factor = 0.5\n"
+                 "plateau_monitor = none\n[dense]\nunits = 2\n",
+                 NULL, "plateau_factor > 0 needs a plateau_monitor", NULL);
+    expect_error("[data]\ntrain = a\n[train]\nmonitor = val_f2\n"
+                 "[dense]\nunits = 2\n",
+                 NULL, "monitor = 'val_f2'", "val_macro_f1", NULL);
     expect_error("[data]\ntrain = a\n[train]\npatience = -1\n"
                  "[dense]\nunits = 2\n",
                  NULL, "patience = '-1'", NULL);

@@ -102,6 +102,39 @@ static void test_l1_pulls_toward_zero(void **s)
     mt_optim_free(&o);
 }
 
+/* Per-layer penalties: each range gets its own weight decay and L1, the
+ * gaps between ranges the global ones; AdamW shrinks by its range's. */
+static void test_penalty_ranges(void **s)
+{
+    char err[MT_ERR_LEN];
+    mt_optim o = make((mt_optim_cfg){.kind = MT_OPT_SGD, .weight_decay = 0.1f},
+                      6);
+    const mt_penalty r[2] = {{1, 3, 0.5f, 0.0f}, {4, 5, 0.0f, 0.25f}};
+    assert_int_equal(mt_optim_set_penalties(&o, r, 2, err), MT_OK);
+    float p[6] = {1, 1, 1, 1, 1, 1}, g[6] = {0};
+    mt_optim_step(&o, p, g, 1.0f);
+    const float want[6] = {0.9f, 0.5f, 0.5f, 0.9f, 0.75f, 0.9f};
+    for (int i = 0; i < 6; i++)
+        assert_true(fabsf(p[i] - want[i]) < 1e-6f);
+    const mt_penalty overlap[2] = {{0, 3, 0, 0}, {2, 4, 0, 0}};
+    assert_int_equal(mt_optim_set_penalties(&o, overlap, 2, err), MT_EINVAL);
+    const mt_penalty outside[1] = {{5, 7, 0, 0}};
+    assert_int_equal(mt_optim_set_penalties(&o, outside, 1, err), MT_EINVAL);
+    mt_optim_free(&o);
+
+    o = make((mt_optim_cfg){.kind = MT_OPT_ADAMW, .beta1 = 0.9f,
+                            .beta2 = 0.999f, .eps = 1e-8f,
+                            .weight_decay = 0.1f},
+             2);
+    const mt_penalty none[1] = {{1, 2, 0.0f, 0.0f}};
+    assert_int_equal(mt_optim_set_penalties(&o, none, 1, err), MT_OK);
+    float q[2] = {1, 1}, h[2] = {0, 0};
+    mt_optim_step(&o, q, h, 0.5f); /* zero gradient: only the shrink */
+    assert_true(fabsf(q[0] - 0.95f) < 1e-6f);
+    assert_true(q[1] == 1.0f);
+    mt_optim_free(&o);
+}
+
 static void test_schedules(void **s)
 {
     mt_schedule c = {.kind = MT_SCHED_CONSTANT, .lr0 = 0.1f};
@@ -161,6 +194,7 @@ int main(void)
         cmocka_unit_test(test_adam_first_steps),
         cmocka_unit_test(test_adamw_decouples_decay),
         cmocka_unit_test(test_l1_pulls_toward_zero),
+        cmocka_unit_test(test_penalty_ranges),
         cmocka_unit_test(test_schedules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -249,31 +249,69 @@ static void test_clip_norm_bounds_the_update(void **s)
 }
 
 /* min_delta that nothing reaches: epoch 1 is the best, training stops
- * after `patience` more epochs and weights.h5 holds epoch 1's weights. */
+ * after `patience` more epochs and weights.h5 holds epoch 1's weights.
+ * Each monitor must be defined every epoch for this to hold. */
 static void test_early_stopping_restores_the_best(void **s)
 {
+    static const char *const monitors[] = {
+        "train.monitor=val_loss", "train.monitor=val_macro_f1",
+        "train.monitor=val_roc_auc", "train.monitor=val_error_rate",
+        "train.monitor=train_loss"};
     mt_config c;
     mt_train_result r;
     char err[MT_ERR_LEN] = "";
-    const char *const es[] = {"train.monitor=val_loss", "train.patience=2",
-                              "train.min_delta=1e9", "train.epochs=10",
-                              NULL};
-    load(&c, "es", es);
-    if (mt_train(&c, MPI_COMM_WORLD, NULL, &r, err))
-        fail_msg("%s", err);
-    assert_int_equal(r.steps, 3 * 8);
-    mt_config_free(&c);
     const char *const one[] = {"train.epochs=1", NULL};
     load(&c, "es1", one);
     if (mt_train(&c, MPI_COMM_WORLD, NULL, &r, err))
         fail_msg("%s", err);
     mt_config_free(&c);
-    if (rank == 0) {
-        char a[300], b[300];
-        snprintf(a, sizeof a, "%s/es/weights.h5", dir);
-        snprintf(b, sizeof b, "%s/es1/weights.h5", dir);
-        assert_true(fx_weight_diff(dir, a, b, 1) == 0.0);
+    for (size_t m = 0; m < sizeof monitors / sizeof *monitors; m++) {
+        const char *const es[] = {monitors[m], "train.patience=2",
+                                  "train.min_delta=1e9", "train.epochs=10",
+                                  NULL};
+        load(&c, "es", es);
+        if (mt_train(&c, MPI_COMM_WORLD, NULL, &r, err))
+            fail_msg("%s: %s", monitors[m], err);
+        assert_int_equal(r.steps, 3 * 8);
+        mt_config_free(&c);
+        if (rank == 0) {
+            char a[300], b[300];
+            snprintf(a, sizeof a, "%s/es/weights.h5", dir);
+            snprintf(b, sizeof b, "%s/es1/weights.h5", dir);
+            if (fx_weight_diff(dir, a, b, 1) != 0.0)
+                fail_msg("%s: weights are not epoch 1's", monitors[m]);
+        }
     }
+}
+
+/* A layer's own weight_decay replaces [optimizer]'s on its parameters
+ * only: global 0.3 switched off on the first two weighted layers equals
+ * 0.3 given to the last layer alone, and differs from 0.3 everywhere. */
+static void test_layer_weight_decay(void **s)
+{
+    static const char *const runs[3][5] = {
+        {"optimizer.weight_decay=0.3", "layer1.weight_decay=0",
+         "layer4.weight_decay=0", NULL},
+        {"layer6.weight_decay=0.3", NULL},
+        {"optimizer.weight_decay=0.3", NULL}};
+    static const char *const names[3] = {"wd_a", "wd_b", "wd_all"};
+    for (int i = 0; i < 3; i++) {
+        mt_config c;
+        mt_train_result r;
+        char err[MT_ERR_LEN] = "";
+        load(&c, names[i], runs[i]);
+        if (mt_train(&c, MPI_COMM_WORLD, NULL, &r, err))
+            fail_msg("%s", err);
+        mt_config_free(&c);
+    }
+    if (rank != 0)
+        return;
+    char a[300], b[300], all[300];
+    snprintf(a, sizeof a, "%s/wd_a/weights.h5", dir);
+    snprintf(b, sizeof b, "%s/wd_b/weights.h5", dir);
+    snprintf(all, sizeof all, "%s/wd_all/weights.h5", dir);
+    assert_true(fx_weight_diff(dir, a, b, 1) == 0.0);
+    assert_true(fx_weight_diff(dir, a, all, 0) > 1e-4);
 }
 
 /* lr 1e-12 leaves the float weights as they are, so the validation loss
@@ -371,6 +409,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_accumulation_equals_bigger_batch),
         cmocka_unit_test(test_early_stopping_restores_the_best),
         cmocka_unit_test(test_reduce_on_plateau),
+        cmocka_unit_test(test_layer_weight_decay),
         cmocka_unit_test(test_clip_norm_bounds_the_update),
         cmocka_unit_test(test_missing_file_on_one_rank_stops_all),
         cmocka_unit_test(test_nan_loss_stops_all_ranks),

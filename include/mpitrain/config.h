@@ -21,14 +21,32 @@
 
 #define MT_PATH_LEN 1024
 
-/* Metrics early stopping can watch ([train] monitor). */
+/* Metrics that early stopping, reduce-on-plateau and the best checkpoint
+ * can watch ([train] monitor, [optimizer] plateau_monitor, [checkpoint]
+ * best): every per-epoch value of the metrics log, named as there with
+ * the record's prefix (val_macro_f1 is "macro_f1" of a "val" record). */
 typedef enum mt_monitor {
     MT_MONITOR_NONE,
     MT_MONITOR_VAL_LOSS,
     MT_MONITOR_VAL_ACCURACY,
     MT_MONITOR_TRAIN_LOSS,
-    MT_MONITOR_TRAIN_ACCURACY
+    MT_MONITOR_TRAIN_ACCURACY,
+    MT_MONITOR_VAL_ERROR_RATE,
+    MT_MONITOR_VAL_PERPLEXITY,
+    MT_MONITOR_VAL_MACRO_PRECISION,
+    MT_MONITOR_VAL_MACRO_RECALL,
+    MT_MONITOR_VAL_MACRO_F1,
+    MT_MONITOR_VAL_ROC_AUC,
+    MT_MONITOR_VAL_MAE,
+    MT_MONITOR_VAL_R2,
+    MT_MONITORS
 } mt_monitor;
+
+/* "none", "val_loss", ... indexed by mt_monitor; NULL-terminated. */
+extern const char *const mt_monitor_names[];
+/* 1 for metrics that improve downwards (losses, error rate, perplexity,
+ * MAE), 0 for the others. */
+int mt_monitor_minimizes(int monitor);
 
 typedef enum mt_progress {
     MT_PROGRESS_AUTO, /* bar on a terminal, lines otherwise */
@@ -100,7 +118,7 @@ typedef struct mt_config {
     size_t every_steps;         /* 0: off */
     double every_minutes;       /* 0: off */
     size_t keep;                /* newest checkpoints kept */
-    int keep_best;              /* 0 none, 1 val_loss, 2 val_accuracy */
+    int keep_best;              /* an mt_monitor; MT_MONITOR_NONE: off */
     /* layer sections, in order */
     mt_config_layer *layers;
     size_t n_layers, cap_layers;

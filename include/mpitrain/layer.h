@@ -44,6 +44,9 @@ typedef struct mt_layer_spec {
     float rate;                /* dropout: probability of dropping */
     float momentum, eps;       /* batch norm running stats and epsilon */
     mt_init init;              /* dense and conv weights */
+    float weight_decay, l1;    /* this layer's penalties on its parameters;
+                                  NaN (the config reader's default): the
+                                  [optimizer] ones. Read by the trainer. */
     int line;                  /* config line of the section, for errors */
 } mt_layer_spec;
 

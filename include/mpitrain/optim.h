@@ -21,9 +21,19 @@ typedef struct mt_optim_cfg {
     float l1;           /* L1: l1 * sign(p) added to the gradient */
 } mt_optim_cfg;
 
+/* The penalties of one range [begin, end) of the parameter buffer, for
+ * per-layer L1/L2 (a layer's weight_decay and l1 keys). */
+typedef struct mt_penalty {
+    size_t begin, end;
+    float weight_decay, l1;
+} mt_penalty;
+
 typedef struct mt_optim {
     mt_optim_cfg cfg;
     size_t n;
+    mt_penalty *pen; /* (n_pen) ranges in order covering [0, n); NULL:
+                        cfg's penalties everywhere */
+    size_t n_pen;
     float *m;   /* (n): momentum buffer, or Adam's first moment */
     float *v;   /* (n): Adam's second moment; NULL for sgd */
     uint64_t t; /* steps taken, for Adam's bias correction */
@@ -35,6 +45,10 @@ int mt_optim_from_name(const char *name); /* -1 if unknown */
 /* Allocates the slots for n parameters. */
 int mt_optim_init(mt_optim *o, const mt_optim_cfg *cfg, size_t n, char *err);
 void mt_optim_free(mt_optim *o);
+/* Gives ranges of the buffer their own penalties; the ranges must be in
+ * order and not overlap. Parameters outside them keep cfg's. */
+int mt_optim_set_penalties(mt_optim *o, const mt_penalty *ranges, size_t n,
+                           char *err);
 /* One step over params[0..n) with gradients grads[0..n) and rate lr. */
 void mt_optim_step(mt_optim *o, float *params, const float *grads, float lr);
 

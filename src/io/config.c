@@ -67,6 +67,8 @@ static mt_config_layer layer_defaults(mt_layer_kind kind, int line)
     L.spec.rate = 0.5f;
     L.spec.momentum = 0.1f;
     L.spec.eps = 1e-5f;
+    L.spec.weight_decay = NAN;
+    L.spec.l1 = NAN;
     return L;
 }
 
@@ -126,7 +128,8 @@ static int set_value(const mt__key_def *k, void *base, const char *v,
         return 0;
     }
     case T_DOUBLE:
-    case T_FLOAT: {
+    case T_FLOAT:
+    case T_OPT_FLOAT: {
         double d = strtod(v, &end);
         if (!*v || *end || errno || !isfinite(d) || d < k->min ||
             d > k->max) {
@@ -405,6 +408,31 @@ static int parse_milestones(mt_config *c, char *err)
     return MT_OK;
 }
 
+/* A watched metric must be one the run logs: val_* needs a validation
+ * split, the classification metrics a classification loss, MAE and R^2
+ * loss = mse. */
+static int check_monitor(const mt_config *c, const char *key, int m,
+                         char *err)
+{
+    if (m == MT_MONITOR_NONE)
+        return MT_OK;
+    const char *name = mt_monitor_names[m];
+    if (strncmp(name, "val_", 4) == 0 && c->validation <= 0.0) {
+        mt_seterr(err, "%s: %s = %s is not logged without a validation "
+                       "split ([data] validation > 0)",
+                  c->path, key, name);
+        return MT_EINVAL;
+    }
+    int regression = m == MT_MONITOR_VAL_MAE || m == MT_MONITOR_VAL_R2;
+    int any_loss = m == MT_MONITOR_VAL_LOSS || m == MT_MONITOR_TRAIN_LOSS;
+    if (!any_loss && regression != (c->loss == MT_LOSS_MSE)) {
+        mt_seterr(err, "%s: %s = %s is not logged with loss = %s", c->path,
+                  key, name, mt_loss_name(c->loss));
+        return MT_EINVAL;
+    }
+    return MT_OK;
+}
+
 int mt_config_check(const mt_config *c, char *err)
 {
     if (!c->train[0]) {
@@ -425,34 +453,21 @@ int mt_config_check(const mt_config *c, char *err)
                   c->path, c->schedule == 1 ? "step" : "exponential");
         return MT_EINVAL;
     }
-    if ((c->monitor == MT_MONITOR_VAL_LOSS ||
-         c->monitor == MT_MONITOR_VAL_ACCURACY) &&
-        c->validation <= 0.0) {
-        mt_seterr(err, "%s: [train] monitor = %s is not logged without a "
-                       "validation split ([data] validation > 0)",
-                  c->path,
-                  c->monitor == MT_MONITOR_VAL_LOSS ? "val_loss"
-                                                    : "val_accuracy");
-        return MT_EINVAL;
+    int rc = check_monitor(c, "[train] monitor", c->monitor, err);
+    if (rc == MT_OK && c->plateau_factor > 0.0) {
+        if (c->plateau_monitor == MT_MONITOR_NONE) {
+            mt_seterr(err, "%s: [optimizer] plateau_factor > 0 needs a "
+                           "plateau_monitor",
+                      c->path);
+            return MT_EINVAL;
+        }
+        rc = check_monitor(c, "[optimizer] plateau_monitor",
+                           c->plateau_monitor, err);
     }
-    if (c->plateau_factor > 0.0 &&
-        (c->plateau_monitor == MT_MONITOR_NONE ||
-         ((c->plateau_monitor == MT_MONITOR_VAL_LOSS ||
-           c->plateau_monitor == MT_MONITOR_VAL_ACCURACY) &&
-          c->validation <= 0.0))) {
-        mt_seterr(err, "%s: [optimizer] plateau_monitor names a metric that "
-                       "is not logged (val_* needs [data] validation > 0)",
-                  c->path);
-        return MT_EINVAL;
-    }
-    if ((c->monitor == MT_MONITOR_VAL_ACCURACY ||
-         c->monitor == MT_MONITOR_TRAIN_ACCURACY) &&
-        c->loss == MT_LOSS_MSE) {
-        mt_seterr(err, "%s: [train] monitor: no accuracy is logged with "
-                       "loss = mse",
-                  c->path);
-        return MT_EINVAL;
-    }
+    if (rc == MT_OK)
+        rc = check_monitor(c, "[checkpoint] best", c->keep_best, err);
+    if (rc)
+        return rc;
     if (c->accumulate > 1 && c->deterministic) {
         mt_seterr(err, "%s: [train] accumulate > 1 does not combine with "
                        "[parallel] deterministic yet",
@@ -461,12 +476,6 @@ int mt_config_check(const mt_config *c, char *err)
     }
     if (c->compress && c->sync != 1) {
         mt_seterr(err, "%s: [parallel] compress = bf16 needs sync = ring",
-                  c->path);
-        return MT_EINVAL;
-    }
-    if (c->keep_best && c->validation <= 0.0) {
-        mt_seterr(err, "%s: [checkpoint] best needs a validation split "
-                       "([data] validation > 0)",
                   c->path);
         return MT_EINVAL;
     }
@@ -520,7 +529,8 @@ int mt_config_layer_specs(const mt_config *c, mt_layer_spec **specs,
         (*specs)[k++] = s;
         if (L->activation >= 0) {
             mt_layer_spec a = {.kind = (mt_layer_kind)L->activation,
-                               .alpha = L->alpha, .line = s.line};
+                               .alpha = L->alpha, .line = s.line,
+                               .weight_decay = NAN, .l1 = NAN};
             (*specs)[k++] = a;
         }
     }
@@ -531,6 +541,8 @@ int mt_config_layer_specs(const mt_config *c, mt_layer_spec **specs,
 static void write_value(const mt__key_def *k, const void *base, FILE *out)
 {
     const char *p = (const char *)base + k->off;
+    if (k->type == T_OPT_FLOAT && isnan(*(const float *)p))
+        return;
     fprintf(out, "%s = ", k->key);
     switch (k->type) {
     case T_SIZE: fprintf(out, "%zu\n", *(const size_t *)p); break;
@@ -538,7 +550,10 @@ static void write_value(const mt__key_def *k, const void *base, FILE *out)
         fprintf(out, "%llu\n", (unsigned long long)*(const uint64_t *)p);
         break;
     case T_DOUBLE: fprintf(out, "%.17g\n", *(const double *)p); break;
-    case T_FLOAT: fprintf(out, "%.9g\n", (double)*(const float *)p); break;
+    case T_FLOAT:
+    case T_OPT_FLOAT:
+        fprintf(out, "%.9g\n", (double)*(const float *)p);
+        break;
     case T_BOOL: fprintf(out, "%s\n", *(const int *)p ? "true" : "false");
         break;
     case T_PATH: fprintf(out, "%s\n", p); break;

@@ -9,6 +9,7 @@ typedef enum mt__key_type {
     T_U64,    /* uint64_t, decimal */
     T_DOUBLE, /* double */
     T_FLOAT,  /* float */
+    T_OPT_FLOAT, /* float, NaN while unset; not written when unset */
     T_BOOL,   /* int: true/false, yes/no, on/off, 1/0 */
     T_PATH,   /* char[MT_PATH_LEN] */
     T_ENUM,   /* int: index into names */

@@ -13,10 +13,19 @@ static const char *const optim_names[] = {"sgd", "adam", "adamw", NULL};
 static const char *const schedule_names[] = {
     "constant",     "step",         "cosine",          "multistep",
     "exponential",  "inverse_time", "cosine_restarts", NULL};
-static const char *const best_names[] = {"none", "val_loss", "val_accuracy",
-                                         NULL};
-static const char *const monitor_names[] = {
-    "none", "val_loss", "val_accuracy", "train_loss", "train_accuracy", NULL};
+const char *const mt_monitor_names[] = {
+    "none",           "val_loss",           "val_accuracy",
+    "train_loss",     "train_accuracy",     "val_error_rate",
+    "val_perplexity", "val_macro_precision", "val_macro_recall",
+    "val_macro_f1",   "val_roc_auc",        "val_mae",
+    "val_r2",         NULL};
+
+int mt_monitor_minimizes(int m)
+{
+    return m == MT_MONITOR_VAL_LOSS || m == MT_MONITOR_TRAIN_LOSS ||
+           m == MT_MONITOR_VAL_ERROR_RATE || m == MT_MONITOR_VAL_PERPLEXITY ||
+           m == MT_MONITOR_VAL_MAE;
+}
 static const char *const mode_names[] = {"auto", "min", "max", NULL};
 static const char *const sync_names[] = {"allreduce", "ring", NULL};
 static const char *const compress_names[] = {"none", "bf16", NULL};
@@ -48,7 +57,7 @@ const mt__key_def mt__config_keys[] = {
     TRAIN("accumulate", T_SIZE, accumulate, 1, 1e6, NULL),
     TRAIN("clip_norm", T_DOUBLE, clip_norm, 0, 1e12, NULL),
     TRAIN("class_weights", T_PATH, class_weights, 0, 0, NULL),
-    TRAIN("monitor", T_ENUM, monitor, 0, 0, monitor_names),
+    TRAIN("monitor", T_ENUM, monitor, 0, 0, mt_monitor_names),
     TRAIN("patience", T_SIZE, patience, 0, 1e9, NULL),
     TRAIN("min_delta", T_DOUBLE, min_delta, 0, 1e12, NULL),
     TRAIN("mode", T_ENUM, mode, 0, 0, mode_names),
@@ -85,7 +94,7 @@ const mt__key_def mt__config_keys[] = {
     {"optimizer", "plateau_patience", T_SIZE,
      offsetof(mt_config, plateau_patience), 0, 1e9, NULL},
     {"optimizer", "plateau_monitor", T_ENUM,
-     offsetof(mt_config, plateau_monitor), 0, 0, monitor_names},
+     offsetof(mt_config, plateau_monitor), 0, 0, mt_monitor_names},
     {"optimizer", "plateau_min_lr", T_DOUBLE,
      offsetof(mt_config, plateau_min_lr), 0, 1e3, NULL},
     PAR("sync", T_ENUM, sync, 0, 0, sync_names),
@@ -102,7 +111,7 @@ const mt__key_def mt__config_keys[] = {
      offsetof(mt_config, every_minutes), 0, 1e9, NULL},
     {"checkpoint", "keep", T_SIZE, offsetof(mt_config, keep), 1, 1e6, NULL},
     {"checkpoint", "best", T_ENUM, offsetof(mt_config, keep_best), 0, 0,
-     best_names},
+     mt_monitor_names},
     {NULL, NULL, 0, 0, 0, 0, NULL}};
 
 #define L(kind, k, t, f, lo, hi, n) \
@@ -114,12 +123,16 @@ const mt__key_def mt__layer_keys[] = {
     SPEC("dense", "inputs", T_SIZE, inputs, 0, 1e9),
     L("dense", "activation", T_ACT, activation, 0, 0, NULL),
     L("dense", "init", T_ENUM, spec.init, 0, 0, init_names),
+    SPEC("dense", "weight_decay", T_OPT_FLOAT, weight_decay, 0, 10),
+    SPEC("dense", "l1", T_OPT_FLOAT, l1, 0, 10),
     SPEC("conv", "filters", T_SIZE, filters, 1, 1e6),
     SPEC("conv", "size", T_SIZE, size, 1, 1024),
     SPEC("conv", "stride", T_SIZE, stride, 1, 1024),
     SPEC("conv", "pad", T_SIZE, pad, 0, 1024),
     L("conv", "activation", T_ACT, activation, 0, 0, NULL),
     L("conv", "init", T_ENUM, spec.init, 0, 0, init_names),
+    SPEC("conv", "weight_decay", T_OPT_FLOAT, weight_decay, 0, 10),
+    SPEC("conv", "l1", T_OPT_FLOAT, l1, 0, 10),
     SPEC("maxpool", "size", T_SIZE, size, 1, 1024),
     SPEC("maxpool", "stride", T_SIZE, stride, 0, 1024),
     SPEC("maxpool", "pad", T_SIZE, pad, 0, 1024),
@@ -130,4 +143,6 @@ const mt__key_def mt__layer_keys[] = {
     SPEC("dropout", "rate", T_FLOAT, rate, 0, 0.99),
     SPEC("batchnorm", "momentum", T_FLOAT, momentum, 0, 1),
     SPEC("batchnorm", "eps", T_FLOAT, eps, 1e-20, 1),
+    SPEC("batchnorm", "weight_decay", T_OPT_FLOAT, weight_decay, 0, 10),
+    SPEC("batchnorm", "l1", T_OPT_FLOAT, l1, 0, 10),
     {NULL, NULL, 0, 0, 0, 0, NULL}};

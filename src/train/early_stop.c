@@ -8,10 +8,8 @@
 #include <string.h>
 
 #include "mpitrain/core.h"
+#include "mpitrain/metrics.h"
 #include "train/internal.h"
-
-static const char *const names[] = {"none", "val_loss", "val_accuracy",
-                                    "train_loss", "train_accuracy"};
 
 int mt__es_init(trainer *t, char *err)
 {
@@ -28,41 +26,59 @@ int mt__es_init(trainer *t, char *err)
 }
 
 
-/* The value of a monitored metric this epoch. */
-static double monitored(int monitor, const double sums[3], size_t seen,
-                        const mt_eval_result *val)
+void mt__epoch_values(const double sums[3], size_t seen,
+                      const mt_eval_detail *vd, double v[MT_MONITORS])
 {
-    switch (monitor) {
-    case MT_MONITOR_VAL_LOSS: return val->loss;
-    case MT_MONITOR_VAL_ACCURACY: return val->accuracy;
-    case MT_MONITOR_TRAIN_LOSS: return seen ? sums[0] / (double)seen : NAN;
-    case MT_MONITOR_TRAIN_ACCURACY:
-        return seen ? sums[1] / (double)seen : NAN;
-    default: return NAN;
+    for (int m = 0; m < MT_MONITORS; m++)
+        v[m] = NAN;
+    if (seen) {
+        v[MT_MONITOR_TRAIN_LOSS] = sums[0] / (double)seen;
+        if (sums[2] == 0.0) /* accuracy exists */
+            v[MT_MONITOR_TRAIN_ACCURACY] = sums[1] / (double)seen;
     }
+    const mt_eval_result *val = &vd->basic;
+    if (!val->n)
+        return;
+    v[MT_MONITOR_VAL_LOSS] = val->loss;
+    v[MT_MONITOR_VAL_PERPLEXITY] = vd->perplexity;
+    v[MT_MONITOR_VAL_MAE] = vd->mae;
+    v[MT_MONITOR_VAL_R2] = vd->r2;
+    if (val->accuracy < 0)
+        return;
+    v[MT_MONITOR_VAL_ACCURACY] = val->accuracy;
+    v[MT_MONITOR_VAL_ERROR_RATE] = 1.0 - val->accuracy;
+    v[MT_MONITOR_VAL_ROC_AUC] = vd->auc;
+    mt_report r = {0};
+    if (vd->cm && mt_report_from_confusion(vd->cm, vd->K, &r) == MT_OK) {
+        v[MT_MONITOR_VAL_MACRO_PRECISION] = r.macro.precision;
+        v[MT_MONITOR_VAL_MACRO_RECALL] = r.macro.recall;
+        v[MT_MONITOR_VAL_MACRO_F1] = r.macro.f1;
+    }
+    mt_report_free(&r);
 }
 
-static int is_loss(int monitor)
+/* Whether v improves on best by more than delta. An undefined value (an
+ * AUC without positives) never does; anything beats no value yet. */
+static int improves(double v, double best, int minimize, double delta)
 {
-    return monitor == MT_MONITOR_VAL_LOSS ||
-           monitor == MT_MONITOR_TRAIN_LOSS;
+    if (isnan(v))
+        return 0;
+    if (isnan(best))
+        return 1;
+    return minimize ? v < best - delta : v > best + delta;
 }
 
 /* Reduce-on-plateau, as Keras' ReduceLROnPlateau: after `patience` epochs
  * without improvement, multiply the rate by `factor` (not below min_lr,
  * applied where the rate is used). */
-void mt__plateau_after_epoch(trainer *t, const double sums[3], size_t seen,
-                             const mt_eval_result *val)
+void mt__plateau_after_epoch(trainer *t, const double v[MT_MONITORS])
 {
     const mt_config *c = t->cfg;
     if (c->plateau_factor <= 0.0)
         return;
-    double v = monitored(c->plateau_monitor, sums, seen, val);
-    int better = isnan(t->pl_best) || (is_loss(c->plateau_monitor)
-                                           ? v < t->pl_best
-                                           : v > t->pl_best);
-    if (better) {
-        t->pl_best = v;
+    int m = c->plateau_monitor;
+    if (improves(v[m], t->pl_best, mt_monitor_minimizes(m), 0.0)) {
+        t->pl_best = v[m];
         t->pl_wait = 0;
         return;
     }
@@ -73,23 +89,18 @@ void mt__plateau_after_epoch(trainer *t, const double sums[3], size_t seen,
     if (t->rank == 0)
         printf("%s has not improved for %zu epoch(s): learning rate scaled "
                "by %g\n",
-               names[c->plateau_monitor], c->plateau_patience,
+               mt_monitor_names[m], c->plateau_patience,
                t->lr_scale);
 }
 
-int mt__es_after_epoch(trainer *t, size_t epoch, const double sums[3],
-                       size_t seen, const mt_eval_result *val)
+int mt__es_after_epoch(trainer *t, size_t epoch, const double v[MT_MONITORS])
 {
     const mt_config *c = t->cfg;
     if (!c->monitor)
         return 0;
-    double v = monitored(c->monitor, sums, seen, val);
-    int minimize = c->mode ? c->mode == 1 : is_loss(c->monitor);
-    int better = isnan(t->es_best) ||
-                 (minimize ? v < t->es_best - c->min_delta
-                           : v > t->es_best + c->min_delta);
-    if (better) {
-        t->es_best = v;
+    int minimize = c->mode ? c->mode == 1 : mt_monitor_minimizes(c->monitor);
+    if (improves(v[c->monitor], t->es_best, minimize, c->min_delta)) {
+        t->es_best = v[c->monitor];
         t->es_wait = 0;
         t->es_epoch = epoch + 1;
         if (t->es_params) {
@@ -105,7 +116,7 @@ int mt__es_after_epoch(trainer *t, size_t epoch, const double sums[3],
     if (t->rank == 0)
         printf("early stopping after epoch %zu: %s has not improved for "
                "%llu epoch(s); best %.6g at epoch %llu\n",
-               epoch + 1, names[c->monitor],
+               epoch + 1, mt_monitor_names[c->monitor],
                (unsigned long long)t->es_wait, t->es_best,
                (unsigned long long)t->es_epoch);
     return 1;
@@ -119,5 +130,6 @@ void mt__es_restore(trainer *t)
     memcpy(t->model.state, t->es_state, t->model.n_state * sizeof(float));
     if (t->rank == 0)
         printf("restored the weights of epoch %llu (best %s)\n",
-               (unsigned long long)t->es_epoch, names[t->cfg->monitor]);
+               (unsigned long long)t->es_epoch,
+               mt_monitor_names[t->cfg->monitor]);
 }

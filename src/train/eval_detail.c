@@ -69,8 +69,10 @@ static void take_chunk(void *user, const float *out, const int32_t *labels,
     }
 }
 
-/* Rank 0 gathers every rank's scores and labels and computes the AUCs. */
-/* Rank 0's buffers must exist before the gathers: the others learn of a
+/* Rank 0 gathers every rank's scores and labels, computes the AUCs and
+ * top-5 accuracy and sends them back, so that every rank holds the same
+ * detail (early stopping decides on it everywhere).
+ * Rank 0's buffers must exist before the gathers: the others learn of a
  * failed allocation through mt_dist_agree instead of sending into it. */
 static int gather_auc(MPI_Comm comm, const mt_dataset *ds, size_t Ko,
                       const float *scores, mt_eval_detail *d, char *err)
@@ -130,6 +132,11 @@ static int gather_auc(MPI_Comm comm, const mt_dataset *ds, size_t Ko,
                                (double)(total ? total : 1)
                          : NAN;
     }
+    double back[3] = {d->auc, (double)d->auc_undefined, d->top5};
+    MPI_Bcast(back, 3, MPI_DOUBLE, 0, comm);
+    d->auc = back[0];
+    d->auc_undefined = (size_t)back[1];
+    d->top5 = back[2];
 out:
     free(all);
     free(lab);

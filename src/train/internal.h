@@ -113,12 +113,14 @@ int mt__class_weights(trainer *t, char *err);
 /* Early stopping: buffers at set-up; after each epoch's evaluation
  * (returns 1 when training should stop); the best weights put back. */
 int mt__es_init(trainer *t, char *err);
-int mt__es_after_epoch(trainer *t, size_t epoch, const double sums[3],
-                       size_t seen, const mt_eval_result *val);
+int mt__es_after_epoch(trainer *t, size_t epoch, const double v[MT_MONITORS]);
 void mt__es_restore(trainer *t);
 /* Reduce-on-plateau after an epoch's evaluation. */
-void mt__plateau_after_epoch(trainer *t, const double sums[3], size_t seen,
-                             const mt_eval_result *val);
+void mt__plateau_after_epoch(trainer *t, const double v[MT_MONITORS]);
+/* Every metric a monitor can name, by mt_monitor, from this epoch's
+ * training sums and validation detail; NaN where the run has none. */
+void mt__epoch_values(const double sums[3], size_t seen,
+                      const mt_eval_detail *vd, double v[MT_MONITORS]);
 
 /* Checkpoint of the current state: epoch `epoch`, `position` global
  * samples into it. Collective. */
@@ -126,7 +128,7 @@ int mt__save(trainer *t, size_t epoch, uint64_t position, int is_best,
              char *err);
 /* After an epoch's evaluation: saves a checkpoint marked best when the
  * [checkpoint] best metric improved. Collective. */
-int mt__after_epoch(trainer *t, size_t epoch, const mt_eval_result *val,
+int mt__after_epoch(trainer *t, size_t epoch, const double v[MT_MONITORS],
                     char *err);
 /* After a step: every rank agrees on a pending stop request and on rank
  * 0's clock, and saves when a checkpoint is due. MT_ESTOPPED after saving

@@ -39,6 +39,49 @@ void mt_optim_free(mt_optim *o)
 {
     mt_free(o->m);
     mt_free(o->v);
+    mt_free(o->pen);
+    o->pen = NULL;
+    o->n_pen = 0;
+}
+
+int mt_optim_set_penalties(mt_optim *o, const mt_penalty *ranges, size_t n,
+                           char *err)
+{
+    /* Fill the gaps with cfg's penalties so that the step walks one list
+     * of ranges that covers the buffer. */
+    mt_penalty *pen = mt_calloc(2 * n + 1, sizeof *pen);
+    if (!pen) {
+        mt_seterr(err, "optimizer: out of memory for penalties");
+        return MT_ENOMEM;
+    }
+    size_t k = 0, at = 0;
+    mt_penalty global = {0, 0, o->cfg.weight_decay, o->cfg.l1};
+    for (size_t i = 0; i < n; i++) {
+        if (ranges[i].begin < at || ranges[i].end < ranges[i].begin ||
+            ranges[i].end > o->n) {
+            mt_free(pen);
+            mt_seterr(err, "optimizer: penalty range %zu [%zu, %zu) is out "
+                           "of order or outside [0, %zu)",
+                      i, ranges[i].begin, ranges[i].end, o->n);
+            return MT_EINVAL;
+        }
+        if (ranges[i].begin > at) {
+            global.begin = at;
+            global.end = ranges[i].begin;
+            pen[k++] = global;
+        }
+        pen[k++] = ranges[i];
+        at = ranges[i].end;
+    }
+    if (at < o->n) {
+        global.begin = at;
+        global.end = o->n;
+        pen[k++] = global;
+    }
+    mt_free(o->pen);
+    o->pen = pen;
+    o->n_pen = k;
+    return MT_OK;
 }
 
 /* The loops below are written so that the compiler vectorizes them:
@@ -52,12 +95,15 @@ static inline float penalized(float g, float p, float wd, float l1)
     return g + wd * p + l1 * sign;
 }
 
-MT_VECTOR static void sgd(mt_optim *o, float *restrict p,
-                          const float *restrict g, float lr)
+MT_VECTOR static void sgd(mt_optim *o, const mt_penalty *r,
+                          float *restrict p, const float *restrict g,
+                          float lr)
 {
-    float mu = o->cfg.momentum, wd = o->cfg.weight_decay, l1 = o->cfg.l1;
-    float *restrict m = o->m;
-    size_t n = o->n;
+    float mu = o->cfg.momentum, wd = r->weight_decay, l1 = r->l1;
+    float *restrict m = o->m + r->begin;
+    size_t n = r->end - r->begin;
+    p += r->begin;
+    g += r->begin;
     if (mu == 0.0f) {
         for (size_t i = 0; i < n; i++)
             p[i] -= lr * penalized(g[i], p[i], wd, l1);
@@ -75,21 +121,23 @@ MT_VECTOR static void sgd(mt_optim *o, float *restrict p,
     }
 }
 
-MT_VECTOR static void adam(mt_optim *o, float *restrict p,
-                           const float *restrict g, float lr)
+MT_VECTOR static void adam(mt_optim *o, const mt_penalty *r,
+                           float *restrict p, const float *restrict g,
+                           float lr)
 {
     float b1 = o->cfg.beta1, b2 = o->cfg.beta2, eps = o->cfg.eps;
-    float *restrict m = o->m, *restrict v = o->v;
+    float *restrict m = o->m + r->begin, *restrict v = o->v + r->begin;
+    p += r->begin;
+    g += r->begin;
     double t = (double)o->t;
     float inv_c1 = (float)(1.0 / (1.0 - pow(b1, t)));
     float inv_c2 = (float)(1.0 / (1.0 - pow(b2, t)));
     /* Adam adds L2 to the gradient; AdamW shrinks the weights directly. */
-    float wd_grad = o->cfg.kind == MT_OPT_ADAMW ? 0.0f : o->cfg.weight_decay;
-    float shrink = o->cfg.kind == MT_OPT_ADAMW
-                       ? 1.0f - lr * o->cfg.weight_decay
-                       : 1.0f;
-    float l1 = o->cfg.l1;
-    for (size_t i = 0, n = o->n; i < n; i++) {
+    float wd_grad = o->cfg.kind == MT_OPT_ADAMW ? 0.0f : r->weight_decay;
+    float shrink = o->cfg.kind == MT_OPT_ADAMW ? 1.0f - lr * r->weight_decay
+                                               : 1.0f;
+    float l1 = r->l1;
+    for (size_t i = 0, n = r->end - r->begin; i < n; i++) {
         float d = penalized(g[i], p[i], wd_grad, l1);
         m[i] = b1 * m[i] + (1.0f - b1) * d;
         v[i] = b2 * v[i] + (1.0f - b2) * d * d;
@@ -101,8 +149,12 @@ MT_VECTOR static void adam(mt_optim *o, float *restrict p,
 void mt_optim_step(mt_optim *o, float *params, const float *grads, float lr)
 {
     o->t++;
-    if (o->cfg.kind == MT_OPT_SGD)
-        sgd(o, params, grads, lr);
-    else
-        adam(o, params, grads, lr);
+    mt_penalty all = {0, o->n, o->cfg.weight_decay, o->cfg.l1};
+    const mt_penalty *r = o->n_pen ? o->pen : &all;
+    for (size_t i = 0, n = o->n_pen ? o->n_pen : 1; i < n; i++) {
+        if (o->cfg.kind == MT_OPT_SGD)
+            sgd(o, &r[i], params, grads, lr);
+        else
+            adam(o, &r[i], params, grads, lr);
+    }
 }

@@ -1,6 +1,7 @@
 /* Checkpoint glue of the trainer: when to save, what the state is, and
  * resuming from it. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,19 +106,17 @@ int mt__after_step(trainer *t, size_t epoch, uint64_t position, char *err)
     return rc;
 }
 
-int mt__after_epoch(trainer *t, size_t epoch, const mt_eval_result *val,
+int mt__after_epoch(trainer *t, size_t epoch, const double v[MT_MONITORS],
                     char *err)
 {
-    int kind = t->cfg->keep_best;
-    if (!kind || !val->n || (kind == 2 && val->accuracy < 0))
-        return MT_OK;
+    int m = t->cfg->keep_best;
     /* Every rank has the same reduced metrics: no need to agree. */
-    double v = kind == 1 ? val->loss : val->accuracy;
-    int better = t->best != t->best /* NaN: first epoch */ ||
-                 (kind == 1 ? v < t->best : v > t->best);
-    if (!better)
+    if (m == MT_MONITOR_NONE || isnan(v[m]))
         return MT_OK;
-    t->best = v;
+    if (!isnan(t->best) &&
+        !(mt_monitor_minimizes(m) ? v[m] < t->best : v[m] > t->best))
+        return MT_OK;
+    t->best = v[m];
     return mt__save(t, epoch + 1, 0, 1, err);
 }
 

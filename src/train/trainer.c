@@ -91,6 +91,37 @@ static int split(trainer *t, char *err)
                             hi - lo, &t->val, err);
 }
 
+/* Layers with their own weight_decay or l1 get their parameter ranges
+ * penalized by those; the rest keep [optimizer]'s. */
+static int layer_penalties(trainer *t, char *err)
+{
+    const mt_model *m = &t->model;
+    mt_penalty *ranges = mt_calloc(m->n_layers, sizeof *ranges);
+    if (!ranges) {
+        mt_seterr(err, "out of memory for layer penalties");
+        return MT_ENOMEM;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < m->n_layers; i++) {
+        const mt_layer *l = &m->layers[i];
+        const mt_layer_spec *s = &l->spec;
+        if (!l->n_param || (isnan(s->weight_decay) && isnan(s->l1)))
+            continue;
+        /* A layer's parameters are adjacent in the arena. */
+        const mt_tensor *last = &l->param[l->n_param - 1];
+        ranges[n++] = (mt_penalty){
+            .begin = (size_t)(l->param[0].data - m->params),
+            .end = (size_t)(last->data + last->n - m->params),
+            .weight_decay = isnan(s->weight_decay)
+                                ? t->cfg->optim.weight_decay
+                                : s->weight_decay,
+            .l1 = isnan(s->l1) ? t->cfg->optim.l1 : s->l1};
+    }
+    int rc = n ? mt_optim_set_penalties(&t->optim, ranges, n, err) : MT_OK;
+    mt_free(ranges);
+    return rc;
+}
+
 static int build(trainer *t, char *err)
 {
     const mt_config *c = t->cfg;
@@ -109,6 +140,8 @@ static int build(trainer *t, char *err)
         rc = mt_dataset_check(&t->test, t->model.in, t->K, c->loss, 1, err);
     if (rc == MT_OK)
         rc = mt_optim_init(&t->optim, &c->optim, t->model.n_params, err);
+    if (rc == MT_OK)
+        rc = layer_penalties(t, err);
     mt_sync_cfg sc = {.kind = (mt_sync_kind)c->sync,
                       .bucket_bytes = (size_t)(c->bucket_mb * 1048576.0),
                       .overlap = c->overlap,
@@ -372,19 +405,24 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
     if (rc || *stop)
         return rc;
     mt_eval_detail vd = {0};
-    const mt_eval_result *val = &vd.basic;
+    double v[MT_MONITORS];
     if (t->n_val)
         rc = mt_evaluate_detail(&t->model, &t->val, t->comm,
                                 (mt_loss_kind)c->loss, &vd, err);
     if (rc == MT_OK && t->ep_seen)
         report_epoch(t, epoch + 1, t->step, t->ep_sums, t->ep_seen, secs,
                      &vd);
+    mt__epoch_values(t->ep_sums, t->ep_seen, &vd, v);
+    /* Early stopping, the plateau and the best checkpoint decide on these
+     * without a collective; rank 0's copy makes sure all decide alike
+     * even if a reduction rounded differently on some rank. */
     if (rc == MT_OK)
-        rc = mt__after_epoch(t, epoch, val, err);
+        MPI_Bcast(v, MT_MONITORS, MPI_DOUBLE, 0, t->comm);
+    if (rc == MT_OK)
+        rc = mt__after_epoch(t, epoch, v, err);
     if (rc == MT_OK) {
-        t->early_stopped =
-            mt__es_after_epoch(t, epoch, t->ep_sums, t->ep_seen, val);
-        mt__plateau_after_epoch(t, t->ep_sums, t->ep_seen, val);
+        t->early_stopped = mt__es_after_epoch(t, epoch, v);
+        mt__plateau_after_epoch(t, v);
     }
     mt_eval_detail_free(&vd);
     return rc;
