@@ -239,6 +239,103 @@ static void test_augmentation(void **s)
     assert_true(seen_flip > 60 && seen_flip < 140);
 }
 
+/* Class counts of an epoch's draw, and how often each position came. */
+static void tally(const size_t *out, size_t n_out, const int32_t *lab,
+                  size_t *per_class, size_t *per_pos)
+{
+    for (size_t i = 0; i < n_out; i++) {
+        per_class[lab[out[i]]]++;
+        per_pos[out[i]]++;
+    }
+}
+
+/* Labels 0 x7, 1 x2, 3 x1, class 2 absent (K = 4). */
+static const int32_t imbalanced[10] = {0, 1, 0, 0, 3, 0, 1, 0, 0, 0};
+
+static void test_sampler_none_is_the_shuffle(void **s)
+{
+    mt_sampler sm;
+    char err[MT_ERR_LEN];
+    assert_int_equal(mt_sampler_init(&sm, MT_SAMPLING_NONE, NULL, 10, 0, err),
+                     MT_OK);
+    assert_int_equal(sm.n_epoch, 10);
+    size_t out[10], want[10];
+    mt_sampler_epoch(&sm, 9, 3, out);
+    mt_rng_permutation(want, 10, 9, MT_RNG_SHUFFLE, 3);
+    assert_memory_equal(out, want, sizeof want);
+    mt_sampler_free(&sm);
+}
+
+/* Oversampling: every present class drawn 7 times; a class of 2 comes
+ * 3 or 4 times per sample, a class of 1 comes 7 times; the same seed and
+ * epoch give the same draw, another epoch another order. */
+static void test_sampler_oversample(void **s)
+{
+    mt_sampler sm, again;
+    char err[MT_ERR_LEN];
+    assert_int_equal(mt_sampler_init(&sm, MT_SAMPLING_OVER, imbalanced, 10,
+                                     4, err),
+                     MT_OK);
+    assert_int_equal(mt_sampler_init(&again, MT_SAMPLING_OVER, imbalanced,
+                                     10, 4, err),
+                     MT_OK);
+    assert_int_equal(sm.n_epoch, 21);
+    size_t out[21], out2[21], out3[21];
+    for (uint64_t e = 0; e < 5; e++) {
+        size_t per_class[4] = {0}, per_pos[10] = {0};
+        mt_sampler_epoch(&sm, 1, e, out);
+        tally(out, 21, imbalanced, per_class, per_pos);
+        assert_int_equal(per_class[0], 7);
+        assert_int_equal(per_class[1], 7);
+        assert_int_equal(per_class[2], 0);
+        assert_int_equal(per_class[3], 7);
+        for (size_t i = 0; i < 10; i++) {
+            if (imbalanced[i] == 0)
+                assert_int_equal(per_pos[i], 1);
+            else if (imbalanced[i] == 1)
+                assert_true(per_pos[i] == 3 || per_pos[i] == 4);
+            else
+                assert_int_equal(per_pos[i], 7);
+        }
+        mt_sampler_epoch(&again, 1, e, out2);
+        assert_memory_equal(out, out2, sizeof out);
+    }
+    mt_sampler_epoch(&sm, 1, 5, out3);
+    assert_memory_not_equal(out, out3, sizeof out);
+    mt_sampler_free(&sm);
+    mt_sampler_free(&again);
+}
+
+/* Undersampling: one of each present class per epoch; over epochs the
+ * majority class contributes different samples. */
+static void test_sampler_undersample(void **s)
+{
+    mt_sampler sm;
+    char err[MT_ERR_LEN];
+    assert_int_equal(mt_sampler_init(&sm, MT_SAMPLING_UNDER, imbalanced, 10,
+                                     4, err),
+                     MT_OK);
+    assert_int_equal(sm.n_epoch, 3);
+    size_t seen[10] = {0};
+    for (uint64_t e = 0; e < 20; e++) {
+        size_t out[3], per_class[4] = {0};
+        mt_sampler_epoch(&sm, 2, e, out);
+        tally(out, 3, imbalanced, per_class, seen);
+        assert_int_equal(per_class[0], 1);
+        assert_int_equal(per_class[1], 1);
+        assert_int_equal(per_class[3], 1);
+    }
+    size_t majority_used = 0;
+    for (size_t i = 0; i < 10; i++)
+        majority_used += imbalanced[i] == 0 && seen[i] > 0;
+    assert_true(majority_used >= 4); /* of 7, over 20 epochs */
+    mt_sampler_free(&sm);
+    const int32_t bad[3] = {0, 5, 1};
+    assert_int_equal(mt_sampler_init(&sm, MT_SAMPLING_OVER, bad, 3, 2, err),
+                     MT_EINVAL);
+    assert_non_null(strstr(err, "label 5 of sample 1"));
+}
+
 static void test_bad_idx(void **s)
 {
     uint8_t pix[N * H * W], lab[N];
@@ -277,6 +374,9 @@ int main(void)
         cmocka_unit_test(test_non_finite_input),
         cmocka_unit_test(test_augmentation),
         cmocka_unit_test(test_bad_idx),
+        cmocka_unit_test(test_sampler_none_is_the_shuffle),
+        cmocka_unit_test(test_sampler_oversample),
+        cmocka_unit_test(test_sampler_undersample),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

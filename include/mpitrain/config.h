@@ -82,6 +82,7 @@ typedef struct mt_config {
     size_t accumulate; /* micro-batches of `batch` per optimizer step */
     double clip_norm;  /* max L2 norm of the gradient, 0: off */
     char class_weights[MT_PATH_LEN]; /* "", "auto" or "w0,w1,..." */
+    int sampling;       /* mt_sampling: class over/undersampling */
     int monitor;        /* early stopping: 0 off, mt_monitor otherwise */
     size_t patience;    /* epochs without improvement before stopping */
     double min_delta;   /* smallest change that counts as improvement */

@@ -57,6 +57,36 @@ int mt_dataset_fetch(const mt_dataset *local, MPI_Comm comm,
                      char *err);
 void mt_dataset_free(mt_dataset *ds);
 
+/* Which training samples an epoch visits, in which order ([train]
+ * sampling; src/data/sampler.c has the rules). Positions are 0..n-1;
+ * oversampling and undersampling balance the classes of `labels`. */
+typedef enum mt_sampling {
+    MT_SAMPLING_NONE,
+    MT_SAMPLING_OVER,
+    MT_SAMPLING_UNDER
+} mt_sampling;
+
+typedef struct mt_sampler {
+    mt_sampling mode;
+    size_t n, K;       /* positions, classes */
+    size_t n_epoch;    /* positions each epoch visits */
+    size_t per_class;  /* visits of each class present per epoch */
+    size_t largest;    /* samples of the largest class */
+    size_t *by_class;  /* (n) positions grouped by class */
+    size_t *start;     /* (K + 1) where each class begins in by_class */
+    size_t *pool;      /* (n_epoch) the epoch's draws before shuffling */
+    size_t *scratch;   /* permutations */
+} mt_sampler;
+
+/* labels (n) in [0, K) are needed unless mode is none (then NULL is
+ * fine). Local: every rank builds the same sampler from the same labels. */
+int mt_sampler_init(mt_sampler *s, mt_sampling mode, const int32_t *labels,
+                    size_t n, size_t K, char *err);
+/* out[0..n_epoch) = the positions of epoch `epoch`, shuffled. */
+void mt_sampler_epoch(mt_sampler *s, uint64_t seed, uint64_t epoch,
+                      size_t *out);
+void mt_sampler_free(mt_sampler *s);
+
 /* Copies samples idx[0..B) into x (B, size) as scaled float, and into
  * labels (B) and/or targets (B, K) as the loss needs: an int label becomes
  * a one-hot row for sigmoid_bce/mse (or the value itself when K is 1). */

@@ -26,6 +26,8 @@ int mt_monitor_minimizes(int m)
            m == MT_MONITOR_VAL_ERROR_RATE || m == MT_MONITOR_VAL_PERPLEXITY ||
            m == MT_MONITOR_VAL_MAE;
 }
+static const char *const sampling_names[] = {"none", "oversample",
+                                             "undersample", NULL};
 static const char *const mode_names[] = {"auto", "min", "max", NULL};
 static const char *const sync_names[] = {"allreduce", "ring", NULL};
 static const char *const compress_names[] = {"none", "bf16", NULL};
@@ -57,6 +59,7 @@ const mt__key_def mt__config_keys[] = {
     TRAIN("accumulate", T_SIZE, accumulate, 1, 1e6, NULL),
     TRAIN("clip_norm", T_DOUBLE, clip_norm, 0, 1e12, NULL),
     TRAIN("class_weights", T_PATH, class_weights, 0, 0, NULL),
+    TRAIN("sampling", T_ENUM, sampling, 0, 0, sampling_names),
     TRAIN("monitor", T_ENUM, monitor, 0, 0, mt_monitor_names),
     TRAIN("patience", T_SIZE, patience, 0, 1e9, NULL),
     TRAIN("min_delta", T_DOUBLE, min_delta, 0, 1e12, NULL),

@@ -37,8 +37,9 @@ typedef struct trainer {
     size_t *order;      /* (n_train + n_val): shuffled positions; the last
                            n_val are the validation split */
     size_t n_train, n_val;
-    size_t *epoch_perm; /* (n_train): this epoch's order of train samples */
-    size_t *need;       /* (n_train): file rows this rank needs this epoch */
+    mt_sampler sampler; /* which training positions an epoch visits */
+    size_t *epoch_perm; /* (sampler.n_epoch): this epoch's file rows */
+    size_t *need;       /* (sampler.n_epoch): rows this rank needs */
     size_t cursor;      /* next unused sample of `epoch` */
     size_t epoch_now;   /* the epoch being trained (augmentation key) */
     float *aug_tmp;     /* (sample size) scratch for augmentation */
@@ -109,6 +110,10 @@ int mt__train_step(trainer *t, uint64_t step, size_t g0, size_t G,
 /* Parses or computes ([train] class_weights = auto) the class weights.
  * Collective (auto counts labels over the ranks). */
 int mt__class_weights(trainer *t, char *err);
+
+/* [train] sampling: the sampler (collective: gathers the labels of the
+ * training split when it resamples) and the epoch's index buffers. */
+int mt__sampler_setup(trainer *t, char *err);
 
 /* Early stopping: buffers at set-up; after each epoch's evaluation
  * (returns 1 when training should stop); the best weights put back. */

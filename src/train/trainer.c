@@ -27,6 +27,7 @@ static void trainer_free(trainer *t)
     mt_optim_free(&t->optim);
     mt_sync_free(&t->sync);
     mt_free(t->order);
+    mt_sampler_free(&t->sampler);
     mt_free(t->epoch_perm);
     mt_free(t->batch_idx);
     mt_free(t->need);
@@ -71,9 +72,7 @@ static int split(trainer *t, char *err)
     /* The split is a seed-keyed permutation of the rows in use, the same
      * on every rank and every rank count. */
     t->order = mt_calloc(n, sizeof(size_t));
-    t->epoch_perm = mt_calloc(t->n_train, sizeof(size_t));
-    t->need = mt_calloc(t->n_train, sizeof(size_t));
-    int rc = t->order && t->epoch_perm && t->need ? MT_OK : MT_ENOMEM;
+    int rc = t->order ? MT_OK : MT_ENOMEM;
     if (rc)
         mt_seterr(err, "out of memory for %zu sample indices", n);
     if ((rc = mt_dist_agree(t->comm, rc, err)))
@@ -185,7 +184,7 @@ static void make_schedule(trainer *t)
 {
     const mt_config *c = t->cfg;
     size_t span = c->batch * c->accumulate;
-    size_t per_epoch = (t->n_train + span - 1) / span;
+    size_t per_epoch = (t->sampler.n_epoch + span - 1) / span;
     size_t total = per_epoch * c->epochs;
     if (c->max_steps && c->max_steps < total)
         total = c->max_steps;
@@ -253,6 +252,8 @@ static int setup(trainer *t, char *err)
         rc = mt_dist_agree(t->comm, build(t, err), err);
     if (rc == MT_OK)
         rc = mt__class_weights(t, err);
+    if (rc == MT_OK)
+        rc = mt__sampler_setup(t, err);
     if (rc == MT_OK)
         rc = mt__es_init(t, err);
     if (rc == MT_OK) {
@@ -325,8 +326,8 @@ static void report_epoch(trainer *t, size_t epoch, uint64_t step,
     fflush(stdout);
 }
 
-/* This epoch's order: a seed- and epoch-keyed permutation of the training
- * positions, identical on every rank; then this rank's slice of every
+/* This epoch's order: the sampler's seed- and epoch-keyed draw of the
+ * training positions, identical on every rank; then this rank's slice of every
  * global (micro-)batch is fetched from the ranks that own the rows. The
  * cursor skips the slices before global position `skip_to` (a resumed
  * epoch). */
@@ -334,13 +335,13 @@ static int prepare_epoch(trainer *t, size_t epoch, size_t skip_to,
                          char *err)
 {
     const mt_config *c = t->cfg;
-    mt_rng_permutation(t->epoch_perm, t->n_train, c->seed, MT_RNG_SHUFFLE,
-                       epoch);
-    for (size_t i = 0; i < t->n_train; i++)
+    size_t n = t->sampler.n_epoch;
+    mt_sampler_epoch(&t->sampler, c->seed, epoch, t->epoch_perm);
+    for (size_t i = 0; i < n; i++)
         t->epoch_perm[i] = t->order[t->epoch_perm[i]];
     size_t count = 0, skip = 0;
-    for (size_t g0 = 0; g0 < t->n_train; g0 += c->batch) {
-        size_t G = t->n_train - g0 < c->batch ? t->n_train - g0 : c->batch;
+    for (size_t g0 = 0; g0 < n; g0 += c->batch) {
+        size_t G = n - g0 < c->batch ? n - g0 : c->batch;
         size_t lo, hi;
         mt__batch_slice(t, G, &lo, &hi);
         for (size_t i = lo; i < hi; i++)
@@ -359,8 +360,8 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
 {
     const mt_config *c = t->cfg;
     /* One optimizer step takes `accumulate` micro-batches of `batch`. */
-    size_t span = c->batch * c->accumulate;
-    size_t steps = (t->n_train + span - 1) / span;
+    size_t span = c->batch * c->accumulate, n = t->sampler.n_epoch;
+    size_t steps = (n + span - 1) / span;
     size_t first = t->resume_pos / span;
     if (t->resume_pos == 0) {
         memset(t->ep_sums, 0, sizeof t->ep_sums);
@@ -378,7 +379,7 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
             break;
         }
         size_t g0 = s * span;
-        size_t G = t->n_train - g0 < span ? t->n_train - g0 : span;
+        size_t G = n - g0 < span ? n - g0 : span;
         double before[3] = {t->ep_sums[0], t->ep_sums[1], t->ep_sums[2]};
         if ((rc = mt__train_step(t, t->step, g0, G, t->ep_sums, err)))
             break;
@@ -504,6 +505,11 @@ int mt_train(const mt_config *cfg, MPI_Comm comm, const mt_train_opts *opts,
                "%d rank%s, global batch %zu\n",
                mt_version(), t.n_train, t.n_val, t.test.total, t.size,
                t.size == 1 ? "" : "s", cfg->batch);
+        if (t.sampler.mode != MT_SAMPLING_NONE)
+            printf("%s: %zu samples per epoch, %zu of each class\n",
+                   t.sampler.mode == MT_SAMPLING_OVER ? "oversampling"
+                                                      : "undersampling",
+                   t.sampler.n_epoch, t.sampler.per_class);
         mt_model_summary(&t.model, print_model, NULL);
         fflush(stdout);
     }
