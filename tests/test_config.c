@@ -235,6 +235,12 @@ static void test_schedule_keys(void **s)
     expect_error("[data]\ntrain = a\n[optimizer]\nplateau_factor = 0.5\n"
                  "plateau_monitor = none\n[dense]\nunits = 2\n",
                  NULL, "plateau_factor > 0 needs a plateau_monitor", NULL);
+    expect_error("[data]\ntrain = a\n[train]\nloss = mse\nfocal_gamma = 2\n"
+                 "[dense]\nunits = 2\n",
+                 NULL, "focal_gamma needs loss = softmax_ce", NULL);
+    expect_error("[data]\ntrain = a\n[train]\nsampling = smote\n"
+                 "[dense]\nunits = 2\n",
+                 NULL, "sampling = 'smote'", "undersample", NULL);
     expect_error("[data]\ntrain = a\n[train]\nmonitor = val_f2\n"
                  "[dense]\nunits = 2\n",
                  NULL, "monitor = 'val_f2'", "val_macro_f1", NULL);

@@ -185,13 +185,17 @@ static void test_data_parallel_equals_single_rank(void **s)
     expect_same_as_single_rank(ring_blocking, 1e-4);
 }
 
-/* Class resampling draws the same epochs on any rank count. */
-static void test_sampling_any_rank_count(void **s)
+/* Class resampling draws the same epochs on any rank count; the focal
+ * loss with class weights trains the same on any rank count. */
+static void test_imbalance_any_rank_count(void **s)
 {
     const char *const over[] = {"train.sampling=oversample", NULL};
     const char *const under[] = {"train.sampling=undersample", NULL};
+    const char *const focal[] = {"train.focal_gamma=2",
+                                 "train.class_weights=auto", NULL};
     expect_same_as_single_rank(over, 1e-4);
     expect_same_as_single_rank(under, 1e-4);
+    expect_same_as_single_rank(focal, 1e-4);
     /* auto class weights are counted over every rank's rows: the same
      * weights, hence the same run, on any rank count. */
     const char *const weighted[] = {"train.class_weights=auto", NULL};
@@ -422,7 +426,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_early_stopping_restores_the_best),
         cmocka_unit_test(test_reduce_on_plateau),
         cmocka_unit_test(test_layer_weight_decay),
-        cmocka_unit_test(test_sampling_any_rank_count),
+        cmocka_unit_test(test_imbalance_any_rank_count),
         cmocka_unit_test(test_clip_norm_bounds_the_update),
         cmocka_unit_test(test_missing_file_on_one_rank_stops_all),
         cmocka_unit_test(test_nan_loss_stops_all_ranks),

@@ -83,6 +83,7 @@ typedef struct mt_config {
     double clip_norm;  /* max L2 norm of the gradient, 0: off */
     char class_weights[MT_PATH_LEN]; /* "", "auto" or "w0,w1,..." */
     int sampling;       /* mt_sampling: class over/undersampling */
+    float focal_gamma;  /* focal loss exponent, 0: plain cross-entropy */
     int monitor;        /* early stopping: 0 off, mt_monitor otherwise */
     size_t patience;    /* epochs without improvement before stopping */
     double min_delta;   /* smallest change that counts as improvement */

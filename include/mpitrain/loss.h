@@ -33,13 +33,33 @@ double mt_loss_compute(mt_loss_kind kind, const float *out,
                        const int32_t *labels, const float *targets, size_t B,
                        size_t K, float scale, float *grad);
 
-/* The same with per-class weights cw (NULL: none): sample n's loss and
- * gradient are multiplied by cw[class of n] (its label; for one sigmoid
- * output, target > 0.5). The mean stays over the batch, as Keras'
- * class_weight does. */
-double mt_loss_compute_weighted(mt_loss_kind kind, const float *out,
-                                const int32_t *labels, const float *targets,
-                                size_t B, size_t K, float scale, float *grad,
-                                const float *cw);
+/* Focal loss (Lin et al. 2017), which shrinks the loss of samples the
+ * model already gets right by (1 - p_t)^gamma; gamma 0 is plain
+ * cross-entropy. Softmax: -(1 - p_t)^gamma log p_t with p_t the
+ * probability of the label. Sigmoid (as torchvision's sigmoid_focal_loss,
+ * without alpha): BCE * (1 - p_t)^gamma, p_t = p t + (1 - p)(1 - t),
+ * mean over K. Same conventions as the losses above. */
+double mt_loss_softmax_focal(const float *logits, const int32_t *labels,
+                             size_t B, size_t K, float gamma, float scale,
+                             float *grad);
+double mt_loss_sigmoid_focal(const float *logits, const float *targets,
+                             size_t B, size_t K, float gamma, float scale,
+                             float *grad);
+
+/* What the training objective adds to a loss: per-class weights (NULL:
+ * none) and the focal exponent (0: none). */
+typedef struct mt_loss_opts {
+    const float *class_w; /* sample n's loss and gradient times
+                             class_w[class of n] (its label; for one sigmoid
+                             output, target > 0.5); the mean stays over the
+                             batch, as Keras' class_weight */
+    float focal_gamma;    /* softmax_ce and sigmoid_bce become focal */
+} mt_loss_opts;
+
+/* mt_loss_compute with the options (NULL: plain). */
+double mt_loss_objective(mt_loss_kind kind, const float *out,
+                         const int32_t *labels, const float *targets,
+                         size_t B, size_t K, float scale, float *grad,
+                         const mt_loss_opts *opts);
 
 #endif

@@ -468,6 +468,12 @@ int mt_config_check(const mt_config *c, char *err)
         rc = check_monitor(c, "[checkpoint] best", c->keep_best, err);
     if (rc)
         return rc;
+    if (c->focal_gamma > 0.0f && c->loss == MT_LOSS_MSE) {
+        mt_seterr(err, "%s: [train] focal_gamma needs loss = softmax_ce or "
+                       "sigmoid_bce",
+                  c->path);
+        return MT_EINVAL;
+    }
     if (c->accumulate > 1 && c->deterministic) {
         mt_seterr(err, "%s: [train] accumulate > 1 does not combine with "
                        "[parallel] deterministic yet",

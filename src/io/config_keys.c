@@ -60,6 +60,7 @@ const mt__key_def mt__config_keys[] = {
     TRAIN("clip_norm", T_DOUBLE, clip_norm, 0, 1e12, NULL),
     TRAIN("class_weights", T_PATH, class_weights, 0, 0, NULL),
     TRAIN("sampling", T_ENUM, sampling, 0, 0, sampling_names),
+    TRAIN("focal_gamma", T_FLOAT, focal_gamma, 0, 10, NULL),
     TRAIN("monitor", T_ENUM, monitor, 0, 0, mt_monitor_names),
     TRAIN("patience", T_SIZE, patience, 0, 1e9, NULL),
     TRAIN("min_delta", T_DOUBLE, min_delta, 0, 1e12, NULL),

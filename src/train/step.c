@@ -55,10 +55,11 @@ static void forward_loss(trainer *t, uint64_t step, size_t pos, size_t B,
                        .sample0 = pos};
     const float *out = mt_model_forward(&t->model, &ctx, B);
     float *dout = t->model.dact[t->model.n_layers];
-    sums[0] = mt_loss_compute_weighted((mt_loss_kind)t->cfg->loss, out,
-                                       t->epoch.labels ? t->labels : NULL,
-                                       t->targets, B, K, 1.0f / (float)G,
-                                       dout, t->class_w);
+    mt_loss_opts lo = {.class_w = t->class_w,
+                       .focal_gamma = t->cfg->focal_gamma};
+    sums[0] = mt_loss_objective((mt_loss_kind)t->cfg->loss, out,
+                                t->epoch.labels ? t->labels : NULL,
+                                t->targets, B, K, 1.0f / (float)G, dout, &lo);
     long c = mt_count_correct((mt_loss_kind)t->cfg->loss, out,
                               t->epoch.labels ? t->labels : NULL, t->targets,
                               B, K);
