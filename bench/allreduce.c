@@ -1,6 +1,6 @@
 /* Bus bandwidth of our ring allreduce against MPI_Allreduce, same run.
  *
- *   mpirun -np P build/bench/allreduce [--seg KIB] [--bf16]
+ *   mpirun -np P build/bench/allreduce [--seg KIB] [--bf16] [--small KIB]
  *
  * For 4 KiB ... 64 MiB of floats, times both (alternating, best of
  * several repetitions, after a warm-up) and prints bus bandwidth as NCCL
@@ -47,12 +47,15 @@ int main(int argc, char **argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &P);
     size_t seg_kib = 1024; /* the [parallel] segment_kb default */
+    size_t small_kib = 0;  /* [parallel] ring_min_kb; 0: the pure ring */
     mt_compress c = MT_COMPRESS_NONE;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seg") && i + 1 < argc)
             seg_kib = (size_t)atol(argv[++i]);
         else if (!strcmp(argv[i], "--bf16"))
             c = MT_COMPRESS_BF16;
+        else if (!strcmp(argv[i], "--small") && i + 1 < argc)
+            small_kib = (size_t)atol(argv[++i]);
     }
     const size_t max_n = (64u << 20) / sizeof(float);
     float *buf = malloc(max_n * sizeof *buf);
@@ -63,6 +66,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "allreduce: setup failed\n");
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
+    mt_ring_set_small(&r, (small_kib << 10) / sizeof(float));
     for (size_t i = 0; i < max_n; i++)
         buf[i] = 1.0f / (float)(1 + i % 97);
     if (rank == 0)

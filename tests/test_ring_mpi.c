@@ -81,6 +81,45 @@ static void test_small_and_awkward_sizes(void **s)
     }
 }
 
+/* From 3 ranks, below the small size MPI does the work (nonblocking when
+ * polled, blocking in mt_ring_allreduce); at and above it the ring; all
+ * give the MPI sum on every rank. */
+static void test_small_buffers_go_to_mpi(void **s)
+{
+    for (int polled = 0; polled < 2; polled++)
+        for (size_t n = 0; n < 40; n += 13) {
+            float got[40], want[40];
+            fill(got, n, rank);
+            memcpy(want, got, n * sizeof *got);
+            MPI_Allreduce(MPI_IN_PLACE, want, (int)n, MPI_FLOAT, MPI_SUM,
+                          MPI_COMM_WORLD);
+            mt_ring r;
+            char err[MT_ERR_LEN] = "";
+            assert_int_equal(mt_ring_init(&r, MPI_COMM_WORLD, 64, 8,
+                                          MT_COMPRESS_BF16, 9, err),
+                             MT_OK);
+            mt_ring_set_small(&r, 27);
+            int done = 0;
+            if (polled) {
+                assert_int_equal(mt_ring_start(&r, got, n, err), MT_OK);
+                /* float32 below 27, bf16 on the ring from 27 on */
+                assert_int_equal(r.small_on, n < 27 && size > 2);
+                while (!done)
+                    assert_int_equal(mt_ring_test(&r, &done, err), MT_OK);
+            } else {
+                assert_int_equal(mt_ring_allreduce(&r, got, n, err), MT_OK);
+            }
+            for (size_t i = 0; i < n; i++)
+                if (fabs(got[i] - want[i]) >
+                    (n < 27 && size > 2 ? 1e-6 : 0.01) *
+                        (1.0 + fabs(want[i])))
+                    fail_msg("n=%zu element %zu: %g, MPI %g", n, i,
+                             (double)got[i], (double)want[i]);
+            expect_identical_on_all_ranks(got, n);
+            mt_ring_free(&r);
+        }
+}
+
 static void test_large_buffer_streams(void **s)
 {
     check(1000003, 1 << 16, MT_COMPRESS_NONE, 0, 1e-6);
@@ -140,6 +179,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bf16_rounding),
         cmocka_unit_test(test_small_and_awkward_sizes),
+        cmocka_unit_test(test_small_buffers_go_to_mpi),
         cmocka_unit_test(test_large_buffer_streams),
         cmocka_unit_test(test_bf16_payload),
         cmocka_unit_test(test_reuse_and_oversize),

@@ -174,15 +174,24 @@ static void test_data_parallel_equals_single_rank(void **s)
     /* Tiny buckets: several per step, one layer split over two. */
     const char *const ar_blocking[] = {"parallel.overlap=false", NULL};
     const char *const ar_buckets[] = {"parallel.bucket_mb=0.0002", NULL};
+    /* ring_min_kb=0: the ring even for these tiny buffers. Buckets of 104
+     * floats are dense3 (27), dense8 (104) and conv1 (57): below 0.2 KiB
+     * (51 floats) only the first goes to MPI, the others to the ring. */
     const char *const ring[] = {"parallel.sync=ring",
                                 "parallel.bucket_mb=0.0002",
-                                "parallel.segment_kb=1", NULL};
+                                "parallel.segment_kb=1",
+                                "parallel.ring_min_kb=0", NULL};
     const char *const ring_blocking[] = {"parallel.sync=ring",
-                                         "parallel.overlap=false", NULL};
+                                         "parallel.overlap=false",
+                                         "parallel.ring_min_kb=0", NULL};
+    const char *const ring_mixed[] = {"parallel.sync=ring",
+                                      "parallel.bucket_mb=0.0004",
+                                      "parallel.ring_min_kb=0.2", NULL};
     expect_same_as_single_rank(ar_blocking, 1e-4);
     expect_same_as_single_rank(ar_buckets, 1e-4);
     expect_same_as_single_rank(ring, 1e-4);
     expect_same_as_single_rank(ring_blocking, 1e-4);
+    expect_same_as_single_rank(ring_mixed, 1e-4);
 }
 
 /* Class resampling draws the same epochs on any rank count; the focal
@@ -376,7 +385,8 @@ static void test_bf16_ring_stays_close(void **s)
 {
     /* bf16 rounds each gradient to 8 bits of mantissa: close, not equal. */
     const char *const bf16[] = {"parallel.sync=ring",
-                                "parallel.compress=bf16", NULL};
+                                "parallel.compress=bf16",
+                                "parallel.ring_min_kb=0", NULL};
     expect_same_as_single_rank(bf16, size == 1 ? 1e-4 : 5e-2);
 }
 

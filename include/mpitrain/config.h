@@ -113,6 +113,7 @@ typedef struct mt_config {
     int overlap;    /* reduce buckets while backward runs */
     int compress;   /* mt_compress: ring payload */
     size_t segment_kb;
+    double ring_min_kb; /* smaller buffers: MPI_Allreduce, not the ring */
     int deterministic; /* fixed groups and summation order */
     size_t group;      /* deterministic: samples per gradient group */
     /* [checkpoint] */

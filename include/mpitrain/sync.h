@@ -50,6 +50,9 @@ typedef struct mt_ring {
     size_t nseg, next;  /* segments this step, next one to reduce */
     MPI_Request *req;   /* (1 + max segments): send, then receives */
     size_t max_seg;
+    size_t small_n;     /* buffers of fewer floats go to MPI_Iallreduce */
+    int small_on;       /* the operation in flight is such a one */
+    MPI_Request small_req;
 } mt_ring;
 
 /* Sizes the ring for buffers of up to max_n floats. seg_bytes is the
@@ -57,6 +60,12 @@ typedef struct mt_ring {
 int mt_ring_init(mt_ring *r, MPI_Comm comm, size_t max_n, size_t seg_bytes,
                  mt_compress compress, int tag, char *err);
 void mt_ring_free(mt_ring *r);
+/* From 3 ranks on, buffers of fewer than n floats are handed to MPI
+ * (MPI_Iallreduce when started, MPI_Allreduce in mt_ring_allreduce):
+ * there the ring's 2 (P - 1) latency steps lose to MPI's tree
+ * algorithms. They are summed in float32 even with bf16 compression.
+ * 0 (the default after init): the ring for every size. */
+void mt_ring_set_small(mt_ring *r, size_t n);
 /* Starts summing buf[0..n) over the ranks, n <= max_n. */
 int mt_ring_start(mt_ring *r, float *buf, size_t n, char *err);
 /* Advances without blocking; *done becomes 1 when the sum is complete. */
@@ -73,6 +82,7 @@ typedef struct mt_sync_cfg {
     int overlap;         /* 1: reduce buckets during backward */
     mt_compress compress; /* ring only */
     size_t segment_bytes; /* ring pipelining segment */
+    size_t ring_min_bytes; /* smaller buffers: MPI_Iallreduce, not the ring */
 } mt_sync_cfg;
 
 /* A contiguous slice [lo, hi) of the gradient arena, ready once backward

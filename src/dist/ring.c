@@ -188,9 +188,26 @@ static void absorb(mt_ring *r, size_t k)
         add_floats(dst, r->tmp + o, len);
 }
 
+/* A small buffer's MPI_Iallreduce, tested or waited for. */
+static int advance_small(mt_ring *r, int blocking, int *done, char *err)
+{
+    int flag = 1;
+    int rc = blocking ? MPI_Wait(&r->small_req, MPI_STATUS_IGNORE)
+                      : MPI_Test(&r->small_req, &flag, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS) {
+        mt_seterr(err, "ring: MPI_Iallreduce of a small buffer failed");
+        return MT_EIO;
+    }
+    r->small_on = !flag;
+    *done = flag;
+    return MT_OK;
+}
+
 /* One pass of progress; blocking waits when `block` is set. */
 static int advance(mt_ring *r, int blocking, int *done, char *err)
 {
+    if (r->small_on)
+        return advance_small(r, blocking, done, err);
     int last = 2 * (r->size - 1);
     while (r->step < last) {
         if (!r->posted) {
@@ -235,8 +252,28 @@ static int advance(mt_ring *r, int blocking, int *done, char *err)
     return MT_OK;
 }
 
+void mt_ring_set_small(mt_ring *r, size_t n) { r->small_n = n; }
+
+/* At 2 ranks the ring is one exchange each way, as fast as MPI's own for
+ * any size (bench/README.md); from 3 ranks on, its 2 (P - 1) steps of
+ * latency lose to MPI's trees for small buffers. */
+static int is_small(const mt_ring *r, size_t n)
+{
+    return n < r->small_n && r->size > 2;
+}
+
 int mt_ring_start(mt_ring *r, float *buf, size_t n, char *err)
 {
+    if (is_small(r, n)) {
+        r->small_on = 1;
+        if (MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM,
+                           r->comm, &r->small_req) != MPI_SUCCESS) {
+            r->small_on = 0;
+            mt_seterr(err, "ring: MPI_Iallreduce of %zu floats failed", n);
+            return MT_EIO;
+        }
+        return MT_OK;
+    }
     if (n / (size_t)r->size + 1 > r->cap) {
         mt_seterr(err, "ring: %zu floats exceed the %zu it was sized for", n,
                   r->cap * (size_t)r->size);
@@ -262,6 +299,16 @@ int mt_ring_wait(mt_ring *r, char *err)
 
 int mt_ring_allreduce(mt_ring *r, float *buf, size_t n, char *err)
 {
+    /* Waited for at once: the blocking call, which beats the nonblocking
+     * one on small buffers (libnbc's start-up costs). */
+    if (is_small(r, n)) {
+        if (MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM,
+                          r->comm) != MPI_SUCCESS) {
+            mt_seterr(err, "ring: MPI_Allreduce of %zu floats failed", n);
+            return MT_EIO;
+        }
+        return MT_OK;
+    }
     int rc = mt_ring_start(r, buf, n, err);
     return rc ? rc : mt_ring_wait(r, err);
 }

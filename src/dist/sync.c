@@ -79,6 +79,7 @@ int mt_sync_init(mt_sync *s, mt_model *m, const mt_sync_cfg *cfg,
             mt_sync_free(s);
             return rc;
         }
+        mt_ring_set_small(&s->ring, cfg->ring_min_bytes / sizeof(float));
     }
     return MT_OK;
 }

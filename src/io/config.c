@@ -46,6 +46,7 @@ void mt_config_defaults(mt_config *c)
     c->bucket_mb = 1.0;
     c->overlap = 1;
     c->segment_kb = 1024;
+    c->ring_min_kb = 128;
     c->group = 8;
     c->keep = 3;
 }

@@ -106,6 +106,7 @@ const mt__key_def mt__config_keys[] = {
     PAR("overlap", T_BOOL, overlap, 0, 1, NULL),
     PAR("compress", T_ENUM, compress, 0, 0, compress_names),
     PAR("segment_kb", T_SIZE, segment_kb, 1, 1 << 20, NULL),
+    PAR("ring_min_kb", T_DOUBLE, ring_min_kb, 0, 1 << 20, NULL),
     PAR("deterministic", T_BOOL, deterministic, 0, 1, NULL),
     PAR("group", T_SIZE, group, 1, 1e6, NULL),
     {"checkpoint", "dir", T_PATH, offsetof(mt_config, ckpt_dir), 0, 0, NULL},

@@ -145,7 +145,8 @@ static int build(trainer *t, char *err)
                       .bucket_bytes = (size_t)(c->bucket_mb * 1048576.0),
                       .overlap = c->overlap,
                       .compress = (mt_compress)c->compress,
-                      .segment_bytes = c->segment_kb * 1024};
+                      .segment_bytes = c->segment_kb * 1024,
+                      .ring_min_bytes = (size_t)(c->ring_min_kb * 1024.0)};
     if (rc == MT_OK)
         rc = mt_sync_init(&t->sync, &t->model, &sc, t->comm, err);
     if (rc)
