@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "io/config_internal.h"
 #include "mpitrain/config.h"
 #include "mpitrain/core.h"
 
@@ -76,6 +77,109 @@ static void expect_error(const char *text, const char *set, ...)
         if (!strstr(err, frag))
             fail_msg("error '%s' lacks '%s'", err, frag);
     va_end(ap);
+}
+
+/* Cell `col` (0-based) of a "| a | b | c |" row, trimmed, into out. */
+static void cell(const char *row, int col, char *out, size_t len)
+{
+    const char *p = row;
+    for (int i = 0; i <= col && p; i++)
+        p = strchr(p + 1, '|');
+    const char *e = p ? strchr(p + 1, '|') : NULL;
+    out[0] = '\0';
+    if (!e)
+        return;
+    for (p++; p < e && *p == ' '; p++)
+        ;
+    while (e > p && e[-1] == ' ')
+        e--;
+    snprintf(out, len, "%.*s", (int)(e - p), p);
+}
+
+/* The value of row `key` of a "| key | default | ..." table in the
+ * section that starts at `from`; names joined as "beta1, beta2" share a
+ * row with their values. NULL if there is no such row. */
+static const char *doc_default(const char *doc, const char *from,
+                               const char *key, char *out, size_t len)
+{
+    const char *sec = strstr(doc, from);
+    const char *end = sec ? strstr(sec + 1, "\n## ") : NULL;
+    for (const char *row = sec ? strstr(sec, "\n| ") : NULL;
+         row && (!end || row < end); row = strstr(row + 1, "\n| ")) {
+        char names[200], vals[200];
+        cell(row + 1, -1, names, sizeof names);
+        cell(row + 1, 0, vals, sizeof vals);
+        int at = 0;
+        char *save_n, *save_v;
+        for (char *n = strtok_r(names, ", ", &save_n); n;
+             n = strtok_r(NULL, ", ", &save_n), at++)
+            if (strcmp(n, key) == 0) {
+                char *v = strtok_r(vals, ", ", &save_v);
+                for (int i = 0; v && i < at; i++)
+                    v = strtok_r(NULL, ", ", &save_v);
+                snprintf(out, len, "%s", v ? v : "");
+                return out;
+            }
+    }
+    return NULL;
+}
+
+/* docs/config.md documents every key of the table with the table's
+ * default: the defaults live in the table alone and the reference cannot
+ * drift from them unnoticed. Every default parses. */
+static void test_reference_matches_key_table(void **s)
+{
+    const char *src = getenv("MPITRAIN_SRCDIR");
+    if (!src)
+        skip();
+    char path_doc[600];
+    snprintf(path_doc, sizeof path_doc, "%s/docs/config.md", src);
+    FILE *f = fopen(path_doc, "r");
+    assert_non_null(f);
+    static char doc[1 << 16];
+    size_t n = fread(doc, 1, sizeof doc - 1, f);
+    fclose(f);
+    doc[n] = '\0';
+    for (const mt__key_def *k = mt__config_keys; k->section; k++) {
+        char from[64], got[200], set[300], err[MT_ERR_LEN];
+        snprintf(from, sizeof from, "\n## [%s]", k->section);
+        if (!doc_default(doc, from, k->key, got, sizeof got))
+            fail_msg("docs/config.md: no row for [%s] %s", k->section,
+                     k->key);
+        if (k->def && strcmp(got, k->def) != 0)
+            fail_msg("docs/config.md: [%s] %s defaults to '%s', the key "
+                     "table to '%s'",
+                     k->section, k->key, got, k->def);
+        mt_config c;
+        mt_config_defaults(&c);
+        snprintf(set, sizeof set, "%s.%s=%s", k->section, k->key,
+                 k->def ? k->def : "");
+        if (k->def && mt_config_set(&c, set, err) != MT_OK)
+            fail_msg("default does not parse: %s", err);
+    }
+    for (const mt__key_def *k = mt__layer_keys; k->section; k++) {
+        char row[64], want[100];
+        /* the row of the layer table that names the section */
+        snprintf(row, sizeof row, "[%s]", k->section);
+        const char *r = strstr(doc, "## Layer sections");
+        while (r && (r = strstr(r + 1, row)) != NULL) {
+            const char *bol = r;
+            while (bol > doc && bol[-1] != '\n')
+                bol--;
+            if (bol[0] == '|')
+                break;
+        }
+        if (!r)
+            fail_msg("docs/config.md: no row for [%s]", k->section);
+        const char *eol = strchr(r, '\n');
+        /* "stride (0 = size)": the default may be followed by a gloss */
+        snprintf(want, sizeof want, k->def ? "%s (%s" : "%s", k->key,
+                 k->def);
+        const char *hit = strstr(r, want);
+        if (!hit || hit > eol)
+            fail_msg("docs/config.md: the [%s] row lacks '%s'", k->section,
+                     want);
+    }
 }
 
 static void test_good_file(void **s)
@@ -278,6 +382,7 @@ int main(void)
         cmocka_unit_test(test_batch_zero),
         cmocka_unit_test(test_bad_enum_and_structure),
         cmocka_unit_test(test_schedule_keys),
+        cmocka_unit_test(test_reference_matches_key_table),
         cmocka_unit_test(test_missing_file),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

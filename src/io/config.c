@@ -20,35 +20,28 @@ static const char *const act_names[] = {"none", "relu", "leaky", "sigmoid",
 static const int act_kinds[] = {-1, MT_RELU, MT_LEAKY_RELU, MT_SIGMOID,
                                 MT_TANH};
 
+/* The table's defaults into base: each is parsed like INI text, so a
+ * default is the same value a config file stating it would give. */
+static int set_value(const mt__key_def *k, void *base, const char *v,
+                     char *why, size_t why_len);
+static void apply_defaults(const mt__key_def *k, const char *section,
+                           void *base)
+{
+    char why[200];
+    for (; k->section; k++) {
+        if (section && strcmp(k->section, section) != 0)
+            continue;
+        if (k->def)
+            set_value(k, base, k->def, why, sizeof why);
+        else if (k->type == T_OPT_FLOAT)
+            *(float *)((char *)base + k->off) = NAN;
+    }
+}
+
 void mt_config_defaults(mt_config *c)
 {
     memset(c, 0, sizeof *c);
-    snprintf(c->dir, sizeof c->dir, "runs/default");
-    c->seed = 42;
-    c->threads = 1;
-    c->flush_denormals = 1;
-    c->progress = MT_PROGRESS_AUTO;
-    c->validation = 0.1;
-    c->epochs = 10;
-    c->batch = 64;
-    c->accumulate = 1;
-    c->patience = 5;
-    c->restore_best = 1;
-    c->log_every = 100;
-    c->loss = MT_LOSS_SOFTMAX_CE;
-    c->optim = (mt_optim_cfg){.kind = MT_OPT_SGD, .lr = 0.01f,
-                              .momentum = 0.9f, .beta1 = 0.9f,
-                              .beta2 = 0.999f, .eps = 1e-8f};
-    c->gamma = 0.1;
-    c->restart_mult = 1.0;
-    c->plateau_patience = 2;
-    c->plateau_monitor = MT_MONITOR_VAL_LOSS;
-    c->bucket_mb = 1.0;
-    c->overlap = 1;
-    c->segment_kb = 1024;
-    c->ring_min_kb = 128;
-    c->group = 8;
-    c->keep = 3;
+    apply_defaults(mt__config_keys, NULL, c);
 }
 
 void mt_config_free(mt_config *c)
@@ -59,17 +52,12 @@ void mt_config_free(mt_config *c)
 
 static mt_config_layer layer_defaults(mt_layer_kind kind, int line)
 {
+    /* alpha: the slope of "activation = leaky" on conv and dense. */
     mt_config_layer L = {.activation = -1, .alpha = 0.01f};
     L.spec.kind = kind;
     L.spec.line = line;
-    L.spec.stride = kind == MT_CONV2D ? 1 : 0;
-    L.spec.size = (kind == MT_MAXPOOL || kind == MT_AVGPOOL) ? 2 : 0;
-    L.spec.alpha = 0.01f;
-    L.spec.rate = 0.5f;
-    L.spec.momentum = 0.1f;
-    L.spec.eps = 1e-5f;
-    L.spec.weight_decay = NAN;
-    L.spec.l1 = NAN;
+    L.spec.weight_decay = L.spec.l1 = NAN; /* for kinds without the keys */
+    apply_defaults(mt__layer_keys, mt_layer_ops_of(kind)->kind_name, &L);
     return L;
 }
 

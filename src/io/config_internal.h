@@ -23,6 +23,8 @@ typedef struct mt__key_def {
     size_t off;      /* into mt_config, or into mt_config_layer */
     double min, max; /* inclusive range for numbers */
     const char *const *names; /* T_ENUM: NULL-terminated */
+    const char *def; /* the default, as INI text; NULL: zero (unset for
+                        T_OPT_FLOAT, required or empty for the others) */
 } mt__key_def;
 
 extern const mt__key_def mt__config_keys[];
