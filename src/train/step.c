@@ -28,7 +28,7 @@ static void augment(trainer *t, size_t B)
     const mt_config *c = t->cfg;
     if (!c->shift && !c->flip)
         return;
-    mt_shape s = t->epoch.shape;
+    mt_shape s = t->shard.shape;
     size_t S = mt_shape_size(s), first = t->cursor - B;
     for (size_t i = 0; i < B; i++) {
         int dx, dy, flip;
@@ -46,10 +46,14 @@ static void forward_loss(trainer *t, uint64_t step, size_t pos, size_t B,
                          size_t G, double sums[3])
 {
     size_t K = t->K;
-    for (size_t i = 0; i < B; i++)
-        t->batch_idx[i] = t->cursor++;
-    mt_dataset_gather(&t->epoch, t->batch_idx, B, t->model.act[0],
-                      t->labels, t->targets, K);
+    /* One rank owns every row: it gathers straight from its share, by
+     * file row; otherwise from the epoch's fetched samples, in order. */
+    const mt_dataset *src = t->size == 1 ? &t->shard : &t->epoch;
+    for (size_t i = 0; i < B; i++, t->cursor++)
+        t->batch_idx[i] = t->size == 1 ? t->need[t->cursor] - t->shard.first
+                                       : t->cursor;
+    mt_dataset_gather(src, t->batch_idx, B, t->model.act[0], t->labels,
+                      t->targets, K);
     augment(t, B);
     mt_step_ctx ctx = {.train = 1, .seed = t->cfg->seed, .step = step,
                        .sample0 = pos};
@@ -58,11 +62,11 @@ static void forward_loss(trainer *t, uint64_t step, size_t pos, size_t B,
     mt_loss_opts lo = {.class_w = t->class_w,
                        .focal_gamma = t->cfg->focal_gamma};
     sums[0] = mt_loss_objective((mt_loss_kind)t->cfg->loss, out,
-                                t->epoch.labels ? t->labels : NULL,
-                                t->targets, B, K, 1.0f / (float)G, dout, &lo);
+                                src->labels ? t->labels : NULL, t->targets,
+                                B, K, 1.0f / (float)G, dout, &lo);
     long c = mt_count_correct((mt_loss_kind)t->cfg->loss, out,
-                              t->epoch.labels ? t->labels : NULL, t->targets,
-                              B, K);
+                              src->labels ? t->labels : NULL, t->targets, B,
+                              K);
     sums[1] = c < 0 ? 0.0 : (double)c;
     sums[2] = c < 0 ? 1.0 : 0.0;
 }

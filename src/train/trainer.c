@@ -328,10 +328,10 @@ static void report_epoch(trainer *t, size_t epoch, uint64_t step,
 }
 
 /* This epoch's order: the sampler's seed- and epoch-keyed draw of the
- * training positions, identical on every rank; then this rank's slice of every
- * global (micro-)batch is fetched from the ranks that own the rows. The
- * cursor skips the slices before global position `skip_to` (a resumed
- * epoch). */
+ * training positions, identical on every rank; then this rank's slice of
+ * every global (micro-)batch is fetched from the ranks that own the rows
+ * (a single rank owns them all and fetches nothing). The cursor skips the
+ * slices before global position `skip_to` (a resumed epoch). */
 static int prepare_epoch(trainer *t, size_t epoch, size_t skip_to,
                          char *err)
 {
@@ -351,6 +351,8 @@ static int prepare_epoch(trainer *t, size_t epoch, size_t skip_to,
             skip = count;
     }
     t->cursor = skip;
+    if (t->size == 1)
+        return MT_OK; /* the step gathers from the share itself */
     return mt_dataset_fetch(&t->shard, t->comm, t->need, count, &t->epoch,
                             err);
 }
