@@ -104,14 +104,16 @@ static void path_of(char *buf, size_t len, const char *run, const char *f)
     snprintf(buf, len, "%s/%s/%s", dir, run, f);
 }
 
-/* Also with class oversampling, whose epochs are drawn, not permuted. */
+/* Also with class oversampling, whose epochs are drawn, not permuted, and
+ * with fetch windows of one step, so that the resume starts mid-window. */
 static void test_resume_mid_epoch_is_exact(void **s)
 {
-    static const char *const extras[] = {NULL, "train.sampling=oversample"};
-    static const char *const full[] = {"full", "full_os"};
-    static const char *const cut[] = {"cut", "cut_os"};
+    static const char *const extras[] = {NULL, "train.sampling=oversample",
+                                         "data.fetch_mb=0.001"};
+    static const char *const full[] = {"full", "full_os", "full_win"};
+    static const char *const cut[] = {"cut", "cut_os", "cut_win"};
     char err[MT_ERR_LEN] = "";
-    for (int v = 0; v < 2; v++) {
+    for (int v = 0; v < 3; v++) {
         if (train(full[v], extras[v], MPI_COMM_WORLD, NULL, 0, err))
             fail_msg("%s", err);
         /* Step 11 is in the middle of the second epoch (8 steps each, 9

@@ -77,6 +77,7 @@ typedef struct mt_config {
     size_t limit;      /* use only the first `limit` training samples */
     size_t shift;      /* augmentation: random shifts up to this, pixels */
     int flip;          /* augmentation: random horizontal flips */
+    double fetch_mb;   /* rows fetched from their owners at a time */
     /* [train] */
     size_t epochs, batch, log_every, max_steps;
     size_t accumulate; /* micro-batches of `batch` per optimizer step */

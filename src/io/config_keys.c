@@ -51,6 +51,7 @@ const mt__key_def mt__config_keys[] = {
     K("data", "limit", T_SIZE, limit, 0, 1e15, NULL, "0"),
     K("data", "shift", T_SIZE, shift, 0, 64, NULL, "0"),
     K("data", "flip", T_BOOL, flip, 0, 1, NULL, "false"),
+    K("data", "fetch_mb", T_DOUBLE, fetch_mb, 1e-6, 1e9, NULL, "64"),
     K("train", "epochs", T_SIZE, epochs, 1, 1e9, NULL, "10"),
     K("train", "batch", T_SIZE, batch, 1, 1e7, NULL, "64"),
     K("train", "log_every", T_SIZE, log_every, 1, 1e9, NULL, "100"),

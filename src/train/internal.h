@@ -40,7 +40,13 @@ typedef struct trainer {
     mt_sampler sampler; /* which training positions an epoch visits */
     size_t *epoch_perm; /* (sampler.n_epoch): this epoch's file rows */
     size_t *need;       /* (sampler.n_epoch): rows this rank needs */
-    size_t cursor;      /* next unused sample of `epoch` */
+    size_t *step_first; /* (steps + 1): where each step's rows start in
+                           need */
+    size_t win_steps;   /* steps whose rows one fetch brings ([data]
+                           fetch_mb) */
+    size_t win_lo;      /* need[win_lo, ...) are in `epoch` */
+    size_t win_end;     /* the step that needs the next fetch */
+    size_t cursor;      /* next unused entry of need */
     size_t epoch_now;   /* the epoch being trained (augmentation key) */
     float *aug_tmp;     /* (sample size) scratch for augmentation */
     size_t *batch_idx;  /* (max_batch): indices into `epoch` */

@@ -47,11 +47,11 @@ static void forward_loss(trainer *t, uint64_t step, size_t pos, size_t B,
 {
     size_t K = t->K;
     /* One rank owns every row: it gathers straight from its share, by
-     * file row; otherwise from the epoch's fetched samples, in order. */
+     * file row; otherwise from the window of fetched samples, in order. */
     const mt_dataset *src = t->size == 1 ? &t->shard : &t->epoch;
     for (size_t i = 0; i < B; i++, t->cursor++)
         t->batch_idx[i] = t->size == 1 ? t->need[t->cursor] - t->shard.first
-                                       : t->cursor;
+                                       : t->cursor - t->win_lo;
     mt_dataset_gather(src, t->batch_idx, B, t->model.act[0], t->labels,
                       t->targets, K);
     augment(t, B);

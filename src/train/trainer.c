@@ -31,6 +31,7 @@ static void trainer_free(trainer *t)
     mt_free(t->epoch_perm);
     mt_free(t->batch_idx);
     mt_free(t->need);
+    mt_free(t->step_first);
     mt_free(t->group_grads);
     mt_free(t->class_w);
     mt_free(t->es_params);
@@ -169,6 +170,15 @@ static int build(trainer *t, char *err)
                   c->path, c->train);
         return MT_EINVAL;
     }
+    /* Steps per fetch: [data] fetch_mb over this rank's rows of a step,
+     * counted from values every rank shares (4 bytes an element, the
+     * largest stored type), so that all ranks fetch at the same steps. */
+    size_t span = c->batch * c->accumulate;
+    double step_bytes = (double)((span + (size_t)t->size - 1) /
+                                 (size_t)t->size) *
+                        (double)mt_shape_size(t->shard.shape) * 4.0;
+    double w = c->fetch_mb * 1048576.0 / step_bytes;
+    t->win_steps = w < 1.0 ? 1 : w > 1e15 ? (size_t)1e15 : (size_t)w;
     t->aug_tmp = mt_calloc(mt_shape_size(t->shard.shape), sizeof(float));
     t->batch_idx = mt_calloc(max_batch, sizeof(size_t));
     t->labels = mt_calloc(max_batch, sizeof(int32_t));
@@ -328,33 +338,45 @@ static void report_epoch(trainer *t, size_t epoch, uint64_t step,
 }
 
 /* This epoch's order: the sampler's seed- and epoch-keyed draw of the
- * training positions, identical on every rank; then this rank's slice of
- * every global (micro-)batch is fetched from the ranks that own the rows
- * (a single rank owns them all and fetches nothing). The cursor skips the
- * slices before global position `skip_to` (a resumed epoch). */
-static int prepare_epoch(trainer *t, size_t epoch, size_t skip_to,
-                         char *err)
+ * training positions, identical on every rank; then the file rows of this
+ * rank's slice of every global (micro-)batch, in order, and where each
+ * step's rows begin. The cursor skips the slices before global position
+ * `skip_to` (a resumed epoch). */
+static void prepare_epoch(trainer *t, size_t epoch, size_t skip_to)
 {
     const mt_config *c = t->cfg;
     size_t n = t->sampler.n_epoch;
     mt_sampler_epoch(&t->sampler, c->seed, epoch, t->epoch_perm);
     for (size_t i = 0; i < n; i++)
         t->epoch_perm[i] = t->order[t->epoch_perm[i]];
-    size_t count = 0, skip = 0;
+    size_t count = 0, span = c->batch * c->accumulate;
     for (size_t g0 = 0; g0 < n; g0 += c->batch) {
+        if (g0 % span == 0)
+            t->step_first[g0 / span] = count;
         size_t G = n - g0 < c->batch ? n - g0 : c->batch;
         size_t lo, hi;
         mt__batch_slice(t, G, &lo, &hi);
         for (size_t i = lo; i < hi; i++)
             t->need[count++] = t->epoch_perm[g0 + i];
-        if (g0 < skip_to)
-            skip = count;
     }
-    t->cursor = skip;
+    t->step_first[(n + span - 1) / span] = count;
+    t->cursor = t->step_first[skip_to / span];
+    t->win_end = skip_to / span; /* the first step fetches */
+}
+
+/* Brings the rows of steps [s, s + win_steps) from their owners, so that
+ * a rank holds its share plus one window, never a whole epoch more. A
+ * single rank owns every row and fetches nothing. Collective: every rank
+ * calls it at the same step. */
+static int fetch_window(trainer *t, size_t s, size_t steps, char *err)
+{
+    size_t e = steps - s < t->win_steps ? steps : s + t->win_steps;
+    t->win_lo = t->step_first[s];
+    t->win_end = e;
     if (t->size == 1)
-        return MT_OK; /* the step gathers from the share itself */
-    return mt_dataset_fetch(&t->shard, t->comm, t->need, count, &t->epoch,
-                            err);
+        return MT_OK;
+    return mt_dataset_fetch(&t->shard, t->comm, t->need + t->win_lo,
+                            t->step_first[e] - t->win_lo, &t->epoch, err);
 }
 
 /* Runs epoch `epoch` from t->resume_pos (0 unless resumed). Sets *stop
@@ -372,7 +394,8 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
     }
     t->resume_pos = 0;
     t->epoch_now = epoch;
-    int rc = prepare_epoch(t, epoch, first * span, err);
+    prepare_epoch(t, epoch, first * span);
+    int rc = MT_OK;
     double window[3] = {0, 0, 0}, t_start = MPI_Wtime(), t_window = t_start;
     size_t wseen = 0;
     for (size_t s = first; rc == MT_OK && s < steps; s++) {
@@ -381,6 +404,8 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
             t->resume_pos = s * span; /* where a resume picks up */
             break;
         }
+        if (s == t->win_end && (rc = fetch_window(t, s, steps, err)))
+            break;
         size_t g0 = s * span;
         size_t G = n - g0 < span ? n - g0 : span;
         double before[3] = {t->ep_sums[0], t->ep_sums[1], t->ep_sums[2]};
