@@ -62,14 +62,15 @@ static void write_text(const char *name, const char *text)
     fclose(f);
 }
 
-/* 120 samples of 4x4 with the label written into the pixels. */
-static void write_data(const char *name, int32_t bad_label)
+/* 120 samples of 4x4 with the label written into the pixels; with
+ * one_class every label is 0 (of 3 classes). */
+static void write_data(const char *name, int32_t bad_label, int one_class)
 {
     enum { N = 120, S = 16 };
     uint8_t x[N * S];
     int32_t y[N];
     for (size_t i = 0; i < N; i++) {
-        y[i] = (int32_t)(i % 3);
+        y[i] = one_class ? 0 : (int32_t)(i % 3);
         for (size_t j = 0; j < S; j++)
             x[i * S + j] = (uint8_t)(j % 3 == (size_t)y[i] ? 200 : 20 + i % 7);
     }
@@ -100,7 +101,7 @@ static int group_setup(void **s)
     snprintf(dir, sizeof dir, "/tmp/mt_test_cli_XXXXXX");
     if (!mkdtemp(dir))
         return -1;
-    write_data("d.h5", 0);
+    write_data("d.h5", 0, 0);
     write_text("good.ini", good_ini);
     return 0;
 }
@@ -213,10 +214,19 @@ static void test_bad_data_files(void **s)
     assert_int_equal(train_with("train = d.h5", "train = nox.h5", NULL), 1);
     expect_one_error("nox.h5: no dataset /x");
 
-    write_data("badlabel.h5", 12);
+    write_data("badlabel.h5", 12, 0);
     assert_int_equal(train_with("train = d.h5", "train = badlabel.h5", NULL),
                      1);
     expect_one_error("badlabel.h5: /y[7] = 12 is out of range");
+
+    /* A watched AUC that the data leaves undefined fails after epoch 1,
+     * naming the key, instead of never improving. */
+    write_data("oneclass.h5", 0, 1);
+    assert_int_equal(train_with("train = d.h5", "train = oneclass.h5",
+                                "--set train.monitor=val_roc_auc"),
+                     1);
+    expect_one_error("[train] monitor = val_roc_auc has no value after the "
+                     "first epoch");
 }
 
 static void test_bad_config(void **s)

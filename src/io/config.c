@@ -398,8 +398,9 @@ static int parse_milestones(mt_config *c, char *err)
 }
 
 /* A watched metric must be one the run logs: val_* needs a validation
- * split, the classification metrics a classification loss, MAE and R^2
- * loss = mse. */
+ * split, the classification metrics a classification loss, perplexity
+ * softmax_ce, MAE and R^2 loss = mse. What depends on the data (an AUC
+ * needs both classes in the split) is checked after the first epoch. */
 static int check_monitor(const mt_config *c, const char *key, int m,
                          char *err)
 {
@@ -414,7 +415,8 @@ static int check_monitor(const mt_config *c, const char *key, int m,
     }
     int regression = m == MT_MONITOR_VAL_MAE || m == MT_MONITOR_VAL_R2;
     int any_loss = m == MT_MONITOR_VAL_LOSS || m == MT_MONITOR_TRAIN_LOSS;
-    if (!any_loss && regression != (c->loss == MT_LOSS_MSE)) {
+    if ((!any_loss && regression != (c->loss == MT_LOSS_MSE)) ||
+        (m == MT_MONITOR_VAL_PERPLEXITY && c->loss != MT_LOSS_SOFTMAX_CE)) {
         mt_seterr(err, "%s: %s = %s is not logged with loss = %s", c->path,
                   key, name, mt_loss_name(c->loss));
         return MT_EINVAL;

@@ -133,3 +133,31 @@ void mt__es_restore(trainer *t)
                (unsigned long long)t->es_epoch,
                mt_monitor_names[t->cfg->monitor]);
 }
+
+/* A watched metric without a value after the first epoch will never have
+ * one (the validation split is fixed): an error now beats a run that can
+ * never stop early or keep a best checkpoint. */
+int mt__check_monitors(const trainer *t, const double v[MT_MONITORS],
+                       char *err)
+{
+    const mt_config *c = t->cfg;
+    const struct {
+        const char *key;
+        int m;
+    } watched[] = {{"[train] monitor", c->monitor},
+                   {"[optimizer] plateau_monitor",
+                    c->plateau_factor > 0.0 ? c->plateau_monitor : 0},
+                   {"[checkpoint] best", c->keep_best}};
+    for (size_t i = 0; i < sizeof watched / sizeof *watched; i++) {
+        int m = watched[i].m;
+        if (m != MT_MONITOR_NONE && isnan(v[m])) {
+            mt_seterr(err, "%s: %s = %s has no value after the first epoch "
+                           "(an AUC needs both classes in the validation "
+                           "split; accuracy needs int labels); watch "
+                           "another metric",
+                      c->path, watched[i].key, mt_monitor_names[m]);
+            return MT_EINVAL;
+        }
+    }
+    return MT_OK;
+}

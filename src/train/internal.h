@@ -58,6 +58,7 @@ typedef struct trainer {
     float *es_params;    /* (n_params) the best weights, if restore_best */
     float *es_state;     /* (n_state) their running statistics */
     int early_stopped;
+    int monitors_checked; /* mt__check_monitors ran (first epoch) */
     /* Reduce-on-plateau ([optimizer] plateau_*) */
     double lr_scale;     /* product of the reductions so far */
     double pl_best;
@@ -128,6 +129,10 @@ int mt__es_after_epoch(trainer *t, size_t epoch, const double v[MT_MONITORS]);
 void mt__es_restore(trainer *t);
 /* Reduce-on-plateau after an epoch's evaluation. */
 void mt__plateau_after_epoch(trainer *t, const double v[MT_MONITORS]);
+/* MT_EINVAL naming the key when a watched metric has no value (NaN) in
+ * the first epoch's v. */
+int mt__check_monitors(const trainer *t, const double v[MT_MONITORS],
+                       char *err);
 /* Every metric a monitor can name, by mt_monitor, from this epoch's
  * training sums and validation detail; NaN where the run has none. */
 void mt__epoch_values(const double sums[3], size_t seen,

@@ -447,6 +447,10 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
      * even if a reduction rounded differently on some rank. */
     if (rc == MT_OK)
         MPI_Bcast(v, MT_MONITORS, MPI_DOUBLE, 0, t->comm);
+    if (rc == MT_OK && !t->monitors_checked) {
+        t->monitors_checked = 1;
+        rc = mt__check_monitors(t, v, err);
+    }
     if (rc == MT_OK)
         rc = mt__after_epoch(t, epoch, v, err);
     if (rc == MT_OK) {
