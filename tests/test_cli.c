@@ -229,6 +229,21 @@ static void test_bad_data_files(void **s)
                      "first epoch");
 }
 
+/* --dry-run meets start-up errors and the plan, and writes nothing. */
+static void test_dry_run(void **s)
+{
+    assert_int_equal(run("%s train good.ini --dry-run --set run.dir=dry",
+                         bin),
+                     0);
+    expect_output("dry run: 7 steps per epoch, 140 steps in all, from "
+                  "epoch 1; nothing trained or written");
+    assert_int_equal(run("test ! -e dry"), 0);
+    assert_int_equal(train_with("train = d.h5", "train = missing.h5",
+                                "--dry-run"),
+                     1);
+    expect_one_error("data file missing.h5: No such file or directory");
+}
+
 static void test_bad_config(void **s)
 {
     assert_int_equal(train_with("batch = 16", "batch = 0", NULL), 1);
@@ -482,6 +497,7 @@ int main(void)
         cmocka_unit_test(test_multi_rank_prints_once),
         cmocka_unit_test(test_bad_data_files),
         cmocka_unit_test(test_bad_config),
+        cmocka_unit_test(test_dry_run),
         cmocka_unit_test(test_divergence),
         cmocka_unit_test(test_errors_on_every_rank_count),
         cmocka_unit_test(test_signal_saves_and_resume_finishes),

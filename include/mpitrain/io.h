@@ -49,9 +49,10 @@ typedef struct mt_progress_out {
 } mt_progress_out;
 
 void mt_progress_init(mt_progress_out *p, FILE *fp, int mode);
+/* eta_s: seconds the whole run still needs (< 0: not known yet). */
 void mt_progress_step(mt_progress_out *p, size_t epoch, size_t epochs,
                       size_t step, size_t steps, double loss, double acc,
-                      double samples_per_s);
+                      double samples_per_s, double eta_s);
 /* Ends a bar line so that normal printing can follow. */
 void mt_progress_end(mt_progress_out *p);
 

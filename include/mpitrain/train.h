@@ -37,6 +37,9 @@ typedef struct mt_train_opts {
                                     ranks to save and stop; may be NULL */
     uint64_t stop_after; /* > 0: behave as if stopped by a signal once this
                             many steps are done (tests, debugging) */
+    int dry_run; /* read the data, build the model, find the checkpoint to
+                    resume from and print the plan; train and write
+                    nothing */
 } mt_train_opts;
 
 /* Trains as configured. Rank 0 prints progress and writes the run dir:

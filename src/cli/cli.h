@@ -33,7 +33,7 @@ typedef struct mt_cli_args {
     char **sets;
     size_t n_sets;
     const char *weights, *input, *output, *data, *resume;
-    int json;
+    int json, dry_run;
     unsigned long long stop_after;
     unsigned long long samples, group; /* explain */
 } mt_cli_args;

@@ -11,7 +11,7 @@
 
 static const char usage[] =
     "usage: mpitrain train CONFIG [--resume auto|FILE] [--stop-after STEPS]\n"
-    "                      [--set section.key=value]...\n"
+    "                      [--dry-run] [--set section.key=value]...\n"
     "\n"
     "Trains the model described by CONFIG (an INI file; see mpitrain(1)).\n"
     "Run it as one process or under mpirun -np N: the global batch is\n"
@@ -24,7 +24,12 @@ static const char usage[] =
     "stopped, on any rank count. SIGTERM, SIGUSR1 or SIGINT make every\n"
     "rank save a checkpoint at the next step and exit with status 75; a\n"
     "second signal exits at once. --stop-after STEPS does the same once\n"
-    "STEPS optimizer steps are done (to test resuming).\n";
+    "STEPS optimizer steps are done (to test resuming).\n"
+    "\n"
+    "--dry-run reads the data, builds the model, finds the checkpoint it\n"
+    "would resume from, prints the plan and exits: every error a run would\n"
+    "meet at start-up, before a batch job waits in the queue. It trains and\n"
+    "writes nothing.\n";
 
 /* Set by the first SIGTERM/SIGUSR1/SIGINT; the trainer polls it at step
  * boundaries. A second signal ends the process at once. */
@@ -67,7 +72,8 @@ static double peak_rss_mib(void)
 int mt_cli_train(int argc, char **argv)
 {
     mt_cli_args a;
-    int st = mt_cli_parse(argc, argv, usage, "resume,stop-after", &a);
+    int st = mt_cli_parse(argc, argv, usage, "resume,stop-after,dry-run",
+                          &a);
     if (st)
         return mt_cli_args_free(&a), st < 0 ? MT_EXIT_OK : st;
     int rank;
@@ -79,7 +85,8 @@ int mt_cli_train(int argc, char **argv)
     int rc = mt_config_load(&cfg, a.config, a.sets, a.n_sets, err);
     mt_train_opts opts = {.resume = a.resume,
                           .stop = &stop_requested,
-                          .stop_after = a.stop_after};
+                          .stop_after = a.stop_after,
+                          .dry_run = a.dry_run};
     if (rc) {
         mt_cli_args_free(&a);
         return mt_cli_fail(rank, rc, err);
@@ -91,7 +98,7 @@ int mt_cli_train(int argc, char **argv)
     mt_config_free(&cfg);
     if (rc)
         return mt_cli_fail(rank, rc, err);
-    if (rank == 0)
+    if (rank == 0 && !opts.dry_run)
         printf("trained %zu steps in %.1f s, %.0f samples/s, peak RSS %.0f "
                "MiB, waited %.1f s for gradients (rank 0)\n",
                res.steps, res.seconds, res.samples_per_s, peak_rss_mib(),

@@ -31,6 +31,7 @@ int mt_cli_parse(int argc, char **argv, const char *usage,
         {"stop-after", required_argument, 0, 'S'},
         {"samples", required_argument, 0, 'n'},
         {"group", required_argument, 0, 'g'},
+        {"dry-run", no_argument, 0, 'D'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
@@ -64,6 +65,7 @@ int mt_cli_parse(int argc, char **argv, const char *usage,
         case 'S': a->stop_after = strtoull(optarg, NULL, 10); break;
         case 'n': a->samples = strtoull(optarg, NULL, 10); break;
         case 'g': a->group = strtoull(optarg, NULL, 10); break;
+        case 'D': a->dry_run = 1; break;
         }
     }
     if (optind != argc - 1) {

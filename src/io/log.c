@@ -81,15 +81,31 @@ void mt_progress_init(mt_progress_out *p, FILE *fp, int mode)
         p->fp = NULL;
 }
 
+/* " eta 1h02m", " eta 3m12s", " eta 45s", or "" when unknown. */
+static void format_eta(double s, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    if (!(s >= 0.0) || s > 1e8)
+        return;
+    unsigned long t = (unsigned long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, len, " eta %luh%02lum", t / 3600, t % 3600 / 60);
+    else if (t >= 60)
+        snprintf(buf, len, " eta %lum%02lus", t / 60, t % 60);
+    else
+        snprintf(buf, len, " eta %lus", t);
+}
+
 void mt_progress_step(mt_progress_out *p, size_t epoch, size_t epochs,
                       size_t step, size_t steps, double loss, double acc,
-                      double samples_per_s)
+                      double samples_per_s, double eta_s)
 {
     if (!p->fp)
         return;
-    char accs[32] = "";
+    char accs[32] = "", eta[32];
     if (acc >= 0)
         snprintf(accs, sizeof accs, " acc %.4f", acc);
+    format_eta(eta_s, eta, sizeof eta);
     if (p->bar) {
         enum { W = 30 };
         size_t fill = steps ? step * W / steps : W;
@@ -97,13 +113,14 @@ void mt_progress_step(mt_progress_out *p, size_t epoch, size_t epochs,
         for (size_t i = 0; i < W; i++)
             bar[i] = i < fill ? '#' : '.';
         bar[W] = '\0';
-        fprintf(p->fp, "\repoch %zu/%zu [%s] %zu/%zu loss %.4f%s %.0f/s ",
-                epoch, epochs, bar, step, steps, loss, accs, samples_per_s);
+        fprintf(p->fp, "\repoch %zu/%zu [%s] %zu/%zu loss %.4f%s %.0f/s%s ",
+                epoch, epochs, bar, step, steps, loss, accs, samples_per_s,
+                eta);
         p->drawn = 1;
     } else {
         fprintf(p->fp, "epoch %zu/%zu step %zu/%zu loss %.4f%s %.0f "
-                       "samples/s\n",
-                epoch, epochs, step, steps, loss, accs, samples_per_s);
+                       "samples/s%s\n",
+                epoch, epochs, step, steps, loss, accs, samples_per_s, eta);
     }
     fflush(p->fp);
 }

@@ -84,6 +84,8 @@ typedef struct trainer {
     mt_metrics_log log;
     mt_progress_out progress;
     double t0;
+    uint64_t session_step0; /* t->step when this session's training began */
+    double session_t0;      /* and MPI_Wtime then (for the ETA) */
 } trainer;
 
 /* Loss and accuracy sums of an evaluation, added chunk by chunk (one

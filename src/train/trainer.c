@@ -269,7 +269,8 @@ static int setup(trainer *t, char *err)
         rc = mt__es_init(t, err);
     if (rc == MT_OK) {
         make_schedule(t);
-        rc = open_run_dir(t, err);
+        if (!t->opts->dry_run)
+            rc = open_run_dir(t, err);
     }
     return mt_dist_agree(t->comm, rc, err);
 }
@@ -379,6 +380,17 @@ static int fetch_window(trainer *t, size_t s, size_t steps, char *err)
                             t->step_first[e] - t->win_lo, &t->epoch, err);
 }
 
+/* Seconds until the last step: the steps left at this session's pace so
+ * far, evaluations and checkpoints included. */
+static double eta(const trainer *t, double now)
+{
+    uint64_t done = t->step - t->session_step0;
+    if (done == 0 || t->step >= t->sched.total_steps)
+        return -1.0;
+    return (now - t->session_t0) / (double)done *
+           (double)(t->sched.total_steps - t->step);
+}
+
 /* Runs epoch `epoch` from t->resume_pos (0 unless resumed). Sets *stop
  * when max_steps ended training. */
 static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
@@ -422,7 +434,7 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
             mt_progress_step(&t->progress, epoch + 1, c->epochs, s + 1,
                              steps, window[0] / (double)wseen,
                              acc_of(window, wseen),
-                             (double)wseen / (now - t_window));
+                             (double)wseen / (now - t_window), eta(t, now));
             memset(window, 0, sizeof window);
             wseen = 0;
             t_window = now;
@@ -545,8 +557,21 @@ int mt_train(const mt_config *cfg, MPI_Comm comm, const mt_train_opts *opts,
         mt_model_summary(&t.model, print_model, NULL);
         fflush(stdout);
     }
+    if (rc == MT_OK && t.opts->dry_run) {
+        if (t.rank == 0)
+            printf("dry run: %zu steps per epoch, %zu steps in all, from "
+                   "epoch %zu; nothing trained or written\n",
+                   (t.sampler.n_epoch + cfg->batch * cfg->accumulate - 1) /
+                       (cfg->batch * cfg->accumulate),
+                   t.sched.total_steps, epoch + 1);
+        res->steps = t.step;
+        trainer_free(&t);
+        return MT_OK;
+    }
     int stop = 0;
     double t_run = t.train_secs;
+    t.session_step0 = t.step;
+    t.session_t0 = MPI_Wtime();
     /* A resumed run that had stopped early stays stopped. */
     if (cfg->monitor && t.es_wait >= cfg->patience + (cfg->patience == 0))
         epoch = cfg->epochs;
