@@ -2,6 +2,7 @@
  * several ranks. Each bad input must give a non-zero exit and one message
  * naming the file, line, key or layer, and leave no output that looks
  * complete. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -131,6 +132,38 @@ static void test_usage_and_version(void **s)
     assert_int_equal(run("%s frobnicate", bin), 2);
 }
 
+/* Two prediction CSVs: same lines, same index and class, outputs within
+ * 1e-5. */
+static void expect_same_csv(const char *a, const char *b)
+{
+    char pa[128], pb[128], la[512], lb[512];
+    snprintf(pa, sizeof pa, "%s/%s", dir, a);
+    snprintf(pb, sizeof pb, "%s/%s", dir, b);
+    FILE *fa = fopen(pa, "r"), *fb = fopen(pb, "r");
+    assert_non_null(fa);
+    assert_non_null(fb);
+    int lines = 0;
+    while (fgets(la, sizeof la, fa)) {
+        assert_non_null(fgets(lb, sizeof lb, fb));
+        lines++;
+        char *sa, *sb;
+        char *ta = strtok_r(la, ",\n", &sa), *tb = strtok_r(lb, ",\n", &sb);
+        for (int col = 0; ta || tb; col++) {
+            assert_true(ta && tb);
+            if (col < 2 || lines == 1)
+                assert_string_equal(ta, tb);
+            else if (fabs(atof(ta) - atof(tb)) > 1e-5)
+                fail_msg("%s vs %s line %d: %s != %s", a, b, lines, ta, tb);
+            ta = strtok_r(NULL, ",\n", &sa);
+            tb = strtok_r(NULL, ",\n", &sb);
+        }
+    }
+    assert_null(fgets(lb, sizeof lb, fb));
+    assert_int_equal(lines, 121);
+    fclose(fa);
+    fclose(fb);
+}
+
 static void test_train_eval_predict(void **s)
 {
     assert_int_equal(run("%s train good.ini", bin), 0);
@@ -172,6 +205,19 @@ static void test_train_eval_predict(void **s)
     assert_int_equal(atoi(out), 121);
     assert_int_equal(run("sed -n 2p p.csv"), 0);
     assert_int_equal(strncmp(out, "0,0,", 4), 0);
+    /* Ranks predict a share each; rank 0 writes them in file order. The
+     * same rows and classes, outputs equal to rounding (OpenBLAS blocks
+     * a share of 40 rows differently from 120). */
+    assert_int_equal(run("%s -np 3 %s predict good.ini --weights "
+                         "run/weights.h5 --input d.h5 --output p3.csv",
+                         mpirun, bin),
+                     0);
+    expect_same_csv("p.csv", "p3.csv");
+    assert_int_equal(run("%s -np 2 %s predict good.ini --weights "
+                         "run/weights.h5 --input d.h5 > p2.csv",
+                         mpirun, bin),
+                     0);
+    expect_same_csv("p.csv", "p2.csv");
 }
 
 static void test_multi_rank_prints_once(void **s)

@@ -28,7 +28,9 @@ static const char predict_usage[] =
     "\n"
     "Writes one CSV row per sample of --input (an HDF5 file with /x):\n"
     "index, predicted class, then the model's outputs (probabilities for\n"
-    "softmax_ce and sigmoid_bce). Default output is standard output.\n";
+    "softmax_ce and sigmoid_bce). Default output is standard output.\n"
+    "Under mpirun each rank predicts its share of the rows; rank 0 writes\n"
+    "them in file order.\n";
 
 typedef struct session {
     mt_config cfg;
@@ -67,9 +69,11 @@ static int parse_args(int argc, char **argv, const char *usage,
 }
 
 /* Config, data file (`data`, or [data] test when NULL) and weights; every
- * rank does the same and agrees. */
+ * rank does the same and agrees. With `share` each rank reads only its
+ * share of the rows (eval, predict); otherwise the whole file (explain,
+ * which runs on rank 0). */
 static int open_session(session *s, const mt_cli_args *a, const char *data,
-                        int need_y)
+                        int need_y, int share)
 {
     int size;
     MPI_Comm_size(MPI_COMM_WORLD, &size);
@@ -81,9 +85,7 @@ static int open_session(session *s, const mt_cli_args *a, const char *data,
                   a->config);
         rc = MT_EINVAL;
     }
-    /* eval splits the file over the ranks; predict and explain run on
-     * rank 0 and read it whole. */
-    if (rc == MT_OK && need_y)
+    if (rc == MT_OK && share)
         rc = mt_dataset_load_share(&s->data, data ? data : s->cfg.test,
                                    s->rank, size, 0, s->err);
     else if (rc == MT_OK)
@@ -232,7 +234,7 @@ int mt_cli_eval(int argc, char **argv)
     if (!parse_args(argc, argv, eval_usage, "weights,json,data", 0, &a, &st))
         return st;
     session s;
-    int rc = open_session(&s, &a, a.data, 1);
+    int rc = open_session(&s, &a, a.data, 1, 1);
     mt_eval_detail d = {0};
     if (rc == MT_OK)
         rc = mt_evaluate_detail(&s.model, &s.data, MPI_COMM_WORLD,
@@ -284,31 +286,101 @@ static void predict_chunk(void *user, const float *y, const int32_t *labels,
                           const float *targets, size_t b, size_t first)
 {
     predict_ctx *c = user;
-    write_rows(c->s, c->out, first, y, b, c->K);
+    /* Rows are numbered as in the file: this rank's share starts later. */
+    write_rows(c->s, c->out, c->s->data.first + first, y, b, c->K);
 }
 
-/* Rank 0 predicts every sample; other ranks only take part in agreeing.
- * A file is written as NAME.partial and renamed once complete. */
-static int predict_all(session *s, const char *output)
+/* This rank's rows as CSV text in *text (rank 0's with the header). */
+static int predict_share(session *s, char **text, size_t *len)
 {
-    if (s->rank != 0)
-        return MT_OK;
-    char tmp[4096];
-    if (output)
-        snprintf(tmp, sizeof tmp, "%s.partial", output);
-    FILE *out = output ? fopen(tmp, "w") : stdout;
-    if (!out) {
-        mt_seterr(s->err, "%s: cannot write", tmp);
-        return MT_EIO;
+    FILE *mem = open_memstream(text, len);
+    if (!mem) {
+        mt_seterr(s->err, "predict: out of memory");
+        return MT_ENOMEM;
     }
     size_t K = mt_shape_size(mt_model_out(&s->model));
-    fprintf(out, "index,class");
-    for (size_t k = 0; k < K; k++)
-        fprintf(out, ",out%zu", k);
-    fputc('\n', out);
-    predict_ctx c = {s, out, K};
-    int bad = mt_forward_chunks(&s->model, &s->data, predict_chunk, &c) !=
-              MT_OK;
+    if (s->rank == 0) {
+        fprintf(mem, "index,class");
+        for (size_t k = 0; k < K; k++)
+            fprintf(mem, ",out%zu", k);
+        fputc('\n', mem);
+    }
+    predict_ctx c = {s, mem, K};
+    int rc = mt_forward_chunks(&s->model, &s->data, predict_chunk, &c);
+    if (fclose(mem) != 0 || rc) {
+        mt_seterr(s->err, "predict: out of memory");
+        return MT_ENOMEM;
+    }
+    return MT_OK;
+}
+
+/* MPI counts are ints: long texts travel in pieces. */
+#define PIECE ((size_t)1 << 30)
+
+static void send_text(const char *text, size_t len)
+{
+    unsigned long long n = len;
+    MPI_Send(&n, 1, MPI_UNSIGNED_LONG_LONG, 0, 3, MPI_COMM_WORLD);
+    for (size_t o = 0; o < len; o += PIECE)
+        MPI_Send(text + o, (int)(len - o < PIECE ? len - o : PIECE),
+                 MPI_CHAR, 0, 3, MPI_COMM_WORLD);
+}
+
+/* Rank 0 writes rank q's text; it receives it even when it cannot write
+ * any more, so that no sender waits forever. */
+static int relay_text(int q, FILE *out)
+{
+    unsigned long long n = 0;
+    MPI_Recv(&n, 1, MPI_UNSIGNED_LONG_LONG, q, 3, MPI_COMM_WORLD,
+             MPI_STATUS_IGNORE);
+    char *buf = malloc(n < PIECE ? (size_t)n + 1 : PIECE);
+    int bad = !buf;
+    for (size_t o = 0; o < n; o += PIECE) {
+        size_t len = n - o < PIECE ? (size_t)(n - o) : PIECE;
+        char sink[1];
+        MPI_Recv(buf ? buf : sink, buf ? (int)len : 0, MPI_CHAR, q, 3,
+                 MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        bad |= !buf || !out || fwrite(buf, 1, len, out) != len;
+    }
+    free(buf);
+    return bad;
+}
+
+/* Every rank predicts its share of the rows; rank 0 writes its own text
+ * and then each rank's in rank order, which is file-row order, holding
+ * one rank's text at a time. A file is written as NAME.partial and
+ * renamed once complete. */
+static int predict_all(session *s, const char *output)
+{
+    int size;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    char *text = NULL, tmp[4096];
+    size_t len = 0;
+    FILE *out = NULL;
+    int rc = predict_share(s, &text, &len);
+    if (rc == MT_OK && s->rank == 0) {
+        if (output)
+            snprintf(tmp, sizeof tmp, "%s.partial", output);
+        out = output ? fopen(tmp, "w") : stdout;
+        if (!out) {
+            mt_seterr(s->err, "%s: cannot write", tmp);
+            rc = MT_EIO;
+        }
+    }
+    /* Everyone holds its text and rank 0 its file, or all stop here. */
+    if ((rc = mt_dist_agree(MPI_COMM_WORLD, rc, s->err))) {
+        free(text);
+        return rc;
+    }
+    if (s->rank != 0) {
+        send_text(text, len);
+        free(text);
+        return MT_OK;
+    }
+    int bad = fwrite(text, 1, len, out) != len;
+    free(text);
+    for (int q = 1; q < size; q++)
+        bad |= relay_text(q, out);
     bad |= ferror(out);
     if (output) {
         bad |= fclose(out) != 0;
@@ -332,7 +404,7 @@ int mt_cli_predict(int argc, char **argv)
                     &a, &st))
         return st;
     session s;
-    int rc = open_session(&s, &a, a.input, 0);
+    int rc = open_session(&s, &a, a.input, 0, 1);
     if (rc == MT_OK)
         rc = mt_dist_agree(MPI_COMM_WORLD, predict_all(&s, a.output), s.err);
     int exit_st = rc ? mt_cli_fail(s.rank, rc, s.err) : MT_EXIT_OK;
@@ -415,7 +487,7 @@ int mt_cli_explain(int argc, char **argv)
                     "weights,data,output,samples,group", 0, &a, &st))
         return st;
     session s;
-    int rc = open_session(&s, &a, a.data, 0);
+    int rc = open_session(&s, &a, a.data, 0, 0);
     if (rc == MT_OK && s.rank == 0) {
         int image = s.data.shape.h > 1 || s.data.shape.w > 1;
         size_t g = a.group ? a.group : image ? 4 : 1, rows, cols, ng;
