@@ -515,55 +515,69 @@ static int checkpoints_on(const mt_config *c)
     return c->every_steps > 0 || c->every_minutes > 0.0;
 }
 
+/* The trainer before set-up: nothing allocated, nothing saved yet. */
+static void init_state(trainer *t, const mt_config *cfg, MPI_Comm comm,
+                       const mt_train_opts *opts)
+{
+    memset(t, 0, sizeof *t);
+    t->cfg = cfg;
+    t->comm = comm;
+    t->opts = opts;
+    t->t0 = t->last_save = MPI_Wtime();
+    t->saved_step = UINT64_MAX;
+    t->best = NAN;
+    t->lr_scale = 1.0;
+    t->pl_best = NAN;
+    MPI_Comm_rank(comm, &t->rank);
+    MPI_Comm_size(comm, &t->size);
+    snprintf(t->ckpt_dir, sizeof t->ckpt_dir, "%s",
+             cfg->ckpt_dir[0] ? cfg->ckpt_dir : cfg->dir);
+    if (!cfg->ckpt_dir[0])
+        strncat(t->ckpt_dir, "/checkpoints",
+                sizeof t->ckpt_dir - strlen(t->ckpt_dir) - 1);
+    openblas_set_num_threads((int)cfg->threads);
+    mt_flush_denormals(cfg->flush_denormals);
+    mt_progress_init(&t->progress, stdout, cfg->progress);
+}
+
+/* Rank 0's banner: the data, the ranks, the sampling, the model; and for
+ * a dry run the plan. */
+static void print_plan(const trainer *t, size_t epoch)
+{
+    const mt_config *c = t->cfg;
+    printf("mpitrain %s: %zu train, %zu validation, %zu test samples; "
+           "%d rank%s, global batch %zu\n",
+           mt_version(), t->n_train, t->n_val, t->test.total, t->size,
+           t->size == 1 ? "" : "s", c->batch);
+    if (t->sampler.mode != MT_SAMPLING_NONE)
+        printf("%s: %zu samples per epoch, %zu of each class\n",
+               t->sampler.mode == MT_SAMPLING_OVER ? "oversampling"
+                                                   : "undersampling",
+               t->sampler.n_epoch, t->sampler.per_class);
+    mt_model_summary(&t->model, print_model, NULL);
+    size_t span = c->batch * c->accumulate;
+    if (t->opts->dry_run)
+        printf("dry run: %zu steps per epoch, %zu steps in all, from epoch "
+               "%zu; nothing trained or written\n",
+               (t->sampler.n_epoch + span - 1) / span, t->sched.total_steps,
+               epoch + 1);
+    fflush(stdout);
+}
+
 int mt_train(const mt_config *cfg, MPI_Comm comm, const mt_train_opts *opts,
              mt_train_result *res, char *err)
 {
     static const mt_train_opts none = {0};
     trainer t;
-    memset(&t, 0, sizeof t);
+    init_state(&t, cfg, comm, opts ? opts : &none);
     memset(res, 0, sizeof *res);
-    t.cfg = cfg;
-    t.comm = comm;
-    t.opts = opts ? opts : &none;
-    t.t0 = t.last_save = MPI_Wtime();
-    t.saved_step = UINT64_MAX;
-    t.best = NAN;
-    t.lr_scale = 1.0;
-    t.pl_best = NAN;
-    MPI_Comm_rank(comm, &t.rank);
-    MPI_Comm_size(comm, &t.size);
-    snprintf(t.ckpt_dir, sizeof t.ckpt_dir, "%s",
-             cfg->ckpt_dir[0] ? cfg->ckpt_dir : cfg->dir);
-    if (!cfg->ckpt_dir[0])
-        strncat(t.ckpt_dir, "/checkpoints",
-                sizeof t.ckpt_dir - strlen(t.ckpt_dir) - 1);
-    openblas_set_num_threads((int)cfg->threads);
-    mt_flush_denormals(cfg->flush_denormals);
-    mt_progress_init(&t.progress, stdout, cfg->progress);
     int rc = setup(&t, err);
     size_t epoch = 0;
     if (rc == MT_OK && t.opts->resume)
         rc = mt__resume(&t, &epoch, err);
-    if (rc == MT_OK && t.rank == 0) {
-        printf("mpitrain %s: %zu train, %zu validation, %zu test samples; "
-               "%d rank%s, global batch %zu\n",
-               mt_version(), t.n_train, t.n_val, t.test.total, t.size,
-               t.size == 1 ? "" : "s", cfg->batch);
-        if (t.sampler.mode != MT_SAMPLING_NONE)
-            printf("%s: %zu samples per epoch, %zu of each class\n",
-                   t.sampler.mode == MT_SAMPLING_OVER ? "oversampling"
-                                                      : "undersampling",
-                   t.sampler.n_epoch, t.sampler.per_class);
-        mt_model_summary(&t.model, print_model, NULL);
-        fflush(stdout);
-    }
+    if (rc == MT_OK && t.rank == 0)
+        print_plan(&t, epoch);
     if (rc == MT_OK && t.opts->dry_run) {
-        if (t.rank == 0)
-            printf("dry run: %zu steps per epoch, %zu steps in all, from "
-                   "epoch %zu; nothing trained or written\n",
-                   (t.sampler.n_epoch + cfg->batch * cfg->accumulate - 1) /
-                       (cfg->batch * cfg->accumulate),
-                   t.sched.total_steps, epoch + 1);
         res->steps = t.step;
         trainer_free(&t);
         return MT_OK;
