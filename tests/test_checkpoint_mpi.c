@@ -109,7 +109,7 @@ static void path_of(char *buf, size_t len, const char *run, const char *f)
 static void test_resume_mid_epoch_is_exact(void **s)
 {
     static const char *const extras[] = {NULL, "train.sampling=oversample",
-                                         "data.fetch_mb=0.001"};
+                                         "data.fetch_mb=0.0001"};
     static const char *const full[] = {"full", "full_os", "full_win"};
     static const char *const cut[] = {"cut", "cut_os", "cut_win"};
     char err[MT_ERR_LEN] = "";

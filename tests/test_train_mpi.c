@@ -193,7 +193,7 @@ static void test_data_parallel_equals_single_rank(void **s)
     expect_same_as_single_rank(ring_blocking, 1e-4);
     expect_same_as_single_rank(ring_mixed, 1e-4);
     /* A fetch window of one step (a few KB), not one per epoch. */
-    const char *const windows[] = {"data.fetch_mb=0.001", NULL};
+    const char *const windows[] = {"data.fetch_mb=0.0001", NULL};
     expect_same_as_single_rank(windows, 1e-4);
 }
 

@@ -56,6 +56,16 @@ int mt_dataset_fetch(const mt_dataset *local, MPI_Comm comm,
                      const size_t *idx, size_t n, mt_dataset *out,
                      char *err);
 void mt_dataset_free(mt_dataset *ds);
+/* mt_dataset_fetch in two halves, so that the records can travel while
+ * the caller computes: _start exchanges the requests (blocking, small)
+ * and starts the records' MPI_Ialltoallv; _finish waits and fills `out`
+ * (which must stay untouched in between). Both collective, called by
+ * every rank in the same order; _finish frees *fetch (NULL is fine). */
+typedef struct mt_fetch mt_fetch;
+int mt_dataset_fetch_start(const mt_dataset *local, MPI_Comm comm,
+                           const size_t *idx, size_t n, mt_dataset *out,
+                           mt_fetch **fetch, char *err);
+int mt_dataset_fetch_finish(mt_fetch *fetch, char *err);
 
 /* Which training samples an epoch visits, in which order ([train]
  * sampling; src/data/sampler.c has the rules). Positions are 0..n-1;

@@ -1,8 +1,9 @@
 /* Moving samples to the rank that needs them. Each rank reads only its
  * share of the file (mt_dataset_load_rows); every epoch the shuffled
  * global batches decide which samples each rank needs, and
- * mt_dataset_fetch brings them over in one MPI_Alltoallv. The learning
- * problem stays that of one rank reading the whole file. */
+ * mt_dataset_fetch brings them over in one MPI_Alltoallv (started, and
+ * finished later, when it is a prefetch). The learning problem stays that
+ * of one rank reading the whole file. */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,8 +185,117 @@ static int copy_local(const mt_dataset *local, const size_t *idx, size_t n,
     return MT_OK;
 }
 
+struct mt_fetch {
+    plan p;
+    mt_dataset *out;
+    size_t n, rec;
+    MPI_Request req;
+    int pending; /* the records' exchange is in flight */
+};
+
 /* Every local failure is agreed on before the next collective, so that no
- * rank is left waiting in an exchange the others skipped. */
+ * rank is left waiting in an exchange the others skipped. The index
+ * exchange is blocking (small); the records' exchange is started and left
+ * in flight in f. */
+static int start(mt_fetch *f, const mt_dataset *local, MPI_Comm comm,
+                 const size_t *idx, size_t n, mt_dataset *out, char *err)
+{
+    int size;
+    MPI_Comm_size(comm, &size);
+    plan *p = &f->p;
+    size_t rec = x_bytes(local) + y_bytes(local), nasked = 0;
+    f->out = out;
+    f->n = n;
+    f->rec = rec;
+    int rc = plan_requests(p, local, size, idx, n);
+    if (rc)
+        mt_seterr(err, "%s: out of memory planning a fetch", local->path);
+    if ((rc = mt_dist_agree(comm, rc, err)))
+        return rc;
+    if (MPI_Alltoall(p->scount, 1, MPI_INT, p->rcount, 1, MPI_INT, comm) !=
+        MPI_SUCCESS) {
+        mt_seterr(err, "%s: MPI_Alltoall failed", local->path);
+        return MT_EIO;
+    }
+    for (int q = 1; q < size; q++)
+        p->rdispl[q] = p->rdispl[q - 1] + p->rcount[q - 1];
+    nasked = (size_t)(p->rdispl[size - 1] + p->rcount[size - 1]);
+    p->asked = mt_calloc(nasked, sizeof(uint64_t));
+    p->sbuf = mt_calloc(nasked, rec);
+    p->rbuf = mt_calloc(n, rec);
+    rc = (p->asked && p->sbuf && p->rbuf) ? alloc_like(out, local, n)
+                                          : MT_ENOMEM;
+    if (rc)
+        mt_seterr(err, "%s: out of memory fetching %zu samples",
+                  local->path, n);
+    if ((rc = mt_dist_agree(comm, rc, err)))
+        return rc;
+    if (MPI_Alltoallv(p->want, p->scount, p->sdispl, MPI_UINT64_T, p->asked,
+                      p->rcount, p->rdispl, MPI_UINT64_T,
+                      comm) != MPI_SUCCESS) {
+        mt_seterr(err, "%s: MPI_Alltoallv of sample indices failed",
+                  local->path);
+        return MT_EIO;
+    }
+    for (size_t i = 0; i < nasked; i++)
+        pack(local, (size_t)p->asked[i] - local->first, p->sbuf + i * rec);
+    /* The records travel back the opposite way: what we were asked for
+     * goes out with the layout in which the requests came in. */
+    if (scale_counts(p->rcount, p->rdispl, size, rec) ||
+        scale_counts(p->scount, p->sdispl, size, rec)) {
+        mt_seterr(err, "%s: more than 2 GiB of samples between two ranks",
+                  local->path);
+        rc = MT_EINVAL;
+    }
+    if ((rc = mt_dist_agree(comm, rc, err)))
+        return rc;
+    if (MPI_Ialltoallv(p->sbuf, p->rcount, p->rdispl, MPI_BYTE, p->rbuf,
+                       p->scount, p->sdispl, MPI_BYTE, comm,
+                       &f->req) != MPI_SUCCESS) {
+        mt_seterr(err, "%s: MPI_Ialltoallv of samples failed", local->path);
+        return MT_EIO;
+    }
+    f->pending = 1;
+    return MT_OK;
+}
+
+int mt_dataset_fetch_start(const mt_dataset *local, MPI_Comm comm,
+                           const size_t *idx, size_t n, mt_dataset *out,
+                           mt_fetch **fetch, char *err)
+{
+    mt_fetch *f = mt_calloc(1, sizeof *f);
+    int rc = f ? MT_OK : MT_ENOMEM;
+    if (rc)
+        mt_seterr(err, "%s: out of memory planning a fetch", local->path);
+    if ((rc = mt_dist_agree(comm, rc, err)) == MT_OK)
+        rc = start(f, local, comm, idx, n, out, err);
+    if (rc) {
+        if (f)
+            plan_free(&f->p);
+        free(f);
+        f = NULL;
+    }
+    *fetch = f;
+    return rc;
+}
+
+int mt_dataset_fetch_finish(mt_fetch *f, char *err)
+{
+    if (!f)
+        return MT_OK;
+    int rc = MT_OK;
+    if (f->pending && MPI_Wait(&f->req, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+        mt_seterr(err, "%s: MPI_Ialltoallv of samples failed",
+                  f->out->path);
+        rc = MT_EIO;
+    }
+    for (size_t k = 0; rc == MT_OK && k < f->n; k++)
+        unpack(f->out, f->p.order[k], f->p.rbuf + k * f->rec);
+    plan_free(&f->p);
+    free(f);
+    return rc;
+}
+
 int mt_dataset_fetch(const mt_dataset *local, MPI_Comm comm,
                      const size_t *idx, size_t n, mt_dataset *out,
                      char *err)
@@ -194,60 +304,7 @@ int mt_dataset_fetch(const mt_dataset *local, MPI_Comm comm,
     MPI_Comm_size(comm, &size);
     if (size == 1) /* everything is local: copy, without the buffers */
         return copy_local(local, idx, n, out, err);
-    plan p = {0};
-    size_t rec = x_bytes(local) + y_bytes(local), nasked = 0;
-    int rc = plan_requests(&p, local, size, idx, n);
-    if (rc)
-        mt_seterr(err, "%s: out of memory planning a fetch", local->path);
-    if ((rc = mt_dist_agree(comm, rc, err)))
-        goto out;
-    if (MPI_Alltoall(p.scount, 1, MPI_INT, p.rcount, 1, MPI_INT, comm) !=
-        MPI_SUCCESS) {
-        mt_seterr(err, "%s: MPI_Alltoall failed", local->path);
-        rc = MT_EIO;
-        goto out;
-    }
-    for (int q = 1; q < size; q++)
-        p.rdispl[q] = p.rdispl[q - 1] + p.rcount[q - 1];
-    nasked = (size_t)(p.rdispl[size - 1] + p.rcount[size - 1]);
-    p.asked = mt_calloc(nasked, sizeof(uint64_t));
-    p.sbuf = mt_calloc(nasked, rec);
-    p.rbuf = mt_calloc(n, rec);
-    rc = (p.asked && p.sbuf && p.rbuf) ? alloc_like(out, local, n)
-                                       : MT_ENOMEM;
-    if (rc)
-        mt_seterr(err, "%s: out of memory fetching %zu samples",
-                  local->path, n);
-    if ((rc = mt_dist_agree(comm, rc, err)))
-        goto out;
-    if (MPI_Alltoallv(p.want, p.scount, p.sdispl, MPI_UINT64_T, p.asked,
-                      p.rcount, p.rdispl, MPI_UINT64_T, comm) != MPI_SUCCESS) {
-        mt_seterr(err, "%s: MPI_Alltoallv of sample indices failed",
-                  local->path);
-        rc = MT_EIO;
-        goto out;
-    }
-    for (size_t i = 0; i < nasked; i++)
-        pack(local, (size_t)p.asked[i] - local->first, p.sbuf + i * rec);
-    /* The records travel back the opposite way: what we were asked for
-     * goes out with the layout in which the requests came in. */
-    if (scale_counts(p.rcount, p.rdispl, size, rec) ||
-        scale_counts(p.scount, p.sdispl, size, rec)) {
-        mt_seterr(err, "%s: more than 2 GiB of samples between two ranks",
-                  local->path);
-        rc = MT_EINVAL;
-    }
-    if ((rc = mt_dist_agree(comm, rc, err)))
-        goto out;
-    if (MPI_Alltoallv(p.sbuf, p.rcount, p.rdispl, MPI_BYTE, p.rbuf, p.scount,
-                      p.sdispl, MPI_BYTE, comm) != MPI_SUCCESS) {
-        mt_seterr(err, "%s: MPI_Alltoallv of samples failed", local->path);
-        rc = MT_EIO;
-        goto out;
-    }
-    for (size_t k = 0; k < n; k++)
-        unpack(out, p.order[k], p.rbuf + k * rec);
-out:
-    plan_free(&p);
-    return rc;
+    mt_fetch *f;
+    int rc = mt_dataset_fetch_start(local, comm, idx, n, out, &f, err);
+    return rc ? rc : mt_dataset_fetch_finish(f, err);
 }

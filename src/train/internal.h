@@ -23,8 +23,11 @@ typedef struct trainer {
     int rank, size;
     /* Each rank reads only its share of the files (DESIGN.md): */
     mt_dataset shard; /* this rank's rows of the training file */
-    mt_dataset epoch; /* the samples this rank trains on this epoch, in
-                         order, fetched from their owners */
+    mt_dataset win[2]; /* samples of a window of steps, in order, fetched
+                          from their owners: the one in use, win[cur], and
+                          the next, on its way while win[cur] trains */
+    int cur;
+    mt_fetch *prefetch; /* the next window's fetch in flight, or NULL */
     mt_dataset val;   /* this rank's part of the validation split */
     mt_dataset test;  /* this rank's rows of the test file */
     mt_model model;
@@ -42,6 +45,7 @@ typedef struct trainer {
     size_t *need;       /* (sampler.n_epoch): rows this rank needs */
     size_t *step_first; /* (steps + 1): where each step's rows start in
                            need */
+    size_t sample_bytes; /* a training sample as stored and fetched */
     size_t win_steps;   /* steps whose rows one fetch brings ([data]
                            fetch_mb) */
     size_t win_lo;      /* need[win_lo, ...) are in `epoch` */
@@ -110,7 +114,7 @@ int mt__eval_sums_reduce(MPI_Comm comm, mt__eval_sums *e, mt_eval_result *r,
 void mt__batch_slice(const trainer *t, size_t G, size_t *lo, size_t *hi);
 
 /* One optimizer step over global batch positions [g0, g0 + G) of this
- * epoch: this rank's slice is the next samples of t->epoch from
+ * epoch: this rank's slice is the next samples of the window from
  * t->cursor. Adds the global loss sum, correct count and "no accuracy"
  * flag to sums. Every rank returns the same rc. */
 int mt__train_step(trainer *t, uint64_t step, size_t g0, size_t G,

@@ -48,7 +48,7 @@ static void forward_loss(trainer *t, uint64_t step, size_t pos, size_t B,
     size_t K = t->K;
     /* One rank owns every row: it gathers straight from its share, by
      * file row; otherwise from the window of fetched samples, in order. */
-    const mt_dataset *src = t->size == 1 ? &t->shard : &t->epoch;
+    const mt_dataset *src = t->size == 1 ? &t->shard : &t->win[t->cur];
     for (size_t i = 0; i < B; i++, t->cursor++)
         t->batch_idx[i] = t->size == 1 ? t->need[t->cursor] - t->shard.first
                                        : t->cursor - t->win_lo;

@@ -20,7 +20,8 @@
 static void trainer_free(trainer *t)
 {
     mt_dataset_free(&t->shard);
-    mt_dataset_free(&t->epoch);
+    mt_dataset_free(&t->win[0]);
+    mt_dataset_free(&t->win[1]);
     mt_dataset_free(&t->val);
     mt_dataset_free(&t->test);
     mt_model_free(&t->model);
@@ -79,12 +80,20 @@ static int split(trainer *t, char *err)
     if ((rc = mt_dist_agree(t->comm, rc, err)))
         return rc;
     mt_rng_permutation(t->order, n, c->seed, MT_RNG_SPLIT, 0);
-    /* Without an n_classes attribute each rank saw only its own labels. */
-    unsigned long long k[2] = {t->shard.n_classes, t->test.n_classes};
-    MPI_Allreduce(MPI_IN_PLACE, k, 2, MPI_UNSIGNED_LONG_LONG, MPI_MAX,
+    /* Without an n_classes attribute each rank saw only its own labels;
+     * a rank without rows does not know the stored sample size. */
+    const mt_dataset *d = &t->shard;
+    unsigned long long k[3] = {
+        d->n_classes, t->test.n_classes,
+        d->n ? mt_shape_size(d->shape) * (d->x8 ? 1 : sizeof(float)) +
+                   (d->labels ? sizeof(int32_t)
+                              : d->n_targets * sizeof(float))
+             : 0};
+    MPI_Allreduce(MPI_IN_PLACE, k, 3, MPI_UNSIGNED_LONG_LONG, MPI_MAX,
                   t->comm);
     t->shard.n_classes = k[0];
     t->test.n_classes = k[1];
+    t->sample_bytes = k[2];
     size_t lo, hi;
     mt_dist_share(t->n_val, t->rank, t->size, &lo, &hi);
     return mt_dataset_fetch(&t->shard, t->comm, t->order + t->n_train + lo,
@@ -170,13 +179,13 @@ static int build(trainer *t, char *err)
                   c->path, c->train);
         return MT_EINVAL;
     }
-    /* Steps per fetch: [data] fetch_mb over this rank's rows of a step,
-     * counted from values every rank shares (4 bytes an element, the
-     * largest stored type), so that all ranks fetch at the same steps. */
+    /* Steps per fetch: [data] fetch_mb over a rank's rows of a step,
+     * counted from values every rank shares, so that all ranks fetch at
+     * the same steps. */
     size_t span = c->batch * c->accumulate;
     double step_bytes = (double)((span + (size_t)t->size - 1) /
                                  (size_t)t->size) *
-                        (double)mt_shape_size(t->shard.shape) * 4.0;
+                        (double)(t->sample_bytes ? t->sample_bytes : 1);
     double w = c->fetch_mb * 1048576.0 / step_bytes;
     t->win_steps = w < 1.0 ? 1 : w > 1e15 ? (size_t)1e15 : (size_t)w;
     t->aug_tmp = mt_calloc(mt_shape_size(t->shard.shape), sizeof(float));
@@ -365,19 +374,54 @@ static void prepare_epoch(trainer *t, size_t epoch, size_t skip_to)
     t->win_end = skip_to / span; /* the first step fetches */
 }
 
-/* Brings the rows of steps [s, s + win_steps) from their owners, so that
- * a rank holds its share plus one window, never a whole epoch more. A
- * single rank owns every row and fetches nothing. Collective: every rank
- * calls it at the same step. */
+/* The step after window [s, ...): win_steps later, or the epoch's end. */
+static size_t window_end(const trainer *t, size_t s, size_t steps)
+{
+    return steps - s < t->win_steps ? steps : s + t->win_steps;
+}
+
+/* At the first step of window [s, e): its rows are fetched from their
+ * owners (or were prefetched during the previous window), and the next
+ * window's fetch starts, to travel while this one trains. A rank holds
+ * its share plus two windows, never a whole epoch more; a single rank
+ * owns every row and fetches nothing. Collective: every rank calls it at
+ * the same step. */
 static int fetch_window(trainer *t, size_t s, size_t steps, char *err)
 {
-    size_t e = steps - s < t->win_steps ? steps : s + t->win_steps;
+    size_t e = window_end(t, s, steps);
     t->win_lo = t->step_first[s];
     t->win_end = e;
     if (t->size == 1)
         return MT_OK;
-    return mt_dataset_fetch(&t->shard, t->comm, t->need + t->win_lo,
-                            t->step_first[e] - t->win_lo, &t->epoch, err);
+    int rc;
+    if (t->prefetch) {
+        rc = mt_dataset_fetch_finish(t->prefetch, err);
+        t->prefetch = NULL;
+        t->cur ^= 1;
+        rc = mt_dist_agree(t->comm, rc, err);
+    } else {
+        rc = mt_dataset_fetch(&t->shard, t->comm, t->need + t->win_lo,
+                              t->step_first[e] - t->win_lo, &t->win[t->cur],
+                              err);
+    }
+    if (rc == MT_OK && e < steps) {
+        size_t lo = t->step_first[e];
+        size_t hi = t->step_first[window_end(t, e, steps)];
+        rc = mt_dataset_fetch_start(&t->shard, t->comm, t->need + lo,
+                                    hi - lo, &t->win[t->cur ^ 1],
+                                    &t->prefetch, err);
+    }
+    return rc;
+}
+
+/* A prefetch still in flight when an epoch ends early (max_steps, a stop,
+ * an error every rank shares) is completed and its rows left unused, so
+ * that no exchange stays pending. Collective. */
+static void drop_prefetch(trainer *t)
+{
+    char ignored[MT_ERR_LEN];
+    mt_dataset_fetch_finish(t->prefetch, ignored);
+    t->prefetch = NULL;
 }
 
 /* Seconds until the last step: the steps left at this session's pace so
@@ -441,6 +485,7 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
         }
         rc = mt__after_step(t, epoch, g0 + G, err);
     }
+    drop_prefetch(t);
     double secs = MPI_Wtime() - t_start;
     t->train_secs += secs;
     if (rc || *stop)
