@@ -184,20 +184,7 @@ int mt_sync_finish(mt_sync *s, char *err)
             rc = MT_EIO;
         }
     } else if (s->cfg.kind == MT_SYNC_ALLREDUCE) {
-        /* Buckets that backward did not get to start have nothing left to
-         * overlap with: the blocking call is cheaper than starting and
-         * waiting (libnbc's start-up costs). Every rank started the same
-         * buckets, so the collectives stay in the same order. */
-        for (; s->next < s->nb && rc == MT_OK; s->next++) {
-            mt_bucket *b = &s->b[s->next];
-            b->state = 2;
-            if (MPI_Allreduce(MPI_IN_PLACE, s->grads + b->lo,
-                              (int)(b->hi - b->lo), MPI_FLOAT, MPI_SUM,
-                              s->comm) != MPI_SUCCESS) {
-                mt_seterr(err, "MPI_Allreduce of a gradient bucket failed");
-                rc = MT_EIO;
-            }
-        }
+        rc = progress(s, s->nb, err);
         for (size_t i = 0; i < s->nb && rc == MT_OK; i++)
             if (s->b[i].state == 1 &&
                 MPI_Wait(&s->b[i].req, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
