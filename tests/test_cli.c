@@ -220,6 +220,32 @@ static void test_train_eval_predict(void **s)
     expect_same_csv("p.csv", "p2.csv");
 }
 
+/* progress = auto: plain lines when the output is a file or a pipe, also
+ * under mpirun (which gives every rank a pseudo-terminal); the bar when
+ * it ends on a terminal (script(1) provides one), with or without
+ * mpirun. */
+static void test_progress_follows_the_real_output(void **s)
+{
+    const char *opts = "--set run.progress=auto --set train.epochs=1 "
+                       "--set run.dir=prog";
+    assert_int_equal(run("%s -np 2 %s train good.ini %s", mpirun, bin,
+                         opts),
+                     0);
+    assert_null(strchr(out, '\r'));
+    expect_output("epoch 1/1 step 2/7 loss");
+    if (run("command -v script") != 0)
+        return;
+    assert_int_equal(run("script -qec '%s -np 2 %s train good.ini %s' "
+                         "/dev/null",
+                         mpirun, bin, opts),
+                     0);
+    expect_output("epoch 1/1 [");
+    assert_int_equal(run("script -qec '%s train good.ini %s' /dev/null", bin,
+                         opts),
+                     0);
+    expect_output("epoch 1/1 [");
+}
+
 static void test_multi_rank_prints_once(void **s)
 {
     assert_int_equal(run("%s -np 3 %s train good.ini --set run.dir=run3",
@@ -541,6 +567,7 @@ int main(void)
         cmocka_unit_test(test_usage_and_version),
         cmocka_unit_test(test_train_eval_predict),
         cmocka_unit_test(test_multi_rank_prints_once),
+        cmocka_unit_test(test_progress_follows_the_real_output),
         cmocka_unit_test(test_bad_data_files),
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_dry_run),

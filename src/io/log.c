@@ -1,7 +1,9 @@
 #include "mpitrain/io.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -69,12 +71,37 @@ void mt_metrics_close(mt_metrics_log *log)
     log->fp = NULL;
 }
 
+/* Whether what rank 0 prints ends on a terminal. isatty alone is not
+ * enough: Open MPI hands every rank a pseudo-terminal even when mpirun's
+ * own output goes to a batch log, so under mpirun we ask about mpirun's
+ * output instead (on one node the rank's parent; elsewhere rank 0 runs
+ * where mpirun does only by convention, and its parent is a daemon whose
+ * output is not a terminal, which errs towards plain lines). Under srun
+ * only `srun --pty` gives a terminal. */
+static int ends_on_terminal(FILE *fp)
+{
+    if (!isatty(fileno(fp)))
+        return 0;
+    if (getenv("OMPI_COMM_WORLD_SIZE")) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/fd/1", (int)getppid());
+        int fd = open(path, O_WRONLY | O_NOCTTY);
+        int tty = fd >= 0 && isatty(fd);
+        if (fd >= 0)
+            close(fd);
+        return tty;
+    }
+    if (getenv("SLURM_STEP_ID"))
+        return getenv("SLURM_PTY_PORT") != NULL;
+    return 1;
+}
+
 void mt_progress_init(mt_progress_out *p, FILE *fp, int mode)
 {
     p->fp = fp;
     p->drawn = 0;
     if (mode == MT_PROGRESS_AUTO)
-        p->bar = isatty(fileno(fp));
+        p->bar = ends_on_terminal(fp);
     else
         p->bar = mode == MT_PROGRESS_BAR;
     if (mode == MT_PROGRESS_NONE)
