@@ -195,10 +195,11 @@ struct mt_fetch {
 
 /* Every local failure is agreed on before the next collective, so that no
  * rank is left waiting in an exchange the others skipped. The index
- * exchange is blocking (small); the records' exchange is started and left
- * in flight in f. */
+ * exchange is blocking (small); the records' exchange is blocking too, or
+ * started and left in flight in f. */
 static int start(mt_fetch *f, const mt_dataset *local, MPI_Comm comm,
-                 const size_t *idx, size_t n, mt_dataset *out, char *err)
+                 const size_t *idx, size_t n, mt_dataset *out, int blocking,
+                 char *err)
 {
     int size;
     MPI_Comm_size(comm, &size);
@@ -249,26 +250,31 @@ static int start(mt_fetch *f, const mt_dataset *local, MPI_Comm comm,
     }
     if ((rc = mt_dist_agree(comm, rc, err)))
         return rc;
-    if (MPI_Ialltoallv(p->sbuf, p->rcount, p->rdispl, MPI_BYTE, p->rbuf,
-                       p->scount, p->sdispl, MPI_BYTE, comm,
-                       &f->req) != MPI_SUCCESS) {
-        mt_seterr(err, "%s: MPI_Ialltoallv of samples failed", local->path);
+    /* Waited for at once, the blocking call is the cheaper one. */
+    if (blocking ? MPI_Alltoallv(p->sbuf, p->rcount, p->rdispl, MPI_BYTE,
+                                 p->rbuf, p->scount, p->sdispl, MPI_BYTE,
+                                 comm)
+                 : MPI_Ialltoallv(p->sbuf, p->rcount, p->rdispl, MPI_BYTE,
+                                  p->rbuf, p->scount, p->sdispl, MPI_BYTE,
+                                  comm, &f->req)) {
+        mt_seterr(err, "%s: MPI_Alltoallv of samples failed", local->path);
         return MT_EIO;
     }
-    f->pending = 1;
+    f->pending = !blocking;
     return MT_OK;
 }
 
-int mt_dataset_fetch_start(const mt_dataset *local, MPI_Comm comm,
-                           const size_t *idx, size_t n, mt_dataset *out,
-                           mt_fetch **fetch, char *err)
+/* A fetch object, started (records in flight unless blocking). */
+static int begin(const mt_dataset *local, MPI_Comm comm, const size_t *idx,
+                 size_t n, mt_dataset *out, int blocking, mt_fetch **fetch,
+                 char *err)
 {
     mt_fetch *f = mt_calloc(1, sizeof *f);
     int rc = f ? MT_OK : MT_ENOMEM;
     if (rc)
         mt_seterr(err, "%s: out of memory planning a fetch", local->path);
     if ((rc = mt_dist_agree(comm, rc, err)) == MT_OK)
-        rc = start(f, local, comm, idx, n, out, err);
+        rc = start(f, local, comm, idx, n, out, blocking, err);
     if (rc) {
         if (f)
             plan_free(&f->p);
@@ -277,6 +283,13 @@ int mt_dataset_fetch_start(const mt_dataset *local, MPI_Comm comm,
     }
     *fetch = f;
     return rc;
+}
+
+int mt_dataset_fetch_start(const mt_dataset *local, MPI_Comm comm,
+                           const size_t *idx, size_t n, mt_dataset *out,
+                           mt_fetch **fetch, char *err)
+{
+    return begin(local, comm, idx, n, out, 0, fetch, err);
 }
 
 int mt_dataset_fetch_finish(mt_fetch *f, char *err)
@@ -305,6 +318,6 @@ int mt_dataset_fetch(const mt_dataset *local, MPI_Comm comm,
     if (size == 1) /* everything is local: copy, without the buffers */
         return copy_local(local, idx, n, out, err);
     mt_fetch *f;
-    int rc = mt_dataset_fetch_start(local, comm, idx, n, out, &f, err);
+    int rc = begin(local, comm, idx, n, out, 1, &f, err);
     return rc ? rc : mt_dataset_fetch_finish(f, err);
 }
