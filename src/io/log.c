@@ -85,7 +85,8 @@ static int ends_on_terminal(FILE *fp)
     if (getenv("OMPI_COMM_WORLD_SIZE")) {
         char path[64];
         snprintf(path, sizeof path, "/proc/%d/fd/1", (int)getppid());
-        int fd = open(path, O_WRONLY | O_NOCTTY);
+        /* O_NONBLOCK: a pipe or FIFO there must not make us wait. */
+        int fd = open(path, O_WRONLY | O_NOCTTY | O_NONBLOCK);
         int tty = fd >= 0 && isatty(fd);
         if (fd >= 0)
             close(fd);
