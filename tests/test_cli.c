@@ -412,6 +412,10 @@ static void test_signal_saves_and_resume_finishes(void **s)
                          bin),
                      0);
     expect_output("weights written to sigrun/weights.h5");
+    /* A resume with other settings says what changed, as --set names it. */
+    assert_int_equal(run("grep -A2 'differs from the checkpoint' sig3.log"),
+                     0);
+    expect_output("  train.epochs: 100000000 -> 1");
     /* Thousands of epochs make a long metrics log: keep the head. */
     assert_int_equal(run("%s inspect sigrun/checkpoints/$(cat "
                          "sigrun/checkpoints/latest) --json | head -c 4000",

@@ -182,6 +182,34 @@ static void test_reference_matches_key_table(void **s)
     }
 }
 
+static void collect(const char *line, void *user)
+{
+    char *buf = user;
+    strcat(buf, line);
+    strcat(buf, "\n");
+}
+
+/* Changed, added and removed keys, by the names --set takes; a layer
+ * section of another kind; nothing for identical texts. */
+static void test_config_diff(void **s)
+{
+    const char *a = "[run]\nseed = 42\n[train]\nepochs = 10\n\n[conv]\n"
+                    "filters = 4\n[dense]\nunits = 10\n[softmax]\n";
+    const char *b = "[run]\nseed = 42\n[train]\nepochs = 20\n\n[conv]\n"
+                    "filters = 4\nweight_decay = 0.1\n[dropout]\n"
+                    "rate = 0.5\n[softmax]\n";
+    char got[1024] = "";
+    assert_int_equal(mt_config_diff(a, b, collect, got), 5);
+    assert_string_equal(got, "train.epochs: 10 -> 20\n"
+                             "layer2: [dense] -> [dropout]\n"
+                             "layer2.units: 10 -> (unset)\n"
+                             "layer1.weight_decay: (unset) -> 0.1\n"
+                             "layer2.rate: (unset) -> 0.5\n");
+    got[0] = '\0';
+    assert_int_equal(mt_config_diff(a, a, collect, got), 0);
+    assert_string_equal(got, "");
+}
+
 static void test_good_file(void **s)
 {
     write_ini(good);
@@ -383,6 +411,7 @@ int main(void)
         cmocka_unit_test(test_bad_enum_and_structure),
         cmocka_unit_test(test_schedule_keys),
         cmocka_unit_test(test_reference_matches_key_table),
+        cmocka_unit_test(test_config_diff),
         cmocka_unit_test(test_missing_file),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -71,11 +71,14 @@ int mt_ckpt_find(const char *dir, const char *which, char **path,
                  char *note, size_t note_len, char *err);
 
 /* Reads a checkpoint into a model of the same architecture and its
- * optimizer; *metrics (malloc'd, may be NULL) gets the metrics log. Errors
+ * optimizer; *metrics and *config (malloc'd, may be NULL; either pointer
+ * may be NULL when not wanted) get the metrics log and the resolved
+ * configuration it was saved with. Errors
  * name the file and tensor: missing, shape mismatch (expected vs found),
  * incomplete, wrong format or version, checksum failure. */
 int mt_ckpt_load(const char *path, mt_model *m, mt_optim *o,
-                 mt_ckpt_state *st, char **metrics, char *err);
+                 mt_ckpt_state *st, char **metrics, char **config,
+                 char *err);
 
 /* Prints a summary of a checkpoint (step, epoch, config, every tensor with
  * shape, the last metrics); as one JSON object if json. */

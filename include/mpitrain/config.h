@@ -150,4 +150,13 @@ int mt_config_layer_specs(const mt_config *c, mt_layer_spec **specs,
  * that mt_config_load reads back to the same values. */
 void mt_config_write(const mt_config *c, FILE *out);
 
+/* Compares two resolved configurations (mt_config_write's text) key by
+ * key and calls emit once per difference with a line such as
+ * "train.epochs: 10 -> 20", "layer3.weight_decay: (unset) -> 0.1" or
+ * "layer5: [dropout] -> (unset)"; layer keys are named layerN.key, as
+ * --set takes them. Returns the number of differences. */
+size_t mt_config_diff(const char *before, const char *after,
+                      void (*emit)(const char *line, void *user),
+                      void *user);
+
 #endif

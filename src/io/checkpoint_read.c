@@ -304,10 +304,13 @@ static int read_state(hid_t f, mt_ckpt_state *st, uint64_t *optim_t)
 }
 
 int mt_ckpt_load(const char *path, mt_model *m, mt_optim *o,
-                 mt_ckpt_state *st, char **metrics, char *err)
+                 mt_ckpt_state *st, char **metrics, char **config,
+                 char *err)
 {
     if (metrics)
         *metrics = NULL;
+    if (config)
+        *config = NULL;
     hid_t f = open_checked(path, err);
     if (f < 0)
         return MT_EFORMAT;
@@ -338,6 +341,8 @@ int mt_ckpt_load(const char *path, mt_model *m, mt_optim *o,
         o->t = t;
     if (rc == MT_OK && metrics)
         *metrics = read_text(f, "/metrics");
+    if (rc == MT_OK && config)
+        *config = read_text(f, "/config");
     H5Fclose(f);
     return rc;
 }

@@ -165,9 +165,28 @@ static int restore_metrics(trainer *t, const char *metrics, char *err)
     return MT_OK;
 }
 
+static void ignore_change(const char *line, void *user) {}
+
+static void print_change(const char *line, void *user)
+{
+    printf("  %s\n", line);
+}
+
+/* A resumed run may change its configuration (more epochs, a new rate);
+ * say what changed, since the run then is not the uninterrupted one. */
+static void report_changes(const trainer *t, const char *saved)
+{
+    if (t->rank != 0 || !saved || !t->config_text ||
+        mt_config_diff(saved, t->config_text, ignore_change, NULL) == 0)
+        return;
+    printf("the configuration differs from the checkpoint's (saved -> "
+           "now):\n");
+    mt_config_diff(saved, t->config_text, print_change, NULL);
+}
+
 int mt__resume(trainer *t, size_t *epoch, char *err)
 {
-    char *path = NULL, *metrics = NULL;
+    char *path = NULL, *metrics = NULL, *config = NULL;
     int rc = find(t, &path, err);
     if (rc)
         return rc;
@@ -178,7 +197,8 @@ int mt__resume(trainer *t, size_t *epoch, char *err)
         return MT_OK;
     }
     mt_ckpt_state st = {.es_params = t->es_params, .es_state = t->es_state};
-    rc = mt_ckpt_load(path, &t->model, &t->optim, &st, &metrics, err);
+    rc = mt_ckpt_load(path, &t->model, &t->optim, &st, &metrics, &config,
+                      err);
     if (rc == MT_OK)
         rc = restore_metrics(t, metrics, err);
     rc = mt_dist_agree(t->comm, rc, err);
@@ -204,8 +224,10 @@ int mt__resume(trainer *t, size_t *epoch, char *err)
                    (unsigned long long)st.epoch + 1,
                    (unsigned long long)st.position, st.ranks,
                    st.ranks == 1 ? "" : "s");
+        report_changes(t, config);
     }
     free(path);
     free(metrics);
+    free(config);
     return rc;
 }

@@ -229,17 +229,11 @@ static void make_schedule(trainer *t)
     t->lr = mt_schedule_lr(&t->sched, 0);
 }
 
+/* Rank 0 creates the run directory with config.ini and the metrics
+ * log; t->config_text already holds the resolved configuration. */
 static int open_run_dir(trainer *t, char *err)
 {
     const mt_config *c = t->cfg;
-    size_t len = 0;
-    FILE *mem = open_memstream(&t->config_text, &len);
-    if (!mem) {
-        mt_seterr(err, "out of memory");
-        return MT_ENOMEM;
-    }
-    mt_config_write(c, mem);
-    fclose(mem);
     if (t->rank != 0)
         return MT_OK;
     int rc = mt_mkdirs(c->dir, err);
@@ -278,9 +272,20 @@ static int setup(trainer *t, char *err)
         rc = mt__es_init(t, err);
     if (rc == MT_OK) {
         make_schedule(t);
-        if (!t->opts->dry_run)
-            rc = open_run_dir(t, err);
+        /* The resolved configuration: for config.ini, weights and
+         * checkpoints, and to compare with a checkpoint's on resume. */
+        size_t len = 0;
+        FILE *mem = open_memstream(&t->config_text, &len);
+        if (mem) {
+            mt_config_write(t->cfg, mem);
+            fclose(mem);
+        } else {
+            mt_seterr(err, "out of memory");
+            rc = MT_ENOMEM;
+        }
     }
+    if (rc == MT_OK && !t->opts->dry_run)
+        rc = open_run_dir(t, err);
     return mt_dist_agree(t->comm, rc, err);
 }
 
