@@ -233,6 +233,7 @@ static void test_progress_follows_the_real_output(void **s)
                      0);
     assert_null(strchr(out, '\r'));
     expect_output("epoch 1/1 step 2/7 loss");
+    expect_output(" samples/s eta "); /* the time the run still needs */
     if (run("command -v script") != 0)
         return;
     assert_int_equal(run("script -qec '%s -np 2 %s train good.ini %s' "
