@@ -1,6 +1,7 @@
 #include "mpitrain/config.h"
 
 #include <ini.h>
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -31,8 +32,11 @@ static void apply_defaults(const mt__key_def *k, const char *section,
     for (; k->section; k++) {
         if (section && strcmp(k->section, section) != 0)
             continue;
-        if (k->def)
-            set_value(k, base, k->def, why, sizeof why);
+        if (k->def) {
+            int bad = set_value(k, base, k->def, why, sizeof why);
+            assert(!bad && "a default in the key table does not parse");
+            (void)bad;
+        }
         else if (k->type == T_OPT_FLOAT)
             *(float *)((char *)base + k->off) = NAN;
     }
