@@ -1,6 +1,5 @@
 #include "mpitrain/config.h"
 
-#include <ini.h>
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
@@ -8,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include <ini.h>
 
 #include "io/config_internal.h"
 #include "mpitrain/core.h"
