@@ -140,6 +140,7 @@ static void test_conv_forward_matches_naive(void **state)
     conv_matches_naive(1, 7, 7, 2, 5, 1, 2); /* LeNet's first layer shape */
     conv_matches_naive(3, 5, 6, 2, 2, 3, 0);
     conv_matches_naive(2, 4, 4, 2, 3, 1, 2); /* padding wider than reach */
+    conv_matches_naive(6, 14, 14, 16, 5, 1, 0); /* LeNet's second layer */
 }
 
 static void test_dense_forward_matches_naive(void **state)
