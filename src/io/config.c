@@ -13,10 +13,6 @@
 #include "io/config_internal.h"
 #include "mpitrain/core.h"
 
-static const char *const singletons[] = {"run",      "data",
-                                         "train",    "optimizer",
-                                         "parallel", "checkpoint",
-                                         NULL};
 static const char *const act_names[] = {"none", "relu", "leaky", "sigmoid",
                                         "tanh", NULL};
 static const int act_kinds[] = {-1, MT_RELU, MT_LEAKY_RELU, MT_SIGMOID,
@@ -216,7 +212,7 @@ typedef struct parse_ctx {
     int line;
     char section[64];
     long layer; /* index into c->layers for a layer section, else -1 */
-    unsigned seen; /* bit i: singletons[i] already had its section */
+    unsigned seen; /* bit i: mt__singletons[i] already had its section */
     int rc;
     char *err;
 } parse_ctx;
@@ -229,7 +225,7 @@ static void new_section(parse_ctx *p, const char *name)
     snprintf(where, sizeof where, "%s:%d", p->c->path, p->line);
     snprintf(p->section, sizeof p->section, "%s", name);
     p->layer = -1;
-    int s = mt_name_index(singletons, name);
+    int s = mt_name_index(mt__singletons, name);
     if (s >= 0) {
         if (p->seen & (1u << s)) {
             mt_seterr(p->err, "%s: section [%s] appears twice", where, name);
@@ -361,7 +357,7 @@ int mt_config_set(mt_config *c, const char *assignment, char *err)
         return apply(c, where, mt_layer_ops_of(L->spec.kind)->kind_name,
                      (long)n - 1, key, value, err);
     }
-    if (mt_name_index(singletons, section) < 0) {
+    if (mt_name_index(mt__singletons, section) < 0) {
         mt_seterr(err, "%s: unknown section [%s]", where, section);
         return MT_EINVAL;
     }
@@ -572,10 +568,10 @@ static void write_value(const mt__key_def *k, const void *base, FILE *out)
 
 void mt_config_write(const mt_config *c, FILE *out)
 {
-    for (int s = 0; singletons[s]; s++) {
-        fprintf(out, "[%s]\n", singletons[s]);
+    for (int s = 0; mt__singletons[s]; s++) {
+        fprintf(out, "[%s]\n", mt__singletons[s]);
         for (const mt__key_def *k = mt__config_keys; k->section; k++)
-            if (strcmp(k->section, singletons[s]) == 0)
+            if (strcmp(k->section, mt__singletons[s]) == 0)
                 write_value(k, c, out);
         fprintf(out, "\n");
     }

@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/config_internal.h"
 #include "mpitrain/config.h"
+#include "mpitrain/core.h"
 
 typedef struct entry {
     char name[96];   /* "train.epochs", "layer3.units", or "layer3" */
@@ -13,13 +15,7 @@ typedef struct entry {
 
 static int is_singleton(const char *section)
 {
-    static const char *const names[] = {"run",      "data",
-                                        "train",    "optimizer",
-                                        "parallel", "checkpoint"};
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-        if (strcmp(section, names[i]) == 0)
-            return 1;
-    return 0;
+    return mt_name_index(mt__singletons, section) >= 0;
 }
 
 /* The lines of mt_config_write's text as named entries; *n set. The

@@ -27,6 +27,10 @@ typedef struct mt__key_def {
                         T_OPT_FLOAT, required or empty for the others) */
 } mt__key_def;
 
+/* The sections that appear once ([run] [data] ...), in the order the
+ * resolved configuration is written; NULL-terminated. Every other
+ * section is a layer. */
+extern const char *const mt__singletons[];
 extern const mt__key_def mt__config_keys[];
 extern const mt__key_def mt__layer_keys[];
 

@@ -13,6 +13,11 @@ static const char *const optim_names[] = {"sgd", "adam", "adamw", NULL};
 static const char *const schedule_names[] = {
     "constant",     "step",         "cosine",          "multistep",
     "exponential",  "inverse_time", "cosine_restarts", NULL};
+const char *const mt__singletons[] = {"run",      "data",
+                                      "train",    "optimizer",
+                                      "parallel", "checkpoint",
+                                      NULL};
+
 const char *const mt_monitor_names[] = {
     "none",           "val_loss",           "val_accuracy",
     "train_loss",     "train_accuracy",     "val_error_rate",
