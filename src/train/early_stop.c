@@ -57,9 +57,7 @@ void mt__epoch_values(const double sums[3], size_t seen,
     mt_report_free(&r);
 }
 
-/* Whether v improves on best by more than delta. An undefined value (an
- * AUC without positives) never does; anything beats no value yet. */
-static int improves(double v, double best, int minimize, double delta)
+int mt__improves(double v, double best, int minimize, double delta)
 {
     if (isnan(v))
         return 0;
@@ -77,7 +75,7 @@ void mt__plateau_after_epoch(trainer *t, const double v[MT_MONITORS])
     if (c->plateau_factor <= 0.0)
         return;
     int m = c->plateau_monitor;
-    if (improves(v[m], t->pl_best, mt_monitor_minimizes(m), 0.0)) {
+    if (mt__improves(v[m], t->pl_best, mt_monitor_minimizes(m), 0.0)) {
         t->pl_best = v[m];
         t->pl_wait = 0;
         return;
@@ -99,7 +97,7 @@ int mt__es_after_epoch(trainer *t, size_t epoch, const double v[MT_MONITORS])
     if (!c->monitor)
         return 0;
     int minimize = c->mode ? c->mode == 1 : mt_monitor_minimizes(c->monitor);
-    if (improves(v[c->monitor], t->es_best, minimize, c->min_delta)) {
+    if (mt__improves(v[c->monitor], t->es_best, minimize, c->min_delta)) {
         t->es_best = v[c->monitor];
         t->es_wait = 0;
         t->es_epoch = epoch + 1;

@@ -174,10 +174,10 @@ int mt__sampler_setup(trainer *t, char *err)
         rc = mt_sampler_init(&t->sampler, mode, lab, t->n_train, Kc, err);
     free(lab);
     if (rc == MT_OK) {
-        size_t n = t->sampler.n_epoch, span = c->batch * c->accumulate;
+        size_t n = t->sampler.n_epoch;
         t->epoch_perm = mt_calloc(n, sizeof(size_t));
         t->need = mt_calloc(n, sizeof(size_t));
-        t->step_first = mt_calloc((n + span - 1) / span + 1, sizeof(size_t));
+        t->step_first = mt_calloc(mt__steps_per_epoch(t) + 1, sizeof(size_t));
         if (!t->epoch_perm || !t->need || !t->step_first) {
             mt_seterr(err, "out of memory for %zu sample indices",
                       t->sampler.n_epoch);

@@ -108,6 +108,14 @@ void mt__eval_sums_add(mt__eval_sums *e, const float *out,
 int mt__eval_sums_reduce(MPI_Comm comm, mt__eval_sums *e, mt_eval_result *r,
                          char *err);
 
+/* Optimizer steps in an epoch: each takes `accumulate` micro-batches of
+ * `batch` samples, the last one what is left. */
+static inline size_t mt__steps_per_epoch(const trainer *t)
+{
+    size_t span = t->cfg->batch * t->cfg->accumulate;
+    return (t->sampler.n_epoch + span - 1) / span;
+}
+
 /* Samples [*lo, *hi) of a global batch of G that this rank computes: an
  * even share, or in deterministic mode whole groups of [parallel] group
  * samples. */
@@ -135,6 +143,10 @@ int mt__es_after_epoch(trainer *t, size_t epoch, const double v[MT_MONITORS]);
 void mt__es_restore(trainer *t);
 /* Reduce-on-plateau after an epoch's evaluation. */
 void mt__plateau_after_epoch(trainer *t, const double v[MT_MONITORS]);
+/* Whether v improves on best by more than delta (downwards when
+ * minimize). An undefined value (an AUC without positives) never does;
+ * any value beats none yet (best NaN). */
+int mt__improves(double v, double best, int minimize, double delta);
 /* MT_EINVAL naming the key when a watched metric has no value (NaN) in
  * the first epoch's v. */
 int mt__check_monitors(const trainer *t, const double v[MT_MONITORS],

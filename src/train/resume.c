@@ -1,7 +1,6 @@
 /* Checkpoint glue of the trainer: when to save, what the state is, and
  * resuming from it. */
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,10 +110,8 @@ int mt__after_epoch(trainer *t, size_t epoch, const double v[MT_MONITORS],
 {
     int m = t->cfg->keep_best;
     /* Every rank has the same reduced metrics: no need to agree. */
-    if (m == MT_MONITOR_NONE || isnan(v[m]))
-        return MT_OK;
-    if (!isnan(t->best) &&
-        !(mt_monitor_minimizes(m) ? v[m] < t->best : v[m] > t->best))
+    if (m == MT_MONITOR_NONE ||
+        !mt__improves(v[m], t->best, mt_monitor_minimizes(m), 0.0))
         return MT_OK;
     t->best = v[m];
     return mt__save(t, epoch + 1, 0, 1, err);

@@ -203,8 +203,7 @@ static int build(trainer *t, char *err)
 static void make_schedule(trainer *t)
 {
     const mt_config *c = t->cfg;
-    size_t span = c->batch * c->accumulate;
-    size_t per_epoch = (t->sampler.n_epoch + span - 1) / span;
+    size_t per_epoch = mt__steps_per_epoch(t);
     size_t total = per_epoch * c->epochs;
     if (c->max_steps && c->max_steps < total)
         total = c->max_steps;
@@ -374,7 +373,7 @@ static void prepare_epoch(trainer *t, size_t epoch, size_t skip_to)
         for (size_t i = lo; i < hi; i++)
             t->need[count++] = t->epoch_perm[g0 + i];
     }
-    t->step_first[(n + span - 1) / span] = count;
+    t->step_first[mt__steps_per_epoch(t)] = count;
     t->cursor = t->step_first[skip_to / span];
     t->win_end = skip_to / span; /* the first step fetches */
 }
@@ -447,7 +446,7 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
     const mt_config *c = t->cfg;
     /* One optimizer step takes `accumulate` micro-batches of `batch`. */
     size_t span = c->batch * c->accumulate, n = t->sampler.n_epoch;
-    size_t steps = (n + span - 1) / span;
+    size_t steps = mt__steps_per_epoch(t);
     size_t first = t->resume_pos / span;
     if (t->resume_pos == 0) {
         memset(t->ep_sums, 0, sizeof t->ep_sums);
@@ -605,12 +604,10 @@ static void print_plan(const trainer *t, size_t epoch)
                                                    : "undersampling",
                t->sampler.n_epoch, t->sampler.per_class);
     mt_model_summary(&t->model, print_model, NULL);
-    size_t span = c->batch * c->accumulate;
     if (t->opts->dry_run)
         printf("dry run: %zu steps per epoch, %zu steps in all, from epoch "
                "%zu; nothing trained or written\n",
-               (t->sampler.n_epoch + span - 1) / span, t->sched.total_steps,
-               epoch + 1);
+               mt__steps_per_epoch(t), t->sched.total_steps, epoch + 1);
     fflush(stdout);
 }
 
