@@ -56,6 +56,9 @@ int mt_dataset_fetch(const mt_dataset *local, MPI_Comm comm,
                      const size_t *idx, size_t n, mt_dataset *out,
                      char *err);
 void mt_dataset_free(mt_dataset *ds);
+/* Bytes of one sample as stored and moved between ranks: its x row in
+ * the stored type, then its label or targets. */
+size_t mt_dataset_record_bytes(const mt_dataset *d);
 /* mt_dataset_fetch in two halves, so that the records can travel while
  * the caller computes: _start exchanges the requests (blocking, small)
  * and starts the records' MPI_Ialltoallv; _finish waits and fills `out`

@@ -40,6 +40,11 @@ static size_t y_bytes(const mt_dataset *d)
                      : d->targets ? d->n_targets * sizeof(float) : 0;
 }
 
+size_t mt_dataset_record_bytes(const mt_dataset *d)
+{
+    return x_bytes(d) + y_bytes(d);
+}
+
 static void pack(const mt_dataset *d, size_t row, char *rec)
 {
     size_t xb = x_bytes(d), yb = y_bytes(d);
@@ -204,7 +209,7 @@ static int start(mt_fetch *f, const mt_dataset *local, MPI_Comm comm,
     int size;
     MPI_Comm_size(comm, &size);
     plan *p = &f->p;
-    size_t rec = x_bytes(local) + y_bytes(local), nasked = 0;
+    size_t rec = mt_dataset_record_bytes(local), nasked = 0;
     f->out = out;
     f->n = n;
     f->rec = rec;

@@ -82,13 +82,9 @@ static int split(trainer *t, char *err)
     mt_rng_permutation(t->order, n, c->seed, MT_RNG_SPLIT, 0);
     /* Without an n_classes attribute each rank saw only its own labels;
      * a rank without rows does not know the stored sample size. */
-    const mt_dataset *d = &t->shard;
     unsigned long long k[3] = {
-        d->n_classes, t->test.n_classes,
-        d->n ? mt_shape_size(d->shape) * (d->x8 ? 1 : sizeof(float)) +
-                   (d->labels ? sizeof(int32_t)
-                              : d->n_targets * sizeof(float))
-             : 0};
+        t->shard.n_classes, t->test.n_classes,
+        t->shard.n ? mt_dataset_record_bytes(&t->shard) : 0};
     MPI_Allreduce(MPI_IN_PLACE, k, 3, MPI_UNSIGNED_LONG_LONG, MPI_MAX,
                   t->comm);
     t->shard.n_classes = k[0];
