@@ -10,7 +10,6 @@
 #include "mpitrain/core.h"
 #include "mpitrain/dist.h"
 #include "mpitrain/io.h"
-#include "mpitrain/metrics.h"
 #include "mpitrain/optim.h"
 #include "mpitrain/schedule.h"
 #include "mpitrain/sync.h"
@@ -294,31 +293,35 @@ static double acc_of(const double sums[3], size_t n)
     return (sums[2] > 0 || n == 0) ? -1.0 : sums[1] / (double)n;
 }
 
-/* The metrics beyond loss and accuracy, for the metrics log. */
-static void detail_json(const mt_eval_detail *d, char *buf, size_t len)
+/* The metrics beyond loss and accuracy, for the metrics log, from the
+ * values mt__epoch_values derived from the detail d (so that the
+ * per-class report is worked out once an epoch). */
+static void detail_json(const mt_eval_detail *d, const double v[MT_MONITORS],
+                        char *buf, size_t len)
 {
     buf[0] = '\0';
     if (d->basic.accuracy >= 0)
-        mt_json_append(buf, len, "error_rate", 1.0 - d->basic.accuracy);
-    mt_json_append(buf, len, "perplexity", d->perplexity);
-    mt_report r = {0};
-    if (d->cm && d->basic.accuracy >= 0 &&
-        mt_report_from_confusion(d->cm, d->K, &r) == MT_OK) {
-        mt_json_append(buf, len, "macro_precision", r.macro.precision);
-        mt_json_append(buf, len, "macro_recall", r.macro.recall);
-        mt_json_append(buf, len, "macro_f1", r.macro.f1);
-        mt_json_append(buf, len, "roc_auc", d->auc);
+        mt_json_append(buf, len, "error_rate", v[MT_MONITOR_VAL_ERROR_RATE]);
+    mt_json_append(buf, len, "perplexity", v[MT_MONITOR_VAL_PERPLEXITY]);
+    /* Set together when the confusion matrix gave a report. */
+    if (!isnan(v[MT_MONITOR_VAL_MACRO_PRECISION])) {
+        mt_json_append(buf, len, "macro_precision",
+                       v[MT_MONITOR_VAL_MACRO_PRECISION]);
+        mt_json_append(buf, len, "macro_recall",
+                       v[MT_MONITOR_VAL_MACRO_RECALL]);
+        mt_json_append(buf, len, "macro_f1", v[MT_MONITOR_VAL_MACRO_F1]);
+        mt_json_append(buf, len, "roc_auc", v[MT_MONITOR_VAL_ROC_AUC]);
     }
-    mt_report_free(&r);
     if (isfinite(d->mse)) {
-        mt_json_append(buf, len, "mae", d->mae);
-        mt_json_append(buf, len, "r2", d->r2);
+        mt_json_append(buf, len, "mae", v[MT_MONITOR_VAL_MAE]);
+        mt_json_append(buf, len, "r2", v[MT_MONITOR_VAL_R2]);
     }
 }
 
 static void report_epoch(trainer *t, size_t epoch, uint64_t step,
                          const double sums[3], size_t n, double secs,
-                         const mt_eval_detail *vd)
+                         const mt_eval_detail *vd,
+                         const double v[MT_MONITORS])
 {
     const mt_eval_result *val = &vd->basic;
     double sps = secs > 0 ? (double)n / secs : 0.0;
@@ -327,7 +330,7 @@ static void report_epoch(trainer *t, size_t epoch, uint64_t step,
                      acc_of(sums, n), sps, lr, wall, NULL);
     if (val->n) {
         char extra[512];
-        detail_json(vd, extra, sizeof extra);
+        detail_json(vd, v, extra, sizeof extra);
         mt_metrics_write(&t->log, "val", epoch, step, val->loss,
                          val->accuracy, 0, lr, wall, extra);
     }
@@ -495,10 +498,10 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
     if (t->n_val)
         rc = mt_evaluate_detail(&t->model, &t->val, t->comm,
                                 (mt_loss_kind)c->loss, &vd, err);
+    mt__epoch_values(t->ep_sums, t->ep_seen, &vd, v);
     if (rc == MT_OK && t->ep_seen)
         report_epoch(t, epoch + 1, t->step, t->ep_sums, t->ep_seen, secs,
-                     &vd);
-    mt__epoch_values(t->ep_sums, t->ep_seen, &vd, v);
+                     &vd, v);
     /* Early stopping, the plateau and the best checkpoint decide on these
      * without a collective; rank 0's copy makes sure all decide alike
      * even if a reduction rounded differently on some rank. */
@@ -531,8 +534,12 @@ static int finish(trainer *t, uint64_t step, mt_train_result *res, char *err)
                                 (mt_loss_kind)c->loss, &td, err);
     res->test = td.basic;
     char extra[512] = "";
-    if (rc == MT_OK && c->test[0])
-        detail_json(&td, extra, sizeof extra);
+    if (rc == MT_OK && c->test[0]) {
+        const double none[3] = {0.0, 0.0, 0.0};
+        double v[MT_MONITORS];
+        mt__epoch_values(none, 0, &td, v);
+        detail_json(&td, v, extra, sizeof extra);
+    }
     mt_eval_detail_free(&td);
     if (rc)
         return rc;
