@@ -25,8 +25,8 @@ void mt_sampler_free(mt_sampler *s)
 }
 
 /* Positions grouped by class, ascending within a class (a counting
- * sort), and the per-class quota. */
-static void group(mt_sampler *s, const int32_t *labels)
+ * sort with fill pointers next (K)), and the per-class quota. */
+static void group(mt_sampler *s, const int32_t *labels, size_t *next)
 {
     for (size_t i = 0; i < s->n; i++)
         s->start[labels[i] + 1]++;
@@ -40,7 +40,6 @@ static void group(mt_sampler *s, const int32_t *labels)
         }
         s->start[c + 1] += s->start[c];
     }
-    size_t *next = s->scratch; /* (K) fill pointers */
     memcpy(next, s->start, s->K * sizeof *next);
     for (size_t i = 0; i < s->n; i++)
         s->by_class[next[labels[i]]++] = i;
@@ -67,17 +66,17 @@ int mt_sampler_init(mt_sampler *s, mt_sampling mode, const int32_t *labels,
         }
     s->by_class = mt_calloc(n, sizeof *s->by_class);
     s->start = mt_calloc(K + 1, sizeof *s->start);
-    s->scratch = mt_calloc(n > K ? n : K, sizeof *s->scratch);
-    if (!s->by_class || !s->start || !s->scratch)
+    size_t *next = mt_calloc(K, sizeof *next);
+    if (!s->by_class || !s->start || !next) {
+        mt_free(next);
         goto oom;
-    group(s, labels);
-    s->pool = mt_calloc(s->n_epoch, sizeof *s->pool);
-    /* The scratch holds a class's permutation, then the epoch's. */
-    size_t need = s->n_epoch > s->largest ? s->n_epoch : s->largest;
-    if (need > (n > K ? n : K)) {
-        mt_free(s->scratch);
-        s->scratch = mt_calloc(need, sizeof *s->scratch);
     }
+    group(s, labels, next);
+    mt_free(next);
+    /* The scratch holds a class's permutation, then the epoch's. */
+    s->pool = mt_calloc(s->n_epoch, sizeof *s->pool);
+    s->scratch = mt_calloc(s->n_epoch > s->largest ? s->n_epoch : s->largest,
+                           sizeof *s->scratch);
     if (!s->pool || !s->scratch)
         goto oom;
     return MT_OK;
