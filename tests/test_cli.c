@@ -348,7 +348,7 @@ static void test_divergence(void **s)
                           "[train]\nloss = mse\n[optimizer]\nlr = 500\n"
                           "[flatten]\n[dense]\nunits = 3\n");
     assert_int_equal(run("%s train div.ini", bin), 3);
-    expect_one_error("loss is");
+    expect_one_error("the run diverged");
 }
 
 static void test_errors_on_every_rank_count(void **s)

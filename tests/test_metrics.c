@@ -13,6 +13,8 @@
 #include <cmocka.h>
 
 #include "mpitrain/metrics.h"
+#include "mpitrain/train.h"
+#include "train/internal.h"
 
 #define NEAR(a, b) (fabs((double)(a) - (double)(b)) < 1e-9)
 
@@ -98,6 +100,76 @@ static void test_regression_matches_sklearn(void **s)
     assert_true(NEAR(r2, 0.712637139374));
 }
 
+/* Non-finite scores: every function returns (no loop spins on NaN) with
+ * a documented result. */
+static void test_auc_with_nan_inf_and_ties(void **s)
+{
+    const uint8_t y[4] = {0, 0, 1, 0};
+    int ok = 1;
+    const float with_nan[4] = {0.1f, NAN, 0.7f, 0.3f};
+    assert_true(isnan(mt_roc_auc(with_nan, y, 4, &ok)));
+    assert_false(ok);
+    const float all_nan[4] = {NAN, NAN, NAN, NAN};
+    assert_true(isnan(mt_roc_auc(all_nan, y, 4, &ok)));
+    assert_false(ok);
+    /* -Inf and +Inf are ordered: the positive beats two negatives and
+     * ties one: (2 + 0.5) / 3. */
+    const float inf[4] = {-INFINITY, 0.2f, INFINITY, INFINITY};
+    assert_true(NEAR(mt_roc_auc(inf, y, 4, &ok), 2.5 / 3.0));
+    assert_true(ok);
+    const float same[4] = {0.25f, 0.25f, 0.25f, 0.25f};
+    assert_true(NEAR(mt_roc_auc(same, y, 4, &ok), 0.5));
+    assert_true(ok);
+    const float same_inf[4] = {INFINITY, INFINITY, INFINITY, INFINITY};
+    assert_true(NEAR(mt_roc_auc(same_inf, y, 4, &ok), 0.5));
+    const float neg_inf[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    assert_true(NEAR(mt_roc_auc(neg_inf, y, 4, &ok), 0.5));
+    /* One NaN among the (n, K) scores: the macro AUC is NaN as a whole. */
+    const float sk[6] = {0.9f, 0.1f, 0.8f, NAN, 0.4f, 0.6f};
+    const int32_t lab[3] = {0, 1, 1};
+    size_t undefined = 0;
+    assert_true(isnan(mt_roc_auc_ovr(sk, lab, 3, 2, &undefined)));
+    assert_int_equal(undefined, 2);
+    const float sk_inf[6] = {INFINITY, -INFINITY, 0.2f, 0.8f, 0.4f, 0.6f};
+    assert_true(NEAR(mt_roc_auc_ovr(sk_inf, lab, 3, 2, &undefined), 1.0));
+    assert_int_equal(undefined, 0);
+}
+
+static void test_top_k_and_correct_with_nan(void **s)
+{
+    /* Rows: label's score NaN; another class NaN; +Inf wins; all equal;
+     * all NaN. */
+    const float sc[15] = {NAN,  0.5f, 0.2f,      0.1f, NAN,  0.3f,
+                          0.2f, 0.1f, INFINITY,  0.4f, 0.4f, 0.4f,
+                          NAN,  NAN,  NAN};
+    const int32_t y[5] = {0, 0, 2, 1, 2};
+    assert_int_equal(mt_top_k_correct(sc, y, 5, 3, 1), 2);
+    assert_int_equal(mt_top_k_correct(sc, y, 5, 3, 3), 3);
+    /* argmax of a row with a NaN is no class: rows 0, 1 and 4 miss. */
+    assert_int_equal(mt_count_correct(MT_LOSS_SOFTMAX_CE, sc, y, NULL, 5, 3),
+                     1);
+    const float one[3] = {NAN, 1.0f, -INFINITY};
+    const float t[3] = {0.0f, 1.0f, 0.0f};
+    assert_int_equal(mt_count_correct(MT_LOSS_SIGMOID_BCE, one, NULL, t, 3, 1),
+                     2);
+}
+
+/* Early stopping, reduce-on-plateau and the best checkpoint share one
+ * comparison: NaN never improves, anything beats no value yet, and the
+ * infinities compare as numbers. */
+static void test_improves_with_non_finite(void **s)
+{
+    assert_false(mt__improves(NAN, 1.0, 1, 0.0));
+    assert_false(mt__improves(NAN, NAN, 1, 0.0));
+    assert_true(mt__improves(1.0, NAN, 1, 0.0));
+    assert_true(mt__improves(INFINITY, NAN, 0, 0.0));
+    assert_true(mt__improves(-INFINITY, 1.0, 1, 0.0));
+    assert_false(mt__improves(-INFINITY, -INFINITY, 1, 0.0));
+    assert_false(mt__improves(INFINITY, 1.0, 1, 0.0));
+    assert_true(mt__improves(INFINITY, 1.0, 0, 0.5));
+    assert_false(mt__improves(1.0, 1.0, 0, 0.0)); /* all equal: no gain */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -106,6 +178,9 @@ int main(void)
         cmocka_unit_test(test_auc_undefined_for_one_class),
         cmocka_unit_test(test_ovr_auc_and_top_k),
         cmocka_unit_test(test_regression_matches_sklearn),
+        cmocka_unit_test(test_auc_with_nan_inf_and_ties),
+        cmocka_unit_test(test_top_k_and_correct_with_nan),
+        cmocka_unit_test(test_improves_with_non_finite),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -42,13 +42,51 @@ static const char diverge_ini[] =
     "[optimizer]\nlr = 500\nmomentum = 0.9\n"
     "[flatten]\n[dense]\nunits = 3\n";
 
+/* Classification with validation: every detailed metric (AUC, top-5 of
+ * its 3 classes is none, F1) is computed each epoch. */
+static const char overflow_ini[] =
+    "[run]\nprogress = none\nseed = 5\n[data]\nvalidation = 0.25\n"
+    "[train]\nepochs = 2\nbatch = 8\n[optimizer]\nlr = 1e-12\n"
+    "[flatten]\n[dense]\nunits = 3\n[softmax]\n";
+
+/* v.h5: 40 samples whose validation rows (by the split's own
+ * permutation, seed 5) hold FLT_MAX, the training rows small values. The
+ * training loss stays finite; validation outputs overflow. */
+static int write_overflow_data(void)
+{
+    enum { N = 40, S = 32, NVAL = 10 };
+    static float x[N * S];
+    static int32_t y[N];
+    size_t order[N];
+    mt_rng_permutation(order, N, 5, MT_RNG_SPLIT, 0);
+    for (size_t i = 0; i < N; i++) {
+        y[i] = (int32_t)(i % 3);
+        for (size_t j = 0; j < S; j++)
+            x[i * S + j] = 0.01f * (float)((i + j) % 7);
+    }
+    for (size_t i = N - NVAL; i < N; i++)
+        for (size_t j = 0; j < S; j++)
+            x[order[i] * S + j] = 3.4e38f;
+    char path[300], err[MT_ERR_LEN];
+    snprintf(path, sizeof path, "%s/v.h5", dir);
+    return mt_dataset_write(path, N, (mt_shape){2, 4, 4}, NULL, x, y, 3,
+                            NULL, err)
+               ? -1
+               : 0;
+}
+
 static int group_setup(void **s)
 {
     if (fx_setup(dir, sizeof dir, ini))
         return -1;
-    if (rank == 0)
+    int rc = 0;
+    if (rank == 0) {
         fx_write(dir, "diverge.ini", diverge_ini);
-    return 0;
+        fx_write(dir, "overflow.ini", overflow_ini);
+        rc = write_overflow_data();
+    }
+    MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    return rc;
 }
 
 static int group_teardown(void **s) { return fx_teardown(dir); }
@@ -426,13 +464,39 @@ static void test_nan_loss_stops_all_ranks(void **s)
     mt_config c;
     mt_train_result r;
     char err[MT_ERR_LEN] = "";
-    load_file(&c, "diverge.ini", "nan", NULL);
+    /* With validation and its detailed metrics (the labels make classes
+     * even for mse): where divergence shows first (training loss,
+     * training outputs, validation outputs) depends on the CPU's kernels;
+     * every way ends the same. */
+    const char *const val[] = {"data.validation=0.3", NULL};
+    load_file(&c, "diverge.ini", "nan", val);
     int rc = mt_train(&c, MPI_COMM_WORLD, NULL, &r, err);
     assert_int_equal(rc, MT_ENUMERIC);
-    assert_non_null(strstr(err, "loss is"));
+    assert_non_null(strstr(err, "epoch "));
+    assert_non_null(strstr(err, "step "));
+    assert_non_null(strstr(err, "the run diverged"));
     char path[300];
     snprintf(path, sizeof path, "%s/nan/weights.h5", dir);
     assert_int_equal(access(path, F_OK), -1); /* nothing that looks done */
+    mt_config_free(&c);
+}
+
+static void test_validation_overflow_stops_all_ranks(void **s)
+{
+    mt_config c;
+    mt_train_result r;
+    char err[MT_ERR_LEN] = "", train[300];
+    snprintf(train, sizeof train, "data.train=%s/v.h5", dir);
+    const char *const data[] = {train, NULL};
+    load_file(&c, "overflow.ini", "overflow", data);
+    int rc = mt_train(&c, MPI_COMM_WORLD, NULL, &r, err);
+    assert_int_equal(rc, MT_ENUMERIC);
+    assert_non_null(strstr(err, "epoch 1, step 4: validation outputs are "
+                                "not finite"));
+    assert_non_null(strstr(err, "(10 samples)"));
+    char path[300];
+    snprintf(path, sizeof path, "%s/overflow/weights.h5", dir);
+    assert_int_equal(access(path, F_OK), -1);
     mt_config_free(&c);
 }
 
@@ -458,6 +522,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_clip_norm_bounds_the_update),
         cmocka_unit_test(test_missing_file_on_one_rank_stops_all),
         cmocka_unit_test(test_nan_loss_stops_all_ranks),
+        cmocka_unit_test(test_validation_overflow_stops_all_ranks),
     };
     int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
     MPI_Finalize();

@@ -40,18 +40,23 @@ void mt_report_free(mt_report *r);
 
 /* Exact ROC AUC of scores for a binary problem (positive[i] != 0 marks
  * the positives). *defined = 0 (and NaN returned) without positives or
- * negatives. Sorts a copy: O(n log n), n doubles of scratch. */
+ * negatives, or when a score is NaN (as scikit-learn refuses NaN input);
+ * -Inf and +Inf scores are ordered like any other, ties included. Sorts a
+ * copy: O(n log n), n doubles of scratch. */
 double mt_roc_auc(const float *scores, const uint8_t *positive, size_t n,
                   int *defined);
 
 /* One-vs-rest macro AUC for K classes: scores (n, K), labels (n). Classes
  * with an undefined AUC are left out of the mean and counted in
- * *undefined; NaN if none is defined. */
+ * *undefined; NaN if none is defined. Any NaN score makes the whole AUC
+ * NaN (*undefined = K), never a mean over the other classes. */
 double mt_roc_auc_ovr(const float *scores, const int32_t *labels, size_t n,
                       size_t K, size_t *undefined);
 
-/* Samples whose label is among the k highest scores (ties count against:
- * a class is in the top k only if fewer than k classes score higher). */
+/* Samples whose label is among the k highest scores (ties count for the
+ * label: it is in the top k if fewer than k classes score higher). A NaN
+ * score of the label's class is a miss; other classes' NaN scores are
+ * not higher than anything. */
 uint64_t mt_top_k_correct(const float *scores, const int32_t *labels,
                           size_t n, size_t K, size_t k);
 

@@ -61,6 +61,10 @@ typedef int (*mt_tensor_fn)(const mt_layer *l, mt_tensor *t, int is_state,
                             void *user);
 int mt_model_each_tensor(mt_model *m, mt_tensor_fn fn, void *user);
 
+/* MT_ENUMERIC, naming the tensor and element, if a parameter or state
+ * value is NaN or infinite (with err NULL allowed); else MT_OK. Local. */
+int mt_model_check_finite(mt_model *m, char *err);
+
 /* One line per layer: name, output shape, parameter count. */
 void mt_model_summary(const mt_model *m, void (*emit)(const char *line,
                                                       void *user),

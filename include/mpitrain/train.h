@@ -55,7 +55,9 @@ int mt_model_from_config(const mt_config *cfg, mt_shape in, size_t max_batch,
 
 /* Every rank of comm evaluates the samples it holds in ds (its share), in
  * chunks of the model's max_batch; loss sums and counts are summed over
- * the ranks, so the result is exact, not a mean of means. Collective. */
+ * the ranks, so the result is exact, not a mean of means. Collective.
+ * MT_ENUMERIC on every rank, with the count of NaN and infinite outputs
+ * in err, if any output was not finite (the caller names the split). */
 int mt_evaluate(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
                 mt_loss_kind loss, mt_eval_result *r, char *err);
 

@@ -13,7 +13,8 @@ enum {
     MT_EXIT_OK = 0,
     MT_EXIT_ERROR = 1,   /* bad input or a failure while running */
     MT_EXIT_USAGE = 2,   /* bad command line */
-    MT_EXIT_NUMERIC = 3,  /* training diverged (NaN or Inf loss) */
+    MT_EXIT_NUMERIC = 3,  /* training diverged (NaN or Inf loss, outputs
+                             or weights) */
     MT_EXIT_STOPPED = 75  /* stopped by a signal after saving a checkpoint:
                              requeue and resume (EX_TEMPFAIL) */
 };

@@ -22,8 +22,12 @@ int mt_dist_agree(MPI_Comm comm, int rc, char *err)
     int code = rc;
     MPI_Bcast(&code, 1, MPI_INT, first, comm);
     MPI_Bcast(msg, MT_ERR_LEN, MPI_CHAR, first, comm);
-    if (size > 1)
-        mt_seterr(err, "rank %d: %s", first, msg);
+    /* A message that went through an earlier agreement already names its
+     * rank (nested set-up steps agree more than once). */
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "rank %d: ", first);
+    if (size > 1 && strncmp(msg, prefix, strlen(prefix)) != 0)
+        mt_seterr(err, "%s%s", prefix, msg);
     else
         mt_seterr(err, "%s", msg);
     return code;

@@ -1,5 +1,6 @@
 #include "mpitrain/model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,6 +192,24 @@ int mt_model_each_tensor(mt_model *m, mt_tensor_fn fn, void *user)
         }
     }
     return 0;
+}
+
+static int tensor_finite(const mt_layer *l, mt_tensor *t, int is_state,
+                         void *user)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (!isfinite(t->data[i])) {
+            mt_seterr(user, "%s %s/%s[%zu] is %s", is_state ? "state" :
+                      "parameter", l->name, t->name, i,
+                      isnan(t->data[i]) ? "NaN" : "infinite");
+            return MT_ENUMERIC;
+        }
+    return MT_OK;
+}
+
+int mt_model_check_finite(mt_model *m, char *err)
+{
+    return mt_model_each_tensor(m, tensor_finite, err);
 }
 
 void mt_model_summary(const mt_model *m,

@@ -157,7 +157,7 @@ int mt_evaluate_detail(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
      * (or, for one output, a probability above 0.5). Every rank sees the
      * same: it depends on the file's /y and the config only. */
     int classes = ds->labels != NULL, regression = loss == MT_LOSS_MSE;
-    chunk_ctx c = {{loss, Ko, {0, 0, 0, 1}}, d, Ko, NULL, NULL};
+    chunk_ctx c = {MT__EVAL_SUMS(loss, Ko), d, Ko, NULL, NULL};
     d->cm = mt_calloc(d->K * d->K, sizeof *d->cm);
     c.scores = mt_calloc(ds->n * Ko, sizeof *c.scores);
     c.reg = regression ? mt_calloc(5 * Ko, sizeof *c.reg) : NULL;

@@ -1,3 +1,4 @@
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,12 +27,17 @@ int mt_model_from_config(const mt_config *cfg, mt_shape in, size_t max_batch,
     return rc;
 }
 
+/* The first largest of v, or K (no class) if an output is NaN: a NaN
+ * row is never counted correct. */
 static size_t argmax(const float *v, size_t K)
 {
     size_t best = 0;
-    for (size_t k = 1; k < K; k++)
+    for (size_t k = 0; k < K; k++) {
+        if (isnan(v[k]))
+            return K;
         if (v[k] > v[best])
             best = k;
+    }
     return best;
 }
 
@@ -44,7 +50,8 @@ long mt_count_correct(mt_loss_kind loss, const float *out,
         if (loss != MT_LOSS_SIGMOID_BCE)
             return -1;
         for (size_t n = 0; n < B; n++)
-            correct += (out[n] > 0.0f) == (targets[n] > 0.5f);
+            correct += !isnan(out[n]) &&
+                       (out[n] > 0.0f) == (targets[n] > 0.5f);
         return correct;
     }
     if (!labels)
@@ -89,6 +96,13 @@ void mt__eval_sums_add(mt__eval_sums *e, const float *out,
     else
         e->v[1] += (double)c;
     e->v[2] += (double)b;
+    size_t nan = 0, inf = 0;
+    for (size_t i = 0; i < b * e->K; i++) {
+        nan += isnan(out[i]) != 0;
+        inf += isinf(out[i]) != 0;
+    }
+    e->v[4] += (double)nan;
+    e->v[5] += (double)inf;
 }
 
 int mt__eval_sums_reduce(MPI_Comm comm, mt__eval_sums *e, mt_eval_result *r,
@@ -96,9 +110,15 @@ int mt__eval_sums_reduce(MPI_Comm comm, mt__eval_sums *e, mt_eval_result *r,
 {
     int size;
     MPI_Comm_size(comm, &size);
-    int rc = mt_dist_allreduce_sum_d(comm, e->v, 4, err);
+    int rc = mt_dist_allreduce_sum_d(comm, e->v, 6, err);
     if (rc)
         return rc;
+    if (e->v[4] > 0 || e->v[5] > 0) {
+        mt_seterr(err, "outputs are not finite: %.0f NaN and %.0f infinite "
+                       "of %.0f outputs (%.0f samples)",
+                  e->v[4], e->v[5], e->v[2] * (double)e->K, e->v[2]);
+        return MT_ENUMERIC;
+    }
     r->n = (size_t)e->v[2];
     r->loss = r->n ? e->v[0] / e->v[2] : 0.0;
     r->accuracy = (e->v[3] == size && r->n) ? e->v[1] / e->v[2] : -1.0;
@@ -114,7 +134,7 @@ static void add_chunk(void *user, const float *out, const int32_t *labels,
 int mt_evaluate(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
                 mt_loss_kind loss, mt_eval_result *r, char *err)
 {
-    mt__eval_sums e = {loss, mt_shape_size(mt_model_out(m)), {0, 0, 0, 1}};
+    mt__eval_sums e = MT__EVAL_SUMS(loss, mt_shape_size(mt_model_out(m)));
     int rc = mt_forward_chunks(m, ds, add_chunk, &e);
     if (rc)
         mt_seterr(err, "evaluate: out of memory");

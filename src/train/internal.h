@@ -17,6 +17,10 @@
 #include "mpitrain/sync.h"
 #include "mpitrain/train.h"
 
+/* A step's sums, reduced over the ranks: loss sum, correct count, "no
+ * accuracy" flag, NaN outputs, infinite outputs. */
+#define MT__STEP_SUMS 5
+
 typedef struct trainer {
     const mt_config *cfg;
     MPI_Comm comm;
@@ -68,7 +72,7 @@ typedef struct trainer {
     double pl_best;
     uint64_t pl_wait;
     float *group_grads;  /* deterministic: (groups, n_params) */
-    double *group_sums;  /* deterministic: (groups, 3) */
+    double *group_sums;  /* deterministic: (groups, MT__STEP_SUMS) */
     int32_t *labels;    /* (max_batch) */
     float *targets;     /* (max_batch, K) */
     char *config_text;  /* resolved INI, for weights.h5 and config.ini */
@@ -97,14 +101,20 @@ typedef struct trainer {
 typedef struct mt__eval_sums {
     mt_loss_kind loss;
     size_t K;
-    /* [0] loss, [1] correct, [2] samples, [3] 1 while accuracy exists */
-    double v[4];
+    /* [0] loss, [1] correct, [2] samples, [3] 1 while accuracy exists,
+     * [4] NaN outputs, [5] infinite outputs */
+    double v[6];
 } mt__eval_sums;
+
+/* The sums before the first chunk. */
+#define MT__EVAL_SUMS(loss, K) {(loss), (K), {0, 0, 0, 1, 0, 0}}
 
 void mt__eval_sums_add(mt__eval_sums *e, const float *out,
                        const int32_t *labels, const float *targets,
                        size_t b);
-/* Sums over the ranks into r. Collective; call after agreeing. */
+/* Sums over the ranks into r. Collective; call after agreeing. Every rank
+ * returns MT_ENUMERIC, saying how many outputs were NaN or infinite, if
+ * any rank's were: no metric is computed from such outputs. */
 int mt__eval_sums_reduce(MPI_Comm comm, mt__eval_sums *e, mt_eval_result *r,
                          char *err);
 

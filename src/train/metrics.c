@@ -69,9 +69,14 @@ typedef struct scored {
     uint8_t pos;
 } scored;
 
+/* Ascending; -Inf and +Inf are ordinary values at the ends. NaN never
+ * reaches the sort (mt_roc_auc rejects it), but the order stays total
+ * anyway, NaN last, so that qsort always sees a consistent comparison. */
 static int by_score(const void *a, const void *b)
 {
     float x = ((const scored *)a)->s, y = ((const scored *)b)->s;
+    if (isnan(x) || isnan(y))
+        return isnan(x) - isnan(y);
     return (x > y) - (x < y);
 }
 
@@ -79,26 +84,29 @@ double mt_roc_auc(const float *scores, const uint8_t *positive, size_t n,
                   int *defined)
 {
     *defined = 0;
-    scored *v = malloc((n ? n : 1) * sizeof *v);
-    if (!v)
-        return NAN;
     uint64_t P = 0;
     for (size_t i = 0; i < n; i++) {
-        v[i] = (scored){scores[i], positive[i] != 0};
-        P += v[i].pos;
+        if (isnan(scores[i]))
+            return NAN; /* no rank for a NaN: undefined, as sklearn's error */
+        P += positive[i] != 0;
     }
     uint64_t N = n - P;
-    if (P == 0 || N == 0) {
-        free(v);
+    if (P == 0 || N == 0)
         return NAN;
-    }
+    scored *v = malloc(n * sizeof *v);
+    if (!v)
+        return NAN;
+    for (size_t i = 0; i < n; i++)
+        v[i] = (scored){scores[i], positive[i] != 0};
     qsort(v, n, sizeof *v, by_score);
-    /* Sum of the (1-based, tie-averaged) ranks of the positives. */
+    /* Sum of the (1-based, tie-averaged) ranks of the positives. A run of
+     * ties is [i, j); j always moves past i, so the loop ends whatever
+     * the scores are. */
     double rank_sum = 0.0;
     for (size_t i = 0; i < n;) {
-        size_t j = i;
-        uint64_t pos = 0;
-        while (j < n && v[j].s == v[i].s)
+        size_t j = i + 1;
+        uint64_t pos = v[i].pos;
+        while (j < n && by_score(&v[j], &v[i]) == 0)
             pos += v[j++].pos;
         rank_sum += (double)pos * ((double)(i + 1) + (double)j) / 2.0;
         i = j;
@@ -112,11 +120,16 @@ double mt_roc_auc(const float *scores, const uint8_t *positive, size_t n,
 double mt_roc_auc_ovr(const float *scores, const int32_t *labels, size_t n,
                       size_t K, size_t *undefined)
 {
+    *undefined = 0;
+    for (size_t i = 0; i < n * K; i++)
+        if (isnan(scores[i])) {
+            *undefined = K; /* not a mean over the classes without NaN */
+            return NAN;
+        }
     float *col = malloc((n ? n : 1) * sizeof *col);
     uint8_t *pos = malloc(n ? n : 1);
     double sum = 0.0;
     size_t used = 0;
-    *undefined = 0;
     for (size_t k = 0; col && pos && k < K; k++) {
         for (size_t i = 0; i < n; i++) {
             col[i] = scores[i * K + k];
@@ -144,9 +157,11 @@ uint64_t mt_top_k_correct(const float *scores, const int32_t *labels,
         const float *s = scores + i * K;
         float mine = s[labels[i]];
         size_t higher = 0;
+        /* A NaN score of the label's class is never a hit; another
+         * class's NaN is not higher than anything. */
         for (size_t c = 0; c < K; c++)
             higher += s[c] > mine;
-        hits += higher < k;
+        hits += higher < k && !isnan(mine);
     }
     return hits;
 }

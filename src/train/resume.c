@@ -57,6 +57,19 @@ int mt__save(trainer *t, size_t epoch, uint64_t position, int is_best,
                         .ranks = t->size};
     if (position)
         memcpy(st.sums, t->ep_sums, sizeof st.sums);
+    /* A checkpoint with NaN weights would replace good ones (keep) and
+     * every resume would start from it. The parameters are the same on
+     * every rank, so every rank stops here alike. */
+    int finite = mt_model_check_finite(&t->model, err);
+    if (finite) {
+        char msg[MT_ERR_LEN];
+        snprintf(msg, sizeof msg, "%s", err);
+        mt_seterr(err, "step %llu: checkpoint not written: %s; the weights "
+                       "diverged",
+                  (unsigned long long)t->step, msg);
+    }
+    if ((finite = mt_dist_agree(t->comm, finite, err)))
+        return finite;
     mt_metrics_flush(&t->log);
     char *metrics = metrics_text(t);
     int rc = mt_ckpt_save(t->comm, t->ckpt_dir, &t->model, &t->optim, &st,

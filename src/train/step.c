@@ -41,9 +41,10 @@ static void augment(trainer *t, size_t B)
 
 /* Forward and loss on the next B samples of the epoch, the first being
  * global position `pos`; the loss gradient is left for backward. sums
- * gets the loss sum, correct count and "no accuracy" flag. */
+ * gets the loss sum, correct count, "no accuracy" flag and the counts of
+ * NaN and infinite outputs (MT__STEP_SUMS). */
 static void forward_loss(trainer *t, uint64_t step, size_t pos, size_t B,
-                         size_t G, double sums[3])
+                         size_t G, double sums[MT__STEP_SUMS])
 {
     size_t K = t->K;
     /* One rank owns every row: it gathers straight from its share, by
@@ -69,6 +70,16 @@ static void forward_loss(trainer *t, uint64_t step, size_t pos, size_t B,
                               K);
     sums[1] = c < 0 ? 0.0 : (double)c;
     sums[2] = c < 0 ? 1.0 : 0.0;
+    /* Outputs can overflow while the loss, summed in double, is still
+     * finite: looked at on their own, so that divergence is caught at the
+     * step it happens, on every machine. */
+    size_t nan = 0, inf = 0;
+    for (size_t i = 0; i < B * K; i++) {
+        nan += isnan(out[i]) != 0;
+        inf += isinf(out[i]) != 0;
+    }
+    sums[3] = (double)nan;
+    sums[4] = (double)inf;
 }
 
 static int layer_done(void *user, size_t layer)
@@ -83,7 +94,7 @@ static int layer_done(void *user, size_t layer)
  * larger. Buckets go out while the last backward still runs (sync.h). A
  * rank without samples in a micro-batch still takes part in the sync. */
 static int step_overlapped(trainer *t, uint64_t step, size_t g0, size_t G,
-                           double local[3], char *err)
+                           double local[MT__STEP_SUMS], char *err)
 {
     size_t mb = t->cfg->batch;
     int rc = MT_OK;
@@ -92,13 +103,13 @@ static int step_overlapped(trainer *t, uint64_t step, size_t g0, size_t G,
     for (size_t m0 = g0; m0 < g0 + G && rc == MT_OK; m0 += mb) {
         size_t Gm = g0 + G - m0 < mb ? g0 + G - m0 : mb, lo, hi;
         int last = m0 + Gm >= g0 + G;
-        double part[3] = {0.0, 0.0, 0.0};
+        double part[MT__STEP_SUMS] = {0};
         mt__batch_slice(t, Gm, &lo, &hi);
         if (hi == lo)
             continue;
         forward_loss(t, step, m0 + lo, hi - lo, G, part);
-        local[0] += part[0];
-        local[1] += part[1];
+        for (int j = 0; j < MT__STEP_SUMS; j++)
+            local[j] += part[j];
         local[2] = part[2] > 0.0 ? 1.0 : local[2]; /* a flag */
         if (last)
             rc = mt_model_backward_hook(&t->model, hi - lo, layer_done, t);
@@ -110,7 +121,7 @@ static int step_overlapped(trainer *t, uint64_t step, size_t g0, size_t G,
     if (rc == MT_OK)
         rc = mt_sync_finish(&t->sync, err);
     if (rc == MT_OK && t->size > 1)
-        rc = mt_dist_allreduce_sum_d(t->comm, local, 3, err);
+        rc = mt_dist_allreduce_sum_d(t->comm, local, MT__STEP_SUMS, err);
     return rc;
 }
 
@@ -121,7 +132,8 @@ static int step_overlapped(trainer *t, uint64_t step, size_t g0, size_t G,
  * last rank broadcasts the total. The floats added, and their order, do
  * not depend on the rank count, so neither do the weights. */
 static int step_deterministic(trainer *t, uint64_t step, size_t g0,
-                              size_t G, double total[3], char *err)
+                              size_t G, double total[MT__STEP_SUMS],
+                              char *err)
 {
     size_t lo, hi, m = t->cfg->group, n = t->model.n_params;
     mt__batch_slice(t, G, &lo, &hi);
@@ -129,33 +141,35 @@ static int step_deterministic(trainer *t, uint64_t step, size_t g0,
     for (size_t k = 0; k < groups; k++) {
         size_t B = hi - lo - k * m < m ? hi - lo - k * m : m;
         mt_model_zero_grad(&t->model);
-        forward_loss(t, step, g0 + lo + k * m, B, G, t->group_sums + 3 * k);
+        forward_loss(t, step, g0 + lo + k * m, B, G,
+                     t->group_sums + MT__STEP_SUMS * k);
         mt_model_backward(&t->model, B);
         memcpy(t->group_grads + k * n, t->model.grads, n * sizeof(float));
     }
     float *acc = t->model.grads;
     memset(acc, 0, n * sizeof(float));
-    memset(total, 0, 3 * sizeof(double));
+    memset(total, 0, MT__STEP_SUMS * sizeof(double));
     int rc = MPI_SUCCESS;
     if (t->rank > 0) {
         rc |= MPI_Recv(acc, (int)n, MPI_FLOAT, t->rank - 1, 5, t->comm,
                        MPI_STATUS_IGNORE);
-        rc |= MPI_Recv(total, 3, MPI_DOUBLE, t->rank - 1, 6, t->comm,
-                       MPI_STATUS_IGNORE);
+        rc |= MPI_Recv(total, MT__STEP_SUMS, MPI_DOUBLE, t->rank - 1, 6,
+                       t->comm, MPI_STATUS_IGNORE);
     }
     for (size_t k = 0; k < groups; k++) {
         const float *g = t->group_grads + k * n;
         for (size_t i = 0; i < n; i++)
             acc[i] += g[i];
-        for (int j = 0; j < 3; j++)
-            total[j] += t->group_sums[3 * k + (size_t)j];
+        for (int j = 0; j < MT__STEP_SUMS; j++)
+            total[j] += t->group_sums[MT__STEP_SUMS * k + (size_t)j];
     }
     if (t->rank < t->size - 1) {
         rc |= MPI_Send(acc, (int)n, MPI_FLOAT, t->rank + 1, 5, t->comm);
-        rc |= MPI_Send(total, 3, MPI_DOUBLE, t->rank + 1, 6, t->comm);
+        rc |= MPI_Send(total, MT__STEP_SUMS, MPI_DOUBLE, t->rank + 1, 6,
+                       t->comm);
     }
     rc |= MPI_Bcast(acc, (int)n, MPI_FLOAT, t->size - 1, t->comm);
-    rc |= MPI_Bcast(total, 3, MPI_DOUBLE, t->size - 1, t->comm);
+    rc |= MPI_Bcast(total, MT__STEP_SUMS, MPI_DOUBLE, t->size - 1, t->comm);
     if (rc != MPI_SUCCESS) {
         mt_seterr(err, "deterministic gradient chain failed");
         return MT_EIO;
@@ -184,17 +198,26 @@ static void clip(float *g, size_t n, double max)
 int mt__train_step(trainer *t, uint64_t step, size_t g0, size_t G,
                    double sums[3], char *err)
 {
-    double local[3] = {0.0, 0.0, 0.0};
+    double local[MT__STEP_SUMS] = {0};
     int rc = t->cfg->deterministic
                  ? step_deterministic(t, step, g0, G, local, err)
                  : step_overlapped(t, step, g0, G, local, err);
     if (rc)
         return rc;
-    /* Every rank sees the same reduced loss, so all stop together. */
+    /* Every rank sees the same reduced sums, so all stop together. */
+    if (local[3] > 0 || local[4] > 0) {
+        mt_seterr(err, "epoch %zu, step %llu: training outputs are not "
+                       "finite: %.0f NaN and %.0f infinite; the run diverged "
+                       "(learning rate %g too high?)",
+                  t->epoch_now + 1, (unsigned long long)step, local[3],
+                  local[4], (double)t->lr);
+        return MT_ENUMERIC;
+    }
     if (!isfinite(local[0])) {
-        mt_seterr(err, "step %llu: loss is %s (learning rate %g too high?)",
-                  (unsigned long long)step, isnan(local[0]) ? "NaN" : "Inf",
-                  (double)t->cfg->optim.lr);
+        mt_seterr(err, "epoch %zu, step %llu: training loss is %s; the run "
+                       "diverged (learning rate %g too high?)",
+                  t->epoch_now + 1, (unsigned long long)step,
+                  isnan(local[0]) ? "NaN" : "Inf", (double)t->lr);
         return MT_ENUMERIC;
     }
     if (t->cfg->clip_norm > 0.0)

@@ -161,7 +161,7 @@ static int build(trainer *t, char *err)
         size_t groups = (c->batch + c->group - 1) / c->group;
         groups = (groups + (size_t)t->size - 1) / (size_t)t->size;
         t->group_grads = mt_calloc(groups * t->model.n_params, sizeof(float));
-        t->group_sums = mt_calloc(3 * groups, sizeof(double));
+        t->group_sums = mt_calloc(MT__STEP_SUMS * groups, sizeof(double));
         if (!t->group_grads || !t->group_sums) {
             mt_seterr(err, "out of memory for %zu group gradients", groups);
             return MT_ENOMEM;
@@ -438,6 +438,20 @@ static double eta(const trainer *t, double now)
            (double)(t->sched.total_steps - t->step);
 }
 
+/* A numeric failure of an evaluation says where it happened: the split,
+ * the epoch (1-based) and the step. */
+static int name_split(int rc, const char *split, size_t epoch,
+                      uint64_t step, char *err)
+{
+    if (rc != MT_ENUMERIC || !err)
+        return rc;
+    char msg[MT_ERR_LEN];
+    snprintf(msg, sizeof msg, "%s", err);
+    mt_seterr(err, "epoch %zu, step %llu: %s %s; the run diverged",
+              epoch, (unsigned long long)step, split, msg);
+    return rc;
+}
+
 /* Runs epoch `epoch` from t->resume_pos (0 unless resumed). Sets *stop
  * when max_steps ended training. */
 static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
@@ -496,8 +510,9 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
     mt_eval_detail vd = {0};
     double v[MT_MONITORS];
     if (t->n_val)
-        rc = mt_evaluate_detail(&t->model, &t->val, t->comm,
-                                (mt_loss_kind)c->loss, &vd, err);
+        rc = name_split(mt_evaluate_detail(&t->model, &t->val, t->comm,
+                                           (mt_loss_kind)c->loss, &vd, err),
+                        "validation", epoch + 1, t->step, err);
     mt__epoch_values(t->ep_sums, t->ep_seen, &vd, v);
     if (rc == MT_OK && t->ep_seen)
         report_epoch(t, epoch + 1, t->step, t->ep_sums, t->ep_seen, secs,
@@ -526,12 +541,14 @@ static int finish(trainer *t, uint64_t step, mt_train_result *res, char *err)
     const mt_config *c = t->cfg;
     int rc = MT_OK;
     if (t->n_val)
-        rc = mt_evaluate(&t->model, &t->val, t->comm, (mt_loss_kind)c->loss,
-                         &res->val, err);
+        rc = name_split(mt_evaluate(&t->model, &t->val, t->comm,
+                                    (mt_loss_kind)c->loss, &res->val, err),
+                        "validation", t->epoch_now + 1, step, err);
     mt_eval_detail td = {0};
     if (rc == MT_OK && c->test[0])
-        rc = mt_evaluate_detail(&t->model, &t->test, t->comm,
-                                (mt_loss_kind)c->loss, &td, err);
+        rc = name_split(mt_evaluate_detail(&t->model, &t->test, t->comm,
+                                           (mt_loss_kind)c->loss, &td, err),
+                        "test", t->epoch_now + 1, step, err);
     res->test = td.basic;
     char extra[512] = "";
     if (rc == MT_OK && c->test[0]) {
@@ -554,6 +571,11 @@ static int finish(trainer *t, uint64_t step, mt_train_result *res, char *err)
     }
     char path[MT_PATH_LEN + 32];
     snprintf(path, sizeof path, "%s/weights.h5", c->dir);
+    /* Weights that are not finite are never written as a result. */
+    rc = name_split(mt_model_check_finite(&t->model, err), "final weights:",
+                    t->epoch_now + 1, step, err);
+    if ((rc = mt_dist_agree(t->comm, rc, err)))
+        return rc;
     if (t->rank == 0) {
         rc = mt_weights_save(&t->model, path, t->config_text, err);
         if (rc == MT_OK)
