@@ -71,6 +71,7 @@ typedef struct mt_config {
     size_t threads;      /* OpenBLAS threads per rank */
     int flush_denormals; /* FTZ/DAZ on */
     int progress;        /* mt_progress */
+    double deadline_s;   /* longest wait for other ranks; 0: none */
     /* [data] */
     char train[MT_PATH_LEN], test[MT_PATH_LEN];
     double validation; /* fraction of train held out */

@@ -15,6 +15,8 @@ enum {
     MT_EXIT_USAGE = 2,   /* bad command line */
     MT_EXIT_NUMERIC = 3,  /* training diverged (NaN or Inf loss, outputs
                              or weights) */
+    MT_EXIT_DEADLINE = 4, /* [run] deadline_s passed: a rank stopped, hung
+                             or is gone (docs/reliability.md) */
     MT_EXIT_STOPPED = 75  /* stopped by a signal after saving a checkpoint:
                              requeue and resume (EX_TEMPFAIL) */
 };
@@ -49,6 +51,11 @@ void mt_cli_args_free(mt_cli_args *a);
 /* Rank 0 prints "mpitrain: error: msg" to stderr. Returns the exit status
  * for an mt rc. */
 int mt_cli_fail(int rank, int rc, const char *msg);
+
+/* Starts the watchdog with [run] deadline_s on every rank of the world
+ * (collective); on a deadline it prints this rank's report on stderr and
+ * exits with MT_EXIT_DEADLINE. */
+int mt_cli_watchdog(double deadline_s, char *err);
 
 /* Re-executes once with OPENBLAS_CORETYPE=SkylakeX when OpenBLAS picked
  * its Haswell/Zen kernels on a CPU with AVX-512 (see README). */

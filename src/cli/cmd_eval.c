@@ -99,7 +99,8 @@ static int open_session(session *s, const mt_cli_args *a, const char *data,
                               (mt_loss_kind)s->cfg.loss, need_y, s->err);
     if (rc == MT_OK)
         rc = mt_weights_load(&s->model, a->weights, s->err);
-    return mt_dist_agree(MPI_COMM_WORLD, rc, s->err);
+    rc = mt_dist_agree(MPI_COMM_WORLD, rc, s->err);
+    return rc ? rc : mt_cli_watchdog(s->cfg.deadline_s, s->err);
 }
 
 /* JSON number, or null for NaN and Inf (which JSON does not have). */

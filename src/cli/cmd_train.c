@@ -93,7 +93,9 @@ int mt_cli_train(int argc, char **argv)
     }
     catch_signals();
     mt_train_result res;
-    rc = mt_train(&cfg, MPI_COMM_WORLD, &opts, &res, err);
+    rc = mt_cli_watchdog(cfg.deadline_s, err);
+    if (rc == MT_OK)
+        rc = mt_train(&cfg, MPI_COMM_WORLD, &opts, &res, err);
     mt_cli_args_free(&a);
     mt_config_free(&cfg);
     if (rc)

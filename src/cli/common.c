@@ -1,4 +1,5 @@
 #include <cblas.h>
+#include <mpi.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "mpitrain/core.h"
+#include "mpitrain/watchdog.h"
 
 static int allows(const char *allowed, const char *name)
 {
@@ -89,6 +91,25 @@ int mt_cli_fail(int rank, int rc, const char *msg)
     return rc == MT_ENUMERIC   ? MT_EXIT_NUMERIC
            : rc == MT_ESTOPPED ? MT_EXIT_STOPPED
                                : MT_EXIT_ERROR;
+}
+
+/* From the watchdog thread. Every rank that still runs prints its own
+ * line (they pass the deadline within a second or two of each other);
+ * the pause lets the others print theirs before mpirun, seeing this exit,
+ * ends the job. */
+static void on_deadline(const char *report, void *user)
+{
+    fflush(stdout);
+    fprintf(stderr, "mpitrain: error: %s\n", report);
+    fflush(stderr);
+    sleep(2);
+    _exit(MT_EXIT_DEADLINE);
+}
+
+int mt_cli_watchdog(double deadline_s, char *err)
+{
+    return mt_watchdog_start(MPI_COMM_WORLD, deadline_s, on_deadline, NULL,
+                             err);
 }
 
 static int has_avx512(void)

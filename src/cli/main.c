@@ -6,6 +6,7 @@
 
 #include "cli/cli.h"
 #include "mpitrain/core.h"
+#include "mpitrain/watchdog.h"
 
 static const char usage[] =
     "usage: mpitrain COMMAND [options]\n"
@@ -67,7 +68,10 @@ int main(int argc, char **argv)
         MPI_Init(&argc, &argv);
         MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
         int st = commands[i].fn(argc - 1, argv + 1);
+        /* Open MPI's finalize waits for every rank (a PMIx fence). */
+        mt_watch("MPI_Finalize");
         MPI_Finalize();
+        mt_watchdog_stop();
         return st;
     }
     fprintf(stderr, "mpitrain: unknown command '%s'\n%s", argv[1], usage);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "mpitrain/core.h"
+#include "mpitrain/watchdog.h"
 
 int mt_dist_agree(MPI_Comm comm, int rc, char *err)
 {
@@ -12,6 +13,7 @@ int mt_dist_agree(MPI_Comm comm, int rc, char *err)
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
     int mine = rc ? rank : size;
+    mt_watch("error agreement (MPI_Allreduce)");
     if (MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS)
         return rc ? rc : MT_EIO;
     if (first == size)

@@ -50,6 +50,7 @@ const mt__key_def mt__config_keys[] = {
     K("run", "threads", T_SIZE, threads, 1, 1024, NULL, "1"),
     K("run", "flush_denormals", T_BOOL, flush_denormals, 0, 1, NULL, "true"),
     K("run", "progress", T_ENUM, progress, 0, 0, progress_names, "auto"),
+    K("run", "deadline_s", T_DOUBLE, deadline_s, 0, 1e9, NULL, "600"),
     K("data", "train", T_PATH, train, 0, 0, NULL, NULL),
     K("data", "test", T_PATH, test, 0, 0, NULL, NULL),
     K("data", "validation", T_DOUBLE, validation, 0, 0.99, NULL, "0.1"),

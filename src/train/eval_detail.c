@@ -9,6 +9,7 @@
 #include "mpitrain/loss.h"
 #include "mpitrain/metrics.h"
 #include "mpitrain/train.h"
+#include "mpitrain/watchdog.h"
 #include "train/internal.h"
 
 void mt_eval_detail_free(mt_eval_detail *d) { mt_free(d->cm); }
@@ -177,6 +178,7 @@ int mt_evaluate_detail(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
         mt_regression_finish(c.reg, Ko, &d->mse, &d->mae, &d->r2);
     }
     if (rc == MT_OK && classes) {
+        mt_watch("evaluation metrics (MPI_Gatherv of scores)");
         MPI_Allreduce(MPI_IN_PLACE, d->cm, (int)(d->K * d->K),
                       MPI_UINT64_T, MPI_SUM, comm);
         rc = gather_auc(comm, ds, Ko, c.scores, d, err);

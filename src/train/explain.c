@@ -6,6 +6,7 @@
 
 #include "mpitrain/core.h"
 #include "mpitrain/train.h"
+#include "mpitrain/watchdog.h"
 
 /* Is feature j (of a sample's C H W) in group (gr, gc) of g x g blocks? */
 static int in_block(const mt_shape *s, size_t j, size_t g, size_t gr,
@@ -82,6 +83,8 @@ int mt_permutation_importance(mt_model *m, const mt_dataset *ds, size_t n,
         mt_dataset_gather(ds, idx, n, J.x, J.y, NULL, J.K);
         *baseline = accuracy(&J, NULL);
         for (size_t gi = 0; gi < *n_groups; gi++) {
+            /* The other ranks wait meanwhile; this shows them progress. */
+            mt_watch("explain (permutation importance)");
             for (size_t j = 0; j < J.S; j++)
                 J.mask[j] = image ? in_block(&ds->shape, j, g, gi / *cols,
                                              gi % *cols)

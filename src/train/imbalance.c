@@ -10,6 +10,7 @@
 
 #include "mpitrain/core.h"
 #include "mpitrain/dist.h"
+#include "mpitrain/watchdog.h"
 #include "train/internal.h"
 
 /* Label counts of the training split: each rank counts the rows it owns
@@ -23,6 +24,7 @@ static int count_labels(trainer *t, size_t Kc, const uint8_t *val,
         if (!val[row] && c < Kc)
             counts[c] += 1.0;
     }
+    mt_watch("class counts (MPI_Allreduce)");
     return MPI_Allreduce(MPI_IN_PLACE, counts, (int)Kc, MPI_DOUBLE, MPI_SUM,
                          t->comm) == MPI_SUCCESS
                ? MT_OK
@@ -132,6 +134,7 @@ static int position_labels(trainer *t, int32_t *lab, char *err)
             counts[r] = (int)(hi - lo);
             displ[r] = (int)lo;
         }
+        mt_watch("sampler (MPI_Allgatherv of labels)");
         if (MPI_Allgatherv(t->shard.labels, (int)t->shard.n, MPI_INT32_T,
                            all, counts, displ, MPI_INT32_T,
                            t->comm) != MPI_SUCCESS) {

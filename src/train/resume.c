@@ -7,6 +7,7 @@
 
 #include "mpitrain/checkpoint.h"
 #include "mpitrain/dist.h"
+#include "mpitrain/watchdog.h"
 #include "train/internal.h"
 
 /* Rank 0's metrics log as text (the other ranks get an empty string of
@@ -70,6 +71,7 @@ int mt__save(trainer *t, size_t epoch, uint64_t position, int is_best,
     }
     if ((finite = mt_dist_agree(t->comm, finite, err)))
         return finite;
+    mt_watch("checkpoint save (collective HDF5)");
     mt_metrics_flush(&t->log);
     char *metrics = metrics_text(t);
     int rc = mt_ckpt_save(t->comm, t->ckpt_dir, &t->model, &t->optim, &st,
@@ -99,6 +101,7 @@ int mt__after_step(trainer *t, size_t epoch, uint64_t position, char *err)
                     0};
     if (t->rank == 0 && c->every_minutes > 0.0)
         flags[1] = MPI_Wtime() - t->last_save >= c->every_minutes * 60.0;
+    mt_watch("stop-flag agreement (MPI_Allreduce)");
     if (MPI_Allreduce(MPI_IN_PLACE, flags, 2, MPI_INT, MPI_MAX, t->comm) !=
         MPI_SUCCESS) {
         mt_seterr(err, "agreeing on checkpoints failed");
@@ -197,6 +200,7 @@ static void report_changes(const trainer *t, const char *saved)
 int mt__resume(trainer *t, size_t *epoch, char *err)
 {
     char *path = NULL, *metrics = NULL, *config = NULL;
+    mt_watch("checkpoint load");
     int rc = find(t, &path, err);
     if (rc)
         return rc;

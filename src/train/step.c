@@ -7,6 +7,7 @@
 #include "mpitrain/dist.h"
 #include "mpitrain/loss.h"
 #include "mpitrain/train.h"
+#include "mpitrain/watchdog.h"
 #include "train/internal.h"
 
 void mt__batch_slice(const trainer *t, size_t G, size_t *lo, size_t *hi)
@@ -118,6 +119,7 @@ static int step_overlapped(trainer *t, uint64_t step, size_t g0, size_t G,
     }
     if (rc)
         mt_seterr(err, "%s", t->hook_err);
+    mt_watch("gradient sync");
     if (rc == MT_OK)
         rc = mt_sync_finish(&t->sync, err);
     if (rc == MT_OK && t->size > 1)
@@ -150,6 +152,7 @@ static int step_deterministic(trainer *t, uint64_t step, size_t g0,
     memset(acc, 0, n * sizeof(float));
     memset(total, 0, MT__STEP_SUMS * sizeof(double));
     int rc = MPI_SUCCESS;
+    mt_watch("deterministic gradient chain (MPI_Recv, MPI_Send, MPI_Bcast)");
     if (t->rank > 0) {
         rc |= MPI_Recv(acc, (int)n, MPI_FLOAT, t->rank - 1, 5, t->comm,
                        MPI_STATUS_IGNORE);

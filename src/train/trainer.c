@@ -14,6 +14,7 @@
 #include "mpitrain/schedule.h"
 #include "mpitrain/sync.h"
 #include "mpitrain/train.h"
+#include "mpitrain/watchdog.h"
 #include "train/internal.h"
 
 static void trainer_free(trainer *t)
@@ -91,6 +92,7 @@ static int split(trainer *t, char *err)
     t->sample_bytes = k[2];
     size_t lo, hi;
     mt_dist_share(t->n_val, t->rank, t->size, &lo, &hi);
+    mt_watch("validation fetch (MPI_Alltoallv)");
     return mt_dataset_fetch(&t->shard, t->comm, t->order + t->n_train + lo,
                             hi - lo, &t->val, err);
 }
@@ -253,6 +255,7 @@ static int open_run_dir(trainer *t, char *err)
  * one (split, class weights), so that one rank's failure stops all. */
 static int setup(trainer *t, char *err)
 {
+    mt_watch("reading the data files");
     int rc = mt_dist_agree(t->comm, load_files(t, err), err);
     if (rc == MT_OK)
         rc = split(t, err);
@@ -397,6 +400,7 @@ static int fetch_window(trainer *t, size_t s, size_t steps, char *err)
     if (t->size == 1)
         return MT_OK;
     int rc;
+    mt_watch("data fetch (MPI_Alltoallv)");
     if (t->prefetch) {
         rc = mt_dataset_fetch_finish(t->prefetch, err);
         t->prefetch = NULL;
@@ -482,6 +486,8 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
         size_t g0 = s * span;
         size_t G = n - g0 < span ? n - g0 : span;
         double before[3] = {t->ep_sums[0], t->ep_sums[1], t->ep_sums[2]};
+        mt_watch_step(t->step);
+        mt_watch("training step (forward, backward)");
         if ((rc = mt__train_step(t, t->step, g0, G, t->ep_sums, err)))
             break;
         t->step++;
@@ -509,6 +515,7 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
         return rc;
     mt_eval_detail vd = {0};
     double v[MT_MONITORS];
+    mt_watch("validation");
     if (t->n_val)
         rc = name_split(mt_evaluate_detail(&t->model, &t->val, t->comm,
                                            (mt_loss_kind)c->loss, &vd, err),
@@ -520,6 +527,7 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
     /* Early stopping, the plateau and the best checkpoint decide on these
      * without a collective; rank 0's copy makes sure all decide alike
      * even if a reduction rounded differently on some rank. */
+    mt_watch("epoch-end metrics (MPI_Bcast)");
     if (rc == MT_OK)
         MPI_Bcast(v, MT_MONITORS, MPI_DOUBLE, 0, t->comm);
     if (rc == MT_OK && !t->monitors_checked) {
@@ -540,6 +548,7 @@ static int finish(trainer *t, uint64_t step, mt_train_result *res, char *err)
 {
     const mt_config *c = t->cfg;
     int rc = MT_OK;
+    mt_watch("final evaluation");
     if (t->n_val)
         rc = name_split(mt_evaluate(&t->model, &t->val, t->comm,
                                     (mt_loss_kind)c->loss, &res->val, err),
@@ -576,6 +585,7 @@ static int finish(trainer *t, uint64_t step, mt_train_result *res, char *err)
                     t->epoch_now + 1, step, err);
     if ((rc = mt_dist_agree(t->comm, rc, err)))
         return rc;
+    mt_watch("writing weights.h5");
     if (t->rank == 0) {
         rc = mt_weights_save(&t->model, path, t->config_text, err);
         if (rc == MT_OK)
