@@ -359,6 +359,9 @@ static void test_errors_on_every_rank_count(void **s)
                      mpirun, np, bin);
         assert_int_not_equal(st, 0);
         assert_int_not_equal(st, 128); /* not killed by the timeout */
+        /* The rank is named once (set-up agrees more than once). */
+        expect_output("mpitrain: error: rank 0: data file missing.h5: No "
+                      "such file");
         expect_one_error("missing.h5: No such file");
     }
 }
@@ -423,6 +426,50 @@ static void test_signal_saves_and_resume_finishes(void **s)
                          bin),
                      0);
     expect_output("\"tensors\":[{\"name\":\"/model/dense2/bias\"");
+}
+
+/* kill -STOP of one rank at 2, 3 and 4 ranks, with deadline_s = 10:
+ * every process has exited within 30 s of the stop, mpirun with status 4,
+ * and the others' messages name the stopped rank. Ranks are told apart by
+ * the OMPI_COMM_WORLD_RANK in their environment (mpirun has none). */
+static void test_stopped_rank_meets_the_deadline(void **s)
+{
+    write_text("wd.ini", "[run]\ndir = wdrun\nprogress = lines\n"
+                         "deadline_s = 10\n"
+                         "[data]\ntrain = d.h5\nvalidation = 0\n"
+                         "[train]\nepochs = 100000000\nbatch = 16\n"
+                         "[optimizer]\nlr = 0.001\n"
+                         "[flatten]\n[dense]\nunits = 3\n[softmax]\n");
+    for (int np = 2; np <= 4; np++) {
+        int victim = np == 2 ? 0 : np - 2;
+        assert_int_equal(
+            run("sh -c 'rank() { for q in $(pgrep -f \"[t]rain wd.ini\"); "
+                "do grep -qz \"^OMPI_COMM_WORLD_RANK=$1$\" /proc/$q/environ "
+                "2>/dev/null && echo $q; done; }; "
+                "%s -np %d %s train wd.ini > wd.log 2>&1 & p=$!; %s; "
+                "kill -STOP $(rank %d) && echo stopped; t0=$(date +%%s); "
+                "wait $p; echo status=$? after=$(( $(date +%%s) - t0 )); "
+                "sleep 1; [ -z \"$(rank \"[0-9]*\")\" ] && echo all-gone'",
+                mpirun, np, bin, wait_epoch("wd.log"), victim),
+            0);
+        expect_output("stopped");
+        expect_output("status=4");
+        expect_output("all-gone");
+        const char *after = strstr(out, "after=");
+        assert_non_null(after);
+        int secs = atoi(after + 6);
+        print_message("%d ranks, rank %d stopped: all exited %d s later\n",
+                      np, victim, secs);
+        assert_true(secs <= 30);
+        char named[128];
+        snprintf(named, sizeof named, "; no answer from rank %d (stopped",
+                 victim);
+        assert_int_equal(run("grep error: wd.log"), 0);
+        print_message("%s", out);
+        /* Every other rank reports, once. */
+        assert_int_equal(count(named), np - 1);
+        assert_int_equal(count("deadline_s = 10"), np - 1);
+    }
 }
 
 /* A full disk while saving: a clear error, the older checkpoint intact,
@@ -579,6 +626,7 @@ int main(void)
         cmocka_unit_test(test_divergence),
         cmocka_unit_test(test_errors_on_every_rank_count),
         cmocka_unit_test(test_signal_saves_and_resume_finishes),
+        cmocka_unit_test(test_stopped_rank_meets_the_deadline),
         cmocka_unit_test(test_disk_full_keeps_older_checkpoint),
         cmocka_unit_test(test_no_allocation_per_step),
         cmocka_unit_test(test_fashion_mnist_lenet),

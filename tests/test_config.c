@@ -330,6 +330,20 @@ static void test_bad_enum_and_structure(void **s)
                  NULL, ":3:", "appears twice", NULL);
     expect_error("[data]\ntrain = a\nthis line has no equals\n", NULL, ":3:",
                  "syntax error", NULL);
+    /* A key twice in one section names both lines (as configparser);
+     * the same key in two layer sections is fine (checked below). */
+    expect_error("[data]\ntrain = a\n[optimizer]\nlr = 0.1\nmomentum = 0\n"
+                 "lr = 0.2\n[dense]\nunits = 2\n",
+                 NULL, ":6:", "[optimizer] key 'lr' given twice (first on "
+                 "line 4)", NULL);
+    expect_error("[data]\ntrain = a\n[dense]\nunits = 2\nunits = 3\n", NULL,
+                 ":5:", "key 'units' given twice (first on line 4)", NULL);
+    /* A header without its ']' is reported on its own line, not as the
+     * next key's "before any [section]". */
+    expect_error("[data]\ntrain = a\n[train\nepochs = 3\n[dense]\n"
+                 "units = 2\n",
+                 NULL, ":3:", "section header [train lacks its ']'", NULL);
+    expect_error("[data\ntrain = a\n", NULL, ":1:", "lacks its ']'", NULL);
     expect_error("[data]\ntrain = a\n[dense]\nunits = 2\n", "layer9.units=3",
                  "there are 1 layer sections", NULL);
     expect_error("[data]\ntrain = a\n[dense]\nunits = 2\n[train]\n"

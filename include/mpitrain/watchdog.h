@@ -25,7 +25,9 @@
 #include <stdint.h>
 
 /* Called from the watchdog thread with the report when the deadline has
- * passed. It should end the process; if it returns, the watchdog stops. */
+ * passed (to print it); the watchdog then goes on answering the other
+ * ranks' roll calls for a few seconds and calls it again with NULL: time
+ * to end the process. If that call returns, the watchdog stops. */
 typedef void (*mt_watchdog_fn)(const char *report, void *user);
 
 /* Starts the watchdog on every rank of comm: opens this rank's UDP socket

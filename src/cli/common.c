@@ -93,17 +93,18 @@ int mt_cli_fail(int rank, int rc, const char *msg)
                                : MT_EXIT_ERROR;
 }
 
-/* From the watchdog thread. Every rank that still runs prints its own
- * line (they pass the deadline within a second or two of each other);
- * the pause lets the others print theirs before mpirun, seeing this exit,
- * ends the job. */
+/* From the watchdog thread: the report, then (NULL) the end. Every rank
+ * that still runs prints its own line (they pass the deadline within a
+ * second or two of each other); the watchdog answers roll calls between
+ * the two calls, and that pause lets the others print theirs before
+ * mpirun, seeing this exit, ends the job. */
 static void on_deadline(const char *report, void *user)
 {
+    if (!report)
+        _exit(MT_EXIT_DEADLINE);
     fflush(stdout);
     fprintf(stderr, "mpitrain: error: %s\n", report);
     fflush(stderr);
-    sleep(2);
-    _exit(MT_EXIT_DEADLINE);
 }
 
 int mt_cli_watchdog(double deadline_s, char *err)

@@ -8,10 +8,10 @@
  *            published at start-up
  *   t = 10   rank 2's watchdog answers: gradient allreduce, step 37, 10 s
  *   t = 12   no answer from rank 1 in ROLLCALL_S: rank 0 reports
- *            "rank 0: no progress for 10 s in gradient allreduce at step
- *            37; not arrived: rank 1 (does not answer: stopped, hung or
- *            its node is gone)"; rank 2 does the same at about the same
- *            time.
+ *            "rank 0: no progress for 10 s (deadline_s = 10) in gradient
+ *            allreduce at step 37; no answer from rank 1 (stopped, hung
+ *            or its node is gone)"; rank 2 does the same at about the
+ *            same time.
  *
  * A rank's answer says what its main thread last marked and for how long,
  * so a rank stuck in its own computation is named with that operation. */
@@ -37,6 +37,7 @@
 
 #define MAX_ADDRS 4        /* IPv4 addresses published per rank */
 #define ROLLCALL_S 2.0     /* how long the roll call waits for answers */
+#define LINGER_S 3.0       /* answering on after the report */
 #define POLL_MS 200        /* the watchdog's wake-up interval */
 #define REPORT_LEN 4096
 #define OP_LEN 64
@@ -55,6 +56,7 @@ typedef struct msg {
     uint32_t kind;
     int32_t rank;
     uint64_t id;   /* which roll call */
+    uint64_t seq;  /* marks so far */
     uint64_t step;
     double idle_s; /* time in op so far */
     char op[OP_LEN];
@@ -62,7 +64,7 @@ typedef struct msg {
 
 typedef struct answer {
     int seen;
-    uint64_t step;
+    uint64_t seq, step;
     double idle_s;
     char op[OP_LEN];
 } answer;
@@ -80,6 +82,7 @@ static struct {
     uint64_t token;
     peer_addr *peers; /* (size) */
     answer *answers;  /* (size), the watchdog thread's own */
+    answer *before;   /* (size): marks at the roll call before (seq) */
     mt_watchdog_fn fn;
     void *user;
     pthread_t thread;
@@ -142,7 +145,8 @@ static void serve(void)
             continue;
         if (m.kind == 1) {
             msg a = {.token = W.token, .kind = 2, .rank = W.rank,
-                     .id = m.id, .step = atomic_load(&W.step),
+                     .id = m.id, .seq = atomic_load(&W.seq),
+                     .step = atomic_load(&W.step),
                      .idle_s = idle_s()};
             snprintf(a.op, sizeof a.op, "%s", current_op());
             sendto(W.fd, &a, sizeof a, MSG_DONTWAIT,
@@ -150,6 +154,7 @@ static void serve(void)
         } else if (m.kind == 2 && m.id == W.rollcall_id) {
             answer *an = &W.answers[m.rank];
             an->seen = 1;
+            an->seq = m.seq;
             an->step = m.step;
             an->idle_s = m.idle_s;
             memcpy(an->op, m.op, OP_LEN);
@@ -162,6 +167,10 @@ static void serve(void)
 static void roll_call(void)
 {
     W.rollcall_id++;
+    for (int r = 0; r < W.size; r++) /* the last roll call's marks */
+        W.answers[r] = (answer){.seq = W.answers[r].seen ? W.answers[r].seq
+                                                         : UINT64_MAX};
+    memcpy(W.before, W.answers, (size_t)W.size * sizeof *W.answers);
     memset(W.answers, 0, (size_t)W.size * sizeof *W.answers);
     msg q = {.token = W.token, .kind = 1, .rank = W.rank,
              .id = W.rollcall_id};
@@ -208,48 +217,56 @@ static int alongside(const answer *a, const char *op, uint64_t step)
  * (marked an operation within the deadline: rank 0 writing weights.h5
  * or running explain alone) is not a hang. Everything else is: a rank
  * that does not answer, one stuck longer than the deadline itself, or
- * every rank in this operation (collectives that do not match). */
+ * every rank in this operation (collectives that do not match) at two
+ * roll calls in a row without a mark in between: a collective that has
+ * just completed everywhere looks the same for a moment. */
 static int hung(const char *op, uint64_t step)
 {
-    int elsewhere = 0;
+    int elsewhere = 0, moved = 0;
     for (int r = 0; r < W.size; r++) {
         const answer *a = &W.answers[r];
         if (r == W.rank)
             continue;
         if (!a->seen)
             return 1;
+        moved += a->seq != W.before[r].seq;
         if (alongside(a, op, step))
             continue;
         elsewhere++;
         if (a->idle_s >= W.deadline_s)
             return 1;
     }
-    return W.size == 1 || !elsewhere;
+    return W.size == 1 || (!elsewhere && !moved);
 }
 
-/* The report: this rank's operation and step, then every rank not in
- * the same operation at the same step (those are waiting too). */
+/* The report: this rank's operation and step; the ranks that do not
+ * answer (the likely culprits), then those elsewhere (ahead or behind),
+ * with their operation, step and time there. Ranks alongside this one
+ * are waiting too and go unnamed. */
 static void report(char *buf, const char *op, uint64_t step, double idle)
 {
     size_t len = 0;
-    int named = 0;
+    int silent = 0, elsewhere = 0;
     append(buf, &len, "rank %d: no progress for %.0f s (deadline_s = %g) "
                       "in %s at step %llu",
            W.rank, idle, W.deadline_s, op, (unsigned long long)step);
+    for (int r = 0; r < W.size; r++)
+        silent += r != W.rank && !W.answers[r].seen;
+    for (int r = 0, k = 0; r < W.size; r++)
+        if (r != W.rank && !W.answers[r].seen)
+            append(buf, &len, "%s%d", k++ ? ", " : silent > 1 ?
+                   "; no answer from ranks " : "; no answer from rank ", r);
+    if (silent)
+        append(buf, &len, " (stopped, hung or its node is gone)");
     for (int r = 0; r < W.size; r++) {
         const answer *a = &W.answers[r];
-        if (r == W.rank || (a->seen && alongside(a, op, step)))
+        if (r == W.rank || !a->seen || alongside(a, op, step))
             continue;
-        append(buf, &len, "%s", named++ ? ", " : "; not arrived: ");
-        if (!a->seen)
-            append(buf, &len, "rank %d (does not answer: stopped, hung or "
-                              "its node is gone)",
-                   r);
-        else
-            append(buf, &len, "rank %d (in %s at step %llu for %.0f s)", r,
-                   a->op, (unsigned long long)a->step, a->idle_s);
+        append(buf, &len, "%srank %d in %s at step %llu for %.0f s",
+               elsewhere++ ? ", " : "; elsewhere: ", r, a->op,
+               (unsigned long long)a->step, a->idle_s);
     }
-    if (!named && W.size > 1)
+    if (!silent && !elsewhere && W.size > 1)
         append(buf, &len, "; every rank is in this operation (mismatched "
                           "collectives: a bug, please report it)");
 }
@@ -279,6 +296,15 @@ static int check(void)
     report(buf, op, step, idle);
     W.fn(buf, W.user);
     free(buf);
+    /* The other ranks pass the deadline about now too: answer their roll
+     * calls, so that they name this rank's operation, not its silence. */
+    for (int64_t end = now_ns() + (int64_t)(LINGER_S * 1e9);
+         now_ns() < end;) {
+        struct pollfd p = {.fd = W.fd, .events = POLLIN};
+        poll(&p, 1, POLL_MS);
+        serve();
+    }
+    W.fn(NULL, W.user);
     return 1;
 }
 
@@ -339,8 +365,10 @@ int mt_watchdog_start(MPI_Comm comm, double deadline_s, mt_watchdog_fn fn,
     W.user = user;
     W.peers = mt_calloc((size_t)W.size, sizeof *W.peers);
     W.answers = mt_calloc((size_t)W.size, sizeof *W.answers);
+    W.before = mt_calloc((size_t)W.size, sizeof *W.before);
     peer_addr me = {0};
-    int rc = W.peers && W.answers ? open_socket(&me, err) : MT_ENOMEM;
+    int rc = W.peers && W.answers && W.before ? open_socket(&me, err)
+                                              : MT_ENOMEM;
     if (rc == MT_ENOMEM)
         mt_seterr(err, "watchdog: out of memory for %d ranks", W.size);
     if ((rc = mt_dist_agree(comm, rc, err)))
@@ -381,4 +409,7 @@ void mt_watchdog_stop(void)
     W.fd = -1;
     mt_free(W.peers);
     mt_free(W.answers);
+    mt_free(W.before);
+    W.rollcall_id = 0;
+    W.next_rollcall_ns = 0;
 }

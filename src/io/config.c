@@ -213,6 +213,13 @@ typedef struct parse_ctx {
     char section[64];
     long layer; /* index into c->layers for a layer section, else -1 */
     unsigned seen; /* bit i: mt__singletons[i] already had its section */
+    /* Keys of the current section and their lines: a key given twice is
+     * an error (as Python's configparser), not the last line winning. */
+    struct {
+        char key[64];
+        int line;
+    } keys[128];
+    size_t n_keys;
     int rc;
     char *err;
 } parse_ctx;
@@ -225,6 +232,7 @@ static void new_section(parse_ctx *p, const char *name)
     snprintf(where, sizeof where, "%s:%d", p->c->path, p->line);
     snprintf(p->section, sizeof p->section, "%s", name);
     p->layer = -1;
+    p->n_keys = 0;
     int s = mt_name_index(mt__singletons, name);
     if (s >= 0) {
         if (p->seen & (1u << s)) {
@@ -277,14 +285,40 @@ static char *reader(char *str, int num, void *stream)
         s++;
     if (*s == '[') {
         const char *e = strchr(s, ']');
-        if (e && e - s - 1 < 63) {
-            char name[64];
-            memcpy(name, s + 1, (size_t)(e - s - 1));
-            name[e - s - 1] = '\0';
-            new_section(p, name);
+        if (!e || e - s - 1 >= 63) {
+            /* inih would take the next key for one before any section. */
+            mt_seterr(p->err, "%s:%d: section header %.*s %s", p->c->path,
+                      p->line, (int)strcspn(s, "\r\n"), s,
+                      e ? "is too long" : "lacks its ']'");
+            fail(p, MT_EINVAL);
+            return NULL;
         }
+        char name[64];
+        memcpy(name, s + 1, (size_t)(e - s - 1));
+        name[e - s - 1] = '\0';
+        new_section(p, name);
     }
     return str;
+}
+
+/* Whether key was already given in this section (an error, set in p);
+ * otherwise remembers it. */
+static int given_before(parse_ctx *p, const char *key, const char *where)
+{
+    for (size_t i = 0; i < p->n_keys; i++)
+        if (strcmp(p->keys[i].key, key) == 0) {
+            mt_seterr(p->err, "%s: [%s] key '%s' given twice (first on line "
+                              "%d)",
+                      where, p->section, key, p->keys[i].line);
+            fail(p, MT_EINVAL);
+            return 1;
+        }
+    /* Past 128 keys in one section, all but the known ones are errors. */
+    if (p->n_keys < sizeof p->keys / sizeof *p->keys) {
+        snprintf(p->keys[p->n_keys].key, sizeof p->keys[0].key, "%s", key);
+        p->keys[p->n_keys++].line = p->line;
+    }
+    return 0;
 }
 
 static int handler(void *user, const char *section, const char *key,
@@ -306,6 +340,8 @@ static int handler(void *user, const char *section, const char *key,
         fail(p, MT_EINVAL);
         return 0;
     }
+    if (given_before(p, key, where))
+        return 0;
     int rc = apply(p->c, where, p->section, p->layer, key, value, p->err);
     if (rc)
         fail(p, rc);
