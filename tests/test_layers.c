@@ -13,6 +13,7 @@
 #include "gradcheck.h"
 #include "mpitrain/core.h"
 #include "mpitrain/model.h"
+#include "mpitrain/optim.h"
 
 enum { B = 3 };
 
@@ -244,6 +245,112 @@ static void test_shapes_that_do_not_chain(void **state)
     mt_model_free(&m); /* safe after failure */
 }
 
+/* One layer's forward and backward: output, input gradient and parameter
+ * gradients, in one buffer to compare. */
+static float *run_layer(mt_layer_spec spec, mt_shape in, size_t *len)
+{
+    mt_model m = build(spec, in);
+    mt_step_ctx ctx = {.train = 1, .seed = 1, .step = 4, .sample0 = 10};
+    size_t No = B * mt_shape_size(mt_model_out(&m));
+    size_t Ni = B * mt_shape_size(in);
+    const float *y = mt_model_forward(&m, &ctx, B);
+    float *out = mt_calloc(No + Ni + m.n_params, sizeof(float));
+    memcpy(out, y, No * sizeof(float));
+    float *dy = mt_calloc(No, sizeof(float));
+    for (size_t i = 0; i < No; i++)
+        dy[i] = mt_rng_normal(5, 3, 0, i);
+    mt_model_zero_grad(&m);
+    mt_layer *l = &m.layers[0];
+    l->ops->backward(l, m.act[0], m.act[1], dy, out + No, B);
+    memcpy(out + No + Ni, m.grads, m.n_params * sizeof(float));
+    free(dy);
+    *len = No + Ni + m.n_params;
+    mt_model_free(&m);
+    return out;
+}
+
+/* Two optimizer steps of each kind on a buffer whose length is no
+ * multiple of any vector width. */
+static float *run_optim(size_t *len)
+{
+    enum { N = 1003 };
+    float *out = mt_calloc(3 * N, sizeof(float)), g[N];
+    for (size_t i = 0; i < N; i++)
+        g[i] = mt_rng_normal(8, 1, 0, i);
+    const mt_optim_cfg cfgs[3] = {
+        {.kind = MT_OPT_SGD, .lr = 0.1f, .momentum = 0.9f, .nesterov = 1,
+         .weight_decay = 1e-3f, .l1 = 1e-4f},
+        {.kind = MT_OPT_ADAM, .lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f,
+         .eps = 1e-8f, .weight_decay = 1e-3f},
+        {.kind = MT_OPT_ADAMW, .lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f,
+         .eps = 1e-8f, .weight_decay = 1e-2f}};
+    for (int k = 0; k < 3; k++) {
+        mt_optim o;
+        char err[MT_ERR_LEN];
+        float *p = out + (size_t)k * N;
+        for (size_t i = 0; i < N; i++)
+            p[i] = mt_rng_uniform(8, 2, 0, i) - 0.5f;
+        if (mt_optim_init(&o, &cfgs[k], N, err))
+            fail_msg("%s", err);
+        mt_optim_step(&o, p, g, cfgs[k].lr);
+        mt_optim_step(&o, p, g, cfgs[k].lr);
+        mt_optim_free(&o);
+    }
+    *len = 3 * N;
+    return out;
+}
+
+/* The README's promise: every SIMD path computes the same floats as the
+ * baseline (the same operations in the same order; no -ffast-math, no
+ * contraction into fused multiply-adds). Bit for bit, on every path this
+ * CPU has; OpenBLAS is the same kernel throughout this process (the test
+ * suite runs this program once per kernel, tests/every_isa.sh). */
+static void test_every_simd_path_same_floats(void **state)
+{
+    const mt_shape img = {3, 7, 9}, flat = {37, 1, 1};
+    const struct {
+        mt_layer_spec spec;
+        mt_shape in;
+    } cases[] = {
+        {{.kind = MT_DENSE, .units = 5}, flat},
+        {{.kind = MT_CONV2D, .filters = 4, .size = 3, .stride = 1, .pad = 1},
+         img},
+        {{.kind = MT_CONV2D, .filters = 3, .size = 3, .stride = 2}, img},
+        {{.kind = MT_MAXPOOL, .size = 2}, (mt_shape){3, 8, 6}},
+        {{.kind = MT_MAXPOOL, .size = 3, .stride = 2, .pad = 1}, img},
+        {{.kind = MT_AVGPOOL, .size = 2}, (mt_shape){3, 8, 6}},
+        {{.kind = MT_RELU}, img},
+        {{.kind = MT_LEAKY_RELU, .alpha = 0.1f}, img},
+        {{.kind = MT_SIGMOID}, img},
+        {{.kind = MT_TANH}, img},
+        {{.kind = MT_DROPOUT, .rate = 0.3f}, img},
+    };
+    mt_isa was = mt_isa_current();
+    for (size_t c = 0; c <= sizeof cases / sizeof *cases; c++) {
+        size_t n0, n;
+        mt_isa_set(MT_ISA_BASELINE);
+        int optim = c == sizeof cases / sizeof *cases;
+        float *ref = optim ? run_optim(&n0) : run_layer(cases[c].spec,
+                                                        cases[c].in, &n0);
+        for (int isa = 1; isa <= (int)mt_isa_best(); isa++) {
+            mt_isa_set((mt_isa)isa);
+            float *got = optim ? run_optim(&n) : run_layer(cases[c].spec,
+                                                           cases[c].in, &n);
+            assert_int_equal(n, n0);
+            for (size_t i = 0; i < n; i++)
+                if (memcmp(&got[i], &ref[i], sizeof(float)))
+                    fail_msg("case %zu on %s: value %zu is %.9g, baseline "
+                             "%.9g",
+                             c, mt_isa_name((mt_isa)isa), i, got[i], ref[i]);
+            free(got);
+        }
+        free(ref);
+    }
+    mt_isa_set(was);
+    print_message("SIMD paths compared with baseline: %d\n",
+                  (int)mt_isa_best());
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -259,6 +366,7 @@ int main(void)
         cmocka_unit_test(test_batchnorm_eval_uses_running_stats),
         cmocka_unit_test(test_dropout_mask_depends_on_global_sample),
         cmocka_unit_test(test_shapes_that_do_not_chain),
+        cmocka_unit_test(test_every_simd_path_same_floats),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

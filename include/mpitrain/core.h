@@ -72,6 +72,31 @@ int mt_name_index(const char *const *names, const char *name);
 void *mt_calloc(size_t n, size_t size);
 #define mt_free(p) do { free(p); (p) = NULL; } while (0)
 
+/* SIMD paths of the hot loops (src/core/simd.h). The best one the CPU
+ * has is chosen when the library loads, unless the environment variable
+ * MPITRAIN_ISA names another (baseline, avx2, avx512); a path the CPU
+ * lacks falls back to the best it has. */
+typedef enum mt_isa {
+    MT_ISA_BASELINE = 0, /* x86-64 SSE2: every node */
+    MT_ISA_AVX2 = 1,
+    MT_ISA_AVX512 = 2 /* AVX-512F */
+} mt_isa;
+
+/* The best path this CPU runs (MT_ISA_BASELINE off x86-64). */
+mt_isa mt_isa_best(void);
+/* The path in use. */
+mt_isa mt_isa_current(void);
+/* Selects `want` if the CPU has it, else the best it has; returns the
+ * path taken. Not thread-safe: call it between steps. */
+mt_isa mt_isa_set(mt_isa want);
+/* "baseline", "avx2", "avx512". */
+const char *mt_isa_name(mt_isa isa);
+/* The path named, or -1. */
+int mt_isa_from_name(const char *name);
+/* Why the path in use is not the one MPITRAIN_ISA asked for ("" if it
+ * is, or nothing was asked): for the CLI to print once. */
+const char *mt_isa_note(void);
+
 /* Sets FTZ/DAZ in this thread's MXCSR so denormal floats do not slow down
  * training (a no-op where the CPU has no MXCSR). */
 void mt_flush_denormals(int on);

@@ -57,10 +57,13 @@ int mt_cli_fail(int rank, int rc, const char *msg);
  * exits with MT_EXIT_DEADLINE. */
 int mt_cli_watchdog(double deadline_s, char *err);
 
-/* Re-executes once with OPENBLAS_CORETYPE=SkylakeX when OpenBLAS picked
- * its Haswell/Zen kernels on a CPU with AVX-512 (see README). */
+/* Re-executes once with OPENBLAS_CORETYPE set: to the kernel of the SIMD
+ * path MPITRAIN_ISA chose below the CPU's best (Prescott for baseline,
+ * Haswell for avx2), or SkylakeX when OpenBLAS picked its Haswell/Zen
+ * kernels on a CPU with AVX-512 (see README). */
 void mt_cli_blas_core_fix(char **argv);
-/* "OpenBLAS <core> (AVX-512: yes|no)" for --version. */
+/* "OpenBLAS <core> (CPU AVX-512: yes|no)" and the SIMD path in use and
+ * those the CPU has, for --version. */
 void mt_cli_blas_describe(char *buf, size_t len);
 
 #endif

@@ -122,6 +122,22 @@ static int has_avx512(void)
            __builtin_cpu_supports("avx512dq");
 }
 
+/* The OpenBLAS kernel that matches a SIMD path chosen below the CPU's
+ * best (MPITRAIN_ISA), so that the whole process runs as on a node that
+ * has only that path; NULL to keep OpenBLAS's own choice. On the best
+ * path: SkylakeX where OpenBLAS picked Haswell/Zen on a CPU with AVX-512. */
+static const char *blas_core_for_isa(void)
+{
+    mt_isa isa = mt_isa_current();
+    if (isa < mt_isa_best())
+        return isa == MT_ISA_BASELINE ? "Prescott" : "Haswell";
+    const char *core = openblas_get_corename();
+    if (isa == MT_ISA_AVX512 && has_avx512() && core &&
+        (!strcasecmp(core, "haswell") || !strcasecmp(core, "zen")))
+        return "SkylakeX";
+    return NULL;
+}
+
 void mt_cli_blas_core_fix(char **argv)
 {
     /* OpenBLAS reads OPENBLAS_CORETYPE once, when it is loaded, so the only
@@ -130,12 +146,10 @@ void mt_cli_blas_core_fix(char **argv)
     const char *off = getenv("MPITRAIN_BLAS_CORE_FIX");
     if (getenv("OPENBLAS_CORETYPE") || (off && strcmp(off, "0") == 0))
         return;
-    const char *core = openblas_get_corename();
-    if (!core || (strcasecmp(core, "haswell") && strcasecmp(core, "zen")))
+    const char *core = blas_core_for_isa();
+    if (!core)
         return;
-    if (!has_avx512())
-        return;
-    setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+    setenv("OPENBLAS_CORETYPE", core, 1);
     execv("/proc/self/exe", argv);
     /* exec failed: carry on with the kernel OpenBLAS chose. */
     unsetenv("OPENBLAS_CORETYPE");
@@ -143,6 +157,15 @@ void mt_cli_blas_core_fix(char **argv)
 
 void mt_cli_blas_describe(char *buf, size_t len)
 {
-    snprintf(buf, len, "OpenBLAS %s core (CPU AVX-512: %s)",
-             openblas_get_corename(), has_avx512() ? "yes" : "no");
+    size_t n = (size_t)snprintf(buf, len, "OpenBLAS %s core (CPU AVX-512: "
+                                          "%s)\nSIMD path %s (this CPU has:",
+                                openblas_get_corename(),
+                                has_avx512() ? "yes" : "no",
+                                mt_isa_name(mt_isa_current()));
+    for (int i = 0; i <= (int)mt_isa_best() && n < len; i++)
+        n += (size_t)snprintf(buf + n, len - n, " %s",
+                              mt_isa_name((mt_isa)i));
+    if (n < len)
+        n += (size_t)snprintf(buf + n, len - n, ")%s%s",
+                              *mt_isa_note() ? "\n" : "", mt_isa_note());
 }

@@ -53,7 +53,8 @@ int main(int argc, char **argv)
         return MT_EXIT_OK;
     }
     if (!strcmp(argv[1], "--version")) {
-        char blas[128];
+        mt_cli_blas_core_fix(argv); /* the kernel a run would use */
+        char blas[512];
         mt_cli_blas_describe(blas, sizeof blas);
         printf("mpitrain %s\n%s\n", mt_version(), blas);
         return MT_EXIT_OK;

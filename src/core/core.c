@@ -10,6 +10,7 @@
 #endif
 
 #include "config.h"
+#include "core/simd.h"
 
 void mt_seterr(char *err, const char *fmt, ...)
 {
@@ -46,4 +47,60 @@ void mt_flush_denormals(int on)
 #else
     (void)on;
 #endif
+}
+
+static const char *const isa_names[] = {"baseline", "avx2", "avx512", NULL};
+int mt__isa;
+static char isa_note[160];
+
+mt_isa mt_isa_best(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        return MT_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2"))
+        return MT_ISA_AVX2;
+#endif
+    return MT_ISA_BASELINE;
+}
+
+mt_isa mt_isa_current(void) { return (mt_isa)mt__isa; }
+
+mt_isa mt_isa_set(mt_isa want)
+{
+    mt_isa best = mt_isa_best();
+    mt__isa = want <= best ? want : best;
+    return (mt_isa)mt__isa;
+}
+
+const char *mt_isa_name(mt_isa isa)
+{
+    return isa >= MT_ISA_BASELINE && isa <= MT_ISA_AVX512 ? isa_names[isa]
+                                                          : "?";
+}
+
+int mt_isa_from_name(const char *name) { return mt_name_index(isa_names, name); }
+
+const char *mt_isa_note(void) { return isa_note; }
+
+/* Before main, and before any loop runs: the best path, or the one
+ * MPITRAIN_ISA names (tests run every path a machine has this way). */
+__attribute__((constructor)) static void isa_init(void)
+{
+    const char *want = getenv("MPITRAIN_ISA");
+    mt__isa = mt_isa_best();
+    if (!want || !*want)
+        return;
+    int w = mt_isa_from_name(want);
+    if (w < 0) {
+        snprintf(isa_note, sizeof isa_note,
+                 "MPITRAIN_ISA=%s is not baseline, avx2 or avx512: using %s",
+                 want, mt_isa_name((mt_isa)mt__isa));
+        return;
+    }
+    if (mt_isa_set((mt_isa)w) != (mt_isa)w)
+        snprintf(isa_note, sizeof isa_note,
+                 "MPITRAIN_ISA=%s: this CPU lacks it, using %s", want,
+                 mt_isa_name((mt_isa)mt__isa));
 }

@@ -29,29 +29,33 @@ static inline float from_bf16(uint16_t h)
 uint16_t mt_bf16_from_float(float f) { return to_bf16(f); }
 float mt_bf16_to_float(uint16_t h) { return from_bf16(h); }
 
-MT_VECTOR static void pack_bf16(uint16_t *restrict dst,
-                                const float *restrict src, size_t n)
+MT_VECTOR(static, pack_bf16,
+          (uint16_t *restrict dst, const float *restrict src, size_t n),
+          (dst, src, n))
 {
     for (size_t i = 0; i < n; i++)
         dst[i] = to_bf16(src[i]);
 }
 
-MT_VECTOR static void add_bf16(float *restrict dst,
-                               const uint16_t *restrict src, size_t n)
+MT_VECTOR(static, add_bf16,
+          (float *restrict dst, const uint16_t *restrict src, size_t n),
+          (dst, src, n))
 {
     for (size_t i = 0; i < n; i++)
         dst[i] += from_bf16(src[i]);
 }
 
-MT_VECTOR static void unpack_bf16(float *restrict dst,
-                                  const uint16_t *restrict src, size_t n)
+MT_VECTOR(static, unpack_bf16,
+          (float *restrict dst, const uint16_t *restrict src, size_t n),
+          (dst, src, n))
 {
     for (size_t i = 0; i < n; i++)
         dst[i] = from_bf16(src[i]);
 }
 
-MT_VECTOR static void add_floats(float *restrict dst,
-                                 const float *restrict src, size_t n)
+MT_VECTOR(static, add_floats,
+          (float *restrict dst, const float *restrict src, size_t n),
+          (dst, src, n))
 {
     for (size_t i = 0; i < n; i++)
         dst[i] += src[i];
@@ -122,7 +126,9 @@ static void step_blocks(const mt_ring *r, int s, int *sb, int *rb)
 
 /* bf16 leaves every rank with the rounded value of the owned block, the
  * owner included, so that all ranks end with identical sums. */
-MT_VECTOR static void round_block(float *v, size_t n)
+MT_VECTOR(static, round_block,
+          (float *v, size_t n),
+          (v, n))
 {
     for (size_t i = 0; i < n; i++)
         v[i] = from_bf16(to_bf16(v[i]));

@@ -39,17 +39,17 @@ static void copy_backward(mt_layer *l, const float *x, const float *y,
         memcpy(dx, dy, count(l, B) * sizeof(float));
 }
 
-MT_VECTOR static void relu_forward(mt_layer *l, const mt_step_ctx *ctx,
-                         const float *restrict x,
-                         float *restrict y, size_t B)
+MT_VECTOR(static, relu_forward,
+          (mt_layer *l, const mt_step_ctx *ctx, const float *restrict x, float *restrict y, size_t B),
+          (l, ctx, x, y, B))
 {
     for (size_t i = 0, n = count(l, B); i < n; i++)
         y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
-MT_VECTOR static void relu_backward(mt_layer *l, const float *restrict x,
-                          const float *y, const float *restrict dy,
-                          float *restrict dx, size_t B)
+MT_VECTOR(static, relu_backward,
+          (mt_layer *l, const float *restrict x, const float *y, const float *restrict dy, float *restrict dx, size_t B),
+          (l, x, y, dy, dx, B))
 {
     /* A multiply by a 0/1 mask vectorizes; a conditional store does not. */
     if (dx)
@@ -57,16 +57,18 @@ MT_VECTOR static void relu_backward(mt_layer *l, const float *restrict x,
             dx[i] = dy[i] * (float)(x[i] > 0.0f);
 }
 
-MT_VECTOR static void leaky_forward(mt_layer *l, const mt_step_ctx *ctx,
-                          const float *x, float *y, size_t B)
+MT_VECTOR(static, leaky_forward,
+          (mt_layer *l, const mt_step_ctx *ctx, const float *x, float *y, size_t B),
+          (l, ctx, x, y, B))
 {
     float a = l->spec.alpha;
     for (size_t i = 0, n = count(l, B); i < n; i++)
         y[i] = x[i] > 0.0f ? x[i] : a * x[i];
 }
 
-MT_VECTOR static void leaky_backward(mt_layer *l, const float *x, const float *y,
-                           const float *dy, float *dx, size_t B)
+MT_VECTOR(static, leaky_backward,
+          (mt_layer *l, const float *x, const float *y, const float *dy, float *dx, size_t B),
+          (l, x, y, dy, dx, B))
 {
     float a = l->spec.alpha;
     if (dx)
@@ -74,31 +76,34 @@ MT_VECTOR static void leaky_backward(mt_layer *l, const float *x, const float *y
             dx[i] = x[i] > 0.0f ? dy[i] : a * dy[i];
 }
 
-MT_VECTOR static void sigmoid_forward(mt_layer *l, const mt_step_ctx *ctx,
-                            const float *x, float *y, size_t B)
+MT_VECTOR(static, sigmoid_forward,
+          (mt_layer *l, const mt_step_ctx *ctx, const float *x, float *y, size_t B),
+          (l, ctx, x, y, B))
 {
     for (size_t i = 0, n = count(l, B); i < n; i++)
         y[i] = 1.0f / (1.0f + expf(-x[i]));
 }
 
-MT_VECTOR static void sigmoid_backward(mt_layer *l, const float *x, const float *y,
-                             const float *dy, float *dx, size_t B)
+MT_VECTOR(static, sigmoid_backward,
+          (mt_layer *l, const float *x, const float *y, const float *dy, float *dx, size_t B),
+          (l, x, y, dy, dx, B))
 {
     if (dx)
         for (size_t i = 0, n = count(l, B); i < n; i++)
             dx[i] = dy[i] * y[i] * (1.0f - y[i]);
 }
 
-MT_VECTOR static void tanh_forward(mt_layer *l, const mt_step_ctx *ctx,
-                         const float *restrict x,
-                         float *restrict y, size_t B)
+MT_VECTOR(static, tanh_forward,
+          (mt_layer *l, const mt_step_ctx *ctx, const float *restrict x, float *restrict y, size_t B),
+          (l, ctx, x, y, B))
 {
     for (size_t i = 0, n = count(l, B); i < n; i++)
         y[i] = tanhf(x[i]);
 }
 
-MT_VECTOR static void tanh_backward(mt_layer *l, const float *x, const float *y,
-                          const float *dy, float *dx, size_t B)
+MT_VECTOR(static, tanh_backward,
+          (mt_layer *l, const float *x, const float *y, const float *dy, float *dx, size_t B),
+          (l, x, y, dy, dx, B))
 {
     if (dx)
         for (size_t i = 0, n = count(l, B); i < n; i++)

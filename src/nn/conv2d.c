@@ -110,8 +110,9 @@ static void valid_range(const geom *g, size_t kw, size_t *lo, size_t *hi)
  * padding the sample is first copied into a zeroed, padded image xp
  * (C, H + 2P, W + 2P), so that every row of col is one branch-free copy
  * (conv1 of LeNet-5 spent its time on the edges before). */
-MT_VECTOR static void im2col(const geom *g, const float *x, float *xp,
-                             float *col, size_t ld)
+MT_VECTOR(static, im2col,
+          (const geom *g, const float *x, float *xp, float *col, size_t ld),
+          (g, x, xp, col, ld))
 {
     size_t Hp = g->H + 2 * g->P, Wp = g->W + 2 * g->P;
     if (g->P) {
@@ -142,7 +143,9 @@ MT_VECTOR static void im2col(const geom *g, const float *x, float *xp,
 }
 
 /* The adjoint of im2col: adds every column entry back to its pixel. */
-MT_VECTOR static void col2im(const geom *g, const float *col, size_t ld, float *dx)
+MT_VECTOR(static, col2im,
+          (const geom *g, const float *col, size_t ld, float *dx),
+          (g, col, ld, dx))
 {
     memset(dx, 0, g->C * g->H * g->W * sizeof(float));
     for (size_t c = 0; c < g->C; c++)
@@ -171,8 +174,9 @@ MT_VECTOR static void col2im(const geom *g, const float *col, size_t ld, float *
             }
 }
 
-MT_VECTOR static void conv_forward(mt_layer *l, const mt_step_ctx *ctx, const float *x,
-                         float *y, size_t B)
+MT_VECTOR(static, conv_forward,
+          (mt_layer *l, const mt_step_ctx *ctx, const float *x, float *y, size_t B),
+          (l, ctx, x, y, B))
 {
     geom g = geom_of(l);
     bufs s = bufs_of(l);
@@ -192,8 +196,9 @@ MT_VECTOR static void conv_forward(mt_layer *l, const mt_step_ctx *ctx, const fl
         }
 }
 
-MT_VECTOR static void conv_backward(mt_layer *l, const float *x, const float *y,
-                          const float *dy, float *dx, size_t B)
+MT_VECTOR(static, conv_backward,
+          (mt_layer *l, const float *x, const float *y, const float *dy, float *dx, size_t B),
+          (l, x, y, dy, dx, B))
 {
     geom g = geom_of(l);
     bufs s = bufs_of(l);

@@ -36,8 +36,9 @@ static void dense_init(mt_layer *l, uint64_t seed)
     memset(l->param[1].data, 0, l->param[1].n * sizeof(float));
 }
 
-MT_VECTOR static void dense_forward(mt_layer *l, const mt_step_ctx *ctx,
-                          const float *x, float *y, size_t B)
+MT_VECTOR(static, dense_forward,
+          (mt_layer *l, const mt_step_ctx *ctx, const float *x, float *y, size_t B),
+          (l, ctx, x, y, B))
 {
     size_t Ni = l->param[0].dims[1], No = l->param[0].dims[0];
     const float *W = l->param[0].data, *b = l->param[1].data;
@@ -48,8 +49,9 @@ MT_VECTOR static void dense_forward(mt_layer *l, const mt_step_ctx *ctx,
                 (int)Ni, 1.0f, x, (int)Ni, W, (int)Ni, 1.0f, y, (int)No);
 }
 
-MT_VECTOR static void dense_backward(mt_layer *l, const float *x, const float *y,
-                           const float *dy, float *dx, size_t B)
+MT_VECTOR(static, dense_backward,
+          (mt_layer *l, const float *x, const float *y, const float *dy, float *dx, size_t B),
+          (l, x, y, dy, dx, B))
 {
     size_t Ni = l->param[0].dims[1], No = l->param[0].dims[0];
     float *dW = l->param[0].grad, *db = l->param[1].grad;

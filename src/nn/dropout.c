@@ -48,8 +48,9 @@ static void dropout_forward(mt_layer *l, const mt_step_ctx *ctx,
         }
 }
 
-MT_VECTOR static void dropout_backward(mt_layer *l, const float *x, const float *y,
-                             const float *dy, float *dx, size_t B)
+MT_VECTOR(static, dropout_backward,
+          (mt_layer *l, const float *x, const float *y, const float *dy, float *dx, size_t B),
+          (l, x, y, dy, dx, B))
 {
     const float *mask = l->scratch;
     if (dx)

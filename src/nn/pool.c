@@ -59,7 +59,9 @@ static int maxpool_alloc(mt_layer *l, char *err)
 
 /* The common case, 2x2 windows with stride 2 and no padding, without the
  * bounds tests of the general loop. */
-MT_VECTOR static void maxpool2_forward(mt_layer *l, const float *x, float *y, size_t B)
+MT_VECTOR(static, maxpool2_forward,
+          (mt_layer *l, const float *x, float *y, size_t B),
+          (l, x, y, B))
 {
     size_t H = l->in.h, W = l->in.w, OH = l->out.h, OW = l->out.w;
     uint32_t *arg = l->scratch;
@@ -116,8 +118,9 @@ static void maxpool_forward(mt_layer *l, const mt_step_ctx *ctx,
     }
 }
 
-MT_VECTOR static void maxpool_backward(mt_layer *l, const float *x, const float *y,
-                             const float *dy, float *dx, size_t B)
+MT_VECTOR(static, maxpool_backward,
+          (mt_layer *l, const float *x, const float *y, const float *dy, float *dx, size_t B),
+          (l, x, y, dy, dx, B))
 {
     if (!dx)
         return;
@@ -129,8 +132,9 @@ MT_VECTOR static void maxpool_backward(mt_layer *l, const float *x, const float 
             dx[p * HW + arg[p * OHW + o]] += dy[p * OHW + o];
 }
 
-MT_VECTOR static void avgpool_forward(mt_layer *l, const mt_step_ctx *ctx,
-                            const float *x, float *y, size_t B)
+MT_VECTOR(static, avgpool_forward,
+          (mt_layer *l, const mt_step_ctx *ctx, const float *x, float *y, size_t B),
+          (l, ctx, x, y, B))
 {
     size_t H = l->in.h, W = l->in.w, OH = l->out.h, OW = l->out.w;
     float inv = 1.0f / (float)(l->spec.size * l->spec.size);
@@ -145,8 +149,9 @@ MT_VECTOR static void avgpool_forward(mt_layer *l, const mt_step_ctx *ctx,
     }
 }
 
-MT_VECTOR static void avgpool_backward(mt_layer *l, const float *x, const float *y,
-                             const float *dy, float *dx, size_t B)
+MT_VECTOR(static, avgpool_backward,
+          (mt_layer *l, const float *x, const float *y, const float *dy, float *dx, size_t B),
+          (l, x, y, dy, dx, B))
 {
     if (!dx)
         return;

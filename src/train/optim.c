@@ -95,9 +95,9 @@ static inline float penalized(float g, float p, float wd, float l1)
     return g + wd * p + l1 * sign;
 }
 
-MT_VECTOR static void sgd(mt_optim *o, const mt_penalty *r,
-                          float *restrict p, const float *restrict g,
-                          float lr)
+MT_VECTOR(static, sgd,
+          (mt_optim *o, const mt_penalty *r, float *restrict p, const float *restrict g, float lr),
+          (o, r, p, g, lr))
 {
     float mu = o->cfg.momentum, wd = r->weight_decay, l1 = r->l1;
     float *restrict m = o->m + r->begin;
@@ -121,9 +121,9 @@ MT_VECTOR static void sgd(mt_optim *o, const mt_penalty *r,
     }
 }
 
-MT_VECTOR static void adam(mt_optim *o, const mt_penalty *r,
-                           float *restrict p, const float *restrict g,
-                           float lr)
+MT_VECTOR(static, adam,
+          (mt_optim *o, const mt_penalty *r, float *restrict p, const float *restrict g, float lr),
+          (o, r, p, g, lr))
 {
     float b1 = o->cfg.beta1, b2 = o->cfg.beta2, eps = o->cfg.eps;
     float *restrict m = o->m + r->begin, *restrict v = o->v + r->begin;
