@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -15,6 +16,7 @@
 #include "mpitrain/io.h"
 #include "mpitrain/model.h"
 #include "mpitrain/train.h"
+#include "mpitrain/watchdog.h"
 
 void fx_write(const char *dir, const char *name, const char *text)
 {
@@ -112,4 +114,21 @@ double fx_weight_diff(const char *dir, const char *a, const char *b,
     mt_model_free(&mb);
     mt_config_free(&c);
     return worst;
+}
+
+static void on_deadline(const char *report, void *user)
+{
+    if (!report)
+        _exit(4);
+    fprintf(stderr, "test watchdog: %s\n", report);
+    fflush(stderr);
+}
+
+void fx_watchdog(void)
+{
+    const char *env = getenv("MPITRAIN_TEST_DEADLINE");
+    char err[MT_ERR_LEN];
+    if (mt_watchdog_start(MPI_COMM_WORLD, env ? atof(env) : 60.0,
+                          on_deadline, NULL, err))
+        fprintf(stderr, "test watchdog not started: %s\n", err);
 }

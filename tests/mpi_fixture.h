@@ -24,4 +24,10 @@ void fx_load(mt_config *c, const char *dir, const char *file,
 double fx_weight_diff(const char *dir, const char *a, const char *b,
                       int exact);
 
+/* Starts the watchdog (deadline MPITRAIN_TEST_DEADLINE seconds, 60 by
+ * default): a test that hangs fails within a minute, with a report that
+ * names the operation and the rank, instead of at the launcher's
+ * timeout. Call after MPI_Init_thread(FUNNELED) on every rank. */
+void fx_watchdog(void);
+
 #endif

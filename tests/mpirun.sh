@@ -7,7 +7,7 @@ set -u
 prog=$1
 shift
 nps=${MPITRAIN_TEST_NP:-1 2 3 4}
-limit=${MPITRAIN_TEST_TIMEOUT:-300}
+limit=${MPITRAIN_TEST_TIMEOUT:-120}
 # A libtool wrapper script cannot be started by mpirun's launcher directly
 # on every system; run the real binary with the wrapper's environment.
 run="$prog"

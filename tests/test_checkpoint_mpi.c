@@ -24,6 +24,7 @@
 #include "mpitrain/model.h"
 #include "mpitrain/optim.h"
 #include "mpitrain/train.h"
+#include "mpitrain/watchdog.h"
 #include "mpi_fixture.h"
 
 static int rank, size;
@@ -410,8 +411,10 @@ static void test_unwritable_checkpoint_dir(void **s)
 
 int main(int argc, char **argv)
 {
-    MPI_Init(&argc, &argv);
+    int provided;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    fx_watchdog();
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     const struct CMUnitTest tests[] = {
@@ -426,6 +429,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_unwritable_checkpoint_dir),
     };
     int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
+    mt_watch("MPI_Finalize");
     MPI_Finalize();
+    mt_watchdog_stop();
     return failed ? 1 : 0;
 }

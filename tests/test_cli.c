@@ -30,7 +30,7 @@ static int run(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(cmd, sizeof cmd, fmt, ap);
     va_end(ap);
-    snprintf(full, sizeof full, "cd %s && timeout -k 5 300 %s 2>&1", dir, cmd);
+    snprintf(full, sizeof full, "cd %s && timeout -k 5 120 %s 2>&1", dir, cmd);
     FILE *p = popen(full, "r");
     assert_non_null(p);
     size_t n = fread(out, 1, sizeof out - 1, p);

@@ -633,6 +633,10 @@ static void print_plan(const trainer *t, size_t epoch)
            "%d rank%s, global batch %zu\n",
            mt_version(), t->n_train, t->n_val, t->test.total, t->size,
            t->size == 1 ? "" : "s", c->batch);
+    /* Speed and the last bits of the results depend on these. */
+    printf("SIMD path %s, OpenBLAS %s core%s%s\n",
+           mt_isa_name(mt_isa_current()), openblas_get_corename(),
+           *mt_isa_note() ? "; " : "", mt_isa_note());
     if (t->sampler.mode != MT_SAMPLING_NONE)
         printf("%s: %zu samples per epoch, %zu of each class\n",
                t->sampler.mode == MT_SAMPLING_OVER ? "oversampling"
