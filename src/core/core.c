@@ -80,7 +80,10 @@ const char *mt_isa_name(mt_isa isa)
                                                           : "?";
 }
 
-int mt_isa_from_name(const char *name) { return mt_name_index(isa_names, name); }
+int mt_isa_from_name(const char *name)
+{
+    return mt_name_index(isa_names, name);
+}
 
 const char *mt_isa_note(void) { return isa_note; }
 

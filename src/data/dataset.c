@@ -332,7 +332,8 @@ int mt_dataset_check(const mt_dataset *ds, mt_shape in, size_t K,
 }
 
 MT_VECTOR(, mt_dataset_gather,
-          (const mt_dataset *ds, const size_t *idx, size_t B, float *x, int32_t *labels, float *targets, size_t K),
+          (const mt_dataset *ds, const size_t *idx, size_t B, float *x,
+           int32_t *labels, float *targets, size_t K),
           (ds, idx, B, x, labels, targets, K))
 {
     size_t S = mt_shape_size(ds->shape);

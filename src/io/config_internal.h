@@ -34,4 +34,15 @@ extern const char *const mt__singletons[];
 extern const mt__key_def mt__config_keys[];
 extern const mt__key_def mt__layer_keys[];
 
+/* config.c: applies key = value in `section` (a singleton name, or a
+ * layer kind for c->layers[layer]); `where` is "file:line" or "--set
+ * ...". Appends a layer of `kind` with its defaults, from config line
+ * `line`. */
+int mt__config_apply(mt_config *c, const char *where, const char *section,
+                     long layer, const char *key, const char *value,
+                     char *err);
+int mt__config_add_layer(mt_config *c, mt_layer_kind kind, int line);
+/* config_file.c: reads the INI file at path into c. */
+int mt__config_read_file(mt_config *c, const char *path, char *err);
+
 #endif

@@ -40,7 +40,8 @@ static void copy_backward(mt_layer *l, const float *x, const float *y,
 }
 
 MT_VECTOR(static, relu_forward,
-          (mt_layer *l, const mt_step_ctx *ctx, const float *restrict x, float *restrict y, size_t B),
+          (mt_layer *l, const mt_step_ctx *ctx, const float *restrict x,
+           float *restrict y, size_t B),
           (l, ctx, x, y, B))
 {
     for (size_t i = 0, n = count(l, B); i < n; i++)
@@ -48,7 +49,8 @@ MT_VECTOR(static, relu_forward,
 }
 
 MT_VECTOR(static, relu_backward,
-          (mt_layer *l, const float *restrict x, const float *y, const float *restrict dy, float *restrict dx, size_t B),
+          (mt_layer *l, const float *restrict x, const float *y,
+           const float *restrict dy, float *restrict dx, size_t B),
           (l, x, y, dy, dx, B))
 {
     /* A multiply by a 0/1 mask vectorizes; a conditional store does not. */
@@ -58,7 +60,8 @@ MT_VECTOR(static, relu_backward,
 }
 
 MT_VECTOR(static, leaky_forward,
-          (mt_layer *l, const mt_step_ctx *ctx, const float *x, float *y, size_t B),
+          (mt_layer *l, const mt_step_ctx *ctx, const float *x, float *y,
+           size_t B),
           (l, ctx, x, y, B))
 {
     float a = l->spec.alpha;
@@ -67,7 +70,8 @@ MT_VECTOR(static, leaky_forward,
 }
 
 MT_VECTOR(static, leaky_backward,
-          (mt_layer *l, const float *x, const float *y, const float *dy, float *dx, size_t B),
+          (mt_layer *l, const float *x, const float *y, const float *dy,
+           float *dx, size_t B),
           (l, x, y, dy, dx, B))
 {
     float a = l->spec.alpha;
@@ -77,7 +81,8 @@ MT_VECTOR(static, leaky_backward,
 }
 
 MT_VECTOR(static, sigmoid_forward,
-          (mt_layer *l, const mt_step_ctx *ctx, const float *x, float *y, size_t B),
+          (mt_layer *l, const mt_step_ctx *ctx, const float *x, float *y,
+           size_t B),
           (l, ctx, x, y, B))
 {
     for (size_t i = 0, n = count(l, B); i < n; i++)
@@ -85,7 +90,8 @@ MT_VECTOR(static, sigmoid_forward,
 }
 
 MT_VECTOR(static, sigmoid_backward,
-          (mt_layer *l, const float *x, const float *y, const float *dy, float *dx, size_t B),
+          (mt_layer *l, const float *x, const float *y, const float *dy,
+           float *dx, size_t B),
           (l, x, y, dy, dx, B))
 {
     if (dx)
@@ -94,7 +100,8 @@ MT_VECTOR(static, sigmoid_backward,
 }
 
 MT_VECTOR(static, tanh_forward,
-          (mt_layer *l, const mt_step_ctx *ctx, const float *restrict x, float *restrict y, size_t B),
+          (mt_layer *l, const mt_step_ctx *ctx, const float *restrict x,
+           float *restrict y, size_t B),
           (l, ctx, x, y, B))
 {
     for (size_t i = 0, n = count(l, B); i < n; i++)
@@ -102,7 +109,8 @@ MT_VECTOR(static, tanh_forward,
 }
 
 MT_VECTOR(static, tanh_backward,
-          (mt_layer *l, const float *x, const float *y, const float *dy, float *dx, size_t B),
+          (mt_layer *l, const float *x, const float *y, const float *dy,
+           float *dx, size_t B),
           (l, x, y, dy, dx, B))
 {
     if (dx)

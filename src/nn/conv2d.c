@@ -175,7 +175,8 @@ MT_VECTOR(static, col2im,
 }
 
 MT_VECTOR(static, conv_forward,
-          (mt_layer *l, const mt_step_ctx *ctx, const float *x, float *y, size_t B),
+          (mt_layer *l, const mt_step_ctx *ctx, const float *x, float *y,
+           size_t B),
           (l, ctx, x, y, B))
 {
     geom g = geom_of(l);
@@ -197,7 +198,8 @@ MT_VECTOR(static, conv_forward,
 }
 
 MT_VECTOR(static, conv_backward,
-          (mt_layer *l, const float *x, const float *y, const float *dy, float *dx, size_t B),
+          (mt_layer *l, const float *x, const float *y, const float *dy,
+           float *dx, size_t B),
           (l, x, y, dy, dx, B))
 {
     geom g = geom_of(l);

@@ -37,7 +37,8 @@ static void dense_init(mt_layer *l, uint64_t seed)
 }
 
 MT_VECTOR(static, dense_forward,
-          (mt_layer *l, const mt_step_ctx *ctx, const float *x, float *y, size_t B),
+          (mt_layer *l, const mt_step_ctx *ctx, const float *x, float *y,
+           size_t B),
           (l, ctx, x, y, B))
 {
     size_t Ni = l->param[0].dims[1], No = l->param[0].dims[0];
@@ -50,7 +51,8 @@ MT_VECTOR(static, dense_forward,
 }
 
 MT_VECTOR(static, dense_backward,
-          (mt_layer *l, const float *x, const float *y, const float *dy, float *dx, size_t B),
+          (mt_layer *l, const float *x, const float *y, const float *dy,
+           float *dx, size_t B),
           (l, x, y, dy, dx, B))
 {
     size_t Ni = l->param[0].dims[1], No = l->param[0].dims[0];

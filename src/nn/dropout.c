@@ -49,7 +49,8 @@ static void dropout_forward(mt_layer *l, const mt_step_ctx *ctx,
 }
 
 MT_VECTOR(static, dropout_backward,
-          (mt_layer *l, const float *x, const float *y, const float *dy, float *dx, size_t B),
+          (mt_layer *l, const float *x, const float *y, const float *dy,
+           float *dx, size_t B),
           (l, x, y, dy, dx, B))
 {
     const float *mask = l->scratch;

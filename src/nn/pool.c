@@ -119,7 +119,8 @@ static void maxpool_forward(mt_layer *l, const mt_step_ctx *ctx,
 }
 
 MT_VECTOR(static, maxpool_backward,
-          (mt_layer *l, const float *x, const float *y, const float *dy, float *dx, size_t B),
+          (mt_layer *l, const float *x, const float *y, const float *dy,
+           float *dx, size_t B),
           (l, x, y, dy, dx, B))
 {
     if (!dx)
@@ -133,7 +134,8 @@ MT_VECTOR(static, maxpool_backward,
 }
 
 MT_VECTOR(static, avgpool_forward,
-          (mt_layer *l, const mt_step_ctx *ctx, const float *x, float *y, size_t B),
+          (mt_layer *l, const mt_step_ctx *ctx, const float *x, float *y,
+           size_t B),
           (l, ctx, x, y, B))
 {
     size_t H = l->in.h, W = l->in.w, OH = l->out.h, OW = l->out.w;
@@ -150,7 +152,8 @@ MT_VECTOR(static, avgpool_forward,
 }
 
 MT_VECTOR(static, avgpool_backward,
-          (mt_layer *l, const float *x, const float *y, const float *dy, float *dx, size_t B),
+          (mt_layer *l, const float *x, const float *y, const float *dy,
+           float *dx, size_t B),
           (l, x, y, dy, dx, B))
 {
     if (!dx)

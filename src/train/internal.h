@@ -166,6 +166,29 @@ int mt__check_monitors(const trainer *t, const double v[MT_MONITORS],
 void mt__epoch_values(const double sums[3], size_t seen,
                       const mt_eval_detail *vd, double v[MT_MONITORS]);
 
+/* report.c, rank 0's output. Accuracy of epoch sums, or -1 without. */
+double mt__acc_of(const double sums[3], size_t n);
+/* The metrics beyond loss and accuracy, as JSON members for the metrics
+ * log, from the values mt__epoch_values derived from d. */
+void mt__detail_json(const mt_eval_detail *d, const double v[MT_MONITORS],
+                     char *buf, size_t len);
+/* The epoch's records in metrics.jsonl and, on rank 0, its line. */
+void mt__report_epoch(trainer *t, size_t epoch, uint64_t step,
+                      const double sums[3], size_t n, double secs,
+                      const mt_eval_detail *vd, const double v[MT_MONITORS]);
+/* Rank 0's banner before training (and the plan of a dry run). */
+void mt__print_plan(const trainer *t, size_t epoch);
+
+/* window.c: the epoch's order and this rank's rows of every step, from
+ * global position skip_to on (a resumed epoch). */
+void mt__prepare_epoch(trainer *t, size_t epoch, size_t skip_to);
+/* At the first step s of a window: its rows fetched (or prefetched), the
+ * next window's fetch started. Collective. */
+int mt__fetch_window(trainer *t, size_t s, size_t steps, char *err);
+/* Completes a prefetch left in flight when an epoch ends early.
+ * Collective. */
+void mt__drop_prefetch(trainer *t);
+
 /* Checkpoint of the current state: epoch `epoch`, `position` global
  * samples into it. Collective. */
 int mt__save(trainer *t, size_t epoch, uint64_t position, int is_best,

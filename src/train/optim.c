@@ -96,7 +96,8 @@ static inline float penalized(float g, float p, float wd, float l1)
 }
 
 MT_VECTOR(static, sgd,
-          (mt_optim *o, const mt_penalty *r, float *restrict p, const float *restrict g, float lr),
+          (mt_optim *o, const mt_penalty *r, float *restrict p,
+           const float *restrict g, float lr),
           (o, r, p, g, lr))
 {
     float mu = o->cfg.momentum, wd = r->weight_decay, l1 = r->l1;
@@ -122,7 +123,8 @@ MT_VECTOR(static, sgd,
 }
 
 MT_VECTOR(static, adam,
-          (mt_optim *o, const mt_penalty *r, float *restrict p, const float *restrict g, float lr),
+          (mt_optim *o, const mt_penalty *r, float *restrict p,
+           const float *restrict g, float lr),
           (o, r, p, g, lr))
 {
     float b1 = o->cfg.beta1, b2 = o->cfg.beta2, eps = o->cfg.eps;

@@ -286,151 +286,6 @@ static int setup(trainer *t, char *err)
     return mt_dist_agree(t->comm, rc, err);
 }
 
-static void print_model(const char *line, void *user)
-{
-    printf("  %s\n", line);
-}
-
-static double acc_of(const double sums[3], size_t n)
-{
-    return (sums[2] > 0 || n == 0) ? -1.0 : sums[1] / (double)n;
-}
-
-/* The metrics beyond loss and accuracy, for the metrics log, from the
- * values mt__epoch_values derived from the detail d (so that the
- * per-class report is worked out once an epoch). */
-static void detail_json(const mt_eval_detail *d, const double v[MT_MONITORS],
-                        char *buf, size_t len)
-{
-    buf[0] = '\0';
-    if (d->basic.accuracy >= 0)
-        mt_json_append(buf, len, "error_rate", v[MT_MONITOR_VAL_ERROR_RATE]);
-    mt_json_append(buf, len, "perplexity", v[MT_MONITOR_VAL_PERPLEXITY]);
-    /* Set together when the confusion matrix gave a report. */
-    if (!isnan(v[MT_MONITOR_VAL_MACRO_PRECISION])) {
-        mt_json_append(buf, len, "macro_precision",
-                       v[MT_MONITOR_VAL_MACRO_PRECISION]);
-        mt_json_append(buf, len, "macro_recall",
-                       v[MT_MONITOR_VAL_MACRO_RECALL]);
-        mt_json_append(buf, len, "macro_f1", v[MT_MONITOR_VAL_MACRO_F1]);
-        mt_json_append(buf, len, "roc_auc", v[MT_MONITOR_VAL_ROC_AUC]);
-    }
-    if (isfinite(d->mse)) {
-        mt_json_append(buf, len, "mae", v[MT_MONITOR_VAL_MAE]);
-        mt_json_append(buf, len, "r2", v[MT_MONITOR_VAL_R2]);
-    }
-}
-
-static void report_epoch(trainer *t, size_t epoch, uint64_t step,
-                         const double sums[3], size_t n, double secs,
-                         const mt_eval_detail *vd,
-                         const double v[MT_MONITORS])
-{
-    const mt_eval_result *val = &vd->basic;
-    double sps = secs > 0 ? (double)n / secs : 0.0;
-    double wall = MPI_Wtime() - t->t0, lr = t->lr;
-    mt_metrics_write(&t->log, "train", epoch, step, sums[0] / (double)n,
-                     acc_of(sums, n), sps, lr, wall, NULL);
-    if (val->n) {
-        char extra[512];
-        detail_json(vd, v, extra, sizeof extra);
-        mt_metrics_write(&t->log, "val", epoch, step, val->loss,
-                         val->accuracy, 0, lr, wall, extra);
-    }
-    if (t->rank != 0)
-        return;
-    mt_progress_end(&t->progress);
-    printf("epoch %zu/%zu  train loss %.4f", epoch, t->cfg->epochs,
-           sums[0] / (double)n);
-    if (acc_of(sums, n) >= 0)
-        printf(" acc %.4f", acc_of(sums, n));
-    if (val->n) {
-        printf("  val loss %.4f", val->loss);
-        if (val->accuracy >= 0)
-            printf(" acc %.4f", val->accuracy);
-    }
-    printf("  %.0f samples/s  %.1f s\n", sps, secs);
-    fflush(stdout);
-}
-
-/* This epoch's order: the sampler's seed- and epoch-keyed draw of the
- * training positions, identical on every rank; then the file rows of this
- * rank's slice of every global (micro-)batch, in order, and where each
- * step's rows begin. The cursor skips the slices before global position
- * `skip_to` (a resumed epoch). */
-static void prepare_epoch(trainer *t, size_t epoch, size_t skip_to)
-{
-    const mt_config *c = t->cfg;
-    size_t n = t->sampler.n_epoch;
-    mt_sampler_epoch(&t->sampler, c->seed, epoch, t->epoch_perm);
-    for (size_t i = 0; i < n; i++)
-        t->epoch_perm[i] = t->order[t->epoch_perm[i]];
-    size_t count = 0, span = c->batch * c->accumulate;
-    for (size_t g0 = 0; g0 < n; g0 += c->batch) {
-        if (g0 % span == 0)
-            t->step_first[g0 / span] = count;
-        size_t G = n - g0 < c->batch ? n - g0 : c->batch;
-        size_t lo, hi;
-        mt__batch_slice(t, G, &lo, &hi);
-        for (size_t i = lo; i < hi; i++)
-            t->need[count++] = t->epoch_perm[g0 + i];
-    }
-    t->step_first[mt__steps_per_epoch(t)] = count;
-    t->cursor = t->step_first[skip_to / span];
-    t->win_end = skip_to / span; /* the first step fetches */
-}
-
-/* The step after window [s, ...): win_steps later, or the epoch's end. */
-static size_t window_end(const trainer *t, size_t s, size_t steps)
-{
-    return steps - s < t->win_steps ? steps : s + t->win_steps;
-}
-
-/* At the first step of window [s, e): its rows are fetched from their
- * owners (or were prefetched during the previous window), and the next
- * window's fetch starts, to travel while this one trains. A rank holds
- * its share plus two windows, never a whole epoch more; a single rank
- * owns every row and fetches nothing. Collective: every rank calls it at
- * the same step. */
-static int fetch_window(trainer *t, size_t s, size_t steps, char *err)
-{
-    size_t e = window_end(t, s, steps);
-    t->win_lo = t->step_first[s];
-    t->win_end = e;
-    if (t->size == 1)
-        return MT_OK;
-    int rc;
-    mt_watch("data fetch (MPI_Alltoallv)");
-    if (t->prefetch) {
-        rc = mt_dataset_fetch_finish(t->prefetch, err);
-        t->prefetch = NULL;
-        t->cur ^= 1;
-        rc = mt_dist_agree(t->comm, rc, err);
-    } else {
-        rc = mt_dataset_fetch(&t->shard, t->comm, t->need + t->win_lo,
-                              t->step_first[e] - t->win_lo, &t->win[t->cur],
-                              err);
-    }
-    if (rc == MT_OK && e < steps) {
-        size_t lo = t->step_first[e];
-        size_t hi = t->step_first[window_end(t, e, steps)];
-        rc = mt_dataset_fetch_start(&t->shard, t->comm, t->need + lo,
-                                    hi - lo, &t->win[t->cur ^ 1],
-                                    &t->prefetch, err);
-    }
-    return rc;
-}
-
-/* A prefetch still in flight when an epoch ends early (max_steps, a stop,
- * an error every rank shares) is completed and its rows left unused, so
- * that no exchange stays pending. Collective. */
-static void drop_prefetch(trainer *t)
-{
-    char ignored[MT_ERR_LEN];
-    mt_dataset_fetch_finish(t->prefetch, ignored);
-    t->prefetch = NULL;
-}
-
 /* Seconds until the last step: the steps left at this session's pace so
  * far, evaluations and checkpoints included. */
 static double eta(const trainer *t, double now)
@@ -471,7 +326,7 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
     }
     t->resume_pos = 0;
     t->epoch_now = epoch;
-    prepare_epoch(t, epoch, first * span);
+    mt__prepare_epoch(t, epoch, first * span);
     int rc = MT_OK;
     double window[3] = {0, 0, 0}, t_start = MPI_Wtime(), t_window = t_start;
     size_t wseen = 0;
@@ -481,7 +336,7 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
             t->resume_pos = s * span; /* where a resume picks up */
             break;
         }
-        if (s == t->win_end && (rc = fetch_window(t, s, steps, err)))
+        if (s == t->win_end && (rc = mt__fetch_window(t, s, steps, err)))
             break;
         size_t g0 = s * span;
         size_t G = n - g0 < span ? n - g0 : span;
@@ -500,7 +355,7 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
             double now = MPI_Wtime();
             mt_progress_step(&t->progress, epoch + 1, c->epochs, s + 1,
                              steps, window[0] / (double)wseen,
-                             acc_of(window, wseen),
+                             mt__acc_of(window, wseen),
                              (double)wseen / (now - t_window), eta(t, now));
             memset(window, 0, sizeof window);
             wseen = 0;
@@ -508,7 +363,7 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
         }
         rc = mt__after_step(t, epoch, g0 + G, err);
     }
-    drop_prefetch(t);
+    mt__drop_prefetch(t);
     double secs = MPI_Wtime() - t_start;
     t->train_secs += secs;
     if (rc || *stop)
@@ -522,7 +377,7 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
                         "validation", epoch + 1, t->step, err);
     mt__epoch_values(t->ep_sums, t->ep_seen, &vd, v);
     if (rc == MT_OK && t->ep_seen)
-        report_epoch(t, epoch + 1, t->step, t->ep_sums, t->ep_seen, secs,
+        mt__report_epoch(t, epoch + 1, t->step, t->ep_sums, t->ep_seen, secs,
                      &vd, v);
     /* Early stopping, the plateau and the best checkpoint decide on these
      * without a collective; rank 0's copy makes sure all decide alike
@@ -564,7 +419,7 @@ static int finish(trainer *t, uint64_t step, mt_train_result *res, char *err)
         const double none[3] = {0.0, 0.0, 0.0};
         double v[MT_MONITORS];
         mt__epoch_values(none, 0, &td, v);
-        detail_json(&td, v, extra, sizeof extra);
+        mt__detail_json(&td, v, extra, sizeof extra);
     }
     mt_eval_detail_free(&td);
     if (rc)
@@ -624,32 +479,6 @@ static void init_state(trainer *t, const mt_config *cfg, MPI_Comm comm,
     mt_progress_init(&t->progress, stdout, cfg->progress);
 }
 
-/* Rank 0's banner: the data, the ranks, the sampling, the model; and for
- * a dry run the plan. */
-static void print_plan(const trainer *t, size_t epoch)
-{
-    const mt_config *c = t->cfg;
-    printf("mpitrain %s: %zu train, %zu validation, %zu test samples; "
-           "%d rank%s, global batch %zu\n",
-           mt_version(), t->n_train, t->n_val, t->test.total, t->size,
-           t->size == 1 ? "" : "s", c->batch);
-    /* Speed and the last bits of the results depend on these. */
-    printf("SIMD path %s, OpenBLAS %s core%s%s\n",
-           mt_isa_name(mt_isa_current()), openblas_get_corename(),
-           *mt_isa_note() ? "; " : "", mt_isa_note());
-    if (t->sampler.mode != MT_SAMPLING_NONE)
-        printf("%s: %zu samples per epoch, %zu of each class\n",
-               t->sampler.mode == MT_SAMPLING_OVER ? "oversampling"
-                                                   : "undersampling",
-               t->sampler.n_epoch, t->sampler.per_class);
-    mt_model_summary(&t->model, print_model, NULL);
-    if (t->opts->dry_run)
-        printf("dry run: %zu steps per epoch, %zu steps in all, from epoch "
-               "%zu; nothing trained or written\n",
-               mt__steps_per_epoch(t), t->sched.total_steps, epoch + 1);
-    fflush(stdout);
-}
-
 int mt_train(const mt_config *cfg, MPI_Comm comm, const mt_train_opts *opts,
              mt_train_result *res, char *err)
 {
@@ -662,7 +491,7 @@ int mt_train(const mt_config *cfg, MPI_Comm comm, const mt_train_opts *opts,
     if (rc == MT_OK && t.opts->resume)
         rc = mt__resume(&t, &epoch, err);
     if (rc == MT_OK && t.rank == 0)
-        print_plan(&t, epoch);
+        mt__print_plan(&t, epoch);
     if (rc == MT_OK && t.opts->dry_run) {
         res->steps = t.step;
         trainer_free(&t);
