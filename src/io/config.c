@@ -227,7 +227,7 @@ int mt_config_set(mt_config *c, const char *assignment, char *err)
         mt_config_layer *L = &c->layers[n - 1];
         return mt__config_apply(c, where,
                                 mt_layer_ops_of(L->spec.kind)->kind_name,
-                     (long)n - 1, key, value, err);
+                                (long)n - 1, key, value, err);
     }
     if (mt_name_index(mt__singletons, section) < 0) {
         mt_seterr(err, "%s: unknown section [%s]", where, section);
