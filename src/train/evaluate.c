@@ -96,13 +96,18 @@ void mt__eval_sums_add(mt__eval_sums *e, const float *out,
     else
         e->v[1] += (double)c;
     e->v[2] += (double)b;
-    size_t nan = 0, inf = 0;
-    for (size_t i = 0; i < b * e->K; i++) {
-        nan += isnan(out[i]) != 0;
-        inf += isinf(out[i]) != 0;
+    mt__count_nonfinite(out, b * e->K, &e->v[4], &e->v[5]);
+}
+
+void mt__count_nonfinite(const float *v, size_t n, double *nan, double *inf)
+{
+    size_t a = 0, b = 0;
+    for (size_t i = 0; i < n; i++) {
+        a += isnan(v[i]) != 0;
+        b += isinf(v[i]) != 0;
     }
-    e->v[4] += (double)nan;
-    e->v[5] += (double)inf;
+    *nan += (double)a;
+    *inf += (double)b;
 }
 
 int mt__eval_sums_reduce(MPI_Comm comm, mt__eval_sums *e, mt_eval_result *r,

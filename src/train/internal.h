@@ -112,6 +112,9 @@ typedef struct mt__eval_sums {
 void mt__eval_sums_add(mt__eval_sums *e, const float *out,
                        const int32_t *labels, const float *targets,
                        size_t b);
+/* Adds the NaN and the infinite values of v[0..n) to *nan and *inf. */
+void mt__count_nonfinite(const float *v, size_t n, double *nan, double *inf);
+
 /* Sums over the ranks into r. Collective; call after agreeing. Every rank
  * returns MT_ENUMERIC, saying how many outputs were NaN or infinite, if
  * any rank's were: no metric is computed from such outputs. */

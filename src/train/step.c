@@ -74,13 +74,8 @@ static void forward_loss(trainer *t, uint64_t step, size_t pos, size_t B,
     /* Outputs can overflow while the loss, summed in double, is still
      * finite: looked at on their own, so that divergence is caught at the
      * step it happens, on every machine. */
-    size_t nan = 0, inf = 0;
-    for (size_t i = 0; i < B * K; i++) {
-        nan += isnan(out[i]) != 0;
-        inf += isinf(out[i]) != 0;
-    }
-    sums[3] = (double)nan;
-    sums[4] = (double)inf;
+    sums[3] = sums[4] = 0.0;
+    mt__count_nonfinite(out, B * K, &sums[3], &sums[4]);
 }
 
 static int layer_done(void *user, size_t layer)
