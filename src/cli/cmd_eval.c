@@ -240,6 +240,11 @@ int mt_cli_eval(int argc, char **argv)
     if (rc == MT_OK)
         rc = mt_evaluate_detail(&s.model, &s.data, MPI_COMM_WORLD,
                                 (mt_loss_kind)s.cfg.loss, &d, s.err);
+    if (rc == MT_ENUMERIC) { /* name the file and the weights */
+        char msg[MT_ERR_LEN];
+        snprintf(msg, sizeof msg, "%s", s.err);
+        mt_seterr(s.err, "%s with %s: %s", s.data.path, a.weights, msg);
+    }
     if (rc == MT_OK && s.rank == 0)
         print_eval(&s, &a, &d);
     mt_eval_detail_free(&d);

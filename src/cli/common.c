@@ -1,11 +1,12 @@
-#include <cblas.h>
-#include <mpi.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+
+#include <cblas.h>
+#include <mpi.h>
 
 #include "cli/cli.h"
 #include "mpitrain/core.h"

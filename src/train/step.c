@@ -104,9 +104,9 @@ static int step_overlapped(trainer *t, uint64_t step, size_t g0, size_t G,
         if (hi == lo)
             continue;
         forward_loss(t, step, m0 + lo, hi - lo, G, part);
-        for (int j = 0; j < MT__STEP_SUMS; j++)
-            local[j] += part[j];
-        local[2] = part[2] > 0.0 ? 1.0 : local[2]; /* a flag */
+        for (int j = 0; j < MT__STEP_SUMS; j++) /* [2] is a flag */
+            local[j] = j == 2 ? (part[2] > 0.0 ? 1.0 : local[2])
+                              : local[j] + part[j];
         if (last)
             rc = mt_model_backward_hook(&t->model, hi - lo, layer_done, t);
         else
