@@ -9,6 +9,7 @@
 #include "cli/cli.h"
 #include "mpitrain/config.h"
 #include "mpitrain/core.h"
+#include "mpitrain/plan.h"
 #include "mpitrain/data.h"
 #include "mpitrain/dist.h"
 #include "mpitrain/io.h"
@@ -326,10 +327,11 @@ static int predict_share(session *s, char **text, size_t *len)
 static void send_text(const char *text, size_t len)
 {
     unsigned long long n = len;
-    MPI_Send(&n, 1, MPI_UNSIGNED_LONG_LONG, 0, 3, MPI_COMM_WORLD);
+    MPI_Send(&n, 1, MPI_UNSIGNED_LONG_LONG, 0, MT_TAG_PREDICT,
+             MPI_COMM_WORLD);
     for (size_t o = 0; o < len; o += PIECE)
         MPI_Send(text + o, (int)(len - o < PIECE ? len - o : PIECE),
-                 MPI_CHAR, 0, 3, MPI_COMM_WORLD);
+                 MPI_CHAR, 0, MT_TAG_PREDICT, MPI_COMM_WORLD);
 }
 
 /* Rank 0 writes rank q's text; it receives it even when it cannot write
@@ -337,15 +339,15 @@ static void send_text(const char *text, size_t len)
 static int relay_text(int q, FILE *out)
 {
     unsigned long long n = 0;
-    MPI_Recv(&n, 1, MPI_UNSIGNED_LONG_LONG, q, 3, MPI_COMM_WORLD,
-             MPI_STATUS_IGNORE);
+    MPI_Recv(&n, 1, MPI_UNSIGNED_LONG_LONG, q, MT_TAG_PREDICT,
+             MPI_COMM_WORLD, MPI_STATUS_IGNORE);
     char *buf = malloc(n < PIECE ? (size_t)n + 1 : PIECE);
     int bad = !buf;
     for (size_t o = 0; o < n; o += PIECE) {
         size_t len = n - o < PIECE ? (size_t)(n - o) : PIECE;
         char sink[1];
-        MPI_Recv(buf ? buf : sink, buf ? (int)len : 0, MPI_CHAR, q, 3,
-                 MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        MPI_Recv(buf ? buf : sink, buf ? (int)len : 0, MPI_CHAR, q,
+                 MT_TAG_PREDICT, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
         bad |= !buf || !out || fwrite(buf, 1, len, out) != len;
     }
     free(buf);

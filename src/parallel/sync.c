@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "mpitrain/core.h"
+#include "mpitrain/plan.h"
 #include "mpitrain/sync.h"
 
 /* Parameter range of layer i in the arena: its tensors are consecutive. */
@@ -74,7 +75,7 @@ int mt_sync_init(mt_sync *s, mt_model *m, const mt_sync_cfg *cfg,
         /* Blocking mode reduces the whole arena at once. */
         size_t biggest = cfg->overlap ? cap : s->n;
         int rc = mt_ring_init(&s->ring, comm, biggest, cfg->segment_bytes,
-                              cfg->compress, 77, err);
+                              cfg->compress, MT_TAG_RING, err);
         if (rc) {
             mt_sync_free(s);
             return rc;

@@ -13,6 +13,7 @@
 #include "mpitrain/io.h"
 #include "mpitrain/model.h"
 #include "mpitrain/optim.h"
+#include "mpitrain/plan.h"
 #include "mpitrain/schedule.h"
 #include "mpitrain/sync.h"
 #include "mpitrain/train.h"
@@ -23,7 +24,9 @@
 
 typedef struct trainer {
     const mt_config *cfg;
-    MPI_Comm comm;
+    mt_plan plan;  /* roles, communicators, what this rank owns */
+    MPI_Comm comm; /* plan.run (every rank is a data-parallel worker; the
+                      parameter server and pipeline split it) */
     int rank, size;
     /* Each rank reads only its share of the files (DESIGN.md): */
     mt_dataset shard; /* this rank's rows of the training file */

@@ -149,10 +149,10 @@ static int step_deterministic(trainer *t, uint64_t step, size_t g0,
     int rc = MPI_SUCCESS;
     mt_watch("deterministic gradient chain (MPI_Recv, MPI_Send, MPI_Bcast)");
     if (t->rank > 0) {
-        rc |= MPI_Recv(acc, (int)n, MPI_FLOAT, t->rank - 1, 5, t->comm,
-                       MPI_STATUS_IGNORE);
-        rc |= MPI_Recv(total, MT__STEP_SUMS, MPI_DOUBLE, t->rank - 1, 6,
-                       t->comm, MPI_STATUS_IGNORE);
+        rc |= MPI_Recv(acc, (int)n, MPI_FLOAT, t->rank - 1,
+                       MT_TAG_CHAIN_GRADS, t->comm, MPI_STATUS_IGNORE);
+        rc |= MPI_Recv(total, MT__STEP_SUMS, MPI_DOUBLE, t->rank - 1,
+                       MT_TAG_CHAIN_SUMS, t->comm, MPI_STATUS_IGNORE);
     }
     for (size_t k = 0; k < groups; k++) {
         const float *g = t->group_grads + k * n;
@@ -162,9 +162,10 @@ static int step_deterministic(trainer *t, uint64_t step, size_t g0,
             total[j] += t->group_sums[MT__STEP_SUMS * k + (size_t)j];
     }
     if (t->rank < t->size - 1) {
-        rc |= MPI_Send(acc, (int)n, MPI_FLOAT, t->rank + 1, 5, t->comm);
-        rc |= MPI_Send(total, MT__STEP_SUMS, MPI_DOUBLE, t->rank + 1, 6,
-                       t->comm);
+        rc |= MPI_Send(acc, (int)n, MPI_FLOAT, t->rank + 1,
+                       MT_TAG_CHAIN_GRADS, t->comm);
+        rc |= MPI_Send(total, MT__STEP_SUMS, MPI_DOUBLE, t->rank + 1,
+                       MT_TAG_CHAIN_SUMS, t->comm);
     }
     rc |= MPI_Bcast(acc, (int)n, MPI_FLOAT, t->size - 1, t->comm);
     rc |= MPI_Bcast(total, MT__STEP_SUMS, MPI_DOUBLE, t->size - 1, t->comm);

@@ -43,6 +43,7 @@ static void trainer_free(trainer *t)
     mt_free(t->targets);
     mt_free(t->config_text);
     mt_metrics_close(&t->log);
+    mt_plan_free(&t->plan);
 }
 
 /* Local: this rank's shares of the training and test files. */
@@ -158,6 +159,7 @@ static int build(trainer *t, char *err)
         rc = mt_sync_init(&t->sync, &t->model, &sc, t->comm, err);
     if (rc)
         return rc;
+    mt_plan_own(&t->plan, &t->model);
     if (c->deterministic) {
         /* Room for the gradients of this rank's groups of one batch. */
         size_t groups = (c->batch + c->group - 1) / c->group;
@@ -460,6 +462,7 @@ static void init_state(trainer *t, const mt_config *cfg, MPI_Comm comm,
 {
     memset(t, 0, sizeof *t);
     t->cfg = cfg;
+    t->plan.run = t->plan.dp = MPI_COMM_NULL;
     t->comm = comm;
     t->opts = opts;
     t->t0 = t->last_save = MPI_Wtime();
@@ -486,7 +489,12 @@ int mt_train(const mt_config *cfg, MPI_Comm comm, const mt_train_opts *opts,
     trainer t;
     init_state(&t, cfg, comm, opts ? opts : &none);
     memset(res, 0, sizeof *res);
-    int rc = setup(&t, err);
+    /* From here on the library talks on its own copy of comm. */
+    int rc = mt_plan_init(&t.plan, cfg, comm, err);
+    if (rc == MT_OK) {
+        t.comm = t.plan.run;
+        rc = setup(&t, err);
+    }
     size_t epoch = 0;
     if (rc == MT_OK && t.opts->resume)
         rc = mt__resume(&t, &epoch, err);
