@@ -311,6 +311,15 @@ static void test_dry_run(void **s)
     expect_output("dry run: 7 steps per epoch, 140 steps in all, from "
                   "epoch 1; nothing trained or written");
     assert_int_equal(run("test ! -e dry"), 0);
+    /* The plan: roles, what a rank owns, its memory. */
+    assert_int_equal(run("%s -np 3 %s train good.ini --dry-run --set "
+                         "run.dir=dry",
+                         mpirun, bin),
+                     0);
+    expect_output("plan: ranks 0-2: data-parallel worker (data-parallel "
+                  "group of 3); layers 1-4 of 4, parameters [0, 163) of "
+                  "163;");
+    expect_output("2 optimizer slots, activations of 6 samples");
     assert_int_equal(train_with("train = d.h5", "train = missing.h5",
                                 "--dry-run"),
                      1);
