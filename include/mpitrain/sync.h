@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "mpitrain/model.h"
+#include "mpitrain/optim.h"
 
 typedef enum mt_sync_kind { MT_SYNC_ALLREDUCE, MT_SYNC_RING } mt_sync_kind;
 typedef enum mt_compress { MT_COMPRESS_NONE, MT_COMPRESS_BF16 } mt_compress;
@@ -94,7 +95,11 @@ typedef struct mt_bucket {
     MPI_Request req; /* sync = allreduce: its MPI_Iallreduce */
 } mt_bucket;
 
+/* A strategy's operations (src/parallel/sync_internal.h). */
+typedef struct mt_sync_ops mt_sync_ops;
+
 typedef struct mt_sync {
+    const mt_sync_ops *ops;
     mt_sync_cfg cfg;
     MPI_Comm comm;
     int size;
@@ -120,6 +125,20 @@ int mt_sync_layer_done(mt_sync *s, size_t layer, char *err);
 /* Starts whatever is left and waits: afterwards grads hold the sum over
  * all ranks. */
 int mt_sync_finish(mt_sync *s, char *err);
+/* The optimizer step with the synchronised gradients, on the parameters
+ * this rank owns (allreduce, ring: every rank steps the whole arena; a
+ * parameter server will step its shard). */
+void mt_sync_apply(mt_sync *s, mt_optim *o, float *params, float lr);
+
+/* The deterministic strategy ([parallel] deterministic): rank r receives
+ * the partial sums from rank r - 1 (acc: n floats, total: n_sums
+ * doubles), adds its groups' gradients (groups: n_groups x n) and sums
+ * (n_groups x n_sums) in order, passes them to r + 1, and the last rank
+ * broadcasts the totals. The floats added and their order do not depend
+ * on the rank count. Collective over comm. */
+int mt_chain_sum(MPI_Comm comm, float *acc, const float *groups,
+                 size_t n_groups, size_t n, double *total,
+                 const double *sums, size_t n_sums, char *err);
 
 /* Round to the nearest bf16, ties to even (what the wire carries). */
 uint16_t mt_bf16_from_float(float f);

@@ -1,10 +1,13 @@
-/* Bucketed, overlapped gradient synchronisation; see sync.h. */
+/* Bucketed, overlapped gradient synchronisation; see sync.h. The buckets
+ * and the calls a step makes live here; what each strategy does with
+ * them is in its own file, behind mt_sync_ops (sync_internal.h). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "mpitrain/core.h"
 #include "mpitrain/plan.h"
 #include "mpitrain/sync.h"
+#include "parallel/sync_internal.h"
 
 /* Parameter range of layer i in the arena: its tensors are consecutive. */
 static void layer_range(const mt_model *m, size_t i, size_t *lo, size_t *hi)
@@ -57,6 +60,7 @@ int mt_sync_init(mt_sync *s, mt_model *m, const mt_sync_cfg *cfg,
 {
     memset(s, 0, sizeof *s);
     s->cfg = *cfg;
+    s->ops = cfg->kind == MT_SYNC_RING ? &mt__sync_ring : &mt__sync_allreduce;
     s->comm = comm;
     s->grads = m->grads;
     s->n = m->n_params;
@@ -100,63 +104,6 @@ void mt_sync_begin(mt_sync *s)
     s->active = s->nb;
 }
 
-static int start_bucket(mt_sync *s, mt_bucket *b, char *err)
-{
-    b->state = 1;
-    if (s->cfg.kind == MT_SYNC_ALLREDUCE) {
-        if (MPI_Iallreduce(MPI_IN_PLACE, s->grads + b->lo, (int)(b->hi - b->lo),
-                           MPI_FLOAT, MPI_SUM, s->comm,
-                           &b->req) != MPI_SUCCESS) {
-            mt_seterr(err, "MPI_Iallreduce of a gradient bucket failed");
-            return MT_EIO;
-        }
-        return MT_OK;
-    }
-    s->active = (size_t)(b - s->b);
-    return mt_ring_start(&s->ring, s->grads + b->lo, b->hi - b->lo, err);
-}
-
-/* Moves every started bucket forward without blocking; on the ring one
- * bucket at a time, the next ready one starting when the last ends. */
-static int progress(mt_sync *s, size_t ready_upto, char *err)
-{
-    int rc = MT_OK;
-    if (s->cfg.kind == MT_SYNC_ALLREDUCE) {
-        /* The last bucket (the first layers) is left to mt_sync_finish. */
-        if (ready_upto + 1 > s->nb)
-            ready_upto = s->nb ? s->nb - 1 : 0;
-        while (s->next < ready_upto && rc == MT_OK)
-            rc = start_bucket(s, &s->b[s->next++], err);
-        for (size_t i = 0; i < s->next && rc == MT_OK; i++) {
-            int flag = 0;
-            if (s->b[i].state == 1 &&
-                MPI_Test(&s->b[i].req, &flag, MPI_STATUS_IGNORE) !=
-                    MPI_SUCCESS) {
-                mt_seterr(err, "MPI_Test of a gradient bucket failed");
-                rc = MT_EIO;
-            }
-            if (flag)
-                s->b[i].state = 2;
-        }
-        return rc;
-    }
-    for (;;) {
-        if (s->active == s->nb) {
-            if (s->next >= ready_upto)
-                return MT_OK;
-            if ((rc = start_bucket(s, &s->b[s->next++], err)))
-                return rc;
-        }
-        int done = 0;
-        if ((rc = mt_ring_test(&s->ring, &done, err)))
-            return rc;
-        if (!done)
-            return MT_OK;
-        s->b[s->active].state = 2;
-        s->active = s->nb;
-    }
-}
-
 /* Buckets [0, k) are ready once backward is at or below their layers. */
 static size_t ready_count(const mt_sync *s, size_t layer)
 {
@@ -170,7 +117,7 @@ int mt_sync_layer_done(mt_sync *s, size_t layer, char *err)
 {
     if (!s->cfg.overlap || s->size == 1)
         return MT_OK;
-    return progress(s, ready_count(s, layer), err);
+    return s->ops->progress(s, ready_count(s, layer), err);
 }
 
 int mt_sync_finish(mt_sync *s, char *err)
@@ -178,49 +125,17 @@ int mt_sync_finish(mt_sync *s, char *err)
     if (s->size == 1)
         return MT_OK;
     double t0 = MPI_Wtime();
-    int rc = MT_OK;
-    if (!s->cfg.overlap) {
-        if (s->cfg.kind == MT_SYNC_RING)
-            rc = mt_ring_allreduce(&s->ring, s->grads, s->n, err);
-        else if (MPI_Allreduce(MPI_IN_PLACE, s->grads, (int)s->n, MPI_FLOAT,
-                               MPI_SUM, s->comm) != MPI_SUCCESS) {
-            mt_seterr(err, "MPI_Allreduce of %zu gradients failed", s->n);
-            rc = MT_EIO;
-        }
-    } else if (s->cfg.kind == MT_SYNC_ALLREDUCE && s->nb > 0) {
-        /* The last bucket is ready only when backward ends, with nothing
-         * left to overlap: every rank reduces it with the blocking call,
-         * twice as fast as starting and waiting at 256 KiB-1 MiB on 2 ranks
-         * (libnbc's costs). Whether a bucket's reduction is blocking must
-         * not depend on the rank (a rank without samples starts nothing
-         * during backward), so it is always this one, always blocking. */
-        mt_bucket *last = &s->b[s->nb - 1];
-        rc = progress(s, s->nb, err);
-        if (rc == MT_OK &&
-            MPI_Allreduce(MPI_IN_PLACE, s->grads + last->lo,
-                          (int)(last->hi - last->lo), MPI_FLOAT, MPI_SUM,
-                          s->comm) != MPI_SUCCESS) {
-            mt_seterr(err, "MPI_Allreduce of a gradient bucket failed");
-            rc = MT_EIO;
-        }
-        last->state = 2;
-        s->next = s->nb;
-        for (size_t i = 0; i < s->nb && rc == MT_OK; i++)
-            if (s->b[i].state == 1 &&
-                MPI_Wait(&s->b[i].req, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
-                mt_seterr(err, "MPI_Wait of a gradient bucket failed");
-                rc = MT_EIO;
-            }
-    } else {
-        while (rc == MT_OK && (s->active != s->nb || s->next < s->nb)) {
-            if (s->active == s->nb)
-                rc = start_bucket(s, &s->b[s->next++], err);
-            if (rc == MT_OK && (rc = mt_ring_wait(&s->ring, err)) == MT_OK) {
-                s->b[s->active].state = 2;
-                s->active = s->nb;
-            }
-        }
-    }
+    int rc = s->ops->finish(s, err);
     s->wait_s += MPI_Wtime() - t0;
     return rc;
+}
+
+void mt_sync_apply(mt_sync *s, mt_optim *o, float *params, float lr)
+{
+    s->ops->apply(s, o, params, lr);
+}
+
+void mt__sync_apply_all(mt_sync *s, mt_optim *o, float *params, float lr)
+{
+    mt_optim_step(o, params, s->grads, lr);
 }

@@ -124,10 +124,9 @@ static int step_overlapped(trainer *t, uint64_t step, size_t g0, size_t G,
 
 /* Deterministic: the global batch is cut into groups of `group` samples at
  * fixed positions; each group's gradient is computed on its own, then the
- * groups are added in their global order along a chain of ranks (rank r
- * adds its groups to the partial sum from r - 1 and passes it on), and the
- * last rank broadcasts the total. The floats added, and their order, do
- * not depend on the rank count, so neither do the weights. */
+ * groups are added in their global order along a chain of ranks
+ * (mt_chain_sum, src/parallel/chain.c). The floats added, and their
+ * order, do not depend on the rank count, so neither do the weights. */
 static int step_deterministic(trainer *t, uint64_t step, size_t g0,
                               size_t G, double total[MT__STEP_SUMS],
                               char *err)
@@ -143,36 +142,10 @@ static int step_deterministic(trainer *t, uint64_t step, size_t g0,
         mt_model_backward(&t->model, B);
         memcpy(t->group_grads + k * n, t->model.grads, n * sizeof(float));
     }
-    float *acc = t->model.grads;
-    memset(acc, 0, n * sizeof(float));
-    memset(total, 0, MT__STEP_SUMS * sizeof(double));
-    int rc = MPI_SUCCESS;
-    mt_watch("deterministic gradient chain (MPI_Recv, MPI_Send, MPI_Bcast)");
-    if (t->rank > 0) {
-        rc |= MPI_Recv(acc, (int)n, MPI_FLOAT, t->rank - 1,
-                       MT_TAG_CHAIN_GRADS, t->comm, MPI_STATUS_IGNORE);
-        rc |= MPI_Recv(total, MT__STEP_SUMS, MPI_DOUBLE, t->rank - 1,
-                       MT_TAG_CHAIN_SUMS, t->comm, MPI_STATUS_IGNORE);
-    }
-    for (size_t k = 0; k < groups; k++) {
-        const float *g = t->group_grads + k * n;
-        for (size_t i = 0; i < n; i++)
-            acc[i] += g[i];
-        for (int j = 0; j < MT__STEP_SUMS; j++)
-            total[j] += t->group_sums[MT__STEP_SUMS * k + (size_t)j];
-    }
-    if (t->rank < t->size - 1) {
-        rc |= MPI_Send(acc, (int)n, MPI_FLOAT, t->rank + 1,
-                       MT_TAG_CHAIN_GRADS, t->comm);
-        rc |= MPI_Send(total, MT__STEP_SUMS, MPI_DOUBLE, t->rank + 1,
-                       MT_TAG_CHAIN_SUMS, t->comm);
-    }
-    rc |= MPI_Bcast(acc, (int)n, MPI_FLOAT, t->size - 1, t->comm);
-    rc |= MPI_Bcast(total, MT__STEP_SUMS, MPI_DOUBLE, t->size - 1, t->comm);
-    if (rc != MPI_SUCCESS) {
-        mt_seterr(err, "deterministic gradient chain failed");
-        return MT_EIO;
-    }
+    int rc = mt_chain_sum(t->comm, t->model.grads, t->group_grads, groups,
+                          n, total, t->group_sums, MT__STEP_SUMS, err);
+    if (rc)
+        return rc;
     /* More than one group reported "no accuracy": keep it a flag. */
     total[2] = total[2] > 0.0 ? 1.0 : 0.0;
     return MT_OK;
@@ -227,7 +200,7 @@ int mt__train_step(trainer *t, uint64_t step, size_t g0, size_t G,
         if (t->lr < t->cfg->plateau_min_lr)
             t->lr = (float)t->cfg->plateau_min_lr;
     }
-    mt_optim_step(&t->optim, t->model.params, t->model.grads, t->lr);
+    mt_sync_apply(&t->sync, &t->optim, t->model.params, t->lr);
     for (int j = 0; j < 3; j++)
         sums[j] += local[j];
     return MT_OK;
