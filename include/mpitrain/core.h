@@ -46,7 +46,8 @@ enum {
     MT_RNG_SPLIT = 3,   /* train/validation split: (0, position) */
     MT_RNG_DROPOUT = 4, /* dropout masks: (layer, step, sample, element) */
     MT_RNG_AUGMENT = 5, /* augmentation: (epoch, sample) */
-    MT_RNG_SAMPLE = 6   /* class resampling: (epoch * classes + class) */
+    MT_RNG_SAMPLE = 6,  /* class resampling: (epoch * classes + class) */
+    MT_RNG_SEARCH = 7   /* search trial values: (trial, parameter) */
 };
 
 /* A uniform 64-bit value for (seed, purpose, a, b). */

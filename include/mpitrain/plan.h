@@ -28,7 +28,8 @@ enum {
     MT_TAG_PREDICT = 3,     /* predict: a rank's CSV rows to rank 0 */
     MT_TAG_CHAIN_GRADS = 5, /* deterministic chain: the partial gradient */
     MT_TAG_CHAIN_SUMS = 6,  /* ...and its loss sums */
-    MT_TAG_RING = 77        /* ring-allreduce segments */
+    MT_TAG_RING = 77,       /* ring-allreduce segments */
+    MT_TAG_JOURNAL = 90     /* search: a leader's journal record */
 };
 
 typedef enum mt_role {

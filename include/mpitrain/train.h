@@ -27,6 +27,10 @@ typedef struct mt_train_result {
     double seconds;       /* training time, without evaluation */
     double samples_per_s; /* training throughput over all ranks */
     double comm_wait_s;   /* rank 0's time blocked in gradient sync */
+    /* The last epoch's value of every metric a monitor can name
+     * (mt_monitor_names), the same on every rank; NaN where the run has
+     * none or trained no epoch in this session. */
+    double last[MT_MONITORS];
 } mt_train_result;
 
 /* How a run starts and may be stopped. */
@@ -40,6 +44,10 @@ typedef struct mt_train_opts {
     int dry_run; /* read the data, build the model, find the checkpoint to
                     resume from and print the plan; train and write
                     nothing */
+    /* Called on this rank after every step, if set: local work only, no
+     * collective (the search's journal writer drains its messages). */
+    void (*poll)(void *user);
+    void *poll_user;
 } mt_train_opts;
 
 /* Trains as configured. Rank 0 prints progress and writes the run dir:

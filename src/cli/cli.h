@@ -3,6 +3,7 @@
 #ifndef MPITRAIN_CLI_H
 #define MPITRAIN_CLI_H
 
+#include <signal.h>
 #include <stddef.h>
 
 /* Where Debian's dataset-fashion-mnist puts its IDX files. */
@@ -28,6 +29,7 @@ int mt_cli_convert(int argc, char **argv);
 int mt_cli_inspect(int argc, char **argv);
 int mt_cli_plot(int argc, char **argv);
 int mt_cli_explain(int argc, char **argv);
+int mt_cli_search(int argc, char **argv);
 
 /* Options shared by train/eval/predict: CONFIG, --set k=v (repeatable)
  * and the subcommand's own options. */
@@ -51,6 +53,11 @@ void mt_cli_args_free(mt_cli_args *a);
 /* Rank 0 prints "mpitrain: error: msg" to stderr. Returns the exit status
  * for an mt rc. */
 int mt_cli_fail(int rank, int rc, const char *msg);
+
+/* The stop flag of train and search: set by the first SIGTERM, SIGUSR1
+ * or SIGINT once mt_cli_catch_signals ran (a second one exits at once). */
+extern volatile sig_atomic_t mt_cli_stop_requested;
+void mt_cli_catch_signals(void);
 
 /* Starts the watchdog with [run] deadline_s on every rank of the world
  * (collective); on a deadline it prints this rank's report on stderr and

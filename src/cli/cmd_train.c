@@ -31,28 +31,6 @@ static const char usage[] =
     "meet at start-up, before a batch job waits in the queue. It trains and\n"
     "writes nothing.\n";
 
-/* Set by the first SIGTERM/SIGUSR1/SIGINT; the trainer polls it at step
- * boundaries. A second signal ends the process at once. */
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-    if (stop_requested)
-        _exit(128 + sig);
-    stop_requested = 1;
-}
-
-static void catch_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGUSR1, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-}
-
 /* VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over fork and
  * exec, so a process started from a big parent (a Python benchmark with
  * torch loaded) would report the parent's peak. */
@@ -84,14 +62,14 @@ int mt_cli_train(int argc, char **argv)
      * before any collective. */
     int rc = mt_config_load(&cfg, a.config, a.sets, a.n_sets, err);
     mt_train_opts opts = {.resume = a.resume,
-                          .stop = &stop_requested,
+                          .stop = &mt_cli_stop_requested,
                           .stop_after = a.stop_after,
                           .dry_run = a.dry_run};
     if (rc) {
         mt_cli_args_free(&a);
         return mt_cli_fail(rank, rc, err);
     }
-    catch_signals();
+    mt_cli_catch_signals();
     mt_train_result res;
     rc = mt_cli_watchdog(cfg.deadline_s, err);
     if (rc == MT_OK)

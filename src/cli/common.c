@@ -1,4 +1,5 @@
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +113,28 @@ int mt_cli_watchdog(double deadline_s, char *err)
 {
     return mt_watchdog_start(MPI_COMM_WORLD, deadline_s, on_deadline, NULL,
                              err);
+}
+
+/* Set by the first SIGTERM/SIGUSR1/SIGINT; the trainer polls it at step
+ * boundaries. A second signal ends the process at once. */
+volatile sig_atomic_t mt_cli_stop_requested;
+
+static void on_signal(int sig)
+{
+    if (mt_cli_stop_requested)
+        _exit(128 + sig);
+    mt_cli_stop_requested = 1;
+}
+
+void mt_cli_catch_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
 }
 
 static int has_avx512(void)

@@ -16,6 +16,7 @@ static const char usage[] =
     "  eval CONFIG       evaluate weights on a labelled data file\n"
     "  predict CONFIG    write predictions for a data file\n"
     "  explain CONFIG    permutation importance of input features\n"
+    "  search CONFIG     hyperparameter search ([search] section)\n"
     "  convert ...       turn IDX (MNIST format) files into HDF5\n"
     "  inspect FILE      check and describe a checkpoint\n"
     "  plot RUN_DIR      loss and accuracy per epoch as SVG (gnuplot)\n"
@@ -34,6 +35,7 @@ static const struct {
     {"eval", mt_cli_eval, 1},
     {"predict", mt_cli_predict, 1},
     {"explain", mt_cli_explain, 1},
+    {"search", mt_cli_search, 1},
     {"convert", mt_cli_convert, 0},
     {"inspect", mt_cli_inspect, 0},
     {"plot", mt_cli_plot, 0},

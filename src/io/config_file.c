@@ -42,6 +42,10 @@ static void new_section(parse_ctx *p, const char *name)
     snprintf(p->section, sizeof p->section, "%s", name);
     p->layer = -1;
     p->n_keys = 0;
+    /* [search] belongs to `mpitrain search` (src/search/), which reads it
+     * itself; a training run ignores it, so one file serves both. */
+    if (strcmp(name, "search") == 0)
+        return;
     int s = mt_name_index(mt__singletons, name);
     if (s >= 0) {
         if (p->seen & (1u << s)) {
@@ -143,6 +147,8 @@ static int handler(void *user, const char *section, const char *key,
         fail(p, MT_EINVAL);
         return 0;
     }
+    if (strcmp(p->section, "search") == 0)
+        return 1;
     if (strcmp(p->section, "softmax") == 0) {
         mt_seterr(p->err, "%s: [softmax] takes no keys (got '%s')", where,
                   key);

@@ -69,6 +69,7 @@ typedef struct trainer {
     float *es_params;    /* (n_params) the best weights, if restore_best */
     float *es_state;     /* (n_state) their running statistics */
     int early_stopped;
+    double last_v[MT_MONITORS]; /* the last epoch's values (broadcast) */
     int monitors_checked; /* mt__check_monitors ran (first epoch) */
     /* Reduce-on-plateau ([optimizer] plateau_*) */
     double lr_scale;     /* product of the reductions so far */

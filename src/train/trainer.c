@@ -364,6 +364,8 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
             t_window = now;
         }
         rc = mt__after_step(t, epoch, g0 + G, err);
+        if (t->opts->poll)
+            t->opts->poll(t->opts->poll_user);
     }
     mt__drop_prefetch(t);
     double secs = MPI_Wtime() - t_start;
@@ -387,6 +389,8 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
     mt_watch("epoch-end metrics (MPI_Bcast)");
     if (rc == MT_OK)
         MPI_Bcast(v, MT_MONITORS, MPI_DOUBLE, 0, t->comm);
+    if (rc == MT_OK)
+        memcpy(t->last_v, v, sizeof t->last_v);
     if (rc == MT_OK && !t->monitors_checked) {
         t->monitors_checked = 1;
         rc = mt__check_monitors(t, v, err);
@@ -470,6 +474,8 @@ static void init_state(trainer *t, const mt_config *cfg, MPI_Comm comm,
     t->best = NAN;
     t->lr_scale = 1.0;
     t->pl_best = NAN;
+    for (int m = 0; m < MT_MONITORS; m++)
+        t->last_v[m] = NAN;
     MPI_Comm_rank(comm, &t->rank);
     MPI_Comm_size(comm, &t->size);
     snprintf(t->ckpt_dir, sizeof t->ckpt_dir, "%s",
@@ -489,6 +495,8 @@ int mt_train(const mt_config *cfg, MPI_Comm comm, const mt_train_opts *opts,
     trainer t;
     init_state(&t, cfg, comm, opts ? opts : &none);
     memset(res, 0, sizeof *res);
+    for (int m = 0; m < MT_MONITORS; m++)
+        res->last[m] = NAN;
     /* From here on the library talks on its own copy of comm. */
     int rc = mt_plan_init(&t.plan, cfg, comm, err);
     if (rc == MT_OK) {
@@ -535,6 +543,7 @@ int mt_train(const mt_config *cfg, MPI_Comm comm, const mt_train_opts *opts,
     res->samples_per_s =
         res->seconds > 0 ? (double)t.run_samples / res->seconds : 0.0;
     res->comm_wait_s = t.sync.wait_s;
+    memcpy(res->last, t.last_v, sizeof res->last);
     mt_progress_end(&t.progress);
     trainer_free(&t);
     return rc;

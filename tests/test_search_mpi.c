@@ -1,0 +1,176 @@
+/* The search farm at 1-4 ranks (tests/mpirun.sh): every grid point once,
+ * a second run skips finished trials and resumes the rest, a failing
+ * trial does not stop the search, groups of 2 ranks (3 ranks in groups of
+ * 2 is an error naming the numbers). */
+#include <math.h>
+#include <mpi.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "mpitrain/config.h"
+#include "mpitrain/core.h"
+#include "mpitrain/search.h"
+#include "mpitrain/watchdog.h"
+#include "mpi_fixture.h"
+
+static int rank, size;
+static char dir[256];
+
+static const char ini[] =
+    "[run]\nprogress = none\n[data]\nvalidation = 0.2\n"
+    "[train]\nepochs = 8\nbatch = 10\nloss = mse\n"
+    "[optimizer]\nlr = 0.05\n[checkpoint]\nevery_steps = 3\n"
+    "[flatten]\n[dense]\nunits = 3\n"
+    "[search]\nmethod = grid\noptimizer.lr = grid(0.01, 0.05, 1000)\n"
+    "optimizer.momentum = grid(0, 0.9)\nmetric = val_loss\n";
+
+static int group_setup(void **s) { return fx_setup(dir, sizeof dir, ini); }
+static int group_teardown(void **s) { return fx_teardown(dir); }
+
+/* Counts of each event per trial in the journal of search dir `name`. */
+static void count_events(const char *name, int started[6], int finished[6],
+                         int failed[6])
+{
+    char path[400], line[4096];
+    snprintf(path, sizeof path, "%s/%s/journal.jsonl", dir, name);
+    memset(started, 0, 6 * sizeof(int));
+    memset(finished, 0, 6 * sizeof(int));
+    memset(failed, 0, 6 * sizeof(int));
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof line, f)) {
+        const char *t = strstr(line, "\"trial\":");
+        assert_non_null(t);
+        int i = atoi(t + 8);
+        assert_true(i >= 0 && i < 6);
+        started[i] += strstr(line, "\"started\"") != NULL;
+        finished[i] += strstr(line, "\"finished\"") != NULL;
+        failed[i] += strstr(line, "\"failed\"") != NULL;
+    }
+    fclose(f);
+}
+
+static int run_search(const char *name, const char *file, char *err)
+{
+    char train[300], rundir[300];
+    snprintf(train, sizeof train, "data.train=%s/d.h5", dir);
+    snprintf(rundir, sizeof rundir, "run.dir=%s/%s", dir, name);
+    char *sets[2] = {train, rundir};
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s", dir, file ? file : "t.ini");
+    return mt_search(path, sets, 2, MPI_COMM_WORLD, NULL, err);
+}
+
+/* Every point of the 3 x 2 grid exactly once; lr = 1000 diverges (failed,
+ * journaled with its message) and the search goes on; best.ini loads. */
+static void test_grid_once_and_failures_go_on(void **s)
+{
+    char err[MT_ERR_LEN] = "";
+    assert_int_equal(run_search("g", NULL, err), MT_OK);
+    if (rank != 0)
+        return;
+    int st[6], fin[6], bad[6];
+    count_events("g", st, fin, bad);
+    for (int t = 0; t < 6; t++) {
+        assert_int_equal(st[t], 1);
+        assert_int_equal(fin[t] + bad[t], 1);
+        assert_int_equal(bad[t], t >= 4); /* lr = 1000 */
+    }
+    char path[400];
+    snprintf(path, sizeof path, "%s/g/best.ini", dir);
+    mt_config c;
+    assert_int_equal(mt_config_load(&c, path, NULL, 0, err), MT_OK);
+    mt_config_free(&c);
+}
+
+/* A search cut short: the journal lost the last records of trials 2-5
+ * (as after a kill). The rerun runs exactly those again, from their
+ * checkpoints, and no finished trial twice. */
+static void test_rerun_skips_finished(void **s)
+{
+    char err[MT_ERR_LEN] = "", path[400], cmd[2000];
+    assert_int_equal(run_search("r", NULL, err), MT_OK);
+    if (rank == 0) {
+        snprintf(path, sizeof path, "%s/r/journal.jsonl", dir);
+        snprintf(cmd, sizeof cmd,
+                 "grep -v -E '\"(finished|failed)\",\"trial\":[2-5]' %s > "
+                 "%s.cut && mv %s.cut %s",
+                 path, path, path, path);
+        assert_int_equal(system(cmd), 0);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    assert_int_equal(run_search("r", NULL, err), MT_OK);
+    if (rank != 0)
+        return;
+    int st[6], fin[6], bad[6];
+    count_events("r", st, fin, bad);
+    for (int t = 0; t < 6; t++) {
+        assert_int_equal(st[t], t < 2 ? 1 : 2);
+        assert_int_equal(fin[t] + bad[t], 1);
+    }
+    /* A resumed trial found its checkpoint. */
+    snprintf(cmd, sizeof cmd, "grep -q 'resuming from' %s/r/trial-0002/"
+                              "train.log", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Groups of 2 ranks: on an even rank count every point once (the
+ * group's ranks share each trial's batches); on 1 or 3 ranks an error
+ * naming the numbers, before any trial. */
+static void test_groups_of_two(void **s)
+{
+    char err[MT_ERR_LEN] = "", path[300];
+    if (rank == 0) {
+        snprintf(path, sizeof path, "%s/t2.ini", dir);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fprintf(f, "%sranks_per_trial = 2\n", ini);
+        fclose(f);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    int rc = run_search("p", "t2.ini", err);
+    if (size % 2) {
+        assert_int_equal(rc, MT_EINVAL);
+        char want[100];
+        snprintf(want, sizeof want, "ranks_per_trial = 2 does not divide "
+                                    "the %d ranks",
+                 size);
+        assert_non_null(strstr(err, want));
+        return;
+    }
+    assert_int_equal(rc, MT_OK);
+    if (rank != 0)
+        return;
+    int st[6], fin[6], bad[6];
+    count_events("p", st, fin, bad);
+    for (int t = 0; t < 6; t++)
+        assert_int_equal(fin[t] + bad[t], 1);
+}
+
+int main(int argc, char **argv)
+{
+    int provided;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    fx_watchdog();
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_grid_once_and_failures_go_on),
+        cmocka_unit_test(test_rerun_skips_finished),
+        cmocka_unit_test(test_groups_of_two),
+    };
+    int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
+    mt_watch("MPI_Finalize");
+    MPI_Finalize();
+    mt_watchdog_stop();
+    return failed ? 1 : 0;
+}
