@@ -481,6 +481,51 @@ static void test_stopped_rank_meets_the_deadline(void **s)
     }
 }
 
+/* kill -9 of a search during its second trial, then the same command:
+ * no finished trial runs again, the interrupted one resumes from its
+ * checkpoint, and every trial is finished exactly once. */
+static void test_search_survives_kill(void **s)
+{
+    write_text("ks.ini", "[run]\ndir = ksrun\nprogress = none\n"
+                         "[data]\ntrain = d.h5\nvalidation = 0.2\n"
+                         "[train]\nepochs = 400\nbatch = 16\n"
+                         "[optimizer]\nlr = 0.001\n"
+                         "[checkpoint]\nevery_steps = 200\n"
+                         "[flatten]\n[dense]\nunits = 3\n[softmax]\n"
+                         "[search]\noptimizer.lr = grid(0.001, 0.002, "
+                         "0.003)\n");
+    assert_int_equal(
+        run("sh -c '%s search ks.ini > ks.log 2>&1 & p=$!; for i in "
+            "$(seq 1200); do test -e ksrun/trial-0001/checkpoints/latest "
+            "&& break; sleep 0.05; done; kill -9 $p; wait $p; "
+            "echo status=$?'",
+            bin),
+        0);
+    expect_output("status=137");
+    assert_int_equal(run("grep -c finished ksrun/journal.jsonl"), 0);
+    expect_output("1\n"); /* trial 0 only */
+    assert_int_equal(run("%s search ks.ini > ks2.log 2>&1; echo st=$?; "
+                         "cat ks2.log",
+                         bin),
+                     0);
+    expect_output("st=0");
+    expect_output("search: 3 of 3 trials finished, 0 failed");
+    expect_output("trial 1 (optimizer.lr=0.002)");
+    assert_int_equal(count("trial 0 (optimizer.lr=0.001)"), 0);
+    for (int t = 0; t < 3; t++) {
+        char pat[64];
+        snprintf(pat, sizeof pat, "\"finished\",\"trial\":%d,", t);
+        assert_int_equal(run("cat ksrun/journal.jsonl"), 0);
+        assert_int_equal(count(pat), 1);
+    }
+    assert_int_equal(run("grep -c 'resuming from' "
+                         "ksrun/trial-0001/train.log"),
+                     0);
+    assert_int_equal(run("%s train ksrun/best.ini > /dev/null && echo ok",
+                         bin),
+                     0);
+}
+
 /* A full disk while saving: a clear error, the older checkpoint intact,
  * nothing half-written left. Needs root to mount a small tmpfs. */
 static void test_disk_full_keeps_older_checkpoint(void **s)
@@ -636,6 +681,7 @@ int main(void)
         cmocka_unit_test(test_errors_on_every_rank_count),
         cmocka_unit_test(test_signal_saves_and_resume_finishes),
         cmocka_unit_test(test_stopped_rank_meets_the_deadline),
+        cmocka_unit_test(test_search_survives_kill),
         cmocka_unit_test(test_disk_full_keeps_older_checkpoint),
         cmocka_unit_test(test_no_allocation_per_step),
         cmocka_unit_test(test_fashion_mnist_lenet),
