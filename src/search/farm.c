@@ -186,6 +186,9 @@ static int train_trial(farm *f, size_t t, mt_train_result *res, char *err)
     }
     mt_config cfg;
     int rc = mt_config_load(&cfg, f->path, sets, n, err);
+    /* The output goes to a file: never a progress bar there. */
+    if (rc == MT_OK && cfg.progress == MT_PROGRESS_AUTO)
+        cfg.progress = MT_PROGRESS_LINES;
     if (rc == MT_OK && f->grank == 0)
         rc = mt_mkdirs(tdir, err);
     if ((rc = mt_dist_agree(f->group, rc, err)))
@@ -433,7 +436,12 @@ int mt_search(const char *path, char *const *sets, size_t n_sets,
               .win = MPI_WIN_NULL};
     /* Every rank reads the same file: the same result, before any
      * collective. */
-    int rc = mt_search_space_read(&sp, path, sets, n_sets, err);
+    int rc = MT_OK;
+    if (n_sets > 64) {
+        mt_seterr(err, "search: at most 64 --set options");
+        return MT_EINVAL;
+    }
+    rc = mt_search_space_read(&sp, path, sets, n_sets, err);
     if (rc == MT_OK && (rc = mt_config_load(&base, path, sets, n_sets,
                                             err)) == MT_OK) {
         snprintf(f.dir, sizeof f.dir, "%s", base.dir);

@@ -79,7 +79,8 @@ static int check_value(reader_ctx *r, const char *key, const char *value)
     char **sets = calloc(r->n_sets + 1, sizeof *sets);
     if (!sets)
         return fail(r, key, "out of memory");
-    memcpy(sets, r->sets, r->n_sets * sizeof *sets);
+    if (r->n_sets)
+        memcpy(sets, r->sets, r->n_sets * sizeof *sets);
     sets[r->n_sets] = set;
     mt_config c;
     int rc = mt_config_load(&c, r->path, sets, r->n_sets + 1, err);
