@@ -18,101 +18,7 @@
 
 #include "mpitrain/core.h"
 #include "mpitrain/data.h"
-
-static char dir[64], bin[512], mpirun[512];
-static char out[1 << 16];
-
-/* Runs a shell command (under timeout), captures stdout+stderr in out. */
-static int run(const char *fmt, ...)
-{
-    char cmd[4096], full[4200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    snprintf(full, sizeof full, "cd %s && timeout -k 5 120 %s 2>&1", dir, cmd);
-    FILE *p = popen(full, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
-static void expect_output(const char *frag)
-{
-    if (!strstr(out, frag))
-        fail_msg("output lacks '%s':\n%s", frag, out);
-}
-
-static int count(const char *frag)
-{
-    int n = 0;
-    for (const char *p = out; (p = strstr(p, frag)); p += strlen(frag))
-        n++;
-    return n;
-}
-
-static void write_text(const char *name, const char *text)
-{
-    char path[128];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-/* 120 samples of 4x4 with the label written into the pixels; with
- * one_class every label is 0 (of 3 classes). */
-static void write_data(const char *name, int32_t bad_label, int one_class)
-{
-    enum { N = 120, S = 16 };
-    uint8_t x[N * S];
-    int32_t y[N];
-    for (size_t i = 0; i < N; i++) {
-        y[i] = one_class ? 0 : (int32_t)(i % 3);
-        for (size_t j = 0; j < S; j++)
-            x[i * S + j] = (uint8_t)(j % 3 == (size_t)y[i] ? 200 : 20 + i % 7);
-    }
-    if (bad_label)
-        y[7] = bad_label;
-    char path[128], err[MT_ERR_LEN];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    if (mt_dataset_write(path, N, (mt_shape){1, 4, 4}, x, NULL, y, 3, NULL,
-                         err))
-        fail_msg("%s", err);
-}
-
-static const char good_ini[] =
-    "[run]\ndir = run\nprogress = lines\n"
-    "[data]\ntrain = d.h5\ntest = d.h5\n"
-    "[train]\nepochs = 20\nbatch = 16\nlog_every = 2\n"
-    "[optimizer]\ntype = adam\nlr = 0.01\n"
-    "[flatten]\n[dense]\nunits = 8\nactivation = relu\n"
-    "[dense]\nunits = 3\n[softmax]\n";
-
-static int group_setup(void **s)
-{
-    const char *b = getenv("MPITRAIN_BUILDDIR");
-    snprintf(bin, sizeof bin, "%s/mpitrain", b ? b : ".");
-    snprintf(mpirun, sizeof mpirun,
-             "%s --allow-run-as-root --oversubscribe",
-             getenv("MPIRUN") ? getenv("MPIRUN") : "mpirun");
-    snprintf(dir, sizeof dir, "/tmp/mt_test_cli_XXXXXX");
-    if (!mkdtemp(dir))
-        return -1;
-    write_data("d.h5", 0, 0);
-    write_text("good.ini", good_ini);
-    return 0;
-}
-
-static int group_teardown(void **s)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd);
-}
+#include "cli_fixture.h"
 
 static void test_usage_and_version(void **s)
 {
@@ -259,7 +165,7 @@ static void test_multi_rank_prints_once(void **s)
 /* A config with one line changed; returns the exit status. */
 static int train_with(const char *from, const char *to, const char *extra)
 {
-    char text[sizeof good_ini + 256];
+    char text[2048]; /* good_ini and a few lines more */
     const char *p = strstr(good_ini, from);
     assert_non_null(p);
     snprintf(text, sizeof text, "%.*s%s%s", (int)(p - good_ini), good_ini,
@@ -373,178 +279,6 @@ static void test_errors_on_every_rank_count(void **s)
                       "such file");
         expect_one_error("missing.h5: No such file");
     }
-}
-
-/* Shell code that waits (up to a minute) for an epoch summary in log: then
- * training runs and the signal handlers are in place. */
-static const char *wait_epoch(const char *log)
-{
-    static char buf[2][200];
-    static int k;
-    k ^= 1;
-    snprintf(buf[k], sizeof buf[k],
-             "for i in $(seq 600); do grep -q \"train loss\" %s 2>/dev/null "
-             "&& break; sleep 0.1; done",
-             log);
-    return buf[k];
-}
-
-/* A signal makes every rank save and exit 75; --resume auto finishes. */
-static void test_signal_saves_and_resume_finishes(void **s)
-{
-    write_text("sig.ini", "[run]\ndir = sigrun\nprogress = none\n"
-                          "[data]\ntrain = d.h5\nvalidation = 0\n"
-                          "[train]\nepochs = 100000000\nbatch = 16\n"
-                          "[optimizer]\ntype = adam\nlr = 0.001\n"
-                          "[flatten]\n[dense]\nunits = 3\n[softmax]\n");
-    /* sh -c: the whole line runs under run()'s timeout, in the test
-     * directory; output goes to a file (every epoch prints a line). */
-    /* Signal only once training runs (the handlers are installed by then),
-     * however slow the machine is to start. */
-    assert_int_equal(run("sh -c '%s train sig.ini > sig.log 2>&1 & p=$!; "
-                         "%s; kill -TERM $p; wait $p; echo status=$?'",
-                         bin, wait_epoch("sig.log")),
-                     0);
-    expect_output("status=75");
-    assert_int_equal(run("grep -E 'stopped|resuming' sig.log"), 0);
-    expect_output("stopped on request at step");
-    assert_int_equal(run("test -r sigrun/checkpoints/latest"), 0);
-    /* Under mpirun, SIGUSR1 to mpirun reaches every rank (as from Slurm's
-     * --signal=B:USR1 forwarded by the batch script). */
-    assert_int_equal(run("sh -c '%s -np 2 %s train sig.ini --resume auto "
-                         "> sig2.log 2>&1 & p=$!; %s; kill -USR1 $p; "
-                         "wait $p; echo status=$?'",
-                         mpirun, bin, wait_epoch("sig2.log")),
-                     0);
-    expect_output("status=75");
-    assert_int_equal(run("grep -E 'stopped|resuming' sig2.log"), 0);
-    expect_output("resuming from sigrun/checkpoints/ckpt-");
-    assert_int_equal(count("stopped on request"), 1);
-    assert_int_equal(run("%s train sig.ini --resume auto --set "
-                         "train.epochs=1 > sig3.log 2>&1; tail -3 sig3.log",
-                         bin),
-                     0);
-    expect_output("weights written to sigrun/weights.h5");
-    /* A resume with other settings says what changed, as --set names it. */
-    assert_int_equal(run("grep -A2 'differs from the checkpoint' sig3.log"),
-                     0);
-    expect_output("  train.epochs: 100000000 -> 1");
-    /* Thousands of epochs make a long metrics log: keep the head. */
-    assert_int_equal(run("%s inspect sigrun/checkpoints/$(cat "
-                         "sigrun/checkpoints/latest) --json | head -c 4000",
-                         bin),
-                     0);
-    expect_output("\"tensors\":[{\"name\":\"/model/dense2/bias\"");
-}
-
-/* kill -STOP of one rank at 2, 3 and 4 ranks, with deadline_s = 10:
- * every process has exited within 30 s of the stop, mpirun with status 4,
- * and the others' messages name the stopped rank. Ranks are told apart by
- * the OMPI_COMM_WORLD_RANK in their environment (mpirun has none). */
-static void test_stopped_rank_meets_the_deadline(void **s)
-{
-    write_text("wd.ini", "[run]\ndir = wdrun\nprogress = lines\n"
-                         "deadline_s = 10\n"
-                         "[data]\ntrain = d.h5\nvalidation = 0\n"
-                         "[train]\nepochs = 100000000\nbatch = 16\n"
-                         "[optimizer]\nlr = 0.001\n"
-                         "[flatten]\n[dense]\nunits = 3\n[softmax]\n");
-    for (int np = 2; np <= 4; np++) {
-        int victim = np == 2 ? 0 : np - 2;
-        assert_int_equal(
-            run("sh -c 'rank() { for q in $(pgrep -f \"[t]rain wd.ini\"); "
-                "do grep -qz \"^OMPI_COMM_WORLD_RANK=$1$\" /proc/$q/environ "
-                "2>/dev/null && echo $q; done; }; "
-                "%s -np %d %s train wd.ini > wd.log 2>&1 & p=$!; %s; "
-                "kill -STOP $(rank %d) && echo stopped; t0=$(date +%%s); "
-                "wait $p; echo status=$? after=$(( $(date +%%s) - t0 )); "
-                "sleep 1; [ -z \"$(rank \"[0-9]*\")\" ] && echo all-gone'",
-                mpirun, np, bin, wait_epoch("wd.log"), victim),
-            0);
-        expect_output("stopped");
-        expect_output("status=4");
-        expect_output("all-gone");
-        const char *after = strstr(out, "after=");
-        assert_non_null(after);
-        int secs = atoi(after + 6);
-        print_message("%d ranks, rank %d stopped: all exited %d s later\n",
-                      np, victim, secs);
-        assert_true(secs <= 30);
-        char named[128];
-        snprintf(named, sizeof named, "; no answer from rank %d (stopped",
-                 victim);
-        assert_int_equal(run("grep error: wd.log"), 0);
-        print_message("%s", out);
-        /* Every other rank reports, once. */
-        assert_int_equal(count(named), np - 1);
-        assert_int_equal(count("deadline_s = 10"), np - 1);
-    }
-}
-
-/* kill -9 of a search during its second trial, then the same command:
- * no finished trial runs again, the interrupted one resumes from its
- * checkpoint, and every trial is finished exactly once. */
-static void test_search_survives_kill(void **s)
-{
-    write_text("ks.ini", "[run]\ndir = ksrun\nprogress = none\n"
-                         "[data]\ntrain = d.h5\nvalidation = 0.2\n"
-                         "[train]\nepochs = 400\nbatch = 16\n"
-                         "[optimizer]\nlr = 0.001\n"
-                         "[checkpoint]\nevery_steps = 200\n"
-                         "[flatten]\n[dense]\nunits = 3\n[softmax]\n"
-                         "[search]\noptimizer.lr = grid(0.001, 0.002, "
-                         "0.003)\n");
-    assert_int_equal(
-        run("sh -c '%s search ks.ini > ks.log 2>&1 & p=$!; for i in "
-            "$(seq 1200); do test -e ksrun/trial-0001/checkpoints/latest "
-            "&& break; sleep 0.05; done; kill -9 $p; wait $p; "
-            "echo status=$?'",
-            bin),
-        0);
-    expect_output("status=137");
-    assert_int_equal(run("grep -c finished ksrun/journal.jsonl"), 0);
-    expect_output("1\n"); /* trial 0 only */
-    assert_int_equal(run("%s search ks.ini > ks2.log 2>&1; echo st=$?; "
-                         "cat ks2.log",
-                         bin),
-                     0);
-    expect_output("st=0");
-    expect_output("search: 3 of 3 trials finished, 0 failed");
-    expect_output("trial 1 (optimizer.lr=0.002)");
-    assert_int_equal(count("trial 0 (optimizer.lr=0.001)"), 0);
-    for (int t = 0; t < 3; t++) {
-        char pat[64];
-        snprintf(pat, sizeof pat, "\"finished\",\"trial\":%d,", t);
-        assert_int_equal(run("cat ksrun/journal.jsonl"), 0);
-        assert_int_equal(count(pat), 1);
-    }
-    assert_int_equal(run("grep -c 'resuming from' "
-                         "ksrun/trial-0001/train.log"),
-                     0);
-    assert_int_equal(run("%s train ksrun/best.ini > /dev/null && echo ok",
-                         bin),
-                     0);
-}
-
-/* A full disk while saving: a clear error, the older checkpoint intact,
- * nothing half-written left. Needs root to mount a small tmpfs. */
-static void test_disk_full_keeps_older_checkpoint(void **s)
-{
-    if (run("mkdir -p small && mount -t tmpfs -o size=100k tmpfs small") !=
-        0)
-        skip();
-    int st = run("%s train good.ini --set run.dir=dfrun --set "
-                 "checkpoint.dir=small --set checkpoint.every_steps=1",
-                 bin);
-    char listing[4096];
-    run("ls small; %s inspect small/$(cat small/latest)", bin);
-    memcpy(listing, out, sizeof listing - 1);
-    listing[sizeof listing - 1] = '\0';
-    run("umount small");
-    assert_int_equal(st, 1);
-    if (!strstr(listing, "ckpt-") || strstr(listing, ".partial") ||
-        !strstr(listing, "step "))
-        fail_msg("after a full disk:\n%s", listing);
 }
 
 /* Heap allocations of a one-epoch run over `samples` samples, 2 a step,
@@ -679,12 +413,8 @@ int main(void)
         cmocka_unit_test(test_dry_run),
         cmocka_unit_test(test_divergence),
         cmocka_unit_test(test_errors_on_every_rank_count),
-        cmocka_unit_test(test_signal_saves_and_resume_finishes),
-        cmocka_unit_test(test_stopped_rank_meets_the_deadline),
-        cmocka_unit_test(test_search_survives_kill),
-        cmocka_unit_test(test_disk_full_keeps_older_checkpoint),
         cmocka_unit_test(test_no_allocation_per_step),
         cmocka_unit_test(test_fashion_mnist_lenet),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, cli_setup, cli_teardown);
 }

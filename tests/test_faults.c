@@ -1,0 +1,189 @@
+/* Faults end to end, through the mpitrain command: a signal saves and
+ * exits 75, a stopped rank meets the deadline, a killed search resumes,
+ * a full disk keeps the older checkpoint (docs/reliability.md). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "mpitrain/core.h"
+#include "mpitrain/data.h"
+#include "cli_fixture.h"
+
+/* A signal makes every rank save and exit 75; --resume auto finishes. */
+static void test_signal_saves_and_resume_finishes(void **s)
+{
+    write_text("sig.ini", "[run]\ndir = sigrun\nprogress = none\n"
+                          "[data]\ntrain = d.h5\nvalidation = 0\n"
+                          "[train]\nepochs = 100000000\nbatch = 16\n"
+                          "[optimizer]\ntype = adam\nlr = 0.001\n"
+                          "[flatten]\n[dense]\nunits = 3\n[softmax]\n");
+    /* sh -c: the whole line runs under run()'s timeout, in the test
+     * directory; output goes to a file (every epoch prints a line). */
+    /* Signal only once training runs (the handlers are installed by then),
+     * however slow the machine is to start. */
+    assert_int_equal(run("sh -c '%s train sig.ini > sig.log 2>&1 & p=$!; "
+                         "%s; kill -TERM $p; wait $p; echo status=$?'",
+                         bin, wait_epoch("sig.log")),
+                     0);
+    expect_output("status=75");
+    assert_int_equal(run("grep -E 'stopped|resuming' sig.log"), 0);
+    expect_output("stopped on request at step");
+    assert_int_equal(run("test -r sigrun/checkpoints/latest"), 0);
+    /* Under mpirun, SIGUSR1 to mpirun reaches every rank (as from Slurm's
+     * --signal=B:USR1 forwarded by the batch script). */
+    assert_int_equal(run("sh -c '%s -np 2 %s train sig.ini --resume auto "
+                         "> sig2.log 2>&1 & p=$!; %s; kill -USR1 $p; "
+                         "wait $p; echo status=$?'",
+                         mpirun, bin, wait_epoch("sig2.log")),
+                     0);
+    expect_output("status=75");
+    assert_int_equal(run("grep -E 'stopped|resuming' sig2.log"), 0);
+    expect_output("resuming from sigrun/checkpoints/ckpt-");
+    assert_int_equal(count("stopped on request"), 1);
+    assert_int_equal(run("%s train sig.ini --resume auto --set "
+                         "train.epochs=1 > sig3.log 2>&1; tail -3 sig3.log",
+                         bin),
+                     0);
+    expect_output("weights written to sigrun/weights.h5");
+    /* A resume with other settings says what changed, as --set names it. */
+    assert_int_equal(run("grep -A2 'differs from the checkpoint' sig3.log"),
+                     0);
+    expect_output("  train.epochs: 100000000 -> 1");
+    /* Thousands of epochs make a long metrics log: keep the head. */
+    assert_int_equal(run("%s inspect sigrun/checkpoints/$(cat "
+                         "sigrun/checkpoints/latest) --json | head -c 4000",
+                         bin),
+                     0);
+    expect_output("\"tensors\":[{\"name\":\"/model/dense2/bias\"");
+}
+
+/* kill -STOP of one rank at 2, 3 and 4 ranks, with deadline_s = 10:
+ * every process has exited within 30 s of the stop, mpirun with status 4,
+ * and the others' messages name the stopped rank. Ranks are told apart by
+ * the OMPI_COMM_WORLD_RANK in their environment (mpirun has none). */
+static void test_stopped_rank_meets_the_deadline(void **s)
+{
+    write_text("wd.ini", "[run]\ndir = wdrun\nprogress = lines\n"
+                         "deadline_s = 10\n"
+                         "[data]\ntrain = d.h5\nvalidation = 0\n"
+                         "[train]\nepochs = 100000000\nbatch = 16\n"
+                         "[optimizer]\nlr = 0.001\n"
+                         "[flatten]\n[dense]\nunits = 3\n[softmax]\n");
+    for (int np = 2; np <= 4; np++) {
+        int victim = np == 2 ? 0 : np - 2;
+        assert_int_equal(
+            run("sh -c 'rank() { for q in $(pgrep -f \"[t]rain wd.ini\"); "
+                "do grep -qz \"^OMPI_COMM_WORLD_RANK=$1$\" /proc/$q/environ "
+                "2>/dev/null && echo $q; done; }; "
+                "%s -np %d %s train wd.ini > wd.log 2>&1 & p=$!; %s; "
+                "kill -STOP $(rank %d) && echo stopped; t0=$(date +%%s); "
+                "wait $p; echo status=$? after=$(( $(date +%%s) - t0 )); "
+                "sleep 1; [ -z \"$(rank \"[0-9]*\")\" ] && echo all-gone'",
+                mpirun, np, bin, wait_epoch("wd.log"), victim),
+            0);
+        expect_output("stopped");
+        expect_output("status=4");
+        expect_output("all-gone");
+        const char *after = strstr(out, "after=");
+        assert_non_null(after);
+        int secs = atoi(after + 6);
+        print_message("%d ranks, rank %d stopped: all exited %d s later\n",
+                      np, victim, secs);
+        assert_true(secs <= 30);
+        char named[128];
+        snprintf(named, sizeof named, "; no answer from rank %d (stopped",
+                 victim);
+        assert_int_equal(run("grep error: wd.log"), 0);
+        print_message("%s", out);
+        /* Every other rank reports, once. */
+        assert_int_equal(count(named), np - 1);
+        assert_int_equal(count("deadline_s = 10"), np - 1);
+    }
+}
+
+/* kill -9 of a search during its second trial, then the same command:
+ * no finished trial runs again, the interrupted one resumes from its
+ * checkpoint, and every trial is finished exactly once. */
+static void test_search_survives_kill(void **s)
+{
+    write_text("ks.ini", "[run]\ndir = ksrun\nprogress = none\n"
+                         "[data]\ntrain = d.h5\nvalidation = 0.2\n"
+                         "[train]\nepochs = 400\nbatch = 16\n"
+                         "[optimizer]\nlr = 0.001\n"
+                         "[checkpoint]\nevery_steps = 200\n"
+                         "[flatten]\n[dense]\nunits = 3\n[softmax]\n"
+                         "[search]\noptimizer.lr = grid(0.001, 0.002, "
+                         "0.003)\n");
+    assert_int_equal(
+        run("sh -c '%s search ks.ini > ks.log 2>&1 & p=$!; for i in "
+            "$(seq 1200); do test -e ksrun/trial-0001/checkpoints/latest "
+            "&& break; sleep 0.05; done; kill -9 $p; wait $p; "
+            "echo status=$?'",
+            bin),
+        0);
+    expect_output("status=137");
+    assert_int_equal(run("grep -c finished ksrun/journal.jsonl"), 0);
+    expect_output("1\n"); /* trial 0 only */
+    assert_int_equal(run("%s search ks.ini > ks2.log 2>&1; echo st=$?; "
+                         "cat ks2.log",
+                         bin),
+                     0);
+    expect_output("st=0");
+    expect_output("search: 3 of 3 trials finished, 0 failed");
+    expect_output("trial 1 (optimizer.lr=0.002)");
+    assert_int_equal(count("trial 0 (optimizer.lr=0.001)"), 0);
+    for (int t = 0; t < 3; t++) {
+        char pat[64];
+        snprintf(pat, sizeof pat, "\"finished\",\"trial\":%d,", t);
+        assert_int_equal(run("cat ksrun/journal.jsonl"), 0);
+        assert_int_equal(count(pat), 1);
+    }
+    assert_int_equal(run("grep -c 'resuming from' "
+                         "ksrun/trial-0001/train.log"),
+                     0);
+    assert_int_equal(run("%s train ksrun/best.ini > /dev/null && echo ok",
+                         bin),
+                     0);
+}
+
+/* A full disk while saving: a clear error, the older checkpoint intact,
+ * nothing half-written left. Needs root to mount a small tmpfs. */
+static void test_disk_full_keeps_older_checkpoint(void **s)
+{
+    if (run("mkdir -p small && mount -t tmpfs -o size=100k tmpfs small") !=
+        0)
+        skip();
+    int st = run("%s train good.ini --set run.dir=dfrun --set "
+                 "checkpoint.dir=small --set checkpoint.every_steps=1",
+                 bin);
+    char listing[4096];
+    run("ls small; %s inspect small/$(cat small/latest)", bin);
+    memcpy(listing, out, sizeof listing - 1);
+    listing[sizeof listing - 1] = '\0';
+    run("umount small");
+    assert_int_equal(st, 1);
+    if (!strstr(listing, "ckpt-") || strstr(listing, ".partial") ||
+        !strstr(listing, "step "))
+        fail_msg("after a full disk:\n%s", listing);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_signal_saves_and_resume_finishes),
+        cmocka_unit_test(test_stopped_rank_meets_the_deadline),
+        cmocka_unit_test(test_search_survives_kill),
+        cmocka_unit_test(test_disk_full_keeps_older_checkpoint),
+    };
+    return cmocka_run_group_tests(tests, cli_setup, cli_teardown);
+}
