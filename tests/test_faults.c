@@ -156,6 +156,40 @@ static void test_search_survives_kill(void **s)
                      0);
 }
 
+/* SIGUSR1 to mpirun running a search (2 ranks, a trial each, seconds
+ * a trial): every running trial saves, the search exits 75; the same
+ * command resumes them and finishes every trial once. */
+static void test_search_signal_saves(void **s)
+{
+    write_text("ss.ini", "[run]\ndir = ssrun\nprogress = none\n"
+                         "[data]\ntrain = d.h5\nvalidation = 0.2\n"
+                         "[train]\nepochs = 20000\nbatch = 16\n"
+                         "[optimizer]\nlr = 0.001\n"
+                         "[flatten]\n[dense]\nunits = 3\n[softmax]\n"
+                         "[search]\noptimizer.lr = grid(0.001, 0.002, "
+                         "0.003)\n");
+    assert_int_equal(
+        run("sh -c '%s -np 2 %s search ss.ini > ss.log 2>&1 & p=$!; for i "
+            "in $(seq 1200); do n=$(ls ssrun/trial-000[01]/metrics.jsonl "
+            "2>/dev/null | wc -l); [ \"$n\" = 2 ] && break; sleep 0.05; "
+            "done; sleep 0.5; kill -USR1 $p; wait $p; echo status=$?'",
+            mpirun, bin),
+        0);
+    expect_output("status=75");
+    /* Each running trial saved at the stop (its last line). */
+    assert_int_equal(run("tail -qn1 ssrun/trial-0000/train.log "
+                         "ssrun/trial-0001/train.log"),
+                     0);
+    assert_int_equal(count("checkpoint: step"), 2);
+    assert_int_equal(run("%s -np 2 %s search ss.ini > ss2.log 2>&1; "
+                         "echo st=$?; grep -c resuming "
+                         "ssrun/trial-0000/train.log; grep -c finished "
+                         "ssrun/journal.jsonl",
+                         mpirun, bin),
+                     0);
+    expect_output("st=0\n1\n3\n");
+}
+
 /* A full disk while saving: a clear error, the older checkpoint intact,
  * nothing half-written left. Needs root to mount a small tmpfs. */
 static void test_disk_full_keeps_older_checkpoint(void **s)
@@ -183,6 +217,7 @@ int main(void)
         cmocka_unit_test(test_signal_saves_and_resume_finishes),
         cmocka_unit_test(test_stopped_rank_meets_the_deadline),
         cmocka_unit_test(test_search_survives_kill),
+        cmocka_unit_test(test_search_signal_saves),
         cmocka_unit_test(test_disk_full_keeps_older_checkpoint),
     };
     return cmocka_run_group_tests(tests, cli_setup, cli_teardown);
