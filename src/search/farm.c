@@ -258,6 +258,9 @@ static void work(farm *f, int *stopped)
         if (f->rank == 0)
             drain(f);
     }
+    /* A stop between two trials leaves the rest for the next run too. */
+    if (f->opts && f->opts->stop && *f->opts->stop)
+        *stopped = 1;
 }
 
 /* The ranked table of finished trials, best first (NaN last). */
