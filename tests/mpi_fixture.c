@@ -124,11 +124,24 @@ static void on_deadline(const char *report, void *user)
     fflush(stderr);
 }
 
-void fx_watchdog(void)
+void fx_mpi_init(int *argc, char ***argv, int *rank, int *size)
 {
+    int provided;
+    MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, rank);
+    MPI_Comm_size(MPI_COMM_WORLD, size);
     const char *env = getenv("MPITRAIN_TEST_DEADLINE");
     char err[MT_ERR_LEN];
     if (mt_watchdog_start(MPI_COMM_WORLD, env ? atof(env) : 60.0,
                           on_deadline, NULL, err))
         fprintf(stderr, "test watchdog not started: %s\n", err);
+}
+
+int fx_mpi_finalize(int failed)
+{
+    mt_watch("MPI_Finalize");
+    MPI_Finalize();
+    mt_watchdog_stop();
+    return failed ? 1 : 0;
 }

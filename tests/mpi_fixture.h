@@ -24,10 +24,12 @@ void fx_load(mt_config *c, const char *dir, const char *file,
 double fx_weight_diff(const char *dir, const char *a, const char *b,
                       int exact);
 
-/* Starts the watchdog (deadline MPITRAIN_TEST_DEADLINE seconds, 60 by
- * default): a test that hangs fails within a minute, with a report that
- * names the operation and the rank, instead of at the launcher's
- * timeout. Call after MPI_Init_thread(FUNNELED) on every rank. */
-void fx_watchdog(void);
+/* MPI_Init_thread (FUNNELED), errors returned on the world, this rank and
+ * the size, and the watchdog (deadline MPITRAIN_TEST_DEADLINE seconds, 60
+ * by default): a test that hangs fails within a minute with a report
+ * naming the operation and the rank, not at the launcher's timeout. */
+void fx_mpi_init(int *argc, char ***argv, int *rank, int *size);
+/* MPI_Finalize (watched) and the watchdog stopped; returns failed != 0. */
+int fx_mpi_finalize(int failed);
 
 #endif

@@ -411,12 +411,7 @@ static void test_unwritable_checkpoint_dir(void **s)
 
 int main(int argc, char **argv)
 {
-    int provided;
-    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
-    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    fx_watchdog();
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    fx_mpi_init(&argc, &argv, &rank, &size);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_mid_epoch_is_exact),
         cmocka_unit_test(test_auto_with_nothing_saved_starts_fresh),
@@ -429,8 +424,5 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_unwritable_checkpoint_dir),
     };
     int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
-    mt_watch("MPI_Finalize");
-    MPI_Finalize();
-    mt_watchdog_stop();
-    return failed ? 1 : 0;
+    return fx_mpi_finalize(failed);
 }

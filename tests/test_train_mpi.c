@@ -503,12 +503,7 @@ static void test_validation_overflow_stops_all_ranks(void **s)
 
 int main(int argc, char **argv)
 {
-    int provided;
-    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
-    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    fx_watchdog();
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    fx_mpi_init(&argc, &argv, &rank, &size);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_share_covers_everything),
         cmocka_unit_test(test_agree_reports_lowest_failing_rank),
@@ -528,8 +523,5 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_validation_overflow_stops_all_ranks),
     };
     int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
-    mt_watch("MPI_Finalize");
-    MPI_Finalize();
-    mt_watchdog_stop();
-    return failed ? 1 : 0;
+    return fx_mpi_finalize(failed);
 }
