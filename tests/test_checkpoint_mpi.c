@@ -24,7 +24,6 @@
 #include "mpitrain/model.h"
 #include "mpitrain/optim.h"
 #include "mpitrain/train.h"
-#include "mpitrain/watchdog.h"
 #include "mpi_fixture.h"
 
 static int rank, size;

@@ -18,7 +18,6 @@
 #include "mpitrain/config.h"
 #include "mpitrain/core.h"
 #include "mpitrain/search.h"
-#include "mpitrain/watchdog.h"
 #include "mpi_fixture.h"
 
 static int rank, size;

@@ -20,7 +20,6 @@
 #include "mpitrain/dist.h"
 #include "mpitrain/io.h"
 #include "mpitrain/train.h"
-#include "mpitrain/watchdog.h"
 #include "mpi_fixture.h"
 
 static int rank, size;
