@@ -134,6 +134,9 @@ static void test_search_survives_kill(void **s)
     expect_output("status=137");
     assert_int_equal(run("grep -c finished ksrun/journal.jsonl"), 0);
     expect_output("1\n"); /* trial 0 only */
+    assert_int_equal(run("%s search --status ksrun", bin), 0);
+    expect_output("search in ksrun: 3 trials: 1 finished, 0 failed, 1 "
+                  "running or interrupted, 1 not started; best val_accuracy");
     assert_int_equal(run("%s search ks.ini > ks2.log 2>&1; echo st=$?; "
                          "cat ks2.log",
                          bin),
@@ -151,6 +154,11 @@ static void test_search_survives_kill(void **s)
     assert_int_equal(run("grep -c 'resuming from' "
                          "ksrun/trial-0001/train.log"),
                      0);
+    assert_int_equal(run("%s search --status ksrun", bin), 0);
+    expect_output("3 trials: 3 finished, 0 failed, 0 running or "
+                  "interrupted, 0 not started; best val_accuracy");
+    assert_int_equal(run("%s search --status nowhere", bin), 1);
+    expect_output("nowhere/journal.jsonl: no search journal here");
     assert_int_equal(run("%s train ksrun/best.ini > /dev/null && echo ok",
                          bin),
                      0);

@@ -25,6 +25,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define MT_SEARCH_MAX_PARAMS 16
 #define MT_SEARCH_MAX_VALUES 32
@@ -89,5 +90,10 @@ typedef struct mt_search_opts {
  * MT_ESTOPPED after a stop request (running trials saved). */
 int mt_search(const char *path, char *const *sets, size_t n_sets,
               MPI_Comm comm, const mt_search_opts *opts, char *err);
+
+/* Summarises the search in dir from its journal on out: trials finished,
+ * failed, running or interrupted, not started, and the best. Local.
+ * MT_EIO if dir has no journal. */
+int mt_search_status(const char *dir, FILE *out, char *err);
 
 #endif

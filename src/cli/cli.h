@@ -38,7 +38,7 @@ typedef struct mt_cli_args {
     char **sets;
     size_t n_sets;
     const char *weights, *input, *output, *data, *resume;
-    int json, dry_run;
+    int json, dry_run, status;
     unsigned long long stop_after;
     unsigned long long samples, group; /* explain */
 } mt_cli_args;

@@ -36,6 +36,7 @@ int mt_cli_parse(int argc, char **argv, const char *usage,
         {"samples", required_argument, 0, 'n'},
         {"group", required_argument, 0, 'g'},
         {"dry-run", no_argument, 0, 'D'},
+        {"status", no_argument, 0, 'T'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
@@ -70,6 +71,7 @@ int mt_cli_parse(int argc, char **argv, const char *usage,
         case 'n': a->samples = strtoull(optarg, NULL, 10); break;
         case 'g': a->group = strtoull(optarg, NULL, 10); break;
         case 'D': a->dry_run = 1; break;
+        case 'T': a->status = 1; break;
         }
     }
     if (optind != argc - 1) {

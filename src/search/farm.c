@@ -370,6 +370,13 @@ static int open_journal(farm *f, char *err)
     }
     for (size_t t = 0; t < f->sp->trials; t++)
         f->done += f->trials[t].state >= MT__TRIAL_FINISHED;
+    char *head = rc == MT_OK ? mt__journal_header(
+                                   mt_monitor_names[f->sp->metric],
+                                   f->sp->maximize, f->sp->trials)
+                             : NULL;
+    if (head)
+        rc = mt__journal_append(f->journal, head, err);
+    free(head);
     return rc;
 }
 

@@ -28,6 +28,9 @@ int mt__journal_append(FILE *f, const char *record, char *err);
  * "finished" (metric, seconds) or "failed" (error). */
 char *mt__journal_record(const char *event, size_t trial, double metric,
                          double seconds, const char *error);
+/* The record that opens each run of a search: what ranks the trials. */
+char *mt__journal_header(const char *metric, int maximize, size_t trials);
+
 /* Fields of a record; -1 if it is not one. */
 int mt__journal_parse(const char *record, char *event, size_t len,
                       size_t *trial, double *metric, double *seconds);

@@ -76,6 +76,71 @@ char *mt__journal_record(const char *event, size_t trial, double metric,
     return s;
 }
 
+char *mt__journal_header(const char *metric, int maximize, size_t trials)
+{
+    json_t *j = json_pack("{s:s, s:s, s:b, s:I}", "event", "search",
+                          "metric", metric, "maximize", maximize, "trials",
+                          (json_int_t)trials);
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    return s;
+}
+
+int mt_search_status(const char *dir, FILE *out, char *err)
+{
+    char path[4096], line[4096], metric[64] = "metric";
+    snprintf(path, sizeof path, "%s/journal.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        mt_seterr(err, "%s: no search journal here: %m", path);
+        return MT_EIO;
+    }
+    size_t n = 0, cap = 0;
+    int maximize = 1;
+    mt__trial *t = NULL;
+    while (fgets(line, sizeof line, f)) {
+        json_t *j = json_loads(line, 0, NULL);
+        const char *ev = json_string_value(json_object_get(j, "event"));
+        if (ev && !strcmp(ev, "search")) {
+            snprintf(metric, sizeof metric, "%s",
+                     json_string_value(json_object_get(j, "metric")));
+            maximize = json_is_true(json_object_get(j, "maximize"));
+            size_t want = (size_t)json_integer_value(
+                json_object_get(j, "trials"));
+            if (want > cap) {
+                mt__trial *g = realloc(t, want * sizeof *g);
+                if (g) {
+                    memset(g + cap, 0, (want - cap) * sizeof *g);
+                    t = g;
+                    cap = want;
+                }
+            }
+            n = want <= cap ? want : n;
+        }
+        json_decref(j);
+    }
+    fclose(f);
+    int rc = mt__journal_load(path, t, n, err);
+    size_t count[4] = {0}, best = n;
+    for (size_t i = 0; i < n; i++) {
+        count[t[i].state]++;
+        if (t[i].state == MT__TRIAL_FINISHED && !isnan(t[i].metric) &&
+            (best == n || (maximize ? t[i].metric > t[best].metric
+                                    : t[i].metric < t[best].metric)))
+            best = i;
+    }
+    fprintf(out, "search in %s: %zu trials: %zu finished, %zu failed, %zu "
+                 "running or interrupted, %zu not started",
+            dir, n, count[MT__TRIAL_FINISHED], count[MT__TRIAL_FAILED],
+            count[MT__TRIAL_STARTED], count[MT__TRIAL_NEW]);
+    if (best < n)
+        fprintf(out, "; best %s %.4f (trial %zu)", metric, t[best].metric,
+                best);
+    fprintf(out, "\n");
+    free(t);
+    return rc;
+}
+
 int mt__journal_parse(const char *record, char *event, size_t len,
                       size_t *trial, double *metric, double *seconds)
 {
