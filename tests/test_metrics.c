@@ -159,15 +159,15 @@ static void test_top_k_and_correct_with_nan(void **s)
  * infinities compare as numbers. */
 static void test_improves_with_non_finite(void **s)
 {
-    assert_false(mt__improves(NAN, 1.0, 1, 0.0));
-    assert_false(mt__improves(NAN, NAN, 1, 0.0));
-    assert_true(mt__improves(1.0, NAN, 1, 0.0));
-    assert_true(mt__improves(INFINITY, NAN, 0, 0.0));
-    assert_true(mt__improves(-INFINITY, 1.0, 1, 0.0));
-    assert_false(mt__improves(-INFINITY, -INFINITY, 1, 0.0));
-    assert_false(mt__improves(INFINITY, 1.0, 1, 0.0));
-    assert_true(mt__improves(INFINITY, 1.0, 0, 0.5));
-    assert_false(mt__improves(1.0, 1.0, 0, 0.0)); /* all equal: no gain */
+    assert_false(mt_metric_improves(NAN, 1.0, 1, 0.0));
+    assert_false(mt_metric_improves(NAN, NAN, 1, 0.0));
+    assert_true(mt_metric_improves(1.0, NAN, 1, 0.0));
+    assert_true(mt_metric_improves(INFINITY, NAN, 0, 0.0));
+    assert_true(mt_metric_improves(-INFINITY, 1.0, 1, 0.0));
+    assert_false(mt_metric_improves(-INFINITY, -INFINITY, 1, 0.0));
+    assert_false(mt_metric_improves(INFINITY, 1.0, 1, 0.0));
+    assert_true(mt_metric_improves(INFINITY, 1.0, 0, 0.5));
+    assert_false(mt_metric_improves(1.0, 1.0, 0, 0.0)); /* all equal: no gain */
 }
 
 int main(void)

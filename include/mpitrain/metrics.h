@@ -38,6 +38,13 @@ typedef struct mt_report {
 int mt_report_from_confusion(const uint64_t *cm, size_t K, mt_report *r);
 void mt_report_free(mt_report *r);
 
+/* Whether metric value v improves on best by more than delta (downwards
+ * when minimize): the one comparison of early stopping, the plateau, the
+ * best checkpoint and the search. An undefined value (NaN: an AUC
+ * without positives) never improves; any value beats none yet (best
+ * NaN); the infinities compare as numbers. */
+int mt_metric_improves(double v, double best, int minimize, double delta);
+
 /* Exact ROC AUC of scores for a binary problem (positive[i] != 0 marks
  * the positives). *defined = 0 (and NaN returned) without positives or
  * negatives, or when a score is NaN (as scikit-learn refuses NaN input);

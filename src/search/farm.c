@@ -24,6 +24,7 @@
 #include "mpitrain/core.h"
 #include "mpitrain/dist.h"
 #include "mpitrain/io.h"
+#include "mpitrain/metrics.h"
 #include "mpitrain/plan.h"
 #include "mpitrain/search.h"
 #include "mpitrain/train.h"
@@ -65,22 +66,15 @@ static void describe(const farm *f, size_t t, char *buf, size_t len)
                               f->sp->p[k].key, vals[k]);
 }
 
+/* Whether metric a ranks above b (NaN never does). */
 static int better(const farm *f, double a, double b)
 {
-    if (isnan(a))
-        return 0;
-    return isnan(b) || (f->sp->maximize ? a > b : a < b);
+    return mt_metric_improves(a, b, !f->sp->maximize, 0.0);
 }
 
 static size_t best_trial(const farm *f)
 {
-    size_t best = f->sp->trials;
-    for (size_t t = 0; t < f->sp->trials; t++)
-        if (f->trials[t].state == MT__TRIAL_FINISHED &&
-            (best == f->sp->trials ||
-             better(f, f->trials[t].metric, f->trials[best].metric)))
-            best = t;
-    return best;
+    return mt__best_trial(f->trials, f->sp->trials, f->sp->maximize);
 }
 
 /* Rank 0: a record from any leader, its own included. */
@@ -99,14 +93,8 @@ static void take_record(farm *f, const char *rec)
     if (f->journal_rc == MT_OK)
         f->journal_rc = mt__journal_append(f->journal, rec, f->journal_err);
     mt__trial *tr = &f->trials[t];
-    if (!strcmp(ev, "started")) {
-        tr->state = MT__TRIAL_STARTED;
+    if (!mt__trial_take(tr, ev, metric, secs))
         return;
-    }
-    tr->state = strcmp(ev, "finished") ? MT__TRIAL_FAILED
-                                       : MT__TRIAL_FINISHED;
-    tr->metric = metric;
-    tr->seconds = secs;
     f->done++;
     f->done_now++;
     describe(f, t, desc, sizeof desc);
@@ -160,30 +148,41 @@ static void send_record(farm *f, const char *ev, size_t t, double metric,
     free(rec);
 }
 
+/* The overrides of trial t: the command line's, run.dir, the trial's
+ * values and max_epochs, into sets (pointing into buf); returns how many.
+ * mt_search allows at most 64 of the command line's. */
+typedef char trial_buf[MT_SEARCH_MAX_PARAMS + 2][MT_PATH_LEN + 80];
+static size_t trial_sets(const farm *f, size_t t, const char *run_dir,
+                         trial_buf buf,
+                         char *sets[64 + MT_SEARCH_MAX_PARAMS + 2])
+{
+    char vals[MT_SEARCH_MAX_PARAMS][MT_SEARCH_VALUE_LEN];
+    size_t n = 0, b = 0;
+    mt_search_trial_values(f->sp, t, vals);
+    for (size_t i = 0; i < f->n_sets; i++)
+        sets[n++] = f->sets[i];
+    snprintf(buf[b], sizeof buf[b], "run.dir=%s", run_dir);
+    sets[n++] = buf[b++];
+    for (size_t k = 0; k < f->sp->n; k++) {
+        snprintf(buf[b], sizeof buf[b], "%s=%s", f->sp->p[k].key, vals[k]);
+        sets[n++] = buf[b++];
+    }
+    if (f->sp->max_epochs) {
+        snprintf(buf[b], sizeof buf[b], "train.epochs=%zu",
+                 f->sp->max_epochs);
+        sets[n++] = buf[b++];
+    }
+    return n;
+}
+
 /* Trains trial t on the group; the leader's output goes to the trial's
  * train.log. Returns the run's rc. */
 static int train_trial(farm *f, size_t t, mt_train_result *res, char *err)
 {
-    char vals[MT_SEARCH_MAX_PARAMS][MT_SEARCH_VALUE_LEN];
-    char sets_buf[MT_SEARCH_MAX_PARAMS + 2][MT_PATH_LEN + 80];
+    trial_buf buf;
     char *sets[64 + MT_SEARCH_MAX_PARAMS + 2], tdir[MT_PATH_LEN + 32];
-    size_t n = 0;
-    mt_search_trial_values(f->sp, t, vals);
-    for (size_t i = 0; i < f->n_sets && n < 64; i++)
-        sets[n++] = f->sets[i];
     snprintf(tdir, sizeof tdir, "%s/trial-%04zu", f->dir, t);
-    snprintf(sets_buf[0], sizeof sets_buf[0], "run.dir=%s", tdir);
-    sets[n++] = sets_buf[0];
-    for (size_t k = 0; k < f->sp->n; k++) {
-        snprintf(sets_buf[k + 1], sizeof sets_buf[k + 1], "%s=%s",
-                 f->sp->p[k].key, vals[k]);
-        sets[n++] = sets_buf[k + 1];
-    }
-    if (f->sp->max_epochs) {
-        snprintf(sets_buf[f->sp->n + 1], sizeof sets_buf[0],
-                 "train.epochs=%zu", f->sp->max_epochs);
-        sets[n++] = sets_buf[f->sp->n + 1];
-    }
+    size_t n = trial_sets(f, t, tdir, buf, sets);
     mt_config cfg;
     int rc = mt_config_load(&cfg, f->path, sets, n, err);
     /* The output goes to a file: never a progress bar there. */
@@ -305,26 +304,12 @@ static int write_best(farm *f, char *err)
     size_t b = best_trial(f);
     if (b == f->sp->trials)
         return MT_OK;
-    char vals[MT_SEARCH_MAX_PARAMS][MT_SEARCH_VALUE_LEN];
-    char buf[MT_SEARCH_MAX_PARAMS + 2][MT_PATH_LEN + 80];
-    char *sets[64 + MT_SEARCH_MAX_PARAMS + 2];
-    size_t n = 0;
-    mt_search_trial_values(f->sp, b, vals);
-    for (size_t i = 0; i < f->n_sets && n < 64; i++)
-        sets[n++] = f->sets[i];
-    for (size_t k = 0; k < f->sp->n; k++) {
-        snprintf(buf[k], sizeof buf[k], "%s=%s", f->sp->p[k].key, vals[k]);
-        sets[n++] = buf[k];
-    }
-    snprintf(buf[f->sp->n], sizeof buf[0], "run.dir=%s/best", f->dir);
-    sets[n++] = buf[f->sp->n];
-    if (f->sp->max_epochs) {
-        snprintf(buf[f->sp->n + 1], sizeof buf[0], "train.epochs=%zu",
-                 f->sp->max_epochs);
-        sets[n++] = buf[f->sp->n + 1];
-    }
+    trial_buf buf;
+    char *sets[64 + MT_SEARCH_MAX_PARAMS + 2], best_dir[MT_PATH_LEN + 8];
+    snprintf(best_dir, sizeof best_dir, "%s/best", f->dir);
     mt_config c;
-    int rc = mt_config_load(&c, f->path, sets, n, err);
+    int rc = mt_config_load(&c, f->path, sets,
+                            trial_sets(f, b, best_dir, buf, sets), err);
     if (rc)
         return rc;
     char path[MT_PATH_LEN + 32], tmp[MT_PATH_LEN + 48];
@@ -363,9 +348,11 @@ static int open_journal(farm *f, char *err)
         mt_seterr(err, "%s: cannot open for appending", path);
         rc = MT_EIO;
     }
-    int fd = dup(1);
+    int fd = rc == MT_OK ? dup(1) : -1;
     if (rc == MT_OK && !(f->out = fd >= 0 ? fdopen(fd, "w") : NULL)) {
         mt_seterr(err, "search: cannot duplicate stdout");
+        if (fd >= 0)
+            close(fd);
         rc = MT_EIO;
     }
     for (size_t t = 0; t < f->sp->trials; t++)

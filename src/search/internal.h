@@ -18,6 +18,15 @@ typedef struct mt__trial {
     double seconds;
 } mt__trial;
 
+/* Applies one journal record (event, metric, seconds) to its trial;
+ * returns 1 when it ended the trial (finished or failed). */
+int mt__trial_take(mt__trial *tr, const char *event, double metric,
+                   double seconds);
+
+/* The best finished trial of trials[0..n) by mt_metric_improves (the
+ * first finished one if no metric is a number), or n if none finished. */
+size_t mt__best_trial(const mt__trial *trials, size_t n, int maximize);
+
 /* Journal at path into trials (n of them; a missing file is a new
  * search). Later records win; unreadable lines are skipped. */
 int mt__journal_load(const char *path, mt__trial *trials, size_t n,

@@ -1,7 +1,8 @@
 /* The search journal: one JSON object a line, appended and fsynced by one
- * rank (search/internal.h). Records (event): started, finished (metric,
- * epochs, seconds), failed (error). A torn last line (a kill while
- * writing) is ignored on reading: its trial is resumed. */
+ * rank (search/internal.h). Records (event): search (opens each run:
+ * metric, maximize, trials), started, finished (metric, seconds), failed
+ * (error). A torn last line (a kill while writing) is ignored on reading:
+ * its trial is resumed. */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,7 +11,37 @@
 #include <unistd.h>
 
 #include "mpitrain/core.h"
+#include "mpitrain/metrics.h"
 #include "search/internal.h"
+
+size_t mt__best_trial(const mt__trial *trials, size_t n, int maximize)
+{
+    size_t best = n;
+    for (size_t t = 0; t < n; t++)
+        if (trials[t].state == MT__TRIAL_FINISHED &&
+            (best == n || mt_metric_improves(trials[t].metric,
+                                             trials[best].metric, !maximize,
+                                             0.0)))
+            best = t;
+    return best;
+}
+
+int mt__trial_take(mt__trial *tr, const char *event, double metric,
+                   double seconds)
+{
+    if (!strcmp(event, "started")) {
+        if (tr->state == MT__TRIAL_NEW)
+            tr->state = MT__TRIAL_STARTED;
+        return 0;
+    }
+    if (strcmp(event, "finished") && strcmp(event, "failed"))
+        return 0; /* a run's header, or an event of a later version */
+    tr->state = strcmp(event, "finished") ? MT__TRIAL_FAILED
+                                          : MT__TRIAL_FINISHED;
+    tr->metric = metric;
+    tr->seconds = seconds;
+    return 1;
+}
 
 int mt__journal_load(const char *path, mt__trial *trials, size_t n,
                      char *err)
@@ -18,29 +49,13 @@ int mt__journal_load(const char *path, mt__trial *trials, size_t n,
     FILE *f = fopen(path, "r");
     if (!f)
         return MT_OK; /* a new search */
-    char line[4096];
-    while (fgets(line, sizeof line, f)) {
-        json_t *j = json_loads(line, 0, NULL);
-        const char *ev = j ? json_string_value(json_object_get(j, "event"))
-                           : NULL;
-        json_int_t t = j ? json_integer_value(json_object_get(j, "trial"))
-                         : -1;
-        if (ev && t >= 0 && (size_t)t < n) {
-            mt__trial *tr = &trials[t];
-            if (!strcmp(ev, "started") && tr->state == MT__TRIAL_NEW)
-                tr->state = MT__TRIAL_STARTED;
-            if (!strcmp(ev, "finished")) {
-                json_t *m = json_object_get(j, "metric");
-                tr->state = MT__TRIAL_FINISHED;
-                tr->metric = json_is_number(m) ? json_number_value(m) : NAN;
-                tr->seconds =
-                    json_number_value(json_object_get(j, "seconds"));
-            }
-            if (!strcmp(ev, "failed"))
-                tr->state = MT__TRIAL_FAILED;
-        }
-        json_decref(j);
-    }
+    char line[4096], ev[16];
+    size_t t;
+    double metric, secs;
+    while (fgets(line, sizeof line, f))
+        if (!mt__journal_parse(line, ev, sizeof ev, &t, &metric, &secs) &&
+            t < n)
+            mt__trial_take(&trials[t], ev, metric, secs);
     fclose(f);
     (void)err;
     return MT_OK;
@@ -121,19 +136,14 @@ int mt_search_status(const char *dir, FILE *out, char *err)
     }
     fclose(f);
     int rc = mt__journal_load(path, t, n, err);
-    size_t count[4] = {0}, best = n;
-    for (size_t i = 0; i < n; i++) {
+    size_t count[4] = {0}, best = mt__best_trial(t, n, maximize);
+    for (size_t i = 0; i < n; i++)
         count[t[i].state]++;
-        if (t[i].state == MT__TRIAL_FINISHED && !isnan(t[i].metric) &&
-            (best == n || (maximize ? t[i].metric > t[best].metric
-                                    : t[i].metric < t[best].metric)))
-            best = i;
-    }
     fprintf(out, "search in %s: %zu trials: %zu finished, %zu failed, %zu "
                  "running or interrupted, %zu not started",
             dir, n, count[MT__TRIAL_FINISHED], count[MT__TRIAL_FAILED],
             count[MT__TRIAL_STARTED], count[MT__TRIAL_NEW]);
-    if (best < n)
+    if (best < n && !isnan(t[best].metric))
         fprintf(out, "; best %s %.4f (trial %zu)", metric, t[best].metric,
                 best);
     fprintf(out, "\n");

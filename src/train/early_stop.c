@@ -57,15 +57,6 @@ void mt__epoch_values(const double sums[3], size_t seen,
     mt_report_free(&r);
 }
 
-int mt__improves(double v, double best, int minimize, double delta)
-{
-    if (isnan(v))
-        return 0;
-    if (isnan(best))
-        return 1;
-    return minimize ? v < best - delta : v > best + delta;
-}
-
 /* Reduce-on-plateau, as Keras' ReduceLROnPlateau: after `patience` epochs
  * without improvement, multiply the rate by `factor` (not below min_lr,
  * applied where the rate is used). */
@@ -75,7 +66,7 @@ void mt__plateau_after_epoch(trainer *t, const double v[MT_MONITORS])
     if (c->plateau_factor <= 0.0)
         return;
     int m = c->plateau_monitor;
-    if (mt__improves(v[m], t->pl_best, mt_monitor_minimizes(m), 0.0)) {
+    if (mt_metric_improves(v[m], t->pl_best, mt_monitor_minimizes(m), 0.0)) {
         t->pl_best = v[m];
         t->pl_wait = 0;
         return;
@@ -97,7 +88,8 @@ int mt__es_after_epoch(trainer *t, size_t epoch, const double v[MT_MONITORS])
     if (!c->monitor)
         return 0;
     int minimize = c->mode ? c->mode == 1 : mt_monitor_minimizes(c->monitor);
-    if (mt__improves(v[c->monitor], t->es_best, minimize, c->min_delta)) {
+    if (mt_metric_improves(v[c->monitor], t->es_best, minimize,
+                           c->min_delta)) {
         t->es_best = v[c->monitor];
         t->es_wait = 0;
         t->es_epoch = epoch + 1;

@@ -160,10 +160,6 @@ int mt__es_after_epoch(trainer *t, size_t epoch, const double v[MT_MONITORS]);
 void mt__es_restore(trainer *t);
 /* Reduce-on-plateau after an epoch's evaluation. */
 void mt__plateau_after_epoch(trainer *t, const double v[MT_MONITORS]);
-/* Whether v improves on best by more than delta (downwards when
- * minimize). An undefined value (an AUC without positives) never does;
- * any value beats none yet (best NaN). */
-int mt__improves(double v, double best, int minimize, double delta);
 /* MT_EINVAL naming the key when a watched metric has no value (NaN) in
  * the first epoch's v. */
 int mt__check_monitors(const trainer *t, const double v[MT_MONITORS],
@@ -195,6 +191,12 @@ int mt__fetch_window(trainer *t, size_t s, size_t steps, char *err);
 /* Completes a prefetch left in flight when an epoch ends early.
  * Collective. */
 void mt__drop_prefetch(trainer *t);
+
+/* A numeric failure (rc MT_ENUMERIC; others pass through) says where it
+ * happened: "epoch E, step S: <what> <err>; the run diverged". what names
+ * the split ("validation") or the object ("checkpoint not written:"). */
+int mt__numeric_where(int rc, const char *what, size_t epoch,
+                      uint64_t step, char *err);
 
 /* Checkpoint of the current state: epoch `epoch`, `position` global
  * samples into it. Collective. */

@@ -80,6 +80,15 @@ static int by_score(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+int mt_metric_improves(double v, double best, int minimize, double delta)
+{
+    if (isnan(v))
+        return 0;
+    if (isnan(best))
+        return 1;
+    return minimize ? v < best - delta : v > best + delta;
+}
+
 double mt_roc_auc(const float *scores, const uint8_t *positive, size_t n,
                   int *defined)
 {

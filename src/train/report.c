@@ -24,7 +24,7 @@ double mt__acc_of(const double sums[3], size_t n)
  * values mt__epoch_values derived from the detail d (so that the
  * per-class report is worked out once an epoch). */
 void mt__detail_json(const mt_eval_detail *d, const double v[MT_MONITORS],
-                        char *buf, size_t len)
+                     char *buf, size_t len)
 {
     buf[0] = '\0';
     if (d->basic.accuracy >= 0)
@@ -46,9 +46,8 @@ void mt__detail_json(const mt_eval_detail *d, const double v[MT_MONITORS],
 }
 
 void mt__report_epoch(trainer *t, size_t epoch, uint64_t step,
-                         const double sums[3], size_t n, double secs,
-                         const mt_eval_detail *vd,
-                         const double v[MT_MONITORS])
+                      const double sums[3], size_t n, double secs,
+                      const mt_eval_detail *vd, const double v[MT_MONITORS])
 {
     const mt_eval_result *val = &vd->basic;
     double sps = secs > 0 ? (double)n / secs : 0.0;
@@ -96,13 +95,13 @@ void mt__print_plan(const trainer *t, size_t epoch)
                                                    : "undersampling",
                t->sampler.n_epoch, t->sampler.per_class);
     mt_model_summary(&t->model, print_model, NULL);
-    if (t->opts->dry_run)
+    if (t->opts->dry_run) {
         mt_plan_describe(&t->plan, &t->model,
                          t->cfg->optim.kind == MT_OPT_SGD ? 1 : 2,
                          print_model, NULL);
-    if (t->opts->dry_run)
         printf("dry run: %zu steps per epoch, %zu steps in all, from epoch "
                "%zu; nothing trained or written\n",
                mt__steps_per_epoch(t), t->sched.total_steps, epoch + 1);
+    }
     fflush(stdout);
 }

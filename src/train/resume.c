@@ -7,6 +7,7 @@
 
 #include "mpitrain/checkpoint.h"
 #include "mpitrain/dist.h"
+#include "mpitrain/metrics.h"
 #include "mpitrain/watchdog.h"
 #include "train/internal.h"
 
@@ -61,14 +62,9 @@ int mt__save(trainer *t, size_t epoch, uint64_t position, int is_best,
     /* A checkpoint with NaN weights would replace good ones (keep) and
      * every resume would start from it. The parameters are the same on
      * every rank, so every rank stops here alike. */
-    int finite = mt_model_check_finite(&t->model, err);
-    if (finite) {
-        char msg[MT_ERR_LEN];
-        snprintf(msg, sizeof msg, "%s", err);
-        mt_seterr(err, "step %llu: checkpoint not written: %s; the weights "
-                       "diverged",
-                  (unsigned long long)t->step, msg);
-    }
+    int finite = mt__numeric_where(mt_model_check_finite(&t->model, err),
+                                   "checkpoint not written:",
+                                   t->epoch_now + 1, t->step, err);
     if ((finite = mt_dist_agree(t->comm, finite, err)))
         return finite;
     mt_watch("checkpoint save (collective HDF5)");
@@ -127,7 +123,7 @@ int mt__after_epoch(trainer *t, size_t epoch, const double v[MT_MONITORS],
     int m = t->cfg->keep_best;
     /* Every rank has the same reduced metrics: no need to agree. */
     if (m == MT_MONITOR_NONE ||
-        !mt__improves(v[m], t->best, mt_monitor_minimizes(m), 0.0))
+        !mt_metric_improves(v[m], t->best, mt_monitor_minimizes(m), 0.0))
         return MT_OK;
     t->best = v[m];
     return mt__save(t, epoch + 1, 0, 1, err);

@@ -299,9 +299,7 @@ static double eta(const trainer *t, double now)
            (double)(t->sched.total_steps - t->step);
 }
 
-/* A numeric failure of an evaluation says where it happened: the split,
- * the epoch (1-based) and the step. */
-static int name_split(int rc, const char *split, size_t epoch,
+int mt__numeric_where(int rc, const char *what, size_t epoch,
                       uint64_t step, char *err)
 {
     if (rc != MT_ENUMERIC || !err)
@@ -309,7 +307,7 @@ static int name_split(int rc, const char *split, size_t epoch,
     char msg[MT_ERR_LEN];
     snprintf(msg, sizeof msg, "%s", err);
     mt_seterr(err, "epoch %zu, step %llu: %s %s; the run diverged",
-              epoch, (unsigned long long)step, split, msg);
+              epoch, (unsigned long long)step, what, msg);
     return rc;
 }
 
@@ -376,13 +374,14 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
     double v[MT_MONITORS];
     mt_watch("validation");
     if (t->n_val)
-        rc = name_split(mt_evaluate_detail(&t->model, &t->val, t->comm,
-                                           (mt_loss_kind)c->loss, &vd, err),
-                        "validation", epoch + 1, t->step, err);
+        rc = mt__numeric_where(
+            mt_evaluate_detail(&t->model, &t->val, t->comm,
+                               (mt_loss_kind)c->loss, &vd, err),
+            "validation", epoch + 1, t->step, err);
     mt__epoch_values(t->ep_sums, t->ep_seen, &vd, v);
     if (rc == MT_OK && t->ep_seen)
-        mt__report_epoch(t, epoch + 1, t->step, t->ep_sums, t->ep_seen, secs,
-                     &vd, v);
+        mt__report_epoch(t, epoch + 1, t->step, t->ep_sums, t->ep_seen,
+                         secs, &vd, v);
     /* Early stopping, the plateau and the best checkpoint decide on these
      * without a collective; rank 0's copy makes sure all decide alike
      * even if a reduction rounded differently on some rank. */
@@ -411,14 +410,16 @@ static int finish(trainer *t, uint64_t step, mt_train_result *res, char *err)
     int rc = MT_OK;
     mt_watch("final evaluation");
     if (t->n_val)
-        rc = name_split(mt_evaluate(&t->model, &t->val, t->comm,
-                                    (mt_loss_kind)c->loss, &res->val, err),
-                        "validation", t->epoch_now + 1, step, err);
+        rc = mt__numeric_where(mt_evaluate(&t->model, &t->val, t->comm,
+                                           (mt_loss_kind)c->loss, &res->val,
+                                           err),
+                               "validation", t->epoch_now + 1, step, err);
     mt_eval_detail td = {0};
     if (rc == MT_OK && c->test[0])
-        rc = name_split(mt_evaluate_detail(&t->model, &t->test, t->comm,
-                                           (mt_loss_kind)c->loss, &td, err),
-                        "test", t->epoch_now + 1, step, err);
+        rc = mt__numeric_where(
+            mt_evaluate_detail(&t->model, &t->test, t->comm,
+                               (mt_loss_kind)c->loss, &td, err),
+            "test", t->epoch_now + 1, step, err);
     res->test = td.basic;
     char extra[512] = "";
     if (rc == MT_OK && c->test[0]) {
@@ -442,8 +443,8 @@ static int finish(trainer *t, uint64_t step, mt_train_result *res, char *err)
     char path[MT_PATH_LEN + 32];
     snprintf(path, sizeof path, "%s/weights.h5", c->dir);
     /* Weights that are not finite are never written as a result. */
-    rc = name_split(mt_model_check_finite(&t->model, err), "final weights:",
-                    t->epoch_now + 1, step, err);
+    rc = mt__numeric_where(mt_model_check_finite(&t->model, err),
+                           "final weights:", t->epoch_now + 1, step, err);
     if ((rc = mt_dist_agree(t->comm, rc, err)))
         return rc;
     mt_watch("writing weights.h5");
