@@ -118,8 +118,21 @@ static void test_penalty_ranges(void **s)
         assert_true(fabsf(p[i] - want[i]) < 1e-6f);
     const mt_penalty overlap[2] = {{0, 3, 0, 0}, {2, 4, 0, 0}};
     assert_int_equal(mt_optim_set_penalties(&o, overlap, 2, err), MT_EINVAL);
-    const mt_penalty outside[1] = {{5, 7, 0, 0}};
-    assert_int_equal(mt_optim_set_penalties(&o, outside, 1, err), MT_EINVAL);
+    mt_optim_free(&o);
+
+    /* A shard's optimizer (arena [3, 6)) cuts the arena's ranges to its
+     * own slots: range 1 covers its first slot, range 2 its second. */
+    mt_optim_cfg sgd = {.kind = MT_OPT_SGD, .weight_decay = 0.1f};
+    assert_int_equal(mt_optim_init_range(&o, &sgd, 3, 3, err), MT_OK);
+    const mt_penalty arena[3] = {{0, 1, 0.7f, 0.0f},
+                                 {1, 4, 0.5f, 0.0f},
+                                 {4, 5, 0.0f, 0.25f}};
+    assert_int_equal(mt_optim_set_penalties(&o, arena, 3, err), MT_OK);
+    float ps[3] = {1, 1, 1}, gs[3] = {0};
+    mt_optim_step(&o, ps, gs, 1.0f);
+    const float want_shard[3] = {0.5f, 0.75f, 0.9f};
+    for (int i = 0; i < 3; i++)
+        assert_true(fabsf(ps[i] - want_shard[i]) < 1e-6f);
     mt_optim_free(&o);
 
     o = make((mt_optim_cfg){.kind = MT_OPT_ADAMW, .beta1 = 0.9f,

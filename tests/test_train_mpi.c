@@ -169,9 +169,10 @@ static void test_agree_reports_lowest_failing_rank(void **s)
     assert_int_equal(mt_dist_agree(MPI_COMM_WORLD, MT_OK, err), MT_OK);
 }
 
-/* Trains on all ranks with the given [parallel] settings and compares the
- * weights with rank 0 training alone. */
-static void expect_same_as_single_rank(const char *const *par, double tol)
+/* Trains on all ranks with settings `par` and compares the weights with
+ * rank 0 training alone with settings `self_par`. */
+static void expect_same_as(const char *const *par,
+                           const char *const *self_par, double tol)
 {
     mt_config c;
     mt_train_result r;
@@ -187,7 +188,7 @@ static void expect_same_as_single_rank(const char *const *par, double tol)
     mt_config_free(&c);
     double worst = 0.0;
     if (rank == 0) {
-        load(&c, "self", par);
+        load(&c, "self", self_par);
         if (mt_train(&c, MPI_COMM_SELF, NULL, &r, err))
             fail_msg("%s", err);
         assert_int_equal(r.steps, steps);
@@ -204,6 +205,12 @@ static void expect_same_as_single_rank(const char *const *par, double tol)
         fail_msg("%s %s: weights differ from the single-rank run by %g",
                  par && par[0] ? par[0] : "", par && par[0] && par[1] ? par[1] : "",
                  worst);
+}
+
+/* ... with the same settings on one rank. */
+static void expect_same_as_single_rank(const char *const *par, double tol)
+{
+    expect_same_as(par, par, tol);
 }
 
 static void test_data_parallel_equals_single_rank(void **s)
@@ -247,6 +254,63 @@ static void test_ranks_without_samples(void **s)
                                 "parallel.ring_min_kb=0.2", NULL};
     expect_same_as_single_rank(ar, 1e-4);
     expect_same_as_single_rank(ring, 1e-4);
+}
+
+/* sync = ps: servers own shards of the parameters and of the optimizer
+ * state and apply the update; the weights are those of one rank. Tiny
+ * buckets cross the shard boundaries, which at 3 and 4 ranks cut layers
+ * unevenly; per-layer weight decay must follow its layer into the shards,
+ * clipping must take the norm over all shards. Dedicated servers (the
+ * last ranks; at 4 ranks 3 servers for 1 worker) train nothing. */
+static void test_parameter_server_equals_single_rank(void **s)
+{
+    const char *const colocated[] = {"parallel.sync=ps",
+                                     "parallel.bucket_mb=0.0002", NULL};
+    const char *const blocking[] = {"parallel.sync=ps",
+                                    "parallel.overlap=false", NULL};
+    const char *const adam[] = {"parallel.sync=ps", "optimizer.type=adam",
+                                "optimizer.lr=0.01",
+                                "optimizer.weight_decay=0.3",
+                                "layer1.weight_decay=0",
+                                "layer4.weight_decay=0", NULL};
+    const char *const clipped[] = {"parallel.sync=ps", "train.clip_norm=0.05",
+                                   NULL};
+    const char *const batch3[] = {"parallel.sync=ps", "train.batch=3",
+                                  "parallel.bucket_mb=0.0002", NULL};
+    expect_same_as_single_rank(colocated, 1e-4);
+    expect_same_as_single_rank(blocking, 1e-4);
+    expect_same_as_single_rank(adam, 1e-4);
+    expect_same_as_single_rank(clipped, 1e-4);
+    expect_same_as_single_rank(batch3, 1e-4);
+    /* The single-rank reference of dedicated servers is plain allreduce
+     * (a lone rank cannot be a server and a worker apart). */
+    static const char *const servers[] = {"parallel.servers=1",
+                                          "parallel.servers=2",
+                                          "parallel.servers=3"};
+    for (int n = 1; n < size; n++) {
+        const char *const dedicated[] = {"parallel.sync=ps", servers[n - 1],
+                                         "parallel.bucket_mb=0.0002",
+                                         "optimizer.type=adam",
+                                         "optimizer.lr=0.01",
+                                         "train.clip_norm=0.05", NULL};
+        expect_same_as(dedicated, dedicated + 2, 1e-4);
+    }
+}
+
+/* More dedicated servers than leave a worker: every rank refuses, naming
+ * the key, before any training. */
+static void test_too_many_servers_are_refused(void **s)
+{
+    mt_config c;
+    mt_train_result r;
+    char err[MT_ERR_LEN] = "", set[32];
+    snprintf(set, sizeof set, "parallel.servers=%d", size);
+    const char *const par[] = {"parallel.sync=ps", set, NULL};
+    load(&c, "too_many", par);
+    assert_int_equal(mt_train(&c, MPI_COMM_WORLD, NULL, &r, err), MT_EINVAL);
+    assert_non_null(strstr(err, "[parallel] servers"));
+    assert_non_null(strstr(err, "leaves no worker"));
+    mt_config_free(&c);
 }
 
 /* Class resampling draws the same epochs on any rank count; the focal
@@ -509,6 +573,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_fetch_matches_full_file),
         cmocka_unit_test(test_data_parallel_equals_single_rank),
         cmocka_unit_test(test_bf16_ring_stays_close),
+        cmocka_unit_test(test_parameter_server_equals_single_rank),
+        cmocka_unit_test(test_too_many_servers_are_refused),
         cmocka_unit_test(test_deterministic_is_bit_identical),
         cmocka_unit_test(test_accumulation_equals_bigger_batch),
         cmocka_unit_test(test_early_stopping_restores_the_best),

@@ -52,8 +52,11 @@ typedef struct mt_ckpt_state {
 
 /* Collective over comm: writes DIR/ckpt-<step>.h5 atomically, updates
  * DIR/latest (and DIR/best if is_best), then deletes all but the newest
- * `keep` checkpoints and the best one. Model
- * and optimizer are replicated: rank 0 writes their data. metrics may be
+ * `keep` checkpoints and the best one. Where every rank holds the whole
+ * model and optimizer (o covers the arena), ranks split the writing by
+ * chunks; where o holds a shard ([o->base, o->base + o->n), a parameter
+ * server's, cut at tensor rows), each rank writes the parameters and
+ * slots of its shard and rank 0 the running statistics. metrics may be
  * NULL. Every rank returns the same rc; on failure the previous
  * checkpoints are untouched and no .partial file is left. */
 int mt_ckpt_save(MPI_Comm comm, const char *dir, mt_model *m,
@@ -71,7 +74,8 @@ int mt_ckpt_find(const char *dir, const char *which, char **path,
                  char *note, size_t note_len, char *err);
 
 /* Reads a checkpoint into a model of the same architecture and its
- * optimizer; *metrics and *config (malloc'd, may be NULL; either pointer
+ * optimizer (the slots of o's range [o->base, o->base + o->n) only: any
+ * checkpoint resumes with any sharding); *metrics and *config (malloc'd, may be NULL; either pointer
  * may be NULL when not wanted) get the metrics log and the resolved
  * configuration it was saved with. Errors
  * name the file and tensor: missing, shape mismatch (expected vs found),

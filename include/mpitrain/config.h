@@ -110,7 +110,9 @@ typedef struct mt_config {
     int plateau_monitor;    /* an mt_monitor */
     double plateau_min_lr;
     /* [parallel] */
-    int sync;       /* mt_sync_kind */
+    int sync;       /* mt_sync_kind: 0 allreduce, 1 ring, 2 ps */
+    size_t ps_servers; /* sync = ps: dedicated server ranks; 0: colocated
+                          (every rank is a worker and a server) */
     double bucket_mb;
     int overlap;    /* reduce buckets while backward runs */
     int compress;   /* mt_compress: ring payload */

@@ -30,6 +30,9 @@ typedef struct mt_penalty {
 
 typedef struct mt_optim {
     mt_optim_cfg cfg;
+    /* The slots belong to parameters [base, base + n) of the model's
+     * arena: all of them, or a parameter server's shard. */
+    size_t base;
     size_t n;
     mt_penalty *pen; /* (n_pen) ranges in order covering [0, n); NULL:
                         cfg's penalties everywhere */
@@ -42,14 +45,19 @@ typedef struct mt_optim {
 const char *mt_optim_name(mt_optim_kind k);
 int mt_optim_from_name(const char *name); /* -1 if unknown */
 
-/* Allocates the slots for n parameters. */
+/* Allocates the slots for n parameters (base 0). */
 int mt_optim_init(mt_optim *o, const mt_optim_cfg *cfg, size_t n, char *err);
+/* ... for the n parameters from arena position base on. */
+int mt_optim_init_range(mt_optim *o, const mt_optim_cfg *cfg, size_t base,
+                        size_t n, char *err);
 void mt_optim_free(mt_optim *o);
-/* Gives ranges of the buffer their own penalties; the ranges must be in
- * order and not overlap. Parameters outside them keep cfg's. */
+/* Gives ranges of the arena their own penalties; the ranges must be in
+ * order and not overlap, and are cut to [base, base + n). Parameters
+ * outside them keep cfg's. */
 int mt_optim_set_penalties(mt_optim *o, const mt_penalty *ranges, size_t n,
                            char *err);
-/* One step over params[0..n) with gradients grads[0..n) and rate lr. */
+/* One step over params[0..n) with gradients grads[0..n) and rate lr
+ * (pointers to arena position base). */
 void mt_optim_step(mt_optim *o, float *params, const float *grads, float lr);
 
 #endif

@@ -6,12 +6,16 @@
  * (MPI_ERRORS_RETURN) instead of aborting, so that a failure is agreed on
  * and reported (mt_dist_agree).
  *
- * Today every rank is a data-parallel worker: it holds the whole model
- * and optimizer state, trains a share of every batch and sums gradients
- * with the others, so `dp` is the whole run. The parameter server (server
- * ranks owning parameter shards), pipeline stages (ranks owning layer
+ * With sync = allreduce or ring every rank is a data-parallel worker: it
+ * holds the whole model and optimizer state, trains a share of every
+ * batch and sums gradients with the others, so `dp` is the whole run.
+ * With sync = ps the parameter arena is cut into shards, one per server;
+ * a server owns its shard's parameters and optimizer state and applies
+ * their update. Servers are colocated (every rank is a worker and a
+ * server) or dedicated (the last `servers` ranks, which train nothing;
+ * rank 0 is always a worker). Pipeline stages (ranks owning layer
  * ranges, a stage x replica grid) and search trials (groups of ranks)
- * become roles, communicators and ownership ranges here, and everything
+ * will be roles, communicators and ownership ranges here too; everything
  * else asks the plan instead of assuming one communicator. */
 #ifndef MPITRAIN_PLAN_H
 #define MPITRAIN_PLAN_H
@@ -28,12 +32,16 @@ enum {
     MT_TAG_PREDICT = 3,     /* predict: a rank's CSV rows to rank 0 */
     MT_TAG_CHAIN_GRADS = 5, /* deterministic chain: the partial gradient */
     MT_TAG_CHAIN_SUMS = 6,  /* ...and its loss sums */
+    MT_TAG_PS_GRAD = 20,    /* parameter server: a gradient piece */
+    MT_TAG_PS_PARAMS = 21,  /* ...and a shard's updated parameters */
     MT_TAG_RING = 77,       /* ring-allreduce segments */
     MT_TAG_JOURNAL = 90     /* search: a leader's journal record */
 };
 
+/* Roles are bits: a colocated parameter-server rank has both. */
 typedef enum mt_role {
-    MT_ROLE_WORKER = 0 /* forward, backward, a share of every batch */
+    MT_ROLE_WORKER = 1, /* forward, backward, a share of every batch */
+    MT_ROLE_SERVER = 2  /* owns a parameter shard and applies its update */
 } mt_role;
 
 typedef struct mt_plan {
@@ -41,31 +49,50 @@ typedef struct mt_plan {
      * (collective HDF5), the watchdog's roll call. */
     MPI_Comm run;
     int rank, size;
-    /* The data-parallel group this rank belongs to: ranks that hold the
-     * same layers, split each batch and sum their gradients; samples of
-     * the data files are shared over it. */
+    /* The data-parallel group of workers: ranks that hold the same
+     * layers and split each batch (samples, evaluation). Run ranks
+     * 0 .. dp_size - 1. On a dedicated server dp is MPI_COMM_NULL and
+     * dp_rank -1 (dp_size still counts the workers). */
     MPI_Comm dp;
     int dp_rank, dp_size;
-    mt_role role;
+    int role; /* mt_role bits */
+    /* sync = ps: server i (0 .. n_servers - 1) is run rank
+     * mt_plan_server_rank(p, i) and owns parameters
+     * [shard[i], shard[i + 1]) of the arena; n_servers 0 otherwise. */
+    int n_servers;
+    int server_index; /* this rank's, or -1 */
+    size_t *shard;    /* (n_servers + 1), set by mt_plan_own */
     /* What this rank owns: layers [layer_lo, layer_hi) of the model and
      * parameters [param_lo, param_hi) of the flat arena, the part whose
-     * update it applies and checkpoints (all of them, for a worker). */
+     * update it applies and checkpoints: all of them for a data-parallel
+     * worker, its shard for a server, none for a worker of a dedicated
+     * parameter server. */
     size_t layer_lo, layer_hi;
     size_t param_lo, param_hi;
+    /* 1: every rank owns the whole arena (allreduce, ring). */
+    int replicated;
 } mt_plan;
 
 /* Builds the plan of `cfg` over comm (collective: duplicates comm).
  * Ownership of layers and parameters is set by mt_plan_own once the model
- * exists. MT_EIO if MPI fails. mt_plan_free frees the communicators. */
+ * exists. MT_EINVAL (the same on every rank) if the config asks for more
+ * dedicated servers than leave a worker; MT_EIO if MPI fails.
+ * mt_plan_free frees the communicators. */
 int mt_plan_init(mt_plan *p, const mt_config *cfg, MPI_Comm comm,
                  char *err);
-/* Sets what this rank owns of model m. Local. */
-void mt_plan_own(mt_plan *p, const mt_model *m);
+/* Sets what this rank owns of model m: with servers, the arena is cut
+ * into n_servers balanced contiguous shards at row boundaries of its
+ * tensors (a tensor's dims[0]), so that a shard's part of a tensor is a
+ * row range, which the checkpoint writer writes as it is. Local. MT_ENOMEM. */
+int mt_plan_own(mt_plan *p, const mt_model *m, char *err);
+/* Run rank of server i. */
+int mt_plan_server_rank(const mt_plan *p, int i);
 /* Safe on a zeroed plan and twice. */
 void mt_plan_free(mt_plan *p);
 
-/* This rank's share [*lo, *hi) of n rows of a data file: contiguous,
- * uneven splits differing by at most one row (over the dp group). */
+/* This rank's share [*lo, *hi) of n rows or samples: contiguous, uneven
+ * splits differing by at most one row, over the workers (none for a
+ * dedicated server). */
 void mt_plan_rows(const mt_plan *p, size_t n, size_t *lo, size_t *hi);
 
 /* One line per rank kind for --dry-run: role, ranks, layers, parameter

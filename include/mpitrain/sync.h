@@ -29,8 +29,13 @@
 
 #include "mpitrain/model.h"
 #include "mpitrain/optim.h"
+#include "mpitrain/plan.h"
 
-typedef enum mt_sync_kind { MT_SYNC_ALLREDUCE, MT_SYNC_RING } mt_sync_kind;
+typedef enum mt_sync_kind {
+    MT_SYNC_ALLREDUCE,
+    MT_SYNC_RING,
+    MT_SYNC_PS /* parameter server: src/parallel/sync_ps.c */
+} mt_sync_kind;
 typedef enum mt_compress { MT_COMPRESS_NONE, MT_COMPRESS_BF16 } mt_compress;
 
 /* One ring allreduce in flight. */
@@ -101,7 +106,8 @@ typedef struct mt_sync_ops mt_sync_ops;
 typedef struct mt_sync {
     const mt_sync_ops *ops;
     mt_sync_cfg cfg;
-    MPI_Comm comm;
+    const mt_plan *plan; /* who owns which parameters */
+    MPI_Comm comm;       /* the plan's workers (dp), or the run for ps */
     int size;
     float *grads; /* the model's gradient arena */
     size_t n;
@@ -110,25 +116,34 @@ typedef struct mt_sync {
     size_t next;   /* first bucket not yet started */
     size_t active; /* ring: the bucket on the ring, or nb */
     mt_ring ring;
+    struct mt_ps *ps; /* sync = ps: pieces, requests, buffers */
     double wait_s; /* time spent blocked in mt_sync_finish, summed */
 } mt_sync;
 
-/* Cuts the model's gradients into buckets and sizes the ring. */
+/* Cuts the model's gradients into buckets and sizes the ring, or cuts the
+ * buckets at the plan's shards. The plan (with mt_plan_own done) must
+ * outlive s. */
 int mt_sync_init(mt_sync *s, mt_model *m, const mt_sync_cfg *cfg,
-                 MPI_Comm comm, char *err);
+                 const mt_plan *plan, char *err);
 void mt_sync_free(mt_sync *s);
 /* Before backward of a step. */
 void mt_sync_begin(mt_sync *s);
 /* After backward has finished layer `layer` (layers go last to first):
  * starts the buckets that became ready and advances those in flight. */
 int mt_sync_layer_done(mt_sync *s, size_t layer, char *err);
-/* Starts whatever is left and waits: afterwards grads hold the sum over
- * all ranks. */
+/* Starts whatever is left and waits: afterwards the gradients of the
+ * parameters this rank owns (plan.h) hold the sum over all workers. */
 int mt_sync_finish(mt_sync *s, char *err);
-/* The optimizer step with the synchronised gradients, on the parameters
- * this rank owns (allreduce, ring: every rank steps the whole arena; a
- * parameter server will step its shard). */
-void mt_sync_apply(mt_sync *s, mt_optim *o, float *params, float lr);
+/* Global-norm clipping (as PyTorch's clip_grad_norm_): scales the summed
+ * gradients so that their L2 norm over the whole arena is at most max.
+ * With shards the norm is reduced over the servers. Collective. */
+int mt_sync_clip(mt_sync *s, double max, char *err);
+/* The optimizer step with the synchronised gradients on the parameters
+ * this rank owns (allreduce, ring: every rank steps the whole arena; ps:
+ * each server its shard, then the workers pull the new values). o holds
+ * the slots of those parameters only. Collective. */
+int mt_sync_apply(mt_sync *s, mt_optim *o, float *params, float lr,
+                  char *err);
 
 /* The deterministic strategy ([parallel] deterministic): rank r receives
  * the partial sums from rank r - 1 (acc: n floats, total: n_sums

@@ -25,6 +25,11 @@ typedef struct writer {
     mt_model *m;
     const mt_optim *o;
     const mt_ckpt_state *st;
+    /* 1: every rank holds every parameter and slot (allreduce, ring);
+     * 0: each rank holds the slots of arena [o->base, o->base + o->n)
+     * and the current parameters there (a parameter server's shard; rank
+     * 0, always a worker, holds the running statistics). */
+    int replicated;
     int ok;
 } writer;
 
@@ -33,33 +38,76 @@ typedef struct writer {
  * computed in parallel. */
 #define CHUNK_BYTES ((size_t)1 << 20)
 
-/* A chunked, checksummed dataset of `type`. With `shared` data (every rank
- * holds the same values), each rank writes a contiguous run of whole
- * chunks; otherwise rank 0 writes it all. */
-static int write_array(writer *w, const char *name, hid_t type, int ndim,
-                       const hsize_t *dims, const void *data, int shared)
+typedef struct rows {
+    size_t lo, hi;
+} rows;
+
+/* Rows of a dims-shaped array that this rank writes when every rank holds
+ * it: a contiguous run of whole chunks. */
+static rows chunk_share(const writer *w, hid_t type, int ndim,
+                        const hsize_t *dims)
 {
-    size_t rows = dims[0], row = H5Tget_size(type);
+    size_t per = mt__h5_chunk_rows(type, ndim, dims, CHUNK_BYTES);
+    size_t nchunks = (dims[0] + per - 1) / per, clo, chi;
+    mt_dist_share(nchunks, w->rank, w->size, &clo, &chi);
+    rows r = {clo * per, chi * per < dims[0] ? chi * per : dims[0]};
+    r.hi = r.hi > r.lo ? r.hi : r.lo;
+    return r;
+}
+
+/* All rows on rank 0, none elsewhere: data only rank 0 has. */
+static rows rank0_rows(const writer *w, const hsize_t *dims)
+{
+    return (rows){0, w->rank == 0 ? dims[0] : 0};
+}
+
+/* Rows of parameter tensor t (or its slots) that this rank writes: with
+ * shards, those inside its shard, which the plan cuts at row
+ * boundaries. */
+static rows param_rows(const writer *w, const mt_tensor *t,
+                       const hsize_t *dims)
+{
+    if (w->replicated)
+        return chunk_share(w, H5T_NATIVE_FLOAT, t->ndim, dims);
+    size_t off = (size_t)(t->data - w->m->params), row = t->n / dims[0];
+    size_t lo = w->o->base > off ? w->o->base - off : 0;
+    size_t end = w->o->base + w->o->n;
+    size_t hi = end < off ? 0 : end - off < t->n ? end - off : t->n;
+    rows r = {lo / row, hi / row};
+    r.hi = r.hi > r.lo ? r.hi : r.lo;
+    return r;
+}
+
+/* A chunked, checksummed dataset of `type`; this rank writes rows r of
+ * it, from `data` (row 0 of the whole array). */
+static int write_array(writer *w, const char *name, hid_t type, int ndim,
+                       const hsize_t *dims, const void *data, rows r)
+{
+    size_t row = H5Tget_size(type);
     for (int i = 1; i < ndim; i++)
         row *= dims[i];
-    size_t per = mt__h5_chunk_rows(type, ndim, dims, CHUNK_BYTES);
-    size_t nchunks = (rows + per - 1) / per, clo = 0, chi = 0;
-    if (shared)
-        mt_dist_share(nchunks, w->rank, w->size, &clo, &chi);
-    else if (w->rank == 0)
-        chi = nchunks;
-    size_t lo = clo * per, hi = chi * per < rows ? chi * per : rows;
-    hi = hi > lo ? hi : lo;
     return mt__h5_write_checked(w->f, name, type, ndim, dims, CHUNK_BYTES,
-                                lo, hi, w->dxpl,
-                                (const char *)data + lo * row);
+                                r.lo, r.hi, w->dxpl,
+                                (const char *)data + r.lo * row);
 }
 
 static int write_text(writer *w, const char *name, const char *text)
 {
     hsize_t n = strlen(text) + 1; /* with its NUL: never empty */
     /* Only rank 0's copy of the metrics log is real: it writes alone. */
-    return write_array(w, name, H5T_NATIVE_UCHAR, 1, &n, text, 0);
+    return write_array(w, name, H5T_NATIVE_UCHAR, 1, &n, text,
+                       rank0_rows(w, &n));
+}
+
+/* Parameters and their copies: the rows this rank owns. Running
+ * statistics: shared when replicated, else rank 0's. */
+static rows tensor_rows(const writer *w, const mt_tensor *t, int is_state,
+                        const hsize_t *dims)
+{
+    if (!is_state)
+        return param_rows(w, t, dims);
+    return w->replicated ? chunk_share(w, H5T_NATIVE_FLOAT, t->ndim, dims)
+                         : rank0_rows(w, dims);
 }
 
 static int write_tensor(const mt_layer *l, mt_tensor *t, int is_state,
@@ -70,8 +118,9 @@ static int write_tensor(const mt_layer *l, mt_tensor *t, int is_state,
     hsize_t dims[4];
     for (int i = 0; i < t->ndim; i++)
         dims[i] = t->dims[i];
+    rows r = tensor_rows(w, t, is_state, dims);
     snprintf(name, sizeof name, "/model/%s/%s", l->name, t->name);
-    if (write_array(w, name, H5T_NATIVE_FLOAT, t->ndim, dims, t->data, 1))
+    if (write_array(w, name, H5T_NATIVE_FLOAT, t->ndim, dims, t->data, r))
         return -1;
     if (w->st->es_params) { /* early stopping's best weights */
         const float *best =
@@ -79,13 +128,14 @@ static int write_tensor(const mt_layer *l, mt_tensor *t, int is_state,
                      : w->st->es_params + (t->data - w->m->params);
         snprintf(name, sizeof name, "/early_stopping/%s/%s", l->name,
                  t->name);
-        if (write_array(w, name, H5T_NATIVE_FLOAT, t->ndim, dims, best, 1))
+        if (write_array(w, name, H5T_NATIVE_FLOAT, t->ndim, dims, best, r))
             return -1;
     }
     if (is_state)
         return 0;
-    /* Optimizer slots share the parameters' layout in their arenas. */
-    size_t off = (size_t)(t->data - w->m->params);
+    /* Optimizer slots share the parameters' layout; this rank's slots
+     * start at arena position o->base. */
+    size_t off = (size_t)(t->data - w->m->params), row = t->n / dims[0];
     const float *slots[2] = {w->o->m, w->o->v};
     const char *names[2] = {"m", "v"};
     for (int k = 0; k < 2; k++) {
@@ -93,8 +143,13 @@ static int write_tensor(const mt_layer *l, mt_tensor *t, int is_state,
             continue;
         snprintf(name, sizeof name, "/optimizer/%s/%s/%s", l->name, t->name,
                  names[k]);
-        if (write_array(w, name, H5T_NATIVE_FLOAT, t->ndim, dims,
-                        slots[k] + off, 1))
+        /* The slots of row r.lo (none to write: any valid pointer). */
+        const float *at =
+            r.hi > r.lo ? slots[k] + (off + r.lo * row - w->o->base)
+                        : slots[k];
+        if (mt__h5_write_checked(w->f, name, H5T_NATIVE_FLOAT, t->ndim,
+                                 dims, CHUNK_BYTES, r.lo, r.hi, w->dxpl,
+                                 at))
             return -1;
     }
     return 0;
@@ -241,6 +296,9 @@ int mt_ckpt_save(MPI_Comm comm, const char *dir, mt_model *m,
     writer w = {.comm = comm, .m = m, .o = o, .st = st, .ok = 1};
     MPI_Comm_rank(comm, &w.rank);
     MPI_Comm_size(comm, &w.size);
+    /* Replicated only if every rank holds every slot. */
+    w.replicated = o->base == 0 && o->n == m->n_params;
+    MPI_Allreduce(MPI_IN_PLACE, &w.replicated, 1, MPI_INT, MPI_MIN, comm);
     char name[64], tmp[4096 + 16], final[4096];
     snprintf(name, sizeof name, "ckpt-%012llu.h5",
              (unsigned long long)st->step);

@@ -227,13 +227,36 @@ typedef struct slot_ctx {
     char *err;
 } slot_ctx;
 
+/* Reads dataset `name` of n floats into dst, or (a shard) only its
+ * elements [lo, hi) into dst[0 .. hi - lo). */
+static herr_t read_part(hid_t d, size_t n, size_t lo, size_t hi, float *dst)
+{
+    if (lo == 0 && hi == n)
+        return H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                       dst);
+    float *all = malloc(n * sizeof *all);
+    herr_t rc = all ? H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL,
+                              H5P_DEFAULT, all)
+                    : -1;
+    if (rc >= 0)
+        memcpy(dst, all + lo, (hi - lo) * sizeof *all);
+    free(all);
+    return rc;
+}
+
 static int read_slots(const mt_layer *l, mt_tensor *t, int is_state,
                       void *user)
 {
     slot_ctx *c = user;
     if (is_state)
         return 0;
+    /* The part of this tensor inside the optimizer's range. */
     size_t off = (size_t)(t->data - c->m->params);
+    size_t end = c->o->base + c->o->n;
+    size_t lo = c->o->base > off ? c->o->base - off : 0;
+    size_t hi = end < off ? 0 : end - off < t->n ? end - off : t->n;
+    if (hi <= lo)
+        return 0;
     float *slots[2] = {c->o->m, c->o->v};
     const char *names[2] = {"m", "v"};
     for (int k = 0; k < 2; k++) {
@@ -252,8 +275,8 @@ static int read_slots(const mt_layer *l, mt_tensor *t, int is_state,
         hid_t sp = H5Dget_space(d);
         hssize_t n = H5Sget_simple_extent_npoints(sp);
         herr_t rc = n == (hssize_t)t->n
-                        ? H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL,
-                                  H5P_DEFAULT, slots[k] + off)
+                        ? read_part(d, t->n, lo, hi,
+                                    slots[k] + (off + lo - c->o->base))
                         : -1;
         H5Sclose(sp);
         H5Dclose(d);

@@ -101,12 +101,18 @@ static int set_value(const mt__key_def *k, void *base, const char *v,
     switch (k->type) {
     case T_SIZE:
     case T_U64: {
+        if (k->names && strcasecmp(v, k->names[0]) == 0) {
+            *(size_t *)p = 0;
+            return 0;
+        }
         unsigned long long u = strtoull(v, &end, 10);
         if (!*v || *end || errno || strchr(v, '-') ||
             (k->type == T_SIZE && (u < k->min || u > k->max))) {
             if (k->type == T_SIZE)
-                snprintf(why, why_len, "expected an integer in [%.0f, %.0f]",
-                         k->min, k->max);
+                snprintf(why, why_len, "expected %s%san integer in [%.0f, "
+                                       "%.0f]",
+                         k->names ? k->names[0] : "",
+                         k->names ? " or " : "", k->min, k->max);
             else
                 snprintf(why, why_len, "expected a non-negative integer");
             return -1;
@@ -344,6 +350,12 @@ int mt_config_check(const mt_config *c, char *err)
                   c->path);
         return MT_EINVAL;
     }
+    if (c->sync == 2 /* ps */ && c->deterministic) {
+        mt_seterr(err, "%s: [parallel] deterministic has its own summation "
+                       "order and does not combine with sync = ps",
+                  c->path);
+        return MT_EINVAL;
+    }
     if (c->compress && c->sync != 1) {
         mt_seterr(err, "%s: [parallel] compress = bf16 needs sync = ring",
                   c->path);
@@ -415,7 +427,12 @@ static void write_value(const mt__key_def *k, const void *base, FILE *out)
         return;
     fprintf(out, "%s = ", k->key);
     switch (k->type) {
-    case T_SIZE: fprintf(out, "%zu\n", *(const size_t *)p); break;
+    case T_SIZE:
+        if (k->names && *(const size_t *)p == 0)
+            fprintf(out, "%s\n", k->names[0]);
+        else
+            fprintf(out, "%zu\n", *(const size_t *)p);
+        break;
     case T_U64:
         fprintf(out, "%llu\n", (unsigned long long)*(const uint64_t *)p);
         break;

@@ -5,7 +5,7 @@
 #include "mpitrain/config.h"
 
 typedef enum mt__key_type {
-    T_SIZE,   /* size_t, decimal */
+    T_SIZE,   /* size_t, decimal; with names, names[0] is the word for 0 */
     T_U64,    /* uint64_t, decimal */
     T_DOUBLE, /* double */
     T_FLOAT,  /* float */

@@ -35,7 +35,8 @@ int mt_monitor_minimizes(int m)
 static const char *const sampling_names[] = {"none", "oversample",
                                              "undersample", NULL};
 static const char *const mode_names[] = {"auto", "min", "max", NULL};
-static const char *const sync_names[] = {"allreduce", "ring", NULL};
+static const char *const sync_names[] = {"allreduce", "ring", "ps", NULL};
+static const char *const colocated_name[] = {"colocated", NULL};
 static const char *const compress_names[] = {"none", "bf16", NULL};
 static const char *const init_names[] = {"auto", "he", "xavier", NULL};
 
@@ -110,6 +111,8 @@ const mt__key_def mt__config_keys[] = {
     K("parallel", "segment_kb", T_SIZE, segment_kb, 1, 1 << 20, NULL, "1024"),
     K("parallel", "ring_min_kb", T_DOUBLE, ring_min_kb, 0, 1 << 20, NULL,
       "128"),
+    K("parallel", "servers", T_SIZE, ps_servers, 1, 1 << 20, colocated_name,
+      "colocated"),
     K("parallel", "deterministic", T_BOOL, deterministic, 0, 1, NULL, "false"),
     K("parallel", "group", T_SIZE, group, 1, 1e6, NULL, "8"),
     K("checkpoint", "dir", T_PATH, ckpt_dir, 0, 0, NULL, NULL),

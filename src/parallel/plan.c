@@ -2,10 +2,12 @@
 #include "mpitrain/plan.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mpitrain/core.h"
 #include "mpitrain/dist.h"
+#include "mpitrain/sync.h"
 
 static int dup_comm(MPI_Comm comm, MPI_Comm *out)
 {
@@ -16,31 +18,124 @@ static int dup_comm(MPI_Comm comm, MPI_Comm *out)
                : MT_EIO;
 }
 
+/* Roles from [parallel] sync and servers; every rank decides alike. */
+static int assign_roles(mt_plan *p, const mt_config *cfg, char *err)
+{
+    p->role = MT_ROLE_WORKER;
+    p->dp_size = p->size;
+    p->server_index = -1;
+    if (cfg->sync != MT_SYNC_PS)
+        return MT_OK;
+    if (cfg->ps_servers == 0) { /* colocated */
+        p->role |= MT_ROLE_SERVER;
+        p->n_servers = p->size;
+        p->server_index = p->rank;
+        return MT_OK;
+    }
+    if (cfg->ps_servers >= (size_t)p->size) {
+        mt_seterr(err, "%s: [parallel] servers = %zu leaves no worker at %d "
+                       "rank%s (run at least %zu ranks, or servers = "
+                       "colocated)",
+                  cfg->path, cfg->ps_servers, p->size,
+                  p->size == 1 ? "" : "s", cfg->ps_servers + 1);
+        return MT_EINVAL;
+    }
+    p->n_servers = (int)cfg->ps_servers;
+    p->dp_size = p->size - p->n_servers;
+    if (p->rank >= p->dp_size) {
+        p->role = MT_ROLE_SERVER;
+        p->server_index = p->rank - p->dp_size;
+    }
+    return MT_OK;
+}
+
 int mt_plan_init(mt_plan *p, const mt_config *cfg, MPI_Comm comm,
                  char *err)
 {
-    (void)cfg; /* one role for now; servers and stages will read it */
     memset(p, 0, sizeof *p);
     p->run = p->dp = MPI_COMM_NULL;
-    if (dup_comm(comm, &p->run) || dup_comm(p->run, &p->dp)) {
+    if (dup_comm(comm, &p->run)) {
         mt_seterr(err, "plan: duplicating the communicator failed");
         mt_plan_free(p);
         return MT_EIO;
     }
     MPI_Comm_rank(p->run, &p->rank);
     MPI_Comm_size(p->run, &p->size);
-    MPI_Comm_rank(p->dp, &p->dp_rank);
-    MPI_Comm_size(p->dp, &p->dp_size);
-    p->role = MT_ROLE_WORKER;
+    int rc = assign_roles(p, cfg, err);
+    if (rc) {
+        mt_plan_free(p);
+        return rc;
+    }
+    /* The workers' group; dedicated servers get MPI_COMM_NULL. */
+    int worker = (p->role & MT_ROLE_WORKER) != 0;
+    MPI_Comm dp = MPI_COMM_NULL;
+    if (MPI_Comm_split(p->run, worker ? 0 : MPI_UNDEFINED, p->rank, &dp) !=
+            MPI_SUCCESS ||
+        (worker && MPI_Comm_set_errhandler(dp, MPI_ERRORS_RETURN) !=
+                       MPI_SUCCESS)) {
+        mt_seterr(err, "plan: splitting the workers' communicator failed");
+        mt_plan_free(p);
+        return MT_EIO;
+    }
+    p->dp = dp;
+    p->dp_rank = -1;
+    if (worker)
+        MPI_Comm_rank(p->dp, &p->dp_rank);
     return MT_OK;
 }
 
-void mt_plan_own(mt_plan *p, const mt_model *m)
+int mt_plan_server_rank(const mt_plan *p, int i)
+{
+    return p->n_servers == p->size ? i : p->dp_size + i;
+}
+
+/* The row boundary of m's parameter arena nearest to `target`. Tensors
+ * lie in the arena in layer order, each a whole number of rows. */
+static size_t nearest_row_cut(const mt_model *m, size_t target)
+{
+    for (size_t i = 0; i < m->n_layers; i++) {
+        const mt_layer *l = &m->layers[i];
+        for (int k = 0; k < l->n_param; k++) {
+            const mt_tensor *t = &l->param[k];
+            size_t off = (size_t)(t->data - m->params);
+            if (target >= off + t->n)
+                continue;
+            size_t row = t->n / (size_t)t->dims[0];
+            return off + (target - off + row / 2) / row * row;
+        }
+    }
+    return m->n_params;
+}
+
+int mt_plan_own(mt_plan *p, const mt_model *m, char *err)
 {
     p->layer_lo = 0;
     p->layer_hi = m->n_layers;
-    p->param_lo = 0;
-    p->param_hi = m->n_params;
+    p->replicated = p->n_servers == 0;
+    if (p->replicated) {
+        p->param_lo = 0;
+        p->param_hi = m->n_params;
+        return MT_OK;
+    }
+    mt_free(p->shard);
+    p->shard = mt_calloc((size_t)p->n_servers + 1, sizeof *p->shard);
+    if (!p->shard) {
+        mt_seterr(err, "plan: out of memory for %d shards", p->n_servers);
+        return MT_ENOMEM;
+    }
+    for (int i = 1; i < p->n_servers; i++) {
+        size_t lo, hi;
+        mt_dist_share(m->n_params, i, p->n_servers, &lo, &hi);
+        size_t cut = nearest_row_cut(m, lo);
+        p->shard[i] = cut > p->shard[i - 1] ? cut : p->shard[i - 1];
+    }
+    p->shard[p->n_servers] = m->n_params;
+    p->param_lo = p->param_hi = 0;
+    if (p->server_index >= 0) {
+        p->param_lo = p->shard[p->server_index];
+        p->param_hi = p->shard[p->server_index + 1];
+    }
+    return MT_OK;
 }
 
 void mt_plan_free(mt_plan *p)
@@ -50,39 +145,86 @@ void mt_plan_free(mt_plan *p)
     if (p->run != MPI_COMM_NULL && p->run != 0)
         MPI_Comm_free(&p->run);
     p->run = p->dp = MPI_COMM_NULL;
+    mt_free(p->shard);
+    p->shard = NULL;
 }
 
 void mt_plan_rows(const mt_plan *p, size_t n, size_t *lo, size_t *hi)
 {
+    if (p->dp_rank < 0) {
+        *lo = *hi = 0;
+        return;
+    }
     mt_dist_share(n, p->dp_rank, p->dp_size, lo, hi);
 }
 
-static const char *role_name(mt_role r)
+static const char *role_name(int role, int n_servers)
 {
-    return r == MT_ROLE_WORKER ? "data-parallel worker" : "?";
+    if (role == (MT_ROLE_WORKER | MT_ROLE_SERVER))
+        return "worker and parameter server";
+    if (role == MT_ROLE_SERVER)
+        return "parameter server";
+    return n_servers ? "worker" : "data-parallel worker";
+}
+
+/* Memory of a rank: params + gradients of the layers held, optimizer
+ * slots of the part owned, running statistics, and (workers)
+ * activations and their gradients; servers also hold one gradient
+ * buffer per worker for their shard. */
+static double rank_mib(const mt_plan *p, const mt_model *m, size_t opt_slots,
+                       int role, size_t owned)
+{
+    size_t act = mt_shape_size(m->in);
+    for (size_t i = 0; i < m->n_layers; i++)
+        act += mt_shape_size(m->layers[i].out);
+    double floats = (double)(2 * m->n_params + opt_slots * owned +
+                             m->n_state);
+    if (role & MT_ROLE_WORKER)
+        floats += 2.0 * (double)act * (double)m->max_batch;
+    if (role & MT_ROLE_SERVER)
+        floats += (double)p->dp_size * (double)owned;
+    return floats * sizeof(float) / 1048576.0;
+}
+
+static void describe_ranks(const mt_plan *p, const mt_model *m,
+                           size_t opt_slots, int lo, int hi, int role,
+                           size_t plo, size_t phi,
+                           void (*emit)(const char *line, void *user),
+                           void *user)
+{
+    char line[320], who[32];
+    if (hi > lo)
+        snprintf(who, sizeof who, "ranks %d-%d", lo, hi);
+    else
+        snprintf(who, sizeof who, "rank %d", lo);
+    snprintf(line, sizeof line,
+             "plan: %s: %s (data-parallel group of %d); layers %zu-%zu of "
+             "%zu, parameters [%zu, %zu) of %zu owned; %.1f MiB a rank "
+             "(weights, gradients, %zu optimizer slot%s%s)",
+             who, role_name(role, p->n_servers), p->dp_size,
+             p->layer_lo + 1, p->layer_hi, m->n_layers, plo, phi,
+             m->n_params, rank_mib(p, m, opt_slots, role, phi - plo),
+             opt_slots, opt_slots == 1 ? "" : "s",
+             role & MT_ROLE_WORKER ? ", activations" : "");
+    emit(line, user);
 }
 
 void mt_plan_describe(const mt_plan *p, const mt_model *m, size_t opt_slots,
                       void (*emit)(const char *line, void *user), void *user)
 {
-    size_t act = mt_shape_size(m->in);
-    for (size_t i = 0; i < m->n_layers; i++)
-        act += mt_shape_size(m->layers[i].out);
-    size_t owned = p->param_hi - p->param_lo;
-    /* params + gradients of the layers held, optimizer slots of the
-     * shard owned, running statistics, activations and their gradients. */
-    double mib = ((double)(2 * m->n_params + opt_slots * owned + m->n_state) +
-                  2.0 * (double)act * (double)m->max_batch) *
-                 sizeof(float) / 1048576.0;
-    char line[256];
-    snprintf(line, sizeof line,
-             "plan: ranks 0-%d: %s (data-parallel group of %d); layers "
-             "%zu-%zu of %zu, parameters [%zu, %zu) of %zu; %.1f MiB a rank "
-             "(weights, gradients, %zu optimizer slot%s, activations of %zu "
-             "samples)",
-             p->size - 1, role_name(p->role), p->dp_size, p->layer_lo + 1,
-             p->layer_hi, m->n_layers, p->param_lo, p->param_hi,
-             m->n_params, mib, opt_slots, opt_slots == 1 ? "" : "s",
-             m->max_batch);
-    emit(line, user);
+    if (p->n_servers == 0) {
+        describe_ranks(p, m, opt_slots, 0, p->size - 1, MT_ROLE_WORKER, 0,
+                       m->n_params, emit, user);
+        return;
+    }
+    if (p->n_servers < p->size)
+        describe_ranks(p, m, opt_slots, 0, p->dp_size - 1, MT_ROLE_WORKER, 0,
+                       0, emit, user);
+    int role = p->n_servers == p->size ? MT_ROLE_WORKER | MT_ROLE_SERVER
+                                       : MT_ROLE_SERVER;
+    for (int i = 0; i < p->n_servers; i++) {
+        int r = mt_plan_server_rank(p, i);
+        describe_ranks(p, m, opt_slots, r, r, role, p->shard[i],
+                       p->shard[i + 1], emit, user);
+    }
 }

@@ -1,6 +1,7 @@
 /* Bucketed, overlapped gradient synchronisation; see sync.h. The buckets
  * and the calls a step makes live here; what each strategy does with
  * them is in its own file, behind mt_sync_ops (sync_internal.h). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,11 +57,15 @@ static size_t make_buckets(mt_sync *s, const mt_model *m, size_t cap)
 }
 
 int mt_sync_init(mt_sync *s, mt_model *m, const mt_sync_cfg *cfg,
-                 MPI_Comm comm, char *err)
+                 const mt_plan *plan, char *err)
 {
     memset(s, 0, sizeof *s);
     s->cfg = *cfg;
-    s->ops = cfg->kind == MT_SYNC_RING ? &mt__sync_ring : &mt__sync_allreduce;
+    s->ops = cfg->kind == MT_SYNC_RING  ? &mt__sync_ring
+             : cfg->kind == MT_SYNC_PS ? &mt__sync_ps
+                                       : &mt__sync_allreduce;
+    s->plan = plan;
+    MPI_Comm comm = cfg->kind == MT_SYNC_PS ? plan->run : plan->dp;
     s->comm = comm;
     s->grads = m->grads;
     s->n = m->n_params;
@@ -75,6 +80,12 @@ int mt_sync_init(mt_sync *s, mt_model *m, const mt_sync_cfg *cfg,
     }
     make_buckets(s, m, cap);
     s->active = s->nb;
+    if (cfg->kind == MT_SYNC_PS) {
+        int rc = mt__sync_ps_init(s, err);
+        if (rc)
+            mt_sync_free(s);
+        return rc;
+    }
     if (cfg->kind == MT_SYNC_RING) {
         /* Blocking mode reduces the whole arena at once. */
         size_t biggest = cfg->overlap ? cap : s->n;
@@ -91,7 +102,9 @@ int mt_sync_init(mt_sync *s, mt_model *m, const mt_sync_cfg *cfg,
 
 void mt_sync_free(mt_sync *s)
 {
+    mt__sync_ps_free(s);
     mt_free(s->b);
+    s->b = NULL;
     mt_ring_free(&s->ring);
     s->nb = 0;
 }
@@ -102,6 +115,8 @@ void mt_sync_begin(mt_sync *s)
         s->b[i].state = 0;
     s->next = 0;
     s->active = s->nb;
+    if (s->ops->begin && s->size > 1)
+        s->ops->begin(s);
 }
 
 /* Buckets [0, k) are ready once backward is at or below their layers. */
@@ -130,12 +145,41 @@ int mt_sync_finish(mt_sync *s, char *err)
     return rc;
 }
 
-void mt_sync_apply(mt_sync *s, mt_optim *o, float *params, float lr)
+int mt_sync_clip(mt_sync *s, double max, char *err)
 {
-    s->ops->apply(s, o, params, lr);
+    const mt_plan *p = s->plan;
+    const float *g = s->grads + p->param_lo;
+    size_t n = p->param_hi - p->param_lo;
+    double sq = 0.0;
+    for (size_t i = 0; i < n; i++)
+        sq += (double)g[i] * g[i];
+    /* Replicated gradients are whole on every rank; shards add up. */
+    if (!p->replicated && p->size > 1 &&
+        MPI_Allreduce(MPI_IN_PLACE, &sq, 1, MPI_DOUBLE, MPI_SUM, p->run) !=
+            MPI_SUCCESS) {
+        mt_seterr(err, "clipping: MPI_Allreduce of the gradient norm "
+                       "failed");
+        return MT_EIO;
+    }
+    double norm = sqrt(sq);
+    if (norm <= max)
+        return MT_OK;
+    float f = (float)(max / (norm + 1e-6));
+    for (size_t i = 0; i < n; i++)
+        s->grads[p->param_lo + i] *= f;
+    return MT_OK;
 }
 
-void mt__sync_apply_all(mt_sync *s, mt_optim *o, float *params, float lr)
+int mt_sync_apply(mt_sync *s, mt_optim *o, float *params, float lr,
+                  char *err)
 {
+    return s->ops->apply(s, o, params, lr, err);
+}
+
+int mt__sync_apply_all(mt_sync *s, mt_optim *o, float *params, float lr,
+                       char *err)
+{
+    (void)err;
     mt_optim_step(o, params, s->grads, lr);
+    return MT_OK;
 }

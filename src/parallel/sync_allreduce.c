@@ -76,5 +76,5 @@ static int finish(mt_sync *s, char *err)
     return rc;
 }
 
-const mt_sync_ops mt__sync_allreduce = {"allreduce", progress, finish,
+const mt_sync_ops mt__sync_allreduce = {"allreduce", NULL, progress, finish,
                                         mt__sync_apply_all};

@@ -1,7 +1,8 @@
 /* Private to src/parallel: the strategies behind mt_sync (sync.h). Each
  * strategy is one file: sync_allreduce.c (MPI_Iallreduce per bucket),
- * sync_ring.c (our ring, one bucket at a time); chain.c is the
- * deterministic one, which the trainer drives group by group. */
+ * sync_ring.c (our ring, one bucket at a time), sync_ps.c (the parameter
+ * server); chain.c is the deterministic one, which the trainer drives
+ * group by group. */
 #ifndef MPITRAIN_PARALLEL_SYNC_INTERNAL_H
 #define MPITRAIN_PARALLEL_SYNC_INTERNAL_H
 
@@ -10,21 +11,30 @@
 
 struct mt_sync_ops {
     const char *name;
+    /* Before backward of a step (more than one rank); may be NULL. */
+    void (*begin)(mt_sync *s);
     /* Starts buckets [s->next, ready) and advances those in flight,
      * without blocking (during backward, overlap on). */
     int (*progress)(mt_sync *s, size_t ready, char *err);
     /* Starts whatever is left and waits: afterwards s->grads hold the sum
      * over the ranks (more than one rank). */
     int (*finish)(mt_sync *s, char *err);
-    /* The optimizer step on the parameters this rank owns. */
-    void (*apply)(mt_sync *s, mt_optim *o, float *params, float lr);
+    /* The optimizer step on the parameters this rank owns; afterwards
+     * every worker holds the updated parameters. */
+    int (*apply)(mt_sync *s, mt_optim *o, float *params, float lr,
+                 char *err);
 };
 
 extern const mt_sync_ops mt__sync_allreduce;
 extern const mt_sync_ops mt__sync_ring;
+extern const mt_sync_ops mt__sync_ps;
+/* The parameter server's pieces and buffers (after the buckets). */
+int mt__sync_ps_init(mt_sync *s, char *err);
+void mt__sync_ps_free(mt_sync *s);
 
 /* apply for strategies that leave every rank the whole summed gradient:
  * every rank steps the whole arena alike. */
-void mt__sync_apply_all(mt_sync *s, mt_optim *o, float *params, float lr);
+int mt__sync_apply_all(mt_sync *s, mt_optim *o, float *params, float lr,
+                       char *err);
 
 #endif

@@ -46,5 +46,5 @@ static int finish(mt_sync *s, char *err)
     return rc;
 }
 
-const mt_sync_ops mt__sync_ring = {"ring", progress, finish,
+const mt_sync_ops mt__sync_ring = {"ring", NULL, progress, finish,
                                    mt__sync_apply_all};

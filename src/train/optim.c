@@ -21,12 +21,20 @@ int mt_optim_from_name(const char *name)
 
 int mt_optim_init(mt_optim *o, const mt_optim_cfg *cfg, size_t n, char *err)
 {
+    return mt_optim_init_range(o, cfg, 0, n, err);
+}
+
+int mt_optim_init_range(mt_optim *o, const mt_optim_cfg *cfg, size_t base,
+                        size_t n, char *err)
+{
     memset(o, 0, sizeof *o);
     o->cfg = *cfg;
+    o->base = base;
     o->n = n;
-    o->m = mt_calloc(n, sizeof(float));
+    /* n may be 0 (a worker of dedicated servers owns no parameters). */
+    o->m = mt_calloc(n + 1, sizeof(float));
     if (cfg->kind != MT_OPT_SGD)
-        o->v = mt_calloc(n, sizeof(float));
+        o->v = mt_calloc(n + 1, sizeof(float));
     if (!o->m || (cfg->kind != MT_OPT_SGD && !o->v)) {
         mt_optim_free(o);
         mt_seterr(err, "optimizer: out of memory for %zu slots", n);
@@ -54,24 +62,30 @@ int mt_optim_set_penalties(mt_optim *o, const mt_penalty *ranges, size_t n,
         mt_seterr(err, "optimizer: out of memory for penalties");
         return MT_ENOMEM;
     }
-    size_t k = 0, at = 0;
+    size_t k = 0, at = 0, prev_end = 0, lo = o->base, hi = o->base + o->n;
     mt_penalty global = {0, 0, o->cfg.weight_decay, o->cfg.l1};
     for (size_t i = 0; i < n; i++) {
-        if (ranges[i].begin < at || ranges[i].end < ranges[i].begin ||
-            ranges[i].end > o->n) {
+        if (ranges[i].begin < prev_end || ranges[i].end < ranges[i].begin) {
             mt_free(pen);
             mt_seterr(err, "optimizer: penalty range %zu [%zu, %zu) is out "
-                           "of order or outside [0, %zu)",
-                      i, ranges[i].begin, ranges[i].end, o->n);
+                           "of order",
+                      i, ranges[i].begin, ranges[i].end);
             return MT_EINVAL;
         }
-        if (ranges[i].begin > at) {
+        prev_end = ranges[i].end;
+        /* In slot positions, cut to the slots held. */
+        mt_penalty r = ranges[i];
+        r.begin = r.begin < lo ? 0 : r.begin > hi ? o->n : r.begin - lo;
+        r.end = r.end < lo ? 0 : r.end > hi ? o->n : r.end - lo;
+        if (r.end <= r.begin)
+            continue;
+        if (r.begin > at) {
             global.begin = at;
-            global.end = ranges[i].begin;
+            global.end = r.begin;
             pen[k++] = global;
         }
-        pen[k++] = ranges[i];
-        at = ranges[i].end;
+        pen[k++] = r;
+        at = r.end;
     }
     if (at < o->n) {
         global.begin = at;

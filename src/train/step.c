@@ -13,7 +13,7 @@
 void mt__batch_slice(const trainer *t, size_t G, size_t *lo, size_t *hi)
 {
     if (!t->cfg->deterministic) {
-        mt_dist_share(G, t->rank, t->size, lo, hi);
+        mt_plan_rows(&t->plan, G, lo, hi); /* over the workers */
         return;
     }
     size_t m = t->cfg->group, groups = (G + m - 1) / m, glo, ghi;
@@ -151,22 +151,6 @@ static int step_deterministic(trainer *t, uint64_t step, size_t g0,
     return MT_OK;
 }
 
-/* Scales g so that its L2 norm is at most max (as PyTorch's
- * clip_grad_norm_). The gradients are the synchronised ones, identical on
- * every rank, so every rank scales alike. */
-static void clip(float *g, size_t n, double max)
-{
-    double s = 0.0;
-    for (size_t i = 0; i < n; i++)
-        s += (double)g[i] * g[i];
-    double norm = sqrt(s);
-    if (norm <= max)
-        return;
-    float f = (float)(max / (norm + 1e-6));
-    for (size_t i = 0; i < n; i++)
-        g[i] *= f;
-}
-
 int mt__train_step(trainer *t, uint64_t step, size_t g0, size_t G,
                    double sums[3], char *err)
 {
@@ -192,15 +176,18 @@ int mt__train_step(trainer *t, uint64_t step, size_t g0, size_t G,
                   isnan(local[0]) ? "NaN" : "Inf", (double)t->lr);
         return MT_ENUMERIC;
     }
-    if (t->cfg->clip_norm > 0.0)
-        clip(t->model.grads, t->model.n_params, t->cfg->clip_norm);
+    if (t->cfg->clip_norm > 0.0 &&
+        (rc = mt_sync_clip(&t->sync, t->cfg->clip_norm, err)))
+        return rc;
     t->lr = mt_schedule_lr(&t->sched, step);
     if (t->lr_scale < 1.0) { /* reduced on a plateau, not below min_lr */
         t->lr = (float)(t->lr * t->lr_scale);
         if (t->lr < t->cfg->plateau_min_lr)
             t->lr = (float)t->cfg->plateau_min_lr;
     }
-    mt_sync_apply(&t->sync, &t->optim, t->model.params, t->lr);
+    if ((rc = mt_sync_apply(&t->sync, &t->optim, t->model.params, t->lr,
+                            err)))
+        return rc;
     for (int j = 0; j < 3; j++)
         sums[j] += local[j];
     return MT_OK;

@@ -46,15 +46,20 @@ static void trainer_free(trainer *t)
     mt_plan_free(&t->plan);
 }
 
-/* Local: this rank's shares of the training and test files. */
+/* Local: this rank's shares of the training and test files. Every rank
+ * reads and serves a share of the training rows; the test rows are
+ * evaluated, so they are shared over the workers (a dedicated server's
+ * share is empty: mt_dist_share of rank dp_size). */
 static int load_files(trainer *t, char *err)
 {
     const mt_config *c = t->cfg;
+    const mt_plan *p = &t->plan;
     int rc = mt_dataset_load_share(&t->shard, c->train, t->rank, t->size,
                                    c->limit, err);
     if (rc == MT_OK && c->test[0])
-        rc = mt_dataset_load_share(&t->test, c->test, t->rank, t->size, 0,
-                                   err);
+        rc = mt_dataset_load_share(&t->test, c->test,
+                                   p->dp_rank < 0 ? p->dp_size : p->dp_rank,
+                                   p->dp_size, 0, err);
     return rc;
 }
 
@@ -92,7 +97,7 @@ static int split(trainer *t, char *err)
     t->test.n_classes = k[1];
     t->sample_bytes = k[2];
     size_t lo, hi;
-    mt_dist_share(t->n_val, t->rank, t->size, &lo, &hi);
+    mt_plan_rows(&t->plan, t->n_val, &lo, &hi);
     mt_watch("validation fetch (MPI_Alltoallv)");
     return mt_dataset_fetch(&t->shard, t->comm, t->order + t->n_train + lo,
                             hi - lo, &t->val, err);
@@ -132,9 +137,10 @@ static int layer_penalties(trainer *t, char *err)
 static int build(trainer *t, char *err)
 {
     const mt_config *c = t->cfg;
+    size_t workers = (size_t)t->plan.dp_size;
     /* The largest local slice of a global batch (in deterministic mode
      * forward sees one group at a time, but evaluation uses the slice). */
-    size_t max_batch = (c->batch + (size_t)t->size - 1) / (size_t)t->size;
+    size_t max_batch = (c->batch + workers - 1) / workers;
     if (c->deterministic && c->group > max_batch)
         max_batch = c->group;
     int rc = mt_model_from_config(c, t->shard.shape, max_batch, &t->model,
@@ -146,7 +152,11 @@ static int build(trainer *t, char *err)
     if (rc == MT_OK && t->test.n)
         rc = mt_dataset_check(&t->test, t->model.in, t->K, c->loss, 1, err);
     if (rc == MT_OK)
-        rc = mt_optim_init(&t->optim, &c->optim, t->model.n_params, err);
+        rc = mt_plan_own(&t->plan, &t->model, err);
+    /* The optimizer's slots are those of the parameters this rank owns. */
+    if (rc == MT_OK)
+        rc = mt_optim_init_range(&t->optim, &c->optim, t->plan.param_lo,
+                                 t->plan.param_hi - t->plan.param_lo, err);
     if (rc == MT_OK)
         rc = layer_penalties(t, err);
     mt_sync_cfg sc = {.kind = (mt_sync_kind)c->sync,
@@ -156,10 +166,9 @@ static int build(trainer *t, char *err)
                       .segment_bytes = c->segment_kb * 1024,
                       .ring_min_bytes = (size_t)(c->ring_min_kb * 1024.0)};
     if (rc == MT_OK)
-        rc = mt_sync_init(&t->sync, &t->model, &sc, t->comm, err);
+        rc = mt_sync_init(&t->sync, &t->model, &sc, &t->plan, err);
     if (rc)
         return rc;
-    mt_plan_own(&t->plan, &t->model);
     if (c->deterministic) {
         /* Room for the gradients of this rank's groups of one batch. */
         size_t groups = (c->batch + c->group - 1) / c->group;
@@ -182,8 +191,7 @@ static int build(trainer *t, char *err)
      * counted from values every rank shares, so that all ranks fetch at
      * the same steps. */
     size_t span = c->batch * c->accumulate;
-    double step_bytes = (double)((span + (size_t)t->size - 1) /
-                                 (size_t)t->size) *
+    double step_bytes = (double)((span + workers - 1) / workers) *
                         (double)(t->sample_bytes ? t->sample_bytes : 1);
     double w = c->fetch_mb * 1048576.0 / step_bytes;
     t->win_steps = w < 1.0 ? 1 : w > 1e15 ? (size_t)1e15 : (size_t)w;
