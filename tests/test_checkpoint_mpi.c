@@ -53,16 +53,26 @@ static void load(mt_config *c, const char *run, const char *extra)
     fx_load(c, dir, "t.ini", run, extra ? sets : NULL);
 }
 
-static int train(const char *run, const char *extra, MPI_Comm comm,
-                 const char *resume, uint64_t stop_after, char *err)
+/* Trains run `run` of t.ini with the NULL-terminated overrides sets. */
+static int train_with(const char *run, const char *const *sets,
+                      MPI_Comm comm, const char *resume, uint64_t stop_after,
+                      char *err)
 {
     mt_config c;
     mt_train_result r;
-    load(&c, run, extra);
+    fx_load(&c, dir, "t.ini", run, sets);
     mt_train_opts o = {.resume = resume, .stop_after = stop_after};
     int rc = mt_train(&c, comm, &o, &r, err);
     mt_config_free(&c);
     return rc;
+}
+
+static int train(const char *run, const char *extra, MPI_Comm comm,
+                 const char *resume, uint64_t stop_after, char *err)
+{
+    const char *const sets[] = {extra, NULL};
+    return train_with(run, extra ? sets : NULL, comm, resume, stop_after,
+                      err);
 }
 
 /* Reads a whole file (rank 0's view). */
@@ -209,6 +219,58 @@ static void test_resume_on_one_rank(void **s)
     }
     MPI_Bcast(&worst, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
     assert_true(worst < 1e-4);
+}
+
+/* Checkpoints stay logical with a parameter server: each server writes
+ * its shard's parameters and Adam slots into the one layout. A ps run
+ * stopped and resumed as ps is exact; a checkpoint of any sync mode or
+ * sharding resumes in any other (allreduce -> ps, ps -> allreduce, 1
+ * dedicated server -> colocated and back) and trains the run an
+ * uninterrupted one does, up to summation order. */
+static void test_parameter_server_checkpoints(void **s)
+{
+    char err[MT_ERR_LEN] = "";
+    const char *const ps[] = {"parallel.sync=ps", NULL};
+    const char *const ded[] = {"parallel.sync=ps", "parallel.servers=1",
+                               NULL};
+    if (train_with("ps_full", ps, MPI_COMM_WORLD, NULL, 0, err) ||
+        train_with("ps_cut", ps, MPI_COMM_WORLD, NULL, 11, err) !=
+            MT_ESTOPPED ||
+        train_with("ps_cut", ps, MPI_COMM_WORLD, "auto", 0, err))
+        fail_msg("%s", err);
+    /* (mode saved, mode resumed), stopped at step 11; dedicated servers
+     * need a worker besides. */
+    const char *const *pairs[4][2] = {{ps, NULL}, {NULL, ps}, {ded, ps},
+                                      {ps, ded}};
+    size_t n_pairs = size > 1 ? 4 : 2;
+    double worst = 0.0;
+    for (size_t i = 0; i < n_pairs; i++) {
+        char run[32];
+        snprintf(run, sizeof run, "across%zu", i);
+        int rc = train_with(run, pairs[i][0], MPI_COMM_WORLD, NULL, 11, err);
+        if (rc != MT_ESTOPPED)
+            fail_msg("%s: %s", run, err);
+        if (train_with(run, pairs[i][1], MPI_COMM_WORLD, "auto", 0, err))
+            fail_msg("%s: %s", run, err);
+        if (rank == 0) {
+            char a[300], b[300];
+            path_of(a, sizeof a, "full", "weights.h5");
+            path_of(b, sizeof b, run, "weights.h5");
+            double d = fx_weight_diff(dir, a, b, 0);
+            worst = d > worst ? d : worst;
+        }
+    }
+    MPI_Bcast(&worst, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    if (worst >= 1e-4)
+        fail_msg("a resume across sync modes differs from the "
+                 "uninterrupted run by %g",
+                 worst);
+    if (rank == 0) {
+        char a[300], b[300];
+        path_of(a, sizeof a, "ps_full", "weights.h5");
+        path_of(b, sizeof b, "ps_cut", "weights.h5");
+        assert_true(fx_weight_diff(dir, a, b, 1) == 0.0);
+    }
 }
 
 /* Overwrites bytes in the middle of a file. */
@@ -416,6 +478,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_auto_with_nothing_saved_starts_fresh),
         cmocka_unit_test(test_resume_keeps_early_stopping),
         cmocka_unit_test(test_resume_on_one_rank),
+        cmocka_unit_test(test_parameter_server_checkpoints),
         cmocka_unit_test(test_auto_skips_damaged_checkpoints),
         cmocka_unit_test(test_bad_checkpoints_are_refused),
         cmocka_unit_test(test_large_tensors_round_trip),

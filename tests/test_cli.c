@@ -224,8 +224,25 @@ static void test_dry_run(void **s)
                      0);
     expect_output("plan: ranks 0-2: data-parallel worker (data-parallel "
                   "group of 3); layers 1-4 of 4, parameters [0, 163) of "
-                  "163;");
+                  "163 owned;");
     expect_output("2 optimizer slots, activations of 6 samples");
+    /* A parameter server: shards cut at tensor rows (dense2's weight rows
+     * hold 16), or one dedicated server owning all. */
+    assert_int_equal(run("%s -np 3 %s train good.ini --dry-run --set "
+                         "parallel.sync=ps",
+                         mpirun, bin),
+                     0);
+    expect_output("plan: rank 1: worker and parameter server "
+                  "(data-parallel group of 3); layers 1-4 of 4, parameters "
+                  "[48, 112) of 163 owned;");
+    assert_int_equal(run("%s -np 3 %s train good.ini --dry-run --set "
+                         "parallel.sync=ps --set parallel.servers=1",
+                         mpirun, bin),
+                     0);
+    expect_output("plan: ranks 0-1: worker (data-parallel group of 2); "
+                  "layers 1-4 of 4, parameters [0, 0) of 163 owned;");
+    expect_output("plan: rank 2: parameter server (data-parallel group of "
+                  "2); layers 1-4 of 4, parameters [0, 163) of 163 owned;");
     assert_int_equal(train_with("train = d.h5", "train = missing.h5",
                                 "--dry-run"),
                      1);

@@ -111,6 +111,51 @@ static void test_stopped_rank_meets_the_deadline(void **s)
     }
 }
 
+/* A parameter server with a dedicated server rank (rank 2 of 3): SIGUSR1
+ * to mpirun makes workers and server save and exit 75; the resumed run
+ * has the server's shard; a stopped server ends both workers within the
+ * deadline, naming it. */
+static void test_parameter_server_faults(void **s)
+{
+    write_text("ps.ini", "[run]\ndir = psrun\nprogress = lines\n"
+                         "deadline_s = 10\n"
+                         "[data]\ntrain = d.h5\nvalidation = 0\n"
+                         "[train]\nepochs = 100000000\nbatch = 16\n"
+                         "[optimizer]\ntype = adam\nlr = 0.001\n"
+                         "[parallel]\nsync = ps\nservers = 1\n"
+                         "[flatten]\n[dense]\nunits = 3\n[softmax]\n");
+    assert_int_equal(run("sh -c '%s -np 3 %s train ps.ini > ps.log 2>&1 & "
+                         "p=$!; %s; kill -USR1 $p; wait $p; "
+                         "echo status=$?'",
+                         mpirun, bin, wait_epoch("ps.log")),
+                     0);
+    expect_output("status=75");
+    assert_int_equal(run("grep stopped ps.log"), 0);
+    assert_int_equal(count("stopped on request"), 1);
+    assert_int_equal(run("%s -np 2 %s train ps.ini --resume auto --set "
+                         "train.epochs=1 --set parallel.servers=colocated "
+                         "> ps2.log 2>&1; tail -1 ps2.log",
+                         mpirun, bin),
+                     0);
+    expect_output("trained");
+    assert_int_equal(run("grep resuming ps2.log"), 0);
+    expect_output("resuming from psrun/checkpoints/ckpt-");
+    assert_int_equal(
+        run("sh -c 'rank() { for q in $(pgrep -f \"[t]rain ps.ini\"); "
+            "do grep -qz \"^OMPI_COMM_WORLD_RANK=$1$\" /proc/$q/environ "
+            "2>/dev/null && echo $q; done; }; "
+            "%s -np 3 %s train ps.ini --set run.dir=psrun3 > ps3.log 2>&1 "
+            "& p=$!; %s; kill -STOP $(rank 2) && echo stopped; "
+            "wait $p; echo status=$?; sleep 1; "
+            "[ -z \"$(rank \"[0-9]*\")\" ] && echo all-gone'",
+            mpirun, bin, wait_epoch("ps3.log")),
+        0);
+    expect_output("status=4");
+    expect_output("all-gone");
+    assert_int_equal(run("grep error: ps3.log"), 0);
+    assert_int_equal(count("; no answer from rank 2 (stopped"), 2);
+}
+
 /* kill -9 of a search during its second trial, then the same command:
  * no finished trial runs again, the interrupted one resumes from its
  * checkpoint, and every trial is finished exactly once. */
@@ -224,6 +269,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_signal_saves_and_resume_finishes),
         cmocka_unit_test(test_stopped_rank_meets_the_deadline),
+        cmocka_unit_test(test_parameter_server_faults),
         cmocka_unit_test(test_search_survives_kill),
         cmocka_unit_test(test_search_signal_saves),
         cmocka_unit_test(test_disk_full_keeps_older_checkpoint),

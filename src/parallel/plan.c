@@ -192,11 +192,14 @@ static void describe_ranks(const mt_plan *p, const mt_model *m,
                            void (*emit)(const char *line, void *user),
                            void *user)
 {
-    char line[320], who[32];
+    char line[320], who[32], act[64] = "";
     if (hi > lo)
         snprintf(who, sizeof who, "ranks %d-%d", lo, hi);
     else
         snprintf(who, sizeof who, "rank %d", lo);
+    if (role & MT_ROLE_WORKER)
+        snprintf(act, sizeof act, ", activations of %zu samples",
+                 m->max_batch);
     snprintf(line, sizeof line,
              "plan: %s: %s (data-parallel group of %d); layers %zu-%zu of "
              "%zu, parameters [%zu, %zu) of %zu owned; %.1f MiB a rank "
@@ -204,8 +207,7 @@ static void describe_ranks(const mt_plan *p, const mt_model *m,
              who, role_name(role, p->n_servers), p->dp_size,
              p->layer_lo + 1, p->layer_hi, m->n_layers, plo, phi,
              m->n_params, rank_mib(p, m, opt_slots, role, phi - plo),
-             opt_slots, opt_slots == 1 ? "" : "s",
-             role & MT_ROLE_WORKER ? ", activations" : "");
+             opt_slots, opt_slots == 1 ? "" : "s", act);
     emit(line, user);
 }
 

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Samples/s of every gradient-synchronisation mode, same run, against
+# sync = allreduce at the same rank count: allreduce, ring, ps colocated
+# and ps with one dedicated server (which trains nothing, so it has one
+# worker fewer), at 2, 3 and 4 ranks, on LeNet-5 and the MLP of
+# examples/. Each configuration runs `rounds` times, alternating, and the
+# best is kept. Prints the bytes each worker sends per step too.
+#
+#   ./quickstart.sh            # builds build/ and data/
+#   bench/sync_modes.sh [steps] [rounds] [rank counts]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+steps=${1:-300}
+rounds=${2:-2}
+nps=${3:-2 3 4}
+flags=(--oversubscribe --bind-to none)
+[ "$(id -u)" -ne 0 ] || flags+=(--allow-run-as-root)
+modes=("allreduce|--set parallel.sync=allreduce"
+    "ring|--set parallel.sync=ring"
+    "ps colocated|--set parallel.sync=ps"
+    "ps 1 server|--set parallel.sync=ps --set parallel.servers=1")
+
+# samples/s of one run (rank 0's "trained ... N samples/s" line)
+rate() {
+    local np=$1 ini=$2
+    shift 2
+    mpirun "${flags[@]}" -np "$np" build/mpitrain train "$ini" \
+        --set train.max_steps="$steps" --set train.epochs=1 \
+        --set run.dir=/tmp/mpitrain-bench-sync --set run.progress=none \
+        --set data.test= --set data.validation=0 "$@" 2>&1 |
+        sed -n 's/.* \([0-9]*\) samples\/s.*/\1/p'
+}
+
+echo "mpitrain $(build/mpitrain --version | head -1)"
+grep -m1 'model name' /proc/cpuinfo
+echo "steps $steps, best of $rounds, batch 64"
+for ini in examples/lenet5-fashion.ini examples/mlp-fashion.ini; do
+    params=$(build/mpitrain train "$ini" --dry-run 2>/dev/null |
+        sed -n 's/.*parameters \[0, \([0-9]*\)).*/\1/p' | head -1)
+    echo
+    echo "$ini: $params parameters ($((params * 4 / 1024)) KiB of gradients)"
+    printf '| ranks | mode | samples/s | vs allreduce | sent per worker per step |\n'
+    printf '| ---: | --- | ---: | ---: | ---: |\n'
+    for np in $nps; do
+        declare -A best=()
+        for ((r = 0; r < rounds; r++)); do
+            for m in "${modes[@]}"; do
+                name=${m%%|*}
+                # shellcheck disable=SC2086
+                v=$(rate "$np" "$ini" ${m#*|})
+                [ -n "$v" ] || v=0
+                if [ -z "${best[$name]:-}" ] || [ "$v" -gt "${best[$name]}" ]; then
+                    best[$name]=$v
+                fi
+            done
+        done
+        for m in "${modes[@]}"; do
+            name=${m%%|*}
+            # What a worker sends per step, in KiB: a ring-allreduce
+            # 2 (P - 1) / P of the gradients; a ps worker every piece
+            # not its own (colocated keeps 1/P) plus, colocated, its
+            # shard to each other worker.
+            case $name in
+            allreduce | ring) kib=$((params * 4 * 2 * (np - 1) / np / 1024)) ;;
+            "ps colocated") kib=$((params * 4 * 2 * (np - 1) / np / 1024)) ;;
+            "ps 1 server") kib=$((params * 4 / 1024)) ;;
+            esac
+            ratio=$(awk -v a="${best[$name]}" -v b="${best[allreduce]}" \
+                'BEGIN { printf "%.2fx", b ? a / b : 0 }')
+            printf '| %d | %s | %d | %s | %d KiB |\n' "$np" "$name" \
+                "${best[$name]}" "$ratio" "$kib"
+        done
+        unset best
+    done
+done
