@@ -31,7 +31,7 @@ rate() {
         sed -n 's/.* \([0-9]*\) samples\/s.*/\1/p'
 }
 
-echo "mpitrain $(build/mpitrain --version | head -1)"
+build/mpitrain --version
 grep -m1 'model name' /proc/cpuinfo
 echo "steps $steps, best of $rounds, batch 64"
 for ini in examples/lenet5-fashion.ini examples/mlp-fashion.ini; do

@@ -143,6 +143,9 @@ static int build(trainer *t, char *err)
     size_t max_batch = (c->batch + workers - 1) / workers;
     if (c->deterministic && c->group > max_batch)
         max_batch = c->group;
+    /* A dedicated server runs no forward or backward: no activations. */
+    if (!(t->plan.role & MT_ROLE_WORKER))
+        max_batch = 1;
     int rc = mt_model_from_config(c, t->shard.shape, max_batch, &t->model,
                                   err);
     if (rc)
