@@ -25,10 +25,10 @@ rate() {
     local np=$1 ini=$2
     shift 2
     mpirun "${flags[@]}" -np "$np" build/mpitrain train "$ini" \
-        --set train.max_steps="$steps" --set train.epochs=1 \
+        --set train.max_steps="$steps" --set train.epochs=100 \
         --set run.dir=/tmp/mpitrain-bench-sync --set run.progress=none \
         --set data.test= --set data.validation=0 "$@" 2>&1 |
-        sed -n 's/.* \([0-9]*\) samples\/s.*/\1/p'
+        sed -n 's/^trained .* \([0-9]*\) samples\/s.*/\1/p'
 }
 
 build/mpitrain --version

@@ -349,6 +349,16 @@ static void test_bad_enum_and_structure(void **s)
     expect_error("[data]\ntrain = a\n[dense]\nunits = 2\n[train]\n"
                  "loss = mse\n[softmax]\n",
                  NULL, "[softmax] ends the model", NULL);
+    /* The parameter server's keys. */
+    expect_error("[data]\ntrain = a\n[parallel]\nservers = 2\n[dense]\n"
+                 "units = 2\n",
+                 NULL, "servers = 2 needs sync = ps", NULL);
+    expect_error("[data]\ntrain = a\n[parallel]\nsync = ps\nservers = some\n"
+                 "[dense]\nunits = 2\n",
+                 NULL, ":5:", "expected colocated or an integer", NULL);
+    expect_error("[data]\ntrain = a\n[parallel]\nsync = ps\n"
+                 "deterministic = true\n[dense]\nunits = 2\n",
+                 NULL, "does not combine with sync = ps", NULL);
 }
 
 static void test_schedule_keys(void **s)
