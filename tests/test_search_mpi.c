@@ -121,6 +121,18 @@ static void test_rerun_skips_finished(void **s)
     snprintf(cmd, sizeof cmd, "grep -q 'resuming from' %s/r/trial-0002/"
                               "train.log", dir);
     assert_int_equal(system(cmd), 0);
+    /* They had finished: resumed, they train nothing, and their metric
+     * comes from their own metrics log, not null. */
+    snprintf(cmd, sizeof cmd,
+             "grep -E '\"finished\",\"trial\":[2-5],\"metric\":null' "
+             "%s/r/journal.jsonl",
+             dir);
+    assert_int_not_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd,
+             "grep -q -E '\"finished\",\"trial\":[2-5],\"metric\":[0-9]' "
+             "%s/r/journal.jsonl",
+             dir);
+    assert_int_equal(system(cmd), 0);
 }
 
 /* Groups of 2 ranks: on an even rank count every point once (the

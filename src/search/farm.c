@@ -218,6 +218,19 @@ static int train_trial(farm *f, size_t t, mt_train_result *res, char *err)
     return rc;
 }
 
+/* The trial's metric: its last epoch's value, or, when this run trained
+ * no epoch (resumed after the trial had finished, before the journal said
+ * so), the last one in the trial's own metrics log. Group leader. */
+static double trial_metric(const farm *f, size_t t, const mt_train_result *r)
+{
+    double v = r->last[f->sp->metric];
+    if (!isnan(v))
+        return v;
+    char log[MT_PATH_LEN + 48];
+    snprintf(log, sizeof log, "%s/trial-%04zu/metrics.jsonl", f->dir, t);
+    return mt__log_metric(log, mt_monitor_names[f->sp->metric]);
+}
+
 /* The next trial for this group, or sp->trials when none is left (or a
  * stop was asked for): the leader draws, the group follows. */
 static size_t next_trial(farm *f)
@@ -252,7 +265,7 @@ static void work(farm *f, int *stopped)
         }
         if (f->grank == 0)
             send_record(f, rc ? "failed" : "finished", t,
-                        rc ? NAN : res.last[f->sp->metric],
+                        rc ? NAN : trial_metric(f, t, &res),
                         MPI_Wtime() - t0, rc ? err : NULL);
         if (f->rank == 0)
             drain(f);

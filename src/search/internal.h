@@ -40,6 +40,12 @@ char *mt__journal_record(const char *event, size_t trial, double metric,
 /* The record that opens each run of a search: what ranks the trials. */
 char *mt__journal_header(const char *metric, int maximize, size_t trials);
 
+/* The last value of monitor `monitor` (e.g. "val_accuracy": the
+ * "accuracy" of the last "val" record) in a run's metrics.jsonl, NaN if
+ * the log has none: the metric of a trial resumed after it had finished,
+ * which trains nothing this time. */
+double mt__log_metric(const char *metrics_path, const char *monitor);
+
 /* Fields of a record; -1 if it is not one. */
 int mt__journal_parse(const char *record, char *event, size_t len,
                       size_t *trial, double *metric, double *seconds);

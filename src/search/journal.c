@@ -169,3 +169,27 @@ int mt__journal_parse(const char *record, char *event, size_t len,
     json_decref(j);
     return 0;
 }
+
+double mt__log_metric(const char *metrics_path, const char *monitor)
+{
+    const char *us = strchr(monitor, '_');
+    FILE *f = fopen(metrics_path, "r");
+    if (!us || !f) {
+        if (f)
+            fclose(f);
+        return NAN;
+    }
+    char split[16], line[4096];
+    snprintf(split, sizeof split, "%.*s", (int)(us - monitor), monitor);
+    double v = NAN;
+    while (fgets(line, sizeof line, f)) {
+        json_t *j = json_loads(line, 0, NULL);
+        const char *sp = json_string_value(json_object_get(j, "split"));
+        json_t *x = json_object_get(j, us + 1);
+        if (sp && strcmp(sp, split) == 0 && json_is_number(x))
+            v = json_number_value(x);
+        json_decref(j);
+    }
+    fclose(f);
+    return v;
+}
