@@ -81,10 +81,13 @@ void fx_load(mt_config *c, const char *dir, const char *file,
     snprintf(path, sizeof path, "%s/%s", dir, file);
     snprintf(train, sizeof train, "data.train=%s/d.h5", dir);
     snprintf(rundir, sizeof rundir, "run.dir=%s/%s", dir, run);
-    char *sets[8] = {train, rundir};
+    char *sets[16] = {train, rundir};
     size_t n = 2;
-    for (size_t i = 0; extra && extra[i] && n < 8; i++)
+    for (size_t i = 0; extra && extra[i]; i++) {
+        if (n == 16)
+            fail_msg("fx_load: more than 14 overrides");
         sets[n++] = (char *)extra[i];
+    }
     if (mt_config_load(c, path, sets, n, err))
         fail_msg("%s", err);
 }
@@ -92,8 +95,14 @@ void fx_load(mt_config *c, const char *dir, const char *file,
 double fx_weight_diff(const char *dir, const char *a, const char *b,
                       int exact)
 {
+    return fx_weight_diff_of(dir, "t.ini", a, b, exact);
+}
+
+double fx_weight_diff_of(const char *dir, const char *ini, const char *a,
+                         const char *b, int exact)
+{
     mt_config c;
-    fx_load(&c, dir, "t.ini", "cmp", NULL);
+    fx_load(&c, dir, ini, "cmp", NULL);
     mt_model ma, mb;
     char err[MT_ERR_LEN];
     mt_shape in = {2, 4, 4};

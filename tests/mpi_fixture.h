@@ -23,6 +23,9 @@ void fx_load(mt_config *c, const char *dir, const char *file,
  * model; with exact, 0 if bit-identical and 1 otherwise. */
 double fx_weight_diff(const char *dir, const char *a, const char *b,
                       int exact);
+/* ... of the model of dir/ini. */
+double fx_weight_diff_of(const char *dir, const char *ini, const char *a,
+                         const char *b, int exact);
 
 /* MPI_Init_thread (FUNNELED), errors returned on the world, this rank and
  * the size, and the watchdog (deadline MPITRAIN_TEST_DEADLINE seconds, 60

@@ -113,6 +113,8 @@ typedef struct mt_config {
     int sync;       /* mt_sync_kind: 0 allreduce, 1 ring, 2 ps */
     size_t ps_servers; /* sync = ps: dedicated server ranks; 0: colocated
                           (every rank is a worker and a server) */
+    int ps_async;      /* ps_mode: 0 sync, 1 async (stale-synchronous) */
+    size_t staleness;  /* async: steps a worker may run ahead */
     double bucket_mb;
     int overlap;    /* reduce buckets while backward runs */
     int compress;   /* mt_compress: ring payload */

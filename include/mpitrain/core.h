@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h> /* free, for mt_free */
 
 #define MT_ERR_LEN 512
 

@@ -34,6 +34,8 @@ enum {
     MT_TAG_CHAIN_SUMS = 6,  /* ...and its loss sums */
     MT_TAG_PS_GRAD = 20,    /* parameter server: a gradient piece */
     MT_TAG_PS_PARAMS = 21,  /* ...and a shard's updated parameters */
+    MT_TAG_PS_HEAD = 22,    /* async: a push's rate, clip factor, step */
+    MT_TAG_PS_FENCE = 23,   /* async: a worker at a meeting point */
     MT_TAG_RING = 77,       /* ring-allreduce segments */
     MT_TAG_JOURNAL = 90     /* search: a leader's journal record */
 };

@@ -86,6 +86,8 @@ typedef struct mt_sync_cfg {
     mt_sync_kind kind;
     size_t bucket_bytes; /* gradient bytes per bucket */
     int overlap;         /* 1: reduce buckets during backward */
+    int ps_async;        /* ps: stale-synchronous (ps_async.c) */
+    size_t staleness;    /* ps async: steps ahead of the slowest */
     mt_compress compress; /* ring only */
     size_t segment_bytes; /* ring pipelining segment */
     size_t ring_min_bytes; /* smaller buffers: MPI_Iallreduce, not the ring */
@@ -110,6 +112,14 @@ typedef struct mt_sync {
     MPI_Comm comm;       /* the plan's workers (dp), or the run for ps */
     int size;
     float *grads; /* the model's gradient arena */
+    float *params; /* ...and its parameters */
+    mt_optim *optim; /* the slots this rank owns (async servers step it) */
+    /* ps_mode = async (more than one rank): steps are not in lockstep;
+     * the trainer agrees on a step's sums and flags `staleness` steps
+     * later and meets the others at mt_sync_fence. */
+    int async;
+    float step_lr;     /* this step's rate and clip norm, for the push */
+    double step_clip;
     size_t n;
     mt_bucket *b; /* in reverse layer order: b[0] holds the last layers */
     size_t nb;
@@ -121,10 +131,10 @@ typedef struct mt_sync {
 } mt_sync;
 
 /* Cuts the model's gradients into buckets and sizes the ring, or cuts the
- * buckets at the plan's shards. The plan (with mt_plan_own done) must
- * outlive s. */
-int mt_sync_init(mt_sync *s, mt_model *m, const mt_sync_cfg *cfg,
-                 const mt_plan *plan, char *err);
+ * buckets at the plan's shards. The plan (with mt_plan_own done) and o
+ * (the optimizer of the parameters this rank owns) must outlive s. */
+int mt_sync_init(mt_sync *s, mt_model *m, mt_optim *o,
+                 const mt_sync_cfg *cfg, const mt_plan *plan, char *err);
 void mt_sync_free(mt_sync *s);
 /* Before backward of a step. */
 void mt_sync_begin(mt_sync *s);
@@ -134,9 +144,28 @@ int mt_sync_layer_done(mt_sync *s, size_t layer, char *err);
 /* Starts whatever is left and waits: afterwards the gradients of the
  * parameters this rank owns (plan.h) hold the sum over all workers. */
 int mt_sync_finish(mt_sync *s, char *err);
+/* The rate and clip norm (0: none) of the step about to finish: an
+ * asynchronous push carries them, since its server applies it alone. */
+void mt_sync_step_info(mt_sync *s, float lr, double clip_norm);
+/* Asynchronous mode: every rank waits (serving its shard meanwhile)
+ * until all workers' pushes so far are applied, and every worker holds
+ * the servers' current parameters. Call it on every rank at the same
+ * step, before a blocking collective (fetch, evaluation, checkpoint):
+ * a rank blocked there cannot serve the others. A no-op otherwise. */
+int mt_sync_fence(mt_sync *s, char *err);
+/* Waits for a request of the caller's (the trainer's late agreement);
+ * in asynchronous mode it serves this rank's shard meanwhile, since a
+ * slower worker may need it to get there. */
+int mt_sync_wait(mt_sync *s, MPI_Request *req, char *err);
+/* Asynchronous mode: 1 if an update on this rank's shard left a NaN or
+ * an infinity (the trainer's agreement stops every rank on it). */
+int mt_sync_nonfinite(const mt_sync *s);
+
 /* Global-norm clipping (as PyTorch's clip_grad_norm_): scales the summed
  * gradients so that their L2 norm over the whole arena is at most max.
- * With shards the norm is reduced over the servers. Collective. */
+ * With shards the norm is reduced over the servers. Collective. In
+ * asynchronous mode each push is clipped by its own norm instead (by its
+ * server, mt_sync_step_info): a no-op here. */
 int mt_sync_clip(mt_sync *s, double max, char *err);
 /* The optimizer step with the synchronised gradients on the parameters
  * this rank owns (allreduce, ring: every rank steps the whole arena; ps:

@@ -361,6 +361,11 @@ int mt_config_check(const mt_config *c, char *err)
                   c->path, c->ps_servers);
         return MT_EINVAL;
     }
+    if (c->ps_async && c->sync != 2 /* ps */) {
+        mt_seterr(err, "%s: [parallel] ps_mode = async needs sync = ps",
+                  c->path);
+        return MT_EINVAL;
+    }
     if (c->compress && c->sync != 1) {
         mt_seterr(err, "%s: [parallel] compress = bf16 needs sync = ring",
                   c->path);

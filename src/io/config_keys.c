@@ -37,6 +37,7 @@ static const char *const sampling_names[] = {"none", "oversample",
 static const char *const mode_names[] = {"auto", "min", "max", NULL};
 static const char *const sync_names[] = {"allreduce", "ring", "ps", NULL};
 static const char *const colocated_name[] = {"colocated", NULL};
+static const char *const ps_mode_names[] = {"sync", "async", NULL};
 static const char *const compress_names[] = {"none", "bf16", NULL};
 static const char *const init_names[] = {"auto", "he", "xavier", NULL};
 
@@ -113,6 +114,8 @@ const mt__key_def mt__config_keys[] = {
       "128"),
     K("parallel", "servers", T_SIZE, ps_servers, 1, 1 << 20, colocated_name,
       "colocated"),
+    K("parallel", "ps_mode", T_ENUM, ps_async, 0, 0, ps_mode_names, "sync"),
+    K("parallel", "staleness", T_SIZE, staleness, 0, 1000, NULL, "2"),
     K("parallel", "deterministic", T_BOOL, deterministic, 0, 1, NULL, "false"),
     K("parallel", "group", T_SIZE, group, 1, 1e6, NULL, "8"),
     K("checkpoint", "dir", T_PATH, ckpt_dir, 0, 0, NULL, NULL),

@@ -8,6 +8,7 @@
 #include "mpitrain/core.h"
 #include "mpitrain/plan.h"
 #include "mpitrain/sync.h"
+#include "parallel/ps_internal.h"
 #include "parallel/sync_internal.h"
 
 /* Parameter range of layer i in the arena: its tensors are consecutive. */
@@ -56,8 +57,8 @@ static size_t make_buckets(mt_sync *s, const mt_model *m, size_t cap)
     return nb;
 }
 
-int mt_sync_init(mt_sync *s, mt_model *m, const mt_sync_cfg *cfg,
-                 const mt_plan *plan, char *err)
+int mt_sync_init(mt_sync *s, mt_model *m, mt_optim *o,
+                 const mt_sync_cfg *cfg, const mt_plan *plan, char *err)
 {
     memset(s, 0, sizeof *s);
     s->cfg = *cfg;
@@ -68,6 +69,8 @@ int mt_sync_init(mt_sync *s, mt_model *m, const mt_sync_cfg *cfg,
     MPI_Comm comm = cfg->kind == MT_SYNC_PS ? plan->run : plan->dp;
     s->comm = comm;
     s->grads = m->grads;
+    s->params = m->params;
+    s->optim = o;
     s->n = m->n_params;
     MPI_Comm_size(comm, &s->size);
     size_t cap = cfg->bucket_bytes / sizeof(float);
@@ -81,7 +84,13 @@ int mt_sync_init(mt_sync *s, mt_model *m, const mt_sync_cfg *cfg,
     make_buckets(s, m, cap);
     s->active = s->nb;
     if (cfg->kind == MT_SYNC_PS) {
+        /* One rank alone has nothing to be asynchronous with. */
+        s->async = cfg->ps_async && s->size > 1;
+        if (s->async)
+            s->ops = &mt__sync_ps_async;
         int rc = mt__sync_ps_init(s, err);
+        if (rc == MT_OK && s->async)
+            rc = mt__ps_async_init(s, err);
         if (rc)
             mt_sync_free(s);
         return rc;
@@ -102,6 +111,7 @@ int mt_sync_init(mt_sync *s, mt_model *m, const mt_sync_cfg *cfg,
 
 void mt_sync_free(mt_sync *s)
 {
+    mt__ps_async_free(s);
     mt__sync_ps_free(s);
     mt_free(s->b);
     s->b = NULL;
@@ -145,8 +155,37 @@ int mt_sync_finish(mt_sync *s, char *err)
     return rc;
 }
 
+void mt_sync_step_info(mt_sync *s, float lr, double clip_norm)
+{
+    s->step_lr = lr;
+    s->step_clip = clip_norm;
+}
+
+int mt_sync_fence(mt_sync *s, char *err)
+{
+    return s->ops->fence ? s->ops->fence(s, err) : MT_OK;
+}
+
+int mt_sync_wait(mt_sync *s, MPI_Request *req, char *err)
+{
+    if (s->async)
+        return mt__ps_async_wait(s, req, err);
+    if (MPI_Wait(req, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+        mt_seterr(err, "MPI_Wait of an agreement failed");
+        return MT_EIO;
+    }
+    return MT_OK;
+}
+
+int mt_sync_nonfinite(const mt_sync *s)
+{
+    return s->async && s->ps ? s->ps->nonfinite : 0;
+}
+
 int mt_sync_clip(mt_sync *s, double max, char *err)
 {
+    if (s->async)
+        return MT_OK;
     const mt_plan *p = s->plan;
     const float *g = s->grads + p->param_lo;
     size_t n = p->param_hi - p->param_lo;

@@ -77,4 +77,4 @@ static int finish(mt_sync *s, char *err)
 }
 
 const mt_sync_ops mt__sync_allreduce = {"allreduce", NULL, progress, finish,
-                                        mt__sync_apply_all};
+                                        mt__sync_apply_all, NULL};

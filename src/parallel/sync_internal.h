@@ -23,14 +23,22 @@ struct mt_sync_ops {
      * every worker holds the updated parameters. */
     int (*apply)(mt_sync *s, mt_optim *o, float *params, float lr,
                  char *err);
+    /* Asynchronous strategies: the meeting point (mt_sync_fence). */
+    int (*fence)(mt_sync *s, char *err);
 };
 
 extern const mt_sync_ops mt__sync_allreduce;
 extern const mt_sync_ops mt__sync_ring;
 extern const mt_sync_ops mt__sync_ps;
+extern const mt_sync_ops mt__sync_ps_async;
 /* The parameter server's pieces and buffers (after the buckets). */
 int mt__sync_ps_init(mt_sync *s, char *err);
 void mt__sync_ps_free(mt_sync *s);
+/* The asynchronous mode's buffers (after mt__sync_ps_init), and their
+ * release (cancels the receives left posted). */
+int mt__ps_async_init(mt_sync *s, char *err);
+void mt__ps_async_free(mt_sync *s);
+int mt__ps_async_wait(mt_sync *s, MPI_Request *req, char *err);
 
 /* apply for strategies that leave every rank the whole summed gradient:
  * every rank steps the whole arena alike. */

@@ -21,33 +21,8 @@
 #include "mpitrain/core.h"
 #include "mpitrain/plan.h"
 #include "mpitrain/watchdog.h"
+#include "parallel/ps_internal.h"
 #include "parallel/sync_internal.h"
-
-typedef struct ps_piece {
-    size_t lo, hi; /* arena range */
-    int server;    /* its shard's server index */
-} ps_piece;
-
-struct mt_ps {
-    ps_piece *piece;      /* every bucket's pieces, in bucket order */
-    size_t *first;        /* (nb + 1): pieces of bucket b start here */
-    MPI_Request *req;     /* pushes, receives and pulls of one step */
-    size_t n_req, cap_req;
-    size_t pushed;        /* requests [0, pushed) are this step's pushes */
-    float *recv;          /* server: (workers x shard) received pieces */
-    size_t mine;          /* server: pieces of its shard per worker */
-    int begin_rc;         /* an MPI error posting the receives */
-};
-
-static int is_worker(const mt_sync *s)
-{
-    return (s->plan->role & MT_ROLE_WORKER) != 0;
-}
-
-static size_t shard_len(const mt_plan *p)
-{
-    return p->param_hi - p->param_lo;
-}
 
 static int cut_pieces(mt_sync *s, struct mt_ps *ps, char *err)
 {
@@ -95,12 +70,12 @@ int mt__sync_ps_init(mt_sync *s, char *err)
                   (size_t)p->dp_size + (size_t)p->n_servers;
     ps->req = mt_calloc(ps->cap_req, sizeof *ps->req);
     if (p->server_index >= 0)
-        ps->recv = mt_calloc((size_t)p->dp_size * shard_len(p) + 1,
+        ps->recv = mt_calloc((size_t)p->dp_size * mt__ps_shard_len(p) + 1,
                              sizeof(float));
     if (!ps->req || (p->server_index >= 0 && !ps->recv)) {
         mt_seterr(err, "parameter server: out of memory for %d workers' "
                        "pieces of a %zu-parameter shard",
-                  p->dp_size, shard_len(p));
+                  p->dp_size, mt__ps_shard_len(p));
         return MT_ENOMEM;
     }
     return MT_OK;
@@ -119,7 +94,7 @@ void mt__sync_ps_free(mt_sync *s)
     s->ps = NULL;
 }
 
-static int post(int rc, const char *what, char *err)
+int mt__ps_check(int rc, const char *what, char *err)
 {
     if (rc == MPI_SUCCESS)
         return MT_OK;
@@ -137,7 +112,7 @@ static void begin(mt_sync *s)
     ps->begin_rc = MPI_SUCCESS;
     if (p->server_index < 0)
         return;
-    size_t len = shard_len(p);
+    size_t len = mt__ps_shard_len(p);
     for (int w = 0; w < p->dp_size; w++) {
         float *base = ps->recv + (size_t)w * len - p->param_lo;
         for (size_t k = 0; k < ps->first[s->nb]; k++) {
@@ -154,11 +129,9 @@ static void begin(mt_sync *s)
             ps->n_req++;
         }
     }
-    ps->pushed = ps->n_req;
 }
 
-/* Pushes the pieces of buckets [s->next, ready) to their servers. */
-static int push(mt_sync *s, size_t ready, char *err)
+int mt__ps_push(mt_sync *s, size_t ready, char *err)
 {
     struct mt_ps *ps = s->ps;
     for (; s->next < ready; s->next++) {
@@ -170,7 +143,7 @@ static int push(mt_sync *s, size_t ready, char *err)
                                MPI_FLOAT,
                                mt_plan_server_rank(s->plan, pc->server),
                                MT_TAG_PS_GRAD, s->comm, &ps->req[ps->n_req]);
-            if (post(rc, "sending a gradient piece (MPI_Isend)", err))
+            if (mt__ps_check(rc, "sending a gradient piece (MPI_Isend)", err))
                 return MT_EIO;
             ps->n_req++;
         }
@@ -180,9 +153,9 @@ static int push(mt_sync *s, size_t ready, char *err)
 
 static int progress(mt_sync *s, size_t ready, char *err)
 {
-    int rc = push(s, ready, err), flag = 0;
+    int rc = mt__ps_push(s, ready, err), flag = 0;
     if (rc == MT_OK && s->ps->n_req)
-        rc = post(MPI_Testall((int)s->ps->n_req, s->ps->req, &flag,
+        rc = mt__ps_check(MPI_Testall((int)s->ps->n_req, s->ps->req, &flag,
                                  MPI_STATUSES_IGNORE),
                   "advancing the gradient pieces (MPI_Testall)", err);
     return rc;
@@ -193,7 +166,7 @@ static int progress(mt_sync *s, size_t ready, char *err)
 static void sum_shard(mt_sync *s)
 {
     const mt_plan *p = s->plan;
-    size_t len = shard_len(p);
+    size_t len = mt__ps_shard_len(p);
     float *g = s->grads + p->param_lo;
     memcpy(g, s->ps->recv, len * sizeof(float));
     for (int w = 1; w < p->dp_size; w++) {
@@ -206,14 +179,14 @@ static void sum_shard(mt_sync *s)
 static int finish(mt_sync *s, char *err)
 {
     struct mt_ps *ps = s->ps;
-    int rc = post(ps->begin_rc, "posting the gradient receives (MPI_Irecv)",
+    int rc = mt__ps_check(ps->begin_rc, "posting the gradient receives (MPI_Irecv)",
                   err);
-    if (rc == MT_OK && is_worker(s))
-        rc = push(s, s->nb, err);
+    if (rc == MT_OK && mt__ps_is_worker(s))
+        rc = mt__ps_push(s, s->nb, err);
     /* A colocated server's own pieces are read by its pushes: all must be
      * done before the sum overwrites them. */
     if (rc == MT_OK)
-        rc = post(MPI_Waitall((int)ps->n_req, ps->req,
+        rc = mt__ps_check(MPI_Waitall((int)ps->n_req, ps->req,
                                  MPI_STATUSES_IGNORE),
                   "exchanging gradient pieces (MPI_Waitall)", err);
     ps->n_req = 0;
@@ -236,13 +209,13 @@ static int apply(mt_sync *s, mt_optim *o, float *params, float lr,
     mt_watch("parameter pull");
     int rc = MPI_SUCCESS;
     ps->n_req = 0;
-    if (p->server_index >= 0 && shard_len(p) > 0)
+    if (p->server_index >= 0 && mt__ps_shard_len(p) > 0)
         for (int w = 0; w < p->dp_size && rc == MPI_SUCCESS; w++)
             if (w != p->rank)
-                rc = MPI_Isend(params + p->param_lo, (int)shard_len(p),
+                rc = MPI_Isend(params + p->param_lo, (int)mt__ps_shard_len(p),
                                MPI_FLOAT, w, MT_TAG_PS_PARAMS, s->comm,
                                &ps->req[ps->n_req++]);
-    if (is_worker(s))
+    if (mt__ps_is_worker(s))
         for (int j = 0; j < p->n_servers && rc == MPI_SUCCESS; j++) {
             int from = mt_plan_server_rank(p, j);
             size_t lo = p->shard[j], n = p->shard[j + 1] - lo;
@@ -254,7 +227,7 @@ static int apply(mt_sync *s, mt_optim *o, float *params, float lr,
     if (rc == MPI_SUCCESS)
         rc = MPI_Waitall((int)ps->n_req, ps->req, MPI_STATUSES_IGNORE);
     ps->n_req = 0;
-    return post(rc, "pulling the updated parameters", err);
+    return mt__ps_check(rc, "pulling the updated parameters", err);
 }
 
-const mt_sync_ops mt__sync_ps = {"ps", begin, progress, finish, apply};
+const mt_sync_ops mt__sync_ps = {"ps", begin, progress, finish, apply, NULL};

@@ -75,6 +75,13 @@ typedef struct trainer {
     double lr_scale;     /* product of the reductions so far */
     double pl_best;
     uint64_t pl_wait;
+    /* ps_mode = async (lagged.c): agreements in flight, oldest first */
+    double lag_local[MT__STEP_SUMS]; /* this step's own sums */
+    double *lag_vec;        /* (lag_cap, sums + flags) */
+    MPI_Request *lag_req;   /* (lag_cap) */
+    uint64_t *lag_step;     /* (lag_cap) the step of each */
+    size_t lag_head, lag_count, lag_cap;
+    int lag_stop;           /* a drain found a stop request */
     float *group_grads;  /* deterministic: (groups, n_params) */
     double *group_sums;  /* deterministic: (groups, MT__STEP_SUMS) */
     int32_t *labels;    /* (max_batch) */
@@ -197,6 +204,18 @@ void mt__drop_prefetch(trainer *t);
  * the split ("validation") or the object ("checkpoint not written:"). */
 int mt__numeric_where(int rc, const char *what, size_t epoch,
                       uint64_t step, char *err);
+
+/* lagged.c: ps_mode = async. Buffers (none in lockstep modes); after a
+ * step: its sums and flags sent, the agreement of `staleness` steps ago
+ * completed and acted on (diverged, save due, stop: MT_ESTOPPED after
+ * saving); a meeting point (fence, every agreement completed; a no-op in
+ * lockstep modes) before evaluation and checkpoints. Collective. */
+int mt__lag_init(trainer *t, char *err);
+void mt__lag_free(trainer *t);
+int mt__lag_after_step(trainer *t, size_t epoch, uint64_t position,
+                       char *err);
+int mt__lag_drain(trainer *t, char *err);
+int mt__lag_meet(trainer *t, char *err);
 
 /* Checkpoint of the current state: epoch `epoch`, `position` global
  * samples into it. Collective. */

@@ -42,6 +42,10 @@ static char *metrics_text(trainer *t)
 int mt__save(trainer *t, size_t epoch, uint64_t position, int is_best,
              char *err)
 {
+    /* Asynchronous: the servers' shards current, the sums complete. */
+    int met = mt__lag_meet(t, err);
+    if (met)
+        return met;
     mt_ckpt_state st = {.step = t->step,
                         .best = t->best,
                         .es_best = t->es_best,

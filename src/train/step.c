@@ -117,7 +117,8 @@ static int step_overlapped(trainer *t, uint64_t step, size_t g0, size_t G,
     mt_watch("gradient sync");
     if (rc == MT_OK)
         rc = mt_sync_finish(&t->sync, err);
-    if (rc == MT_OK && t->size > 1)
+    /* Asynchronous: agreed on later (lagged.c), not by a barrier now. */
+    if (rc == MT_OK && t->size > 1 && !t->sync.async)
         rc = mt_dist_allreduce_sum_d(t->comm, local, MT__STEP_SUMS, err);
     return rc;
 }
@@ -151,15 +152,37 @@ static int step_deterministic(trainer *t, uint64_t step, size_t g0,
     return MT_OK;
 }
 
+/* The step's rate: the schedule's, reduced on a plateau (not below
+ * min_lr). */
+static float step_lr(trainer *t, uint64_t step)
+{
+    float lr = mt_schedule_lr(&t->sched, step);
+    if (t->lr_scale < 1.0) {
+        lr = (float)(lr * t->lr_scale);
+        if (lr < t->cfg->plateau_min_lr)
+            lr = (float)t->cfg->plateau_min_lr;
+    }
+    return lr;
+}
+
 int mt__train_step(trainer *t, uint64_t step, size_t g0, size_t G,
                    double sums[3], char *err)
 {
     double local[MT__STEP_SUMS] = {0};
+    t->lr = step_lr(t, step);
+    mt_sync_step_info(&t->sync, t->lr, t->cfg->clip_norm);
     int rc = t->cfg->deterministic
                  ? step_deterministic(t, step, g0, G, local, err)
                  : step_overlapped(t, step, g0, G, local, err);
     if (rc)
         return rc;
+    /* Asynchronous: this worker's own sums wait for the late agreement,
+     * which also checks them. */
+    if (t->sync.async) {
+        memcpy(t->lag_local, local, sizeof local);
+        return mt_sync_apply(&t->sync, &t->optim, t->model.params, t->lr,
+                             err);
+    }
     /* Every rank sees the same reduced sums, so all stop together. */
     if (local[3] > 0 || local[4] > 0) {
         mt_seterr(err, "epoch %zu, step %llu: training outputs are not "
@@ -179,12 +202,6 @@ int mt__train_step(trainer *t, uint64_t step, size_t g0, size_t G,
     if (t->cfg->clip_norm > 0.0 &&
         (rc = mt_sync_clip(&t->sync, t->cfg->clip_norm, err)))
         return rc;
-    t->lr = mt_schedule_lr(&t->sched, step);
-    if (t->lr_scale < 1.0) { /* reduced on a plateau, not below min_lr */
-        t->lr = (float)(t->lr * t->lr_scale);
-        if (t->lr < t->cfg->plateau_min_lr)
-            t->lr = (float)t->cfg->plateau_min_lr;
-    }
     if ((rc = mt_sync_apply(&t->sync, &t->optim, t->model.params, t->lr,
                             err)))
         return rc;

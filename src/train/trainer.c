@@ -43,6 +43,7 @@ static void trainer_free(trainer *t)
     mt_free(t->targets);
     mt_free(t->config_text);
     mt_metrics_close(&t->log);
+    mt__lag_free(t);
     mt_plan_free(&t->plan);
 }
 
@@ -165,11 +166,16 @@ static int build(trainer *t, char *err)
     mt_sync_cfg sc = {.kind = (mt_sync_kind)c->sync,
                       .bucket_bytes = (size_t)(c->bucket_mb * 1048576.0),
                       .overlap = c->overlap,
+                      .ps_async = c->ps_async,
+                      .staleness = c->staleness,
                       .compress = (mt_compress)c->compress,
                       .segment_bytes = c->segment_kb * 1024,
                       .ring_min_bytes = (size_t)(c->ring_min_kb * 1024.0)};
     if (rc == MT_OK)
-        rc = mt_sync_init(&t->sync, &t->model, &sc, &t->plan, err);
+        rc = mt_sync_init(&t->sync, &t->model, &t->optim, &sc, &t->plan,
+                          err);
+    if (rc == MT_OK)
+        rc = mt__lag_init(t, err);
     if (rc)
         return rc;
     if (c->deterministic) {
@@ -360,6 +366,9 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
         t->ep_seen += G;
         t->run_samples += G;
         wseen += G;
+        rc = t->sync.async ? mt__lag_after_step(t, epoch, g0 + G, err)
+                           : mt__after_step(t, epoch, g0 + G, err);
+        /* (asynchronous: the sums of a step `staleness` steps back) */
         for (int k = 0; k < 3; k++)
             window[k] += t->ep_sums[k] - before[k];
         if (t->rank == 0 && ((s + 1) % c->log_every == 0 || s + 1 == steps)) {
@@ -372,11 +381,23 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
             wseen = 0;
             t_window = now;
         }
-        rc = mt__after_step(t, epoch, g0 + G, err);
         if (t->opts->poll)
             t->opts->poll(t->opts->poll_user);
     }
     mt__drop_prefetch(t);
+    /* Asynchronous: everyone meets, with the same parameters and the
+     * epoch's sums complete, before evaluating. */
+    if (rc == MT_OK)
+        rc = mt__lag_meet(t, err);
+    if (rc == MT_OK && t->lag_stop) {
+        rc = mt__save(t, epoch, n, 0, err);
+        if (rc == MT_OK) {
+            mt_seterr(err, "stopped on request at step %llu; resume with "
+                           "--resume auto",
+                      (unsigned long long)t->step);
+            rc = MT_ESTOPPED;
+        }
+    }
     double secs = MPI_Wtime() - t_start;
     t->train_secs += secs;
     if (rc || *stop)
@@ -540,6 +561,8 @@ int mt_train(const mt_config *cfg, MPI_Comm comm, const mt_train_opts *opts,
         if (t.early_stopped)
             break;
     }
+    if (rc == MT_OK)
+        rc = mt__lag_meet(&t, err);
     /* A run that ends (or hits max_steps) leaves a checkpoint to resume
      * or extend from, unless it just wrote one. */
     if (rc == MT_OK && checkpoints_on(cfg) && t.saved_step != t.step)

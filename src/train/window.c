@@ -54,7 +54,10 @@ int mt__fetch_window(trainer *t, size_t s, size_t steps, char *err)
     t->win_end = e;
     if (t->size == 1)
         return MT_OK;
-    int rc;
+    /* Asynchronous: a rank blocked in the fetch cannot serve its shard. */
+    int rc = mt_sync_fence(&t->sync, err);
+    if (rc)
+        return rc;
     mt_watch("data fetch (MPI_Alltoallv)");
     if (t->prefetch) {
         rc = mt_dataset_fetch_finish(t->prefetch, err);
