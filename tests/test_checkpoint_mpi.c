@@ -4,6 +4,7 @@
  * mismatched checkpoints are refused by name, and auto-resume falls back
  * to the newest good one. */
 #include <hdf5.h>
+#include <math.h>
 #include <mpi.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -273,6 +274,36 @@ static void test_parameter_server_checkpoints(void **s)
     }
 }
 
+/* An asynchronous parameter server stops (its stop request agreed on
+ * `staleness` steps late), saves what its servers hold, and resumes as
+ * async or as sync; a synchronous checkpoint resumes as async. Every
+ * resumed run ends with all 24 steps and finite weights. */
+static void test_async_checkpoints(void **s)
+{
+    char err[MT_ERR_LEN] = "";
+    const char *const async[] = {"parallel.sync=ps", "parallel.ps_mode=async",
+                                 "parallel.staleness=2", NULL};
+    const char *const sync[] = {"parallel.sync=ps", NULL};
+    const char *const *pairs[3][2] = {{async, async}, {async, sync},
+                                      {sync, async}};
+    for (int i = 0; i < 3; i++) {
+        char run[32];
+        snprintf(run, sizeof run, "async%d", i);
+        if (train_with(run, pairs[i][0], MPI_COMM_WORLD, NULL, 11, err) !=
+            MT_ESTOPPED)
+            fail_msg("%s: %s", run, err);
+        mt_config c;
+        mt_train_result r;
+        fx_load(&c, dir, "t.ini", run, pairs[i][1]);
+        mt_train_opts o = {.resume = "auto"};
+        if (mt_train(&c, MPI_COMM_WORLD, &o, &r, err))
+            fail_msg("%s resumed: %s", run, err);
+        assert_int_equal(r.steps, 24);
+        assert_true(isfinite(r.val.loss));
+        mt_config_free(&c);
+    }
+}
+
 /* Overwrites bytes in the middle of a file. */
 static void damage(const char *path, long at)
 {
@@ -479,6 +510,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_resume_keeps_early_stopping),
         cmocka_unit_test(test_resume_on_one_rank),
         cmocka_unit_test(test_parameter_server_checkpoints),
+        cmocka_unit_test(test_async_checkpoints),
         cmocka_unit_test(test_auto_skips_damaged_checkpoints),
         cmocka_unit_test(test_bad_checkpoints_are_refused),
         cmocka_unit_test(test_large_tensors_round_trip),

@@ -140,6 +140,17 @@ static void test_parameter_server_faults(void **s)
     expect_output("trained");
     assert_int_equal(run("grep resuming ps2.log"), 0);
     expect_output("resuming from psrun/checkpoints/ckpt-");
+    /* Asynchronous too: the stop is agreed on a few steps late, every
+     * role saves, 75. */
+    assert_int_equal(run("sh -c '%s -np 3 %s train ps.ini --set "
+                         "parallel.ps_mode=async --set run.dir=psasync > "
+                         "psa.log 2>&1 & p=$!; %s; kill -USR1 $p; wait $p; "
+                         "echo status=$?'",
+                         mpirun, bin, wait_epoch("psa.log")),
+                     0);
+    expect_output("status=75");
+    assert_int_equal(run("grep stopped psa.log"), 0);
+    assert_int_equal(count("stopped on request"), 1);
     assert_int_equal(
         run("sh -c 'rank() { for q in $(pgrep -f \"[t]rain ps.ini\"); "
             "do grep -qz \"^OMPI_COMM_WORLD_RANK=$1$\" /proc/$q/environ "

@@ -48,7 +48,8 @@ enum {
     MT_RNG_DROPOUT = 4, /* dropout masks: (layer, step, sample, element) */
     MT_RNG_AUGMENT = 5, /* augmentation: (epoch, sample) */
     MT_RNG_SAMPLE = 6,  /* class resampling: (epoch * classes + class) */
-    MT_RNG_SEARCH = 7   /* search trial values: (trial, parameter) */
+    MT_RNG_SEARCH = 7,  /* search trial values: (trial, parameter) */
+    MT_RNG_BENCH = 8    /* benchmark knobs: (rank, step) */
 };
 
 /* A uniform 64-bit value for (seed, purpose, a, b). */

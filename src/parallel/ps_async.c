@@ -355,7 +355,8 @@ int mt__ps_async_init(mt_sync *s, char *err)
     ps->fmsg = mt_calloc(2 * W, sizeof(double));
     ps->fdone = mt_calloc(W, sizeof(uint64_t));
     if (!ps->sparams || !ps->reply || !ps->wreq || !ps->hdr || !ps->clock ||
-        !ps->want || !ps->fwant || !ps->rsend || !ps->freq || !ps->fmsg || !ps->fdone) {
+        !ps->want || !ps->fwant || !ps->rsend || !ps->freq || !ps->fmsg ||
+        !ps->fdone) {
         mt_seterr(err, "parameter server: out of memory for the "
                        "asynchronous buffers of %zu workers",
                   W);

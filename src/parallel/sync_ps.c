@@ -156,8 +156,8 @@ static int progress(mt_sync *s, size_t ready, char *err)
     int rc = mt__ps_push(s, ready, err), flag = 0;
     if (rc == MT_OK && s->ps->n_req)
         rc = mt__ps_check(MPI_Testall((int)s->ps->n_req, s->ps->req, &flag,
-                                 MPI_STATUSES_IGNORE),
-                  "advancing the gradient pieces (MPI_Testall)", err);
+                                      MPI_STATUSES_IGNORE),
+                          "advancing the gradient pieces (MPI_Testall)", err);
     return rc;
 }
 
@@ -179,16 +179,16 @@ static void sum_shard(mt_sync *s)
 static int finish(mt_sync *s, char *err)
 {
     struct mt_ps *ps = s->ps;
-    int rc = mt__ps_check(ps->begin_rc, "posting the gradient receives (MPI_Irecv)",
-                  err);
+    int rc = mt__ps_check(ps->begin_rc,
+                          "posting the gradient receives (MPI_Irecv)", err);
     if (rc == MT_OK && mt__ps_is_worker(s))
         rc = mt__ps_push(s, s->nb, err);
     /* A colocated server's own pieces are read by its pushes: all must be
      * done before the sum overwrites them. */
     if (rc == MT_OK)
         rc = mt__ps_check(MPI_Waitall((int)ps->n_req, ps->req,
-                                 MPI_STATUSES_IGNORE),
-                  "exchanging gradient pieces (MPI_Waitall)", err);
+                                      MPI_STATUSES_IGNORE),
+                          "exchanging gradient pieces (MPI_Waitall)", err);
     ps->n_req = 0;
     if (rc == MT_OK && s->plan->server_index >= 0)
         sum_shard(s);

@@ -82,6 +82,11 @@ typedef struct trainer {
     uint64_t *lag_step;     /* (lag_cap) the step of each */
     size_t lag_head, lag_count, lag_cap;
     int lag_stop;           /* a drain found a stop request */
+    /* Benchmarks only (MPITRAIN_BENCH_SLOW=RANK:FACTOR[:P], RANK a run
+     * rank or "all"): this rank's steps take FACTOR times as long, each
+     * with probability P (1 by default): a slow or a jittery worker.
+     * slow_factor 0: off. */
+    double slow_factor, slow_p;
     float *group_grads;  /* deterministic: (groups, n_params) */
     double *group_sums;  /* deterministic: (groups, MT__STEP_SUMS) */
     int32_t *labels;    /* (max_batch) */
@@ -125,6 +130,9 @@ void mt__eval_sums_add(mt__eval_sums *e, const float *out,
                        size_t b);
 /* Adds the NaN and the infinite values of v[0..n) to *nan and *inf. */
 void mt__count_nonfinite(const float *v, size_t n, double *nan, double *inf);
+
+/* Reads MPITRAIN_BENCH_SLOW into t->slow_factor and slow_p. */
+void mt__slow_knob(trainer *t);
 
 /* Sums over the ranks into r. Collective; call after agreeing. Every rank
  * returns MT_ENUMERIC, saying how many outputs were NaN or infinite, if

@@ -2,7 +2,10 @@
  * and the optimizer, in the normal (overlapped buckets) or the
  * deterministic (fixed groups, fixed summation order) way. */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mpitrain/dist.h"
 #include "mpitrain/loss.h"
@@ -78,6 +81,32 @@ static void forward_loss(trainer *t, uint64_t step, size_t pos, size_t B,
     mt__count_nonfinite(out, B * K, &sums[3], &sums[4]);
 }
 
+void mt__slow_knob(trainer *t)
+{
+    const char *slow = getenv("MPITRAIN_BENCH_SLOW");
+    char who[16] = "";
+    double factor = 0.0, p = 1.0;
+    if (slow && sscanf(slow, "%15[^:]:%lf:%lf", who, &factor, &p) >= 2 &&
+        (!strcmp(who, "all") || atoi(who) == t->rank)) {
+        t->slow_factor = factor;
+        t->slow_p = p;
+    }
+}
+
+/* The benchmark knob: sleeps (factor - 1) times the step's compute, on
+ * the steps a draw keyed by (rank, step) picks with probability p. */
+static void be_slow(const trainer *t, uint64_t step, double t0)
+{
+    double extra = (t->slow_factor - 1.0) * (MPI_Wtime() - t0);
+    if (t->slow_factor <= 1.0 || extra <= 0.0 ||
+        mt_rng_uniform(t->cfg->seed, MT_RNG_BENCH, (uint64_t)t->rank,
+                       step) >= t->slow_p)
+        return;
+    struct timespec ts = {(time_t)extra,
+                          (long)((extra - (double)(time_t)extra) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
 static int layer_done(void *user, size_t layer)
 {
     trainer *t = user;
@@ -94,6 +123,7 @@ static int step_overlapped(trainer *t, uint64_t step, size_t g0, size_t G,
 {
     size_t mb = t->cfg->batch;
     int rc = MT_OK;
+    double t0 = MPI_Wtime();
     mt_model_zero_grad(&t->model);
     mt_sync_begin(&t->sync);
     for (size_t m0 = g0; m0 < g0 + G && rc == MT_OK; m0 += mb) {
@@ -114,6 +144,7 @@ static int step_overlapped(trainer *t, uint64_t step, size_t g0, size_t G,
     }
     if (rc)
         mt_seterr(err, "%s", t->hook_err);
+    be_slow(t, step, t0);
     mt_watch("gradient sync");
     if (rc == MT_OK)
         rc = mt_sync_finish(&t->sync, err);

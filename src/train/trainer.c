@@ -511,6 +511,7 @@ static void init_state(trainer *t, const mt_config *cfg, MPI_Comm comm,
         t->last_v[m] = NAN;
     MPI_Comm_rank(comm, &t->rank);
     MPI_Comm_size(comm, &t->size);
+    mt__slow_knob(t);
     snprintf(t->ckpt_dir, sizeof t->ckpt_dir, "%s",
              cfg->ckpt_dir[0] ? cfg->ckpt_dir : cfg->dir);
     if (!cfg->ckpt_dir[0])
