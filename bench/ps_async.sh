@@ -14,27 +14,14 @@ steps=${1:-300}
 rounds=${2:-2}
 np=${3:-2}
 ini=${INI:-examples/lenet5-fashion.ini}
-flags=(--oversubscribe --bind-to none)
-[ "$(id -u)" -ne 0 ] || flags+=(--allow-run-as-root)
+. bench/lib.sh
 modes=("sync|--set parallel.ps_mode=sync"
     "async k=0|--set parallel.ps_mode=async --set parallel.staleness=0"
     "async k=2|--set parallel.ps_mode=async --set parallel.staleness=2"
     "async k=4|--set parallel.ps_mode=async --set parallel.staleness=4")
 loads=("none|" "one worker 2x slower|1:2" "every worker jittery|all:3:0.3")
 
-rate() {
-    local slow=$1
-    shift
-    MPITRAIN_BENCH_SLOW=$slow mpirun "${flags[@]}" -x MPITRAIN_BENCH_SLOW \
-        -np "$np" build/mpitrain train "$ini" --set parallel.sync=ps \
-        --set train.max_steps="$steps" --set train.epochs=100 \
-        --set run.dir=/tmp/mpitrain-bench-async --set run.progress=none \
-        --set data.test= --set data.validation=0 "$@" 2>&1 |
-        sed -n 's/^trained .* \([0-9]*\) samples\/s.*/\1/p'
-}
-
-build/mpitrain --version
-grep -m1 'model name' /proc/cpuinfo
+bench_machine
 echo "$ini, $np ranks (colocated servers), $steps steps, best of $rounds"
 echo
 printf '| load | mode | samples/s | vs sync |\n| --- | --- | ---: | ---: |\n'
@@ -44,8 +31,8 @@ for l in "${loads[@]}"; do
         for m in "${modes[@]}"; do
             name=${m%%|*}
             # shellcheck disable=SC2086
-            v=$(rate "${l#*|}" ${m#*|})
-            v=${v:-0}
+            v=$(MPITRAIN_BENCH_SLOW=${l#*|} bench_rate "$np" "$ini" "$steps" \
+                --set parallel.sync=ps ${m#*|})
             if [ -z "${best[$name]:-}" ] || [ "$v" -gt "${best[$name]}" ]; then
                 best[$name]=$v
             fi

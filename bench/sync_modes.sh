@@ -13,26 +13,14 @@ cd "$(dirname "$0")/.."
 steps=${1:-300}
 rounds=${2:-2}
 nps=${3:-2 3 4}
-flags=(--oversubscribe --bind-to none)
-[ "$(id -u)" -ne 0 ] || flags+=(--allow-run-as-root)
+. bench/lib.sh
 modes=("allreduce|--set parallel.sync=allreduce"
     "ring|--set parallel.sync=ring"
     "ps colocated|--set parallel.sync=ps"
     "ps 1 server|--set parallel.sync=ps --set parallel.servers=1")
 
-# samples/s of one run (rank 0's "trained ... N samples/s" line)
-rate() {
-    local np=$1 ini=$2
-    shift 2
-    mpirun "${flags[@]}" -np "$np" build/mpitrain train "$ini" \
-        --set train.max_steps="$steps" --set train.epochs=100 \
-        --set run.dir=/tmp/mpitrain-bench-sync --set run.progress=none \
-        --set data.test= --set data.validation=0 "$@" 2>&1 |
-        sed -n 's/^trained .* \([0-9]*\) samples\/s.*/\1/p'
-}
-
-build/mpitrain --version
-grep -m1 'model name' /proc/cpuinfo
+export MPITRAIN_BENCH_SLOW=""
+bench_machine
 echo "steps $steps, best of $rounds, batch 64"
 for ini in examples/lenet5-fashion.ini examples/mlp-fashion.ini; do
     params=$(build/mpitrain train "$ini" --dry-run 2>/dev/null |
@@ -47,8 +35,7 @@ for ini in examples/lenet5-fashion.ini examples/mlp-fashion.ini; do
             for m in "${modes[@]}"; do
                 name=${m%%|*}
                 # shellcheck disable=SC2086
-                v=$(rate "$np" "$ini" ${m#*|})
-                [ -n "$v" ] || v=0
+                v=$(bench_rate "$np" "$ini" "$steps" ${m#*|})
                 if [ -z "${best[$name]:-}" ] || [ "$v" -gt "${best[$name]}" ]; then
                     best[$name]=$v
                 fi

@@ -1,0 +1,24 @@
+# Shared by the bench/*.sh scripts (sourced, from the top of the tree).
+
+bench_flags=(--oversubscribe --bind-to none -x MPITRAIN_BENCH_SLOW)
+[ "$(id -u)" -ne 0 ] || bench_flags+=(--allow-run-as-root)
+
+# bench_rate NP INI STEPS [--set ...]: samples/s of one training run of
+# STEPS steps (rank 0's "trained ... N samples/s" line; no validation or
+# test), 0 if it failed.
+bench_rate() {
+    local np=$1 ini=$2 steps=$3 v
+    shift 3
+    v=$(mpirun "${bench_flags[@]}" -np "$np" build/mpitrain train "$ini" \
+        --set train.max_steps="$steps" --set train.epochs=100 \
+        --set run.dir=/tmp/mpitrain-bench --set run.progress=none \
+        --set data.test= --set data.validation=0 "$@" 2>&1 |
+        sed -n 's/^trained .* \([0-9]*\) samples\/s.*/\1/p')
+    echo "${v:-0}"
+}
+
+# The machine a figure comes from.
+bench_machine() {
+    build/mpitrain --version
+    grep -m1 'model name' /proc/cpuinfo
+}
