@@ -41,13 +41,13 @@ static void post_push(mt_sync *s, int w)
     const mt_plan *p = s->plan;
     size_t len = mt__ps_shard_len(p), k = 0;
     MPI_Request *r = ps->wreq + (size_t)w * (ps->mine + 1);
-    float *base = ps->recv + (size_t)w * len - p->param_lo;
+    float *buf = ps->recv + (size_t)w * len; /* at shard position 0 */
     for (size_t i = 0; i < ps->first[s->nb]; i++) {
         const ps_piece *pc = &ps->piece[i];
         if (pc->server == p->server_index)
-            note_err(ps, MPI_Irecv(base + pc->lo, (int)(pc->hi - pc->lo),
-                                   MPI_FLOAT, w, MT_TAG_PS_GRAD, s->comm,
-                                   &r[k++]));
+            note_err(ps, MPI_Irecv(buf + (pc->lo - p->param_lo),
+                                   (int)(pc->hi - pc->lo), MPI_FLOAT, w,
+                                   MT_TAG_PS_GRAD, s->comm, &r[k++]));
     }
     note_err(ps, MPI_Irecv(ps->hdr + 3 * (size_t)w, 3, MPI_DOUBLE, w,
                            MT_TAG_PS_HEAD, s->comm, &r[k]));

@@ -114,12 +114,13 @@ static void begin(mt_sync *s)
         return;
     size_t len = mt__ps_shard_len(p);
     for (int w = 0; w < p->dp_size; w++) {
-        float *base = ps->recv + (size_t)w * len - p->param_lo;
+        float *buf = ps->recv + (size_t)w * len; /* at shard position 0 */
         for (size_t k = 0; k < ps->first[s->nb]; k++) {
             const ps_piece *pc = &ps->piece[k];
             if (pc->server != p->server_index)
                 continue;
-            int rc = MPI_Irecv(base + pc->lo, (int)(pc->hi - pc->lo),
+            int rc = MPI_Irecv(buf + (pc->lo - p->param_lo),
+                               (int)(pc->hi - pc->lo),
                                MPI_FLOAT, w, MT_TAG_PS_GRAD, s->comm,
                                &ps->req[ps->n_req]);
             if (rc != MPI_SUCCESS) { /* reported by finish */

@@ -389,8 +389,8 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
      * epoch's sums complete, before evaluating. */
     if (rc == MT_OK)
         rc = mt__lag_meet(t, err);
-    if (rc == MT_OK && t->lag_stop) {
-        rc = mt__save(t, epoch, n, 0, err);
+    if (rc == MT_OK && t->lag_stop) { /* found by the meeting's drain */
+        rc = mt__save(t, epoch, *stop ? t->resume_pos : n, 0, err);
         if (rc == MT_OK) {
             mt_seterr(err, "stopped on request at step %llu; resume with "
                            "--resume auto",
