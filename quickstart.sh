@@ -16,6 +16,7 @@ packages=(build-essential autoconf automake libtool pkg-config
     hdf5-tools libcmocka-dev libinih-dev libjansson-dev zlib1g-dev valgrind
     python3-h5py gnuplot-nox
     dataset-fashion-mnist)
+# The Slurm test's packages: tests/slurm/start-local-slurm.sh installs them.
 
 install_packages() {
     local missing=()
@@ -50,6 +51,9 @@ case "${1:-}" in
 check)
     cd build
     make check
+    # A real one-node Slurm runs slurm/train.sbatch (root only).
+    if [ "$(id -u)" -eq 0 ]; then make check-slurm; else
+        echo "quickstart: not root: make check-slurm skipped"; fi
     ;;
 "")
     [ -f data/fashion-mnist/t10k.h5 ] ||

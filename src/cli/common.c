@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 #include <unistd.h>
 
@@ -118,14 +119,24 @@ int mt_cli_watchdog(double deadline_s, char *err)
 }
 
 /* Set by the first SIGTERM/SIGUSR1/SIGINT; the trainer polls it at step
- * boundaries. A second signal ends the process at once. */
+ * boundaries. A second signal ends the process at once, if it comes at
+ * least 2 s after the first: at a time limit Slurm's SIGTERM reaches a
+ * rank twice within milliseconds (from slurmstepd and relayed by srun),
+ * which must not cut the save short. */
 volatile sig_atomic_t mt_cli_stop_requested;
+static struct timespec first_signal;
 
 static void on_signal(int sig)
 {
-    if (mt_cli_stop_requested)
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now); /* async-signal-safe */
+    if (!mt_cli_stop_requested) {
+        first_signal = now;
+        mt_cli_stop_requested = 1;
+        return;
+    }
+    if (now.tv_sec - first_signal.tv_sec >= 2)
         _exit(128 + sig);
-    mt_cli_stop_requested = 1;
 }
 
 void mt_cli_catch_signals(void)

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# make check-slurm: slurm/train.sbatch under a real one-node Slurm
+# (tests/slurm/start-local-slurm.sh). Root only (it runs slurmctld).
+#  1. The early signal (--signal=B:USR1, sent at once with scancel
+#     --batch): every rank saves, the job requeues itself, the requeued
+#     job resumes and finishes with the weights of an uninterrupted run,
+#     bit for bit.
+#  2. No early signal, a real time limit (1 minute): Slurm's SIGTERM
+#     makes every rank save within KillWait; requeued; resumed.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+build=${MPITRAIN_BUILDDIR:-$top/build}
+[ "$(id -u)" -eq 0 ] || { echo "check-slurm: needs root (slurmctld); skipped"; exit 77; }
+eval "$(bash "$top/tests/slurm/start-local-slurm.sh")"
+work=$(mktemp -d /tmp/mpitrain-slurm-check.XXXXXX)
+cleanup() {
+    scancel --quiet $(squeue -h -o %i 2>/dev/null) 2>/dev/null || true
+    bash "$top/tests/slurm/stop-local-slurm.sh"
+    rm -rf "$work"
+}
+trap cleanup EXIT
+cd "$work"
+fail() { echo "FAIL: $*"; exit 1; }
+export MPITRAIN="$build/mpitrain"
+mpirun=(mpirun --allow-run-as-root --oversubscribe)
+
+"$MPITRAIN" convert fashion-mnist data >/dev/null
+# ~10 s on 2 ranks of the 2-core VM; an epoch line every 0.1 s or so.
+cat > run.ini <<INI
+[run]
+dir = run
+seed = 3
+progress = lines
+[data]
+train = data/t10k.h5
+validation = 0.1
+limit = 3000
+[train]
+epochs = 150
+batch = 32
+[optimizer]
+type = adam
+lr = 0.001
+[flatten]
+[dense]
+units = 32
+activation = relu
+[dense]
+units = 10
+[softmax]
+INI
+
+# Until job $1 has left the queue (at most $2 seconds).
+wait_gone() {
+    for _ in $(seq 1 $(($2 * 2))); do
+        [ -z "$(squeue -h -j "$1" -o %T 2>/dev/null)" ] && return 0
+        sleep 0.5
+    done
+    fail "job $1 still in the queue after $2 s"
+}
+# Until file $1 has a line matching $2 (at most $3 seconds).
+wait_line() {
+    for _ in $(seq 1 $(($3 * 2))); do
+        grep -q -- "$2" "$1" 2>/dev/null && return 0
+        sleep 0.5
+    done
+    fail "no '$2' in $1 after $3 s"
+}
+
+echo "== uninterrupted reference (mpirun -np 2)"
+"${mpirun[@]}" -np 2 "$MPITRAIN" train run.ini --set run.dir=ref > ref.log 2>&1 ||
+    fail "reference run: $(tail -3 ref.log)"
+
+echo "== early signal: save, requeue, resume, finish"
+t0=$(date +%s)
+job=$(sbatch --parsable --ntasks=2 --output=usr1.log \
+    "$top/slurm/train.sbatch" run.ini --set run.dir=usr1)
+wait_line usr1.log "^epoch 3/" 60
+scancel --batch --signal=USR1 "$job"
+wait_gone "$job" 120
+grep -q "stopped on request" usr1.log || fail "no checkpoint on the signal"
+grep -q "mpitrain exited 75" usr1.log || fail "not exit 75"
+grep -q "restart 1," usr1.log || fail "not requeued"
+grep -q "resuming from usr1/checkpoints/ckpt-" usr1.log || fail "not resumed"
+grep -q "weights written to usr1/weights.h5" usr1.log || fail "did not finish"
+h5diff -q ref/weights.h5 usr1/weights.h5 ||
+    fail "the requeued run's weights differ from the uninterrupted run's"
+echo "   signalled, saved, requeued, resumed, same weights ($(($(date +%s) - t0)) s)"
+
+echo "== time limit without an early signal (SIGTERM): save, requeue, resume"
+t0=$(date +%s)
+sed '/#SBATCH --signal/d' "$top/slurm/train.sbatch" > nosignal.sbatch
+job=$(sbatch --parsable --ntasks=2 --time=1 --output=term.log nosignal.sbatch \
+    run.ini --set run.dir=term --set train.epochs=100000000)
+wait_line term.log "restart 1," 150
+wait_line term.log "resuming from term/checkpoints/ckpt-" 60
+scancel "$job"
+grep -q "DUE TO TIME LIMIT" term.log || fail "no time limit reached"
+grep -q "stopped on request" term.log || fail "no checkpoint on SIGTERM"
+grep -q "mpitrain exited 75" term.log || fail "not exit 75 at the time limit"
+echo "   time limit, saved within KillWait, requeued, resumed ($(($(date +%s) - t0)) s)"
+echo "check-slurm: all passed"
