@@ -7,6 +7,8 @@
 #     bit for bit.
 #  2. No early signal, a real time limit (1 minute): Slurm's SIGTERM
 #     makes every rank save within KillWait; requeued; resumed.
+#  3. slurm/search.sbatch signalled during its trials: requeued, finished,
+#     every trial in the journal finished exactly once.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=${MPITRAIN_BUILDDIR:-$top/build}
@@ -21,7 +23,7 @@ cleanup() {
 trap cleanup EXIT
 cd "$work"
 fail() { echo "FAIL: $*"; exit 1; }
-export MPITRAIN="$build/mpitrain"
+export MPITRAIN="$build/mpitrain" MPITRAIN_SLURM="$top/slurm"
 mpirun=(mpirun --allow-run-as-root --oversubscribe)
 
 "$MPITRAIN" convert fashion-mnist data >/dev/null
@@ -99,4 +101,24 @@ grep -q "DUE TO TIME LIMIT" term.log || fail "no time limit reached"
 grep -q "stopped on request" term.log || fail "no checkpoint on SIGTERM"
 grep -q "mpitrain exited 75" term.log || fail "not exit 75 at the time limit"
 echo "   time limit, saved within KillWait, requeued, resumed ($(($(date +%s) - t0)) s)"
+echo "== a search signalled during its trials: requeue, finish, each trial once"
+t0=$(date +%s)
+{ cat run.ini; printf '%s\n' "[search]" "method = grid" \
+    "optimizer.lr = grid(0.001, 0.002, 0.003, 0.004)" \
+    "metric = val_accuracy" "ranks_per_trial = 1"; } > search.ini
+job=$(sbatch --parsable --ntasks=2 --output=search.log \
+    "$top/slurm/search.sbatch" search.ini --set train.epochs=300 \
+    --set run.dir=search)
+wait_line search.log "^trial [0-9]" 120
+sleep 2
+scancel --batch --signal=USR1 "$job"
+wait_gone "$job" 180
+grep -q "mpitrain exited 75" search.log || fail "the search did not save and exit 75"
+grep -q "restart 1," search.log || fail "the search was not requeued"
+"$MPITRAIN" search --status search > status.txt 2>&1 || true
+for t in 0 1 2 3; do
+    n=$(grep -c "\"finished\",\"trial\":$t," search/journal.jsonl || true)
+    [ "$n" -eq 1 ] || fail "trial $t finished $n times in the journal"
+done
+echo "   signalled, requeued, 4 trials finished once each ($(($(date +%s) - t0)) s)"
 echo "check-slurm: all passed"
