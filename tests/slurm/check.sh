@@ -89,6 +89,16 @@ h5diff -q ref/weights.h5 usr1/weights.h5 ||
     fail "the requeued run's weights differ from the uninterrupted run's"
 echo "   signalled, saved, requeued, resumed, same weights ($(($(date +%s) - t0)) s)"
 
+echo "== the same run resubmitted on another task count: 10 more epochs on 1 task"
+job=$(sbatch --parsable --ntasks=1 --output=one.log "$top/slurm/train.sbatch" \
+    run.ini --set run.dir=usr1 --set train.epochs=160)
+wait_gone "$job" 120
+grep -q "resuming from usr1/checkpoints/ckpt-.*(saved by 2 ranks)" one.log ||
+    fail "1 task did not resume the 2-task checkpoint: $(grep -i -m1 error one.log)"
+grep -q "^epoch 160/160" one.log || fail "did not train on to epoch 160"
+grep -q "mpitrain exited 0" one.log || fail "not exit 0"
+echo "   a 2-task checkpoint resumed on 1 task and trained on"
+
 echo "== time limit without an early signal (SIGTERM): save, requeue, resume"
 t0=$(date +%s)
 sed '/#SBATCH --signal/d' "$top/slurm/train.sbatch" > nosignal.sbatch
