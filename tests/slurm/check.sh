@@ -4,7 +4,8 @@
 #  1. The early signal (--signal=B:USR1, sent at once with scancel
 #     --batch): every rank saves, the job requeues itself, the requeued
 #     job resumes and finishes with the weights of an uninterrupted run,
-#     bit for bit.
+#     bit for bit; resubmitted on 1 task, it resumes the 2-task
+#     checkpoint and trains on.
 #  2. No early signal, a real time limit (1 minute): Slurm's SIGTERM
 #     makes every rank save within KillWait; requeued; resumed.
 #  3. slurm/search.sbatch signalled during its trials: requeued, finished,
