@@ -154,3 +154,47 @@ int fx_mpi_finalize(int failed)
     mt_watchdog_stop();
     return failed ? 1 : 0;
 }
+
+/* fx_expect_same: trains config `file` on all ranks with settings `par` and compares the
+ * weights with rank 0 training alone with settings `self_par`. */
+void fx_expect_same(const char *dir, const char *file, const char *const *par,
+                    const char *const *self_par, double tol)
+{
+    mt_config c;
+    mt_train_result r;
+    char err[MT_ERR_LEN] = "";
+    fx_load(&c, dir, file, "world", par);
+    int rc = mt_train(&c, MPI_COMM_WORLD, NULL, &r, err);
+    if (rc)
+        fail_msg("%s", err);
+    assert_true(r.val.n == 19 && r.val.accuracy >= 0.0);
+    uint64_t steps = r.steps; /* 2 * ceil(78 / 10) unless resampled */
+    if (!par)
+        assert_int_equal(steps, 2 * 8);
+    mt_config_free(&c);
+    double worst = 0.0;
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank == 0) {
+        fx_load(&c, dir, file, "self", self_par);
+        if (mt_train(&c, MPI_COMM_SELF, NULL, &r, err))
+            fail_msg("%s", err);
+        assert_int_equal(r.steps, steps);
+        mt_config_free(&c);
+        char a[300], b[300];
+        snprintf(a, sizeof a, "%s/world/weights.h5", dir);
+        snprintf(b, sizeof b, "%s/self/weights.h5", dir);
+        worst = fx_weight_diff_of(dir, file, a, b, tol == 0.0);
+    }
+    MPI_Bcast(&worst, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    /* Same learning problem; only the summation order differs (or, in
+     * deterministic mode, not even that: tol 0). */
+    if (worst > tol) {
+        char sets[600] = "";
+        for (size_t i = 0; par && par[i]; i++)
+            snprintf(sets + strlen(sets), sizeof sets - strlen(sets), " %s",
+                     par[i]);
+        fail_msg("%s%s: weights differ from the single-rank run by %g",
+                 file, sets, worst);
+    }
+}
