@@ -51,6 +51,11 @@ int mt_optim_init(mt_optim *o, const mt_optim_cfg *cfg, size_t n, char *err);
 int mt_optim_init_range(mt_optim *o, const mt_optim_cfg *cfg, size_t base,
                         size_t n, char *err);
 void mt_optim_free(mt_optim *o);
+/* The part [*lo, *hi) of the n values at arena position off (a tensor,
+ * in its own positions) whose slots o holds; empty (*lo == *hi) if
+ * none. */
+void mt_optim_part(const mt_optim *o, size_t off, size_t n, size_t *lo,
+                   size_t *hi);
 /* Gives ranges of the arena their own penalties; the ranges must be in
  * order and not overlap, and are cut to [base, base + n). Parameters
  * outside them keep cfg's. */

@@ -70,12 +70,9 @@ static rows param_rows(const writer *w, const mt_tensor *t,
     if (w->replicated)
         return chunk_share(w, H5T_NATIVE_FLOAT, t->ndim, dims);
     size_t off = (size_t)(t->data - w->m->params), row = t->n / dims[0];
-    size_t lo = w->o->base > off ? w->o->base - off : 0;
-    size_t end = w->o->base + w->o->n;
-    size_t hi = end < off ? 0 : end - off < t->n ? end - off : t->n;
-    rows r = {lo / row, hi / row};
-    r.hi = r.hi > r.lo ? r.hi : r.lo;
-    return r;
+    size_t lo, hi;
+    mt_optim_part(w->o, off, t->n, &lo, &hi);
+    return (rows){lo / row, hi / row};
 }
 
 /* A chunked, checksummed dataset of `type`; this rank writes rows r of

@@ -251,11 +251,9 @@ static int read_slots(const mt_layer *l, mt_tensor *t, int is_state,
     if (is_state)
         return 0;
     /* The part of this tensor inside the optimizer's range. */
-    size_t off = (size_t)(t->data - c->m->params);
-    size_t end = c->o->base + c->o->n;
-    size_t lo = c->o->base > off ? c->o->base - off : 0;
-    size_t hi = end < off ? 0 : end - off < t->n ? end - off : t->n;
-    if (hi <= lo)
+    size_t off = (size_t)(t->data - c->m->params), lo, hi;
+    mt_optim_part(c->o, off, t->n, &lo, &hi);
+    if (hi == lo)
         return 0;
     float *slots[2] = {c->o->m, c->o->v};
     const char *names[2] = {"m", "v"};

@@ -212,6 +212,20 @@ static int progress(mt_sync *s, size_t ready, char *err)
     return rc;
 }
 
+/* Sends buf[0..n) to every server, appending the requests to ps->req. */
+static int to_servers(mt_sync *s, double *buf, int n, int tag,
+                      const char *what, char *err)
+{
+    struct mt_ps *ps = s->ps;
+    int rc = MT_OK;
+    for (int j = 0; j < s->plan->n_servers && rc == MT_OK; j++)
+        rc = mt__ps_check(MPI_Isend(buf, n, MPI_DOUBLE,
+                                    mt_plan_server_rank(s->plan, j), tag,
+                                    s->comm, &ps->req[ps->n_req++]),
+                          what, err);
+    return rc;
+}
+
 /* The factor that clips this worker's push (W g_w) to the clip norm. */
 static double clip_factor(const mt_sync *s)
 {
@@ -230,7 +244,6 @@ static double clip_factor(const mt_sync *s)
 static int finish(mt_sync *s, char *err)
 {
     struct mt_ps *ps = s->ps;
-    const mt_plan *p = s->plan;
     start(s);
     ps->steps++;
     if (!mt__ps_is_worker(s)) {
@@ -242,12 +255,9 @@ static int finish(mt_sync *s, char *err)
     ps->head[0] = s->step_lr;
     ps->head[1] = clip_factor(s);
     ps->head[2] = (double)(ps->steps - 1);
-    for (int j = 0; j < p->n_servers && rc == MT_OK; j++)
-        rc = mt__ps_check(MPI_Isend(ps->head, 3, MPI_DOUBLE,
-                                    mt_plan_server_rank(p, j),
-                                    MT_TAG_PS_HEAD, s->comm,
-                                    &ps->req[ps->n_req++]),
-                          "sending a push's header", err);
+    if (rc == MT_OK)
+        rc = to_servers(s, ps->head, 3, MT_TAG_PS_HEAD,
+                        "sending a push's header", err);
     mt_watch("parameter server: pushing the gradients");
     if (rc == MT_OK)
         rc = wait_serving(s, ps->req, ps->n_req, NULL,
@@ -315,12 +325,9 @@ static int fence(mt_sync *s, char *err)
     ps->fence_at[1] = (double)ps->fence_no;
     if (mt__ps_is_worker(s)) {
         rc = post_pulls(s, err);
-        for (int j = 0; j < p->n_servers && rc == MT_OK; j++)
-            rc = mt__ps_check(MPI_Isend(ps->fence_at, 2, MPI_DOUBLE,
-                                        mt_plan_server_rank(p, j),
-                                        MT_TAG_PS_FENCE, s->comm,
-                                        &ps->req[ps->n_req++]),
-                              "sending a fence request", err);
+        if (rc == MT_OK)
+            rc = to_servers(s, ps->fence_at, 2, MT_TAG_PS_FENCE,
+                            "sending a fence request", err);
     }
     mt_watch("parameter server fence (all workers' pushes)");
     if (rc == MT_OK)

@@ -153,6 +153,11 @@ static inline size_t mt__steps_per_epoch(const trainer *t)
  * samples. */
 void mt__batch_slice(const trainer *t, size_t G, size_t *lo, size_t *hi);
 
+/* MT_ENUMERIC naming the epoch and step if a step's (reduced) sums show
+ * non-finite outputs or loss: the run diverged. */
+int mt__step_diverged(const trainer *t, uint64_t step,
+                      const double sums[MT__STEP_SUMS], char *err);
+
 /* One optimizer step over global batch positions [g0, g0 + G) of this
  * epoch: this rank's slice is the next samples of the window from
  * t->cursor. Adds the global loss sum, correct count and "no accuracy"
@@ -237,6 +242,9 @@ int mt__after_epoch(trainer *t, size_t epoch, const double v[MT_MONITORS],
  * 0's clock, and saves when a checkpoint is due. MT_ESTOPPED after saving
  * for a stop request. Collective. */
 int mt__after_step(trainer *t, size_t epoch, uint64_t position, char *err);
+/* MT_ESTOPPED with "stopped on request at step S; resume with --resume
+ * auto", once the stop's checkpoint is saved. */
+int mt__stopped(const trainer *t, char *err);
 /* Restores model, optimizer and position from opts->resume; returns the
  * epoch to continue with in *epoch. Collective. */
 int mt__resume(trainer *t, size_t *epoch, char *err);

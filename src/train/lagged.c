@@ -7,7 +7,6 @@
  * s + staleness, so all decide alike (diverged, save, stop), k steps
  * late. A meeting point (mt_sync_fence, then every agreement in flight
  * completed) comes before evaluation and checkpoints. */
-#include <math.h>
 #include <string.h>
 
 #include "mpitrain/watchdog.h"
@@ -57,13 +56,8 @@ static int settle(trainer *t, int flags[2], char *err)
                   t->epoch_now + 1, step, (double)t->lr);
         return MT_ENUMERIC;
     }
-    if (v[3] > 0 || v[4] > 0 || !isfinite(v[0])) {
-        mt_seterr(err, "epoch %zu, step %llu: training outputs are not "
-                       "finite: %.0f NaN and %.0f infinite (loss %g); the "
-                       "run diverged (learning rate %g too high?)",
-                  t->epoch_now + 1, step, v[3], v[4], v[0], (double)t->lr);
-        return MT_ENUMERIC;
-    }
+    if ((rc = mt__step_diverged(t, t->lag_step[i], v, err)))
+        return rc;
     t->ep_sums[0] += v[0];
     t->ep_sums[1] += v[1];
     t->ep_sums[2] = v[2] > 0 || t->ep_sums[2] > 0 ? 1.0 : 0.0;
@@ -115,11 +109,6 @@ int mt__lag_after_step(trainer *t, size_t epoch, uint64_t position,
     if (rc || !(flags[0] || flags[1]))
         return rc;
     rc = mt__save(t, epoch, position, 0, err);
-    if (rc == MT_OK && (flags[0] || t->lag_stop)) {
-        mt_seterr(err, "stopped on request at step %llu; resume with "
-                       "--resume auto",
-                  (unsigned long long)t->step);
-        return MT_ESTOPPED;
-    }
-    return rc;
+    return rc == MT_OK && (flags[0] || t->lag_stop) ? mt__stopped(t, err)
+                                                    : rc;
 }

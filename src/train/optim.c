@@ -52,6 +52,15 @@ void mt_optim_free(mt_optim *o)
     o->n_pen = 0;
 }
 
+void mt_optim_part(const mt_optim *o, size_t off, size_t n, size_t *lo,
+                   size_t *hi)
+{
+    size_t end = o->base + o->n;
+    *lo = o->base > off ? o->base - off : 0;
+    *hi = end < off ? 0 : end - off < n ? end - off : n;
+    *lo = *lo < *hi ? *lo : *hi;
+}
+
 int mt_optim_set_penalties(mt_optim *o, const mt_penalty *ranges, size_t n,
                            char *err)
 {

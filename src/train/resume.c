@@ -112,13 +112,15 @@ int mt__after_step(trainer *t, size_t epoch, uint64_t position, char *err)
     if (!due)
         return MT_OK;
     int rc = mt__save(t, epoch, position, 0, err);
-    if (rc == MT_OK && flags[0]) {
-        mt_seterr(err, "stopped on request at step %llu; resume with "
-                       "--resume auto",
-                  (unsigned long long)t->step);
-        return MT_ESTOPPED;
-    }
-    return rc;
+    return rc == MT_OK && flags[0] ? mt__stopped(t, err) : rc;
+}
+
+int mt__stopped(const trainer *t, char *err)
+{
+    mt_seterr(err, "stopped on request at step %llu; resume with "
+                   "--resume auto",
+              (unsigned long long)t->step);
+    return MT_ESTOPPED;
 }
 
 int mt__after_epoch(trainer *t, size_t epoch, const double v[MT_MONITORS],

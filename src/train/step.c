@@ -183,6 +183,27 @@ static int step_deterministic(trainer *t, uint64_t step, size_t g0,
     return MT_OK;
 }
 
+int mt__step_diverged(const trainer *t, uint64_t step,
+                      const double sums[MT__STEP_SUMS], char *err)
+{
+    if (sums[3] > 0 || sums[4] > 0) {
+        mt_seterr(err, "epoch %zu, step %llu: training outputs are not "
+                       "finite: %.0f NaN and %.0f infinite; the run diverged "
+                       "(learning rate %g too high?)",
+                  t->epoch_now + 1, (unsigned long long)step, sums[3],
+                  sums[4], (double)t->lr);
+        return MT_ENUMERIC;
+    }
+    if (!isfinite(sums[0])) {
+        mt_seterr(err, "epoch %zu, step %llu: training loss is %s; the run "
+                       "diverged (learning rate %g too high?)",
+                  t->epoch_now + 1, (unsigned long long)step,
+                  isnan(sums[0]) ? "NaN" : "Inf", (double)t->lr);
+        return MT_ENUMERIC;
+    }
+    return MT_OK;
+}
+
 /* The step's rate: the schedule's, reduced on a plateau (not below
  * min_lr). */
 static float step_lr(trainer *t, uint64_t step)
@@ -215,21 +236,8 @@ int mt__train_step(trainer *t, uint64_t step, size_t g0, size_t G,
                              err);
     }
     /* Every rank sees the same reduced sums, so all stop together. */
-    if (local[3] > 0 || local[4] > 0) {
-        mt_seterr(err, "epoch %zu, step %llu: training outputs are not "
-                       "finite: %.0f NaN and %.0f infinite; the run diverged "
-                       "(learning rate %g too high?)",
-                  t->epoch_now + 1, (unsigned long long)step, local[3],
-                  local[4], (double)t->lr);
-        return MT_ENUMERIC;
-    }
-    if (!isfinite(local[0])) {
-        mt_seterr(err, "epoch %zu, step %llu: training loss is %s; the run "
-                       "diverged (learning rate %g too high?)",
-                  t->epoch_now + 1, (unsigned long long)step,
-                  isnan(local[0]) ? "NaN" : "Inf", (double)t->lr);
-        return MT_ENUMERIC;
-    }
+    if ((rc = mt__step_diverged(t, step, local, err)))
+        return rc;
     if (t->cfg->clip_norm > 0.0 &&
         (rc = mt_sync_clip(&t->sync, t->cfg->clip_norm, err)))
         return rc;

@@ -391,12 +391,7 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
         rc = mt__lag_meet(t, err);
     if (rc == MT_OK && t->lag_stop) { /* found by the meeting's drain */
         rc = mt__save(t, epoch, *stop ? t->resume_pos : n, 0, err);
-        if (rc == MT_OK) {
-            mt_seterr(err, "stopped on request at step %llu; resume with "
-                           "--resume auto",
-                      (unsigned long long)t->step);
-            rc = MT_ESTOPPED;
-        }
+        rc = rc ? rc : mt__stopped(t, err);
     }
     double secs = MPI_Wtime() - t_start;
     t->train_secs += secs;
