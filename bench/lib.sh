@@ -22,3 +22,16 @@ bench_machine() {
     build/mpitrain --version
     grep -m1 'model name' /proc/cpuinfo
 }
+
+# keep_best NAME V: best[NAME] becomes V if larger (the caller declares
+# the associative array best).
+keep_best() {
+    if [ -z "${best[$1]:-}" ] || [ "$2" -gt "${best[$1]}" ]; then
+        best[$1]=$2
+    fi
+}
+
+# ratio_of A B: "A/Bx" with two decimals (0.00x when B is 0).
+ratio_of() {
+    awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", b ? a / b : 0 }'
+}

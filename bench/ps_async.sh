@@ -33,16 +33,13 @@ for l in "${loads[@]}"; do
             # shellcheck disable=SC2086
             v=$(MPITRAIN_BENCH_SLOW=${l#*|} bench_rate "$np" "$ini" "$steps" \
                 --set parallel.sync=ps ${m#*|})
-            if [ -z "${best[$name]:-}" ] || [ "$v" -gt "${best[$name]}" ]; then
-                best[$name]=$v
-            fi
+            keep_best "$name" "$v"
         done
     done
     for m in "${modes[@]}"; do
         name=${m%%|*}
         printf '| %s | %s | %d | %s |\n' "${l%%|*}" "$name" "${best[$name]}" \
-            "$(awk -v a="${best[$name]}" -v b="${best[sync]}" \
-                'BEGIN { printf "%.2fx", b ? a / b : 0 }')"
+            "$(ratio_of "${best[$name]}" "${best[sync]}")"
     done
     unset best
 done

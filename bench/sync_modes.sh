@@ -36,9 +36,7 @@ for ini in examples/lenet5-fashion.ini examples/mlp-fashion.ini; do
                 name=${m%%|*}
                 # shellcheck disable=SC2086
                 v=$(bench_rate "$np" "$ini" "$steps" ${m#*|})
-                if [ -z "${best[$name]:-}" ] || [ "$v" -gt "${best[$name]}" ]; then
-                    best[$name]=$v
-                fi
+                keep_best "$name" "$v"
             done
         done
         for m in "${modes[@]}"; do
@@ -48,12 +46,11 @@ for ini in examples/lenet5-fashion.ini examples/mlp-fashion.ini; do
             # not its own (colocated keeps 1/P) plus, colocated, its
             # shard to each other worker.
             case $name in
-            allreduce | ring) kib=$((params * 4 * 2 * (np - 1) / np / 1024)) ;;
-            "ps colocated") kib=$((params * 4 * 2 * (np - 1) / np / 1024)) ;;
+            allreduce | ring | "ps colocated")
+                kib=$((params * 4 * 2 * (np - 1) / np / 1024)) ;;
             "ps 1 server") kib=$((params * 4 / 1024)) ;;
             esac
-            ratio=$(awk -v a="${best[$name]}" -v b="${best[allreduce]}" \
-                'BEGIN { printf "%.2fx", b ? a / b : 0 }')
+            ratio=$(ratio_of "${best[$name]}" "${best[allreduce]}")
             printf '| %d | %s | %d | %s | %d KiB |\n' "$np" "$name" \
                 "${best[$name]}" "$ratio" "$kib"
         done

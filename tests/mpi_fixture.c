@@ -18,6 +18,17 @@
 #include "mpitrain/train.h"
 #include "mpitrain/watchdog.h"
 
+const char fx_model_ini[] =
+    "[run]\nseed = 5\nprogress = none\n"
+    "[data]\nvalidation = 0.2\n"
+    "[train]\nepochs = 2\nbatch = 10\n"
+    "[optimizer]\ntype = sgd\nlr = 0.05\nmomentum = 0.9\n"
+    "[conv]\nfilters = 3\nsize = 3\npad = 1\nactivation = relu\n"
+    "[maxpool]\n[flatten]\n"
+    "[dense]\nunits = 8\nactivation = tanh\n"
+    "[dropout]\nrate = 0.3\n"
+    "[dense]\nunits = 3\n[softmax]\n";
+
 void fx_write(const char *dir, const char *name, const char *text)
 {
     char path[600];

@@ -7,6 +7,10 @@
 
 #include "mpitrain/config.h"
 
+/* The model the data-parallel and parameter-server tests train on d.h5:
+ * conv, max-pooling, dropout, SGD with momentum, 2 epochs of batch 10. */
+extern const char fx_model_ini[];
+
 /* Rank 0 makes a temporary directory with d.h5 (97 samples of 2x4x4
  * floats, 3 classes tied to the input) and t.ini (ini_text); every rank
  * gets its name in dir. Returns 0 or -1. */

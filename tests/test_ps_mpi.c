@@ -21,17 +21,6 @@
 static int rank, size;
 static char dir[256];
 
-/* The data-parallel tests' model: conv, pooling, dropout. */
-static const char ini[] =
-    "[run]\nseed = 5\nprogress = none\n"
-    "[data]\nvalidation = 0.2\n"
-    "[train]\nepochs = 2\nbatch = 10\n"
-    "[optimizer]\ntype = sgd\nlr = 0.05\nmomentum = 0.9\n"
-    "[conv]\nfilters = 3\nsize = 3\npad = 1\nactivation = relu\n"
-    "[maxpool]\n[flatten]\n"
-    "[dense]\nunits = 8\nactivation = tanh\n"
-    "[dropout]\nrate = 0.3\n"
-    "[dense]\nunits = 3\n[softmax]\n";
 
 /* The classifier without ReLU, pooling or dropout: rounding differences
  * stay rounding differences. */
@@ -44,7 +33,7 @@ static const char smooth_ini[] =
 
 static int group_setup(void **s)
 {
-    if (fx_setup(dir, sizeof dir, ini))
+    if (fx_setup(dir, sizeof dir, fx_model_ini))
         return -1;
     if (rank == 0)
         fx_write(dir, "smooth.ini", smooth_ini);

@@ -25,16 +25,6 @@
 static int rank, size;
 static char dir[256];
 
-static const char ini[] =
-    "[run]\nseed = 5\nprogress = none\n"
-    "[data]\nvalidation = 0.2\n"
-    "[train]\nepochs = 2\nbatch = 10\n"
-    "[optimizer]\ntype = sgd\nlr = 0.05\nmomentum = 0.9\n"
-    "[conv]\nfilters = 3\nsize = 3\npad = 1\nactivation = relu\n"
-    "[maxpool]\n[flatten]\n"
-    "[dense]\nunits = 8\nactivation = tanh\n"
-    "[dropout]\nrate = 0.3\n"
-    "[dense]\nunits = 3\n[softmax]\n";
 
 /* A regression whose steps grow the weights geometrically. */
 static const char diverge_ini[] =
@@ -77,7 +67,7 @@ static int write_overflow_data(void)
 
 static int group_setup(void **s)
 {
-    if (fx_setup(dir, sizeof dir, ini))
+    if (fx_setup(dir, sizeof dir, fx_model_ini))
         return -1;
     int rc = 0;
     if (rank == 0) {
