@@ -238,6 +238,10 @@ int mt__save(trainer *t, size_t epoch, uint64_t position, int is_best,
  * [checkpoint] best metric improved. Collective. */
 int mt__after_epoch(trainer *t, size_t epoch, const double v[MT_MONITORS],
                     char *err);
+/* This rank's view after a step, before any agreement: flags[0] a stop
+ * was asked (signal or opts->stop_after), flags[1] rank 0's clock says a
+ * checkpoint is due ([checkpoint] every_minutes). */
+void mt__step_flags(const trainer *t, int flags[2]);
 /* After a step: every rank agrees on a pending stop request and on rank
  * 0's clock, and saves when a checkpoint is due. MT_ESTOPPED after saving
  * for a stop request. Collective. */

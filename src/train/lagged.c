@@ -90,10 +90,10 @@ int mt__lag_after_step(trainer *t, size_t epoch, uint64_t position,
     size_t i = (t->lag_head + t->lag_count) % t->lag_cap;
     double *v = t->lag_vec + i * LAG_N;
     memcpy(v, t->lag_local, MT__STEP_SUMS * sizeof(double));
-    v[LAG_STOP] = (t->opts->stop && *t->opts->stop) ||
-                  (t->opts->stop_after && t->step >= t->opts->stop_after);
-    v[LAG_DUE] = t->rank == 0 && c->every_minutes > 0.0 &&
-                 MPI_Wtime() - t->last_save >= c->every_minutes * 60.0;
+    int asked[2];
+    mt__step_flags(t, asked);
+    v[LAG_STOP] = asked[0];
+    v[LAG_DUE] = asked[1];
     v[LAG_NONFINITE] = mt_sync_nonfinite(&t->sync);
     t->lag_step[i] = t->step;
     if (MPI_Iallreduce(MPI_IN_PLACE, v, LAG_N, MPI_DOUBLE, MPI_SUM, t->comm,

@@ -91,16 +91,22 @@ int mt__save(trainer *t, size_t epoch, uint64_t position, int is_best,
     return rc;
 }
 
+void mt__step_flags(const trainer *t, int flags[2])
+{
+    const mt_config *c = t->cfg;
+    flags[0] = (t->opts->stop && *t->opts->stop) ||
+               (t->opts->stop_after && t->step >= t->opts->stop_after);
+    flags[1] = t->rank == 0 && c->every_minutes > 0.0 &&
+               MPI_Wtime() - t->last_save >= c->every_minutes * 60.0;
+}
+
 int mt__after_step(trainer *t, size_t epoch, uint64_t position, char *err)
 {
     const mt_config *c = t->cfg;
     /* flags[0]: a stop was asked on some rank; flags[1]: rank 0's clock
      * says a checkpoint is due. One tiny collective per step. */
-    int flags[2] = {(t->opts->stop && *t->opts->stop) ||
-                        (t->opts->stop_after && t->step >= t->opts->stop_after),
-                    0};
-    if (t->rank == 0 && c->every_minutes > 0.0)
-        flags[1] = MPI_Wtime() - t->last_save >= c->every_minutes * 60.0;
+    int flags[2];
+    mt__step_flags(t, flags);
     mt_watch("stop-flag agreement (MPI_Allreduce)");
     if (MPI_Allreduce(MPI_IN_PLACE, flags, 2, MPI_INT, MPI_MAX, t->comm) !=
         MPI_SUCCESS) {
