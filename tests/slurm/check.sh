@@ -18,12 +18,13 @@ eval "$(bash "$top/tests/slurm/start-local-slurm.sh")"
 work=$(mktemp -d /tmp/mpitrain-slurm-check.XXXXXX)
 cleanup() {
     scancel --quiet $(squeue -h -o %i 2>/dev/null) 2>/dev/null || true
+    [ "${keep:-0}" = 1 ] && cp -r "${MPITRAIN_SLURM_DIR:-/tmp/mpitrain-slurm}/log" "$work/slurm-log"
     bash "$top/tests/slurm/stop-local-slurm.sh"
-    rm -rf "$work"
+    [ "${keep:-0}" = 1 ] || rm -rf "$work"
 }
 trap cleanup EXIT
 cd "$work"
-fail() { echo "FAIL: $*"; exit 1; }
+fail() { echo "FAIL: $*"; keep=1; echo "logs kept in $work"; exit 1; }
 export MPITRAIN="$build/mpitrain" MPITRAIN_SLURM="$top/slurm"
 mpirun=(mpirun --allow-run-as-root --oversubscribe)
 
@@ -61,6 +62,18 @@ wait_gone() {
     done
     fail "job $1 still in the queue after $2 s"
 }
+# Until the node is idle again (a job that just ended may still be
+# completing there; a job submitted then once had its step cancelled at
+# start), at most 60 s.
+wait_idle() {
+    for _ in $(seq 1 120); do
+        case $(sinfo -h -N -o '%T' 2>/dev/null | head -1) in
+        idle*) return 0 ;;
+        esac
+        sleep 0.5
+    done
+    fail "the node is not idle after 60 s: $(sinfo -h -N -o '%T')"
+}
 # Until file $1 has a line matching $2 (at most $3 seconds).
 wait_line() {
     for _ in $(seq 1 $(($3 * 2))); do
@@ -76,6 +89,7 @@ echo "== uninterrupted reference (mpirun -np 2)"
 
 echo "== early signal: save, requeue, resume, finish"
 t0=$(date +%s)
+wait_idle
 job=$(sbatch --parsable --ntasks=2 --output=usr1.log \
     "$top/slurm/train.sbatch" run.ini --set run.dir=usr1)
 wait_line usr1.log "^epoch 3/" 60
@@ -91,6 +105,7 @@ h5diff -q ref/weights.h5 usr1/weights.h5 ||
 echo "   signalled, saved, requeued, resumed, same weights ($(($(date +%s) - t0)) s)"
 
 echo "== the same run resubmitted on another task count: 10 more epochs on 1 task"
+wait_idle
 job=$(sbatch --parsable --ntasks=1 --output=one.log "$top/slurm/train.sbatch" \
     run.ini --set run.dir=usr1 --set train.epochs=160)
 wait_gone "$job" 120
@@ -103,6 +118,7 @@ echo "   a 2-task checkpoint resumed on 1 task and trained on"
 echo "== time limit without an early signal (SIGTERM): save, requeue, resume"
 t0=$(date +%s)
 sed '/#SBATCH --signal/d' "$top/slurm/train.sbatch" > nosignal.sbatch
+wait_idle
 job=$(sbatch --parsable --ntasks=2 --time=1 --output=term.log nosignal.sbatch \
     run.ini --set run.dir=term --set train.epochs=100000000)
 wait_line term.log "restart 1," 150
@@ -117,6 +133,7 @@ t0=$(date +%s)
 { cat run.ini; printf '%s\n' "[search]" "method = grid" \
     "optimizer.lr = grid(0.001, 0.002, 0.003, 0.004)" \
     "metric = val_accuracy" "ranks_per_trial = 1"; } > search.ini
+wait_idle
 job=$(sbatch --parsable --ntasks=2 --output=search.log \
     "$top/slurm/search.sbatch" search.ini --set train.epochs=300 \
     --set run.dir=search)
