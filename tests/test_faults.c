@@ -198,7 +198,7 @@ static void test_search_survives_kill(void **s)
                          bin),
                      0);
     expect_output("st=0");
-    expect_output("search: 3 of 3 trials finished, 0 failed");
+    expect_output("search: 3 of 3 trials have a result, 0 failed");
     expect_output("trial 1 (optimizer.lr=0.002)");
     assert_int_equal(count("trial 0 (optimizer.lr=0.001)"), 0);
     for (int t = 0; t < 3; t++) {

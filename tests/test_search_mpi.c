@@ -18,6 +18,7 @@
 #include "mpitrain/config.h"
 #include "mpitrain/core.h"
 #include "mpitrain/search.h"
+#include "mpitrain/train.h"
 #include "mpi_fixture.h"
 
 static int rank, size;
@@ -168,6 +169,146 @@ static void test_groups_of_two(void **s)
         assert_int_equal(fin[t] + bad[t], 1);
 }
 
+/* Writes dir/name: the test model, its learning rate on a cosine
+ * schedule (a trial's schedule spans its top rung), with this [search]
+ * section. */
+static void write_search(const char *name, const char *search)
+{
+    if (rank == 0) {
+        char text[4096];
+        const char *lr = strstr(ini, "lr = 0.05\n") + 10;
+        snprintf(text, sizeof text, "%.*sschedule = cosine\n%.*s%s",
+                 (int)(lr - ini), ini, (int)(strstr(ini, "[search]") - lr),
+                 lr, search);
+        fx_write(dir, name, text);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+}
+
+/* The promotions in a journal, in order, as " trial:rung" into buf. */
+static void promotions(const char *name, char *buf, size_t len)
+{
+    char path[400], line[4096];
+    snprintf(path, sizeof path, "%s/%s/journal.jsonl", dir, name);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = 0;
+    buf[0] = '\0';
+    while (fgets(line, sizeof line, f)) {
+        const char *t = strstr(line, "\"trial\":"), *r = strstr(line, "\"rung\":");
+        if (strstr(line, "\"promoted\"") && t && r && n < len)
+            n += (size_t)snprintf(buf + n, len - n, " %d:%d", atoi(t + 8),
+                                  atoi(r + 7));
+    }
+    fclose(f);
+}
+
+/* How many lines of a journal contain both fragments. */
+static int journal_count(const char *name, const char *a, const char *b)
+{
+    char path[400], line[4096];
+    snprintf(path, sizeof path, "%s/%s/journal.jsonl", dir, name);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, a) && strstr(line, b);
+    fclose(f);
+    return n;
+}
+
+static const char asha[] =
+    "[search]\nmethod = asha\nmin_epochs = 2\neta = 2\nmax_epochs = 8\n"
+    "optimizer.lr = grid(0.01, 0.02, 0.05, 0.1, 1000)\nmetric = val_loss\n"
+    "keep_top = 2\n";
+
+/* ASHA on groups of one rank: each trial starts once, each (trial, rung)
+ * has one result, promotions are of results there, a promoted trial
+ * continues from its
+ * checkpoint, and the one at the top rung holds the weights of a plain
+ * 8-epoch run of its values. ensemble.txt lists the best two. */
+static void test_asha_promotes_and_continues(void **s)
+{
+    char err[MT_ERR_LEN] = "", text[2000];
+    write_search("asha.ini", asha);
+    int rc0 = run_search("a", "asha.ini", err);
+    if (rc0)
+        fail_msg("%s", err);
+    if (rank != 0)
+        return;
+    char want[64];
+    for (int t = 0; t < 5; t++) {
+        char last[64];
+        snprintf(want, sizeof want, "\"trial\":%d,", t);
+        snprintf(last, sizeof last, "\"trial\":%d}", t);
+        assert_int_equal(journal_count("a", "\"started\"", want) +
+                             journal_count("a", "\"started\"", last),
+                         1);
+    }
+    promotions("a", text, sizeof text);
+    /* 4 results at rung 0 promote at least 2, which promote 1 (lr = 1000
+     * diverges if it is promoted early, when few results are in: then it
+     * fails at its rung and goes no further, as the unit test checks). */
+    assert_non_null(strstr(text, ":1"));
+    assert_non_null(strstr(text, ":2"));
+    int top = atoi(strstr(text, ":2") - 1); /* one digit */
+    snprintf(want, sizeof want, "\"trial\":%d,\"rung\":2", top);
+    assert_int_equal(journal_count("a", "\"finished\"", want), 1);
+    assert_int_equal(journal_count("a", want, "\"epochs\":8"), 1);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd,
+             "grep -q 'resuming from' %s/a/trial-%04d/train.log && "
+             "test $(wc -l < %s/a/ensemble.txt) = 2",
+             dir, top, dir);
+    assert_int_equal(system(cmd), 0);
+    /* The trial's config trained straight for 8 epochs, on rank 0 alone
+     * as the trial was (groups of one). */
+    {
+        char path[400];
+        snprintf(path, sizeof path, "a/trial-%04d/config.ini", top);
+        const char *extra[] = {"checkpoint.dir=", NULL};
+        mt_config c;
+        mt_train_result res;
+        fx_load(&c, dir, path, "straight", extra);
+        assert_int_equal(mt_train(&c, MPI_COMM_SELF, NULL, &res, err), MT_OK);
+        mt_config_free(&c);
+        char straight[300];
+        snprintf(path, sizeof path, "%s/a/trial-%04d/weights.h5", dir, top);
+        snprintf(straight, sizeof straight, "%s/straight/weights.h5", dir);
+        assert_true(fx_weight_diff_of(dir, "asha.ini", path, straight, 1) ==
+                    0.0);
+    }
+}
+
+/* One group (ranks_per_trial = all): the journal cut after its first
+ * promotion (as a kill leaves it): the rerun resumes that trial and then
+ * makes the promotions the whole run made, in the same order. */
+static void test_asha_same_promotions_after_a_kill(void **s)
+{
+    char err[MT_ERR_LEN] = "", whole[2000], again[2000], text[600];
+    snprintf(text, sizeof text, "%sranks_per_trial = %d\n", asha, size);
+    write_search("asha1.ini", text);
+    assert_int_equal(run_search("w", "asha1.ini", err), MT_OK);
+    assert_int_equal(run_search("k", "asha1.ini", err), MT_OK);
+    if (rank == 0) {
+        char path[300], cmd[2000];
+        snprintf(path, sizeof path, "%s/k/journal.jsonl", dir);
+        snprintf(cmd, sizeof cmd,
+                 "awk '{print} /\"promoted\"/{exit}' %s > %s.cut && "
+                 "mv %s.cut %s",
+                 path, path, path, path);
+        assert_int_equal(system(cmd), 0);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    assert_int_equal(run_search("k", "asha1.ini", err), MT_OK);
+    if (rank != 0)
+        return;
+    promotions("w", whole, sizeof whole);
+    promotions("k", again, sizeof again);
+    assert_string_equal(whole, again);
+    assert_true(strlen(whole) > 4);
+}
+
 int main(int argc, char **argv)
 {
     fx_mpi_init(&argc, &argv, &rank, &size);
@@ -175,6 +316,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_grid_once_and_failures_go_on),
         cmocka_unit_test(test_rerun_skips_finished),
         cmocka_unit_test(test_groups_of_two),
+        cmocka_unit_test(test_asha_promotes_and_continues),
+        cmocka_unit_test(test_asha_same_promotions_after_a_kill),
     };
     int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
     return fx_mpi_finalize(failed);

@@ -5,7 +5,7 @@
  * one key each, as --set names them, and how:
  *
  *   [search]
- *   method = grid             ; grid | random
+ *   method = grid             ; grid | random | asha
  *   optimizer.lr = grid(0.01, 0.05)
  *   train.batch = choice(32, 64)
  *   layer4.rate = uniform(0.1, 0.5)   ; random only, as loguniform, int
@@ -15,9 +15,20 @@
  *   metric = val_accuracy     ; any monitor name
  *   mode = auto               ; auto | max | min
  *   max_epochs = 0            ; > 0: train.epochs of every trial
+ *   min_epochs = 1            ; asha: the first rung's epochs
+ *   eta = 3                   ; asha: 1 in eta goes up a rung
+ *   keep_top = 0              ; > 0: ensemble.txt lists the k best
  *
  * Trial values depend on (seed, trial index) only, so a search is the same
- * whatever the number of groups. `mpitrain train` ignores [search]. */
+ * whatever the number of groups. method = asha (asynchronous successive
+ * halving, Li et al., MLSys 2020) trains every trial to min_epochs, and
+ * whenever a group is free promotes a trial in the best 1/eta of a rung
+ * to the next (min_epochs x eta^k epochs, the last rung max_epochs, or
+ * [train] epochs); a promoted trial continues from its checkpoint, its
+ * learning-rate schedule spanning max_epochs throughout. Its trials are
+ * drawn like random's, or, when every parameter is grid(...) and trials
+ * is not given, are the grid's points in an order scrambled by the seed.
+ * `mpitrain train` ignores [search]. */
 #ifndef MPITRAIN_SEARCH_H
 #define MPITRAIN_SEARCH_H
 
@@ -50,8 +61,11 @@ typedef struct mt_search_param {
 
 typedef enum mt_search_method {
     MT_SEARCH_GRID,
-    MT_SEARCH_RANDOM
+    MT_SEARCH_RANDOM,
+    MT_SEARCH_ASHA
 } mt_search_method;
+
+#define MT_SEARCH_MAX_RUNGS 16
 
 typedef struct mt_search_space {
     mt_search_method method;
@@ -61,6 +75,14 @@ typedef struct mt_search_space {
     int metric;   /* an mt_monitor */
     int maximize; /* 1: higher is better */
     size_t max_epochs;
+    size_t min_epochs, eta; /* asha */
+    size_t keep_top;
+    /* asha: the epochs of each rung, increasing; rungs = 1 otherwise
+     * (rung_epochs[0] = max_epochs, 0 for [train] epochs) */
+    size_t rung_epochs[MT_SEARCH_MAX_RUNGS];
+    int rungs;
+    int grid_order; /* asha over a grid: trial t is point (a t + b) mod n */
+    uint64_t grid_a, grid_b;
     mt_search_param p[MT_SEARCH_MAX_PARAMS];
     size_t n;
 } mt_search_space;

@@ -24,6 +24,7 @@ typedef struct mt_eval_result {
 typedef struct mt_train_result {
     mt_eval_result val, test; /* test.n == 0 if no test set */
     size_t steps;
+    size_t epochs;        /* epochs done, over every session of the run */
     double seconds;       /* training time, without evaluation */
     double samples_per_s; /* training throughput over all ranks */
     double comm_wait_s;   /* rank 0's time blocked in gradient sync */
@@ -41,6 +42,11 @@ typedef struct mt_train_opts {
                                     ranks to save and stop; may be NULL */
     uint64_t stop_after; /* > 0: behave as if stopped by a signal once this
                             many steps are done (tests, debugging) */
+    /* > 0: end the run, as a finished one (evaluated, weights written, a
+     * checkpoint left to resume from), once this many epochs are done;
+     * schedules still span [train] epochs, so a run extended later (a
+     * search promoting a trial) continues the same curve. */
+    size_t until_epoch;
     int dry_run; /* read the data, build the model, find the checkpoint to
                     resume from and print the plan; train and write
                     nothing */

@@ -1,18 +1,21 @@
 /* Farming trials across groups of ranks (search.h).
  *
- * The world is split into groups of ranks_per_trial. A group's leader
- * takes the next trial index from a counter on the lowest rank
- * (MPI_Fetch_and_op on a window), so fast groups take more trials, and
- * broadcasts it to its group; the group trains it as an ordinary run on
- * its own communicator. Leaders send their journal records (started,
- * finished, failed) to the lowest rank, which alone writes the journal
- * and prints; it drains them between its own steps (mt_train_opts.poll),
- * so no rank idles as a coordinator.
+ * The world is split into groups of ranks_per_trial. The lowest rank
+ * holds the journal and decides every job (search/sched.c): a group's
+ * leader sends it a request, it answers with the next job (a trial and a
+ * rung) or "none", and the group trains the job as an ordinary run on
+ * its own communicator. Leaders send their results the same way, in
+ * order before their next request. The lowest rank, itself a leader,
+ * drains the messages between its own steps (mt_train_opts.poll), so no
+ * rank idles as a coordinator; a request it cannot answer yet (asha: a
+ * promotion may follow a running trial's result) waits in a list until a
+ * result makes an answer.
  *
  * 4 ranks, ranks_per_trial 2, 5 trials: groups {0,1} and {2,3}; group A
  * takes 0, group B 1; B finishes first and takes 2, A takes 3, ...; the
- * group that draws 5 stops, the other finishes its trial, and rank 0
- * writes the table once every leader has said it is done. */
+ * group that asks after the last is given none and says bye, the other
+ * finishes its trial, and rank 0 writes the table once every leader has
+ * said bye. */
 #include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
@@ -33,86 +36,95 @@
 
 #define RECORD_LEN 2048
 
-typedef struct farm {
-    const mt_search_space *sp;
-    const char *path;
-    char *const *sets;
-    size_t n_sets;
-    const mt_search_opts *opts;
-    MPI_Comm world, group;
-    int rank, size, grank, groups;
-    char dir[MT_PATH_LEN];
-    mt__trial *trials; /* (sp->trials), the journal's view (rank 0) */
-    MPI_Win win;
-    int64_t *counter;
-    /* the lowest rank only */
-    FILE *journal, *out;
-    int byes;
-    size_t done, done_now;
-    double t0;
-    int journal_rc;
-    char journal_err[MT_ERR_LEN];
-} farm;
+typedef mt__farm farm;
 
-/* "optimizer.lr=0.01, train.batch=64" for trial t. */
-static void describe(const farm *f, size_t t, char *buf, size_t len)
+static int stop_asked(const farm *f)
 {
-    char vals[MT_SEARCH_MAX_PARAMS][MT_SEARCH_VALUE_LEN];
-    mt_search_trial_values(f->sp, t, vals);
-    size_t n = 0;
-    buf[0] = '\0';
-    for (size_t k = 0; k < f->sp->n && n < len; k++)
-        n += (size_t)snprintf(buf + n, len - n, "%s%s=%s", k ? ", " : "",
-                              f->sp->p[k].key, vals[k]);
+    return f->opts && f->opts->stop && *f->opts->stop;
 }
 
-/* Whether metric a ranks above b (NaN never does). */
-static int better(const farm *f, double a, double b)
+/* Rank 0: journals a record and applies it to its trial. */
+static void journal(farm *f, const mt__record *r, const char *rec)
 {
-    return mt_metric_improves(a, b, !f->sp->maximize, 0.0);
-}
-
-static size_t best_trial(const farm *f)
-{
-    return mt__best_trial(f->trials, f->sp->trials, f->sp->maximize);
-}
-
-/* Rank 0: a record from any leader, its own included. */
-static void take_record(farm *f, const char *rec)
-{
-    char ev[16], desc[512];
-    size_t t;
-    double metric, secs;
-    if (mt__journal_parse(rec, ev, sizeof ev, &t, &metric, &secs) ||
-        (strcmp(ev, "bye") && t >= f->sp->trials))
-        return;
-    if (!strcmp(ev, "bye")) {
-        f->byes++;
-        return;
-    }
     if (f->journal_rc == MT_OK)
         f->journal_rc = mt__journal_append(f->journal, rec, f->journal_err);
-    mt__trial *tr = &f->trials[t];
-    if (!mt__trial_take(tr, ev, metric, secs))
-        return;
-    f->done++;
-    f->done_now++;
-    describe(f, t, desc, sizeof desc);
-    size_t b = best_trial(f), left = f->sp->trials - f->done;
-    double eta = (MPI_Wtime() - f->t0) / (double)f->done_now *
-                 (double)left / (double)f->groups;
-    const char *name = mt_monitor_names[f->sp->metric];
-    if (tr->state == MT__TRIAL_FAILED)
-        fprintf(f->out, "trial %zu (%s): failed", t, desc);
-    else
-        fprintf(f->out, "trial %zu (%s): %s %.4f", t, desc, name, metric);
-    if (b < f->sp->trials)
-        fprintf(f->out, "; best %.4f (trial %zu)", f->trials[b].metric, b);
-    fprintf(f->out, "; %zu left, ETA %.0f s\n", left, eta);
-    fflush(f->out);
+    mt__trial *tr = &f->trials[r->trial];
+    if (mt__trial_take(tr, r)) {
+        tr->running = 0;
+        f->done_now++;
+        mt__report_result(f, r->trial);
+    }
 }
 
-/* Rank 0: every record waiting (mt_train_opts.poll, and between trials). */
+/* A record as JSON, cut to what a message holds (malloc'd, or NULL). */
+static char *record_text(const mt__record *r, const char *error)
+{
+    char *rec = mt__journal_record(r, error);
+    if (rec && strlen(rec) >= RECORD_LEN)
+        rec[RECORD_LEN - 1] = '\0';
+    return rec;
+}
+
+/* Rank 0: the next job for a leader, journaled ("started" or "promoted")
+ * when one is given. A stop asked here gives none. */
+static int decide(farm *f, mt__job *job)
+{
+    int got = stop_asked(f) ? MT__JOB_NONE
+                            : mt__next_job(f->sp, f->trials, job);
+    if (got != MT__JOB_GIVEN)
+        return got;
+    mt__record r = {.trial = job->trial, .rung = job->rung};
+    snprintf(r.event, sizeof r.event, "%s",
+             job->promoted ? "promoted" : "started");
+    char *rec = record_text(&r, NULL);
+    if (!rec) {
+        f->journal_rc = MT_ENOMEM;
+        snprintf(f->journal_err, sizeof f->journal_err,
+                 "search journal: out of memory");
+    } else {
+        journal(f, &r, rec);
+    }
+    free(rec);
+    return got;
+}
+
+/* Rank 0: answers every waiting leader that can be answered now. */
+static void answer_waiting(farm *f)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < f->n_waiting; i++) {
+        mt__job job = {0};
+        int got = decide(f, &job);
+        if (got == MT__JOB_WAIT) {
+            f->waiting[keep++] = f->waiting[i];
+            continue;
+        }
+        int64_t msg[2] = {got == MT__JOB_GIVEN ? (int64_t)job.trial : -1,
+                          job.rung};
+        MPI_Send(msg, 2, MPI_INT64_T, f->waiting[i], MT_TAG_SEARCH_JOB,
+                 f->world);
+    }
+    f->n_waiting = keep;
+}
+
+/* Rank 0: a message from a leader (its own group's: taken directly). */
+static void take_record(farm *f, const char *rec, int from)
+{
+    mt__record r;
+    if (mt__journal_parse(rec, &r))
+        return;
+    if (!strcmp(r.event, "bye")) {
+        f->byes++;
+    } else if (!strcmp(r.event, "ask")) {
+        if (f->n_waiting < (size_t)f->groups)
+            f->waiting[f->n_waiting++] = from;
+    } else if (r.trial < f->sp->trials) {
+        journal(f, &r, rec);
+    }
+    answer_waiting(f);
+}
+
+/* Rank 0: every message waiting (mt_train_opts.poll, and between jobs). */
 static void drain(void *user)
 {
     farm *f = user;
@@ -127,37 +139,46 @@ static void drain(void *user)
         MPI_Recv(rec, RECORD_LEN, MPI_CHAR, st.MPI_SOURCE, MT_TAG_JOURNAL,
                  f->world, MPI_STATUS_IGNORE);
         rec[n > 0 && n <= RECORD_LEN ? n - 1 : 0] = '\0';
-        take_record(f, rec);
+        take_record(f, rec, st.MPI_SOURCE);
     }
 }
 
-/* A leader's record goes to rank 0 (its own: taken directly). */
-static void send_record(farm *f, const char *ev, size_t t, double metric,
-                        double secs, const char *error)
+/* Rank 0: answers whom it can, blocks until a message comes, then takes
+ * them all. */
+static void await_message(farm *f, const char *why)
 {
-    char *rec = mt__journal_record(ev, t, metric, secs, error);
+    answer_waiting(f);
+    mt_watch(why);
+    MPI_Probe(MPI_ANY_SOURCE, MT_TAG_JOURNAL, f->world, MPI_STATUS_IGNORE);
+    drain(f);
+}
+
+/* A leader's record or request goes to rank 0 (rank 0's own: taken). */
+static void send_record(farm *f, const mt__record *r, const char *error)
+{
+    char *rec = record_text(r, error);
     if (!rec)
         return;
-    if (strlen(rec) >= RECORD_LEN)
-        rec[RECORD_LEN - 1] = '\0';
     if (f->rank == 0)
-        take_record(f, rec);
+        take_record(f, rec, 0);
     else
         MPI_Send(rec, (int)strlen(rec) + 1, MPI_CHAR, 0, MT_TAG_JOURNAL,
                  f->world);
     free(rec);
 }
 
-/* The overrides of trial t: the command line's, run.dir, the trial's
- * values and max_epochs, into sets (pointing into buf); returns how many.
- * mt_search allows at most 64 of the command line's. */
-typedef char trial_buf[MT_SEARCH_MAX_PARAMS + 2][MT_PATH_LEN + 80];
-static size_t trial_sets(const farm *f, size_t t, const char *run_dir,
-                         trial_buf buf,
-                         char *sets[64 + MT_SEARCH_MAX_PARAMS + 2])
+static void send_event(farm *f, const char *event)
+{
+    mt__record r = {0};
+    snprintf(r.event, sizeof r.event, "%s", event);
+    send_record(f, &r, NULL);
+}
+
+size_t mt__trial_sets(const farm *f, size_t t, const char *run_dir,
+                      mt__trial_buf buf, char *sets[MT__MAX_SETS])
 {
     char vals[MT_SEARCH_MAX_PARAMS][MT_SEARCH_VALUE_LEN];
-    size_t n = 0, b = 0;
+    size_t n = 0, b = 0, top = f->sp->rung_epochs[f->sp->rungs - 1];
     mt_search_trial_values(f->sp, t, vals);
     for (size_t i = 0; i < f->n_sets; i++)
         sets[n++] = f->sets[i];
@@ -167,22 +188,22 @@ static size_t trial_sets(const farm *f, size_t t, const char *run_dir,
         snprintf(buf[b], sizeof buf[b], "%s=%s", f->sp->p[k].key, vals[k]);
         sets[n++] = buf[b++];
     }
-    if (f->sp->max_epochs) {
-        snprintf(buf[b], sizeof buf[b], "train.epochs=%zu",
-                 f->sp->max_epochs);
+    if (top) {
+        snprintf(buf[b], sizeof buf[b], "train.epochs=%zu", top);
         sets[n++] = buf[b++];
     }
     return n;
 }
 
-/* Trains trial t on the group; the leader's output goes to the trial's
+/* Trains the job on the group; the leader's output goes to the trial's
  * train.log. Returns the run's rc. */
-static int train_trial(farm *f, size_t t, mt_train_result *res, char *err)
+static int train_job(farm *f, const mt__job *job, mt_train_result *res,
+                     char *err)
 {
-    trial_buf buf;
-    char *sets[64 + MT_SEARCH_MAX_PARAMS + 2], tdir[MT_PATH_LEN + 32];
-    snprintf(tdir, sizeof tdir, "%s/trial-%04zu", f->dir, t);
-    size_t n = trial_sets(f, t, tdir, buf, sets);
+    mt__trial_buf buf;
+    char *sets[MT__MAX_SETS], tdir[MT_PATH_LEN + 32];
+    snprintf(tdir, sizeof tdir, "%s/trial-%04zu", f->dir, job->trial);
+    size_t n = mt__trial_sets(f, job->trial, tdir, buf, sets);
     mt_config cfg;
     int rc = mt_config_load(&cfg, f->path, sets, n, err);
     /* The output goes to a file: never a progress bar there. */
@@ -204,10 +225,15 @@ static int train_trial(farm *f, size_t t, mt_train_result *res, char *err)
         if (fd >= 0)
             close(fd);
     }
+    /* asha: the run stops at its rung's epochs, its schedules spanning
+     * the top rung's; a promotion resumes it from its checkpoint. */
     mt_train_opts o = {.resume = "auto",
                        .stop = f->opts ? f->opts->stop : NULL,
                        .poll = f->rank == 0 ? drain : NULL,
-                       .poll_user = f};
+                       .poll_user = f,
+                       .until_epoch = f->sp->method == MT_SEARCH_ASHA
+                                          ? f->sp->rung_epochs[job->rung]
+                                          : 0};
     rc = mt_train(&cfg, f->group, &o, res, err);
     if (saved >= 0) {
         fflush(stdout);
@@ -218,10 +244,10 @@ static int train_trial(farm *f, size_t t, mt_train_result *res, char *err)
     return rc;
 }
 
-/* The trial's metric: its last epoch's value, or, when this run trained
- * no epoch (resumed after the trial had finished, before the journal said
+/* The job's metric: its last epoch's value, or, when this run trained
+ * no epoch (resumed after the job had finished, before the journal said
  * so), the last one in the trial's own metrics log. Group leader. */
-static double trial_metric(const farm *f, size_t t, const mt_train_result *r)
+static double job_metric(const farm *f, size_t t, const mt_train_result *r)
 {
     double v = r->last[f->sp->metric];
     if (!isnan(v))
@@ -231,118 +257,61 @@ static double trial_metric(const farm *f, size_t t, const mt_train_result *r)
     return mt__log_metric(log, mt_monitor_names[f->sp->metric]);
 }
 
-/* The next trial for this group, or sp->trials when none is left (or a
- * stop was asked for): the leader draws, the group follows. */
-static size_t next_trial(farm *f)
+/* The group's next job; 0 when none is left (or a stop was asked for).
+ * The leader asks rank 0 (rank 0 decides for itself, serving the others
+ * while it waits); the group follows. */
+static int next_job(farm *f, mt__job *job)
 {
-    int64_t t = (int64_t)f->sp->trials, one = 1;
-    if (f->grank == 0 && !(f->opts && f->opts->stop && *f->opts->stop)) {
-        mt_watch("search: next trial (MPI_Fetch_and_op)");
-        MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, f->win);
-        MPI_Fetch_and_op(&one, &t, MPI_INT64_T, 0, 0, MPI_SUM, f->win);
-        MPI_Win_unlock(0, f->win);
+    int64_t msg[2] = {-1, 0};
+    if (f->grank == 0 && !stop_asked(f)) {
+        if (f->rank == 0) {
+            int got;
+            while ((got = decide(f, job)) == MT__JOB_WAIT)
+                await_message(f, "search: waiting for a result that may "
+                                 "promote a trial");
+            if (got == MT__JOB_GIVEN)
+                msg[0] = (int64_t)job->trial, msg[1] = job->rung;
+        } else {
+            send_event(f, "ask");
+            mt_watch("search: waiting for rank 0 to give a job");
+            MPI_Recv(msg, 2, MPI_INT64_T, 0, MT_TAG_SEARCH_JOB, f->world,
+                     MPI_STATUS_IGNORE);
+        }
     }
-    MPI_Bcast(&t, 1, MPI_INT64_T, 0, f->group);
-    return t < (int64_t)f->sp->trials ? (size_t)t : f->sp->trials;
+    mt_watch("search: the group's next job (MPI_Bcast)");
+    MPI_Bcast(msg, 2, MPI_INT64_T, 0, f->group);
+    if (msg[0] < 0 || msg[0] >= (int64_t)f->sp->trials)
+        return 0;
+    job->trial = (size_t)msg[0];
+    job->rung = (int)msg[1];
+    return 1;
 }
 
-/* Runs trials until none is left; *stopped after a stop request. */
+/* Runs jobs until none is left; *stopped after a stop request. */
 static void work(farm *f, int *stopped)
 {
-    for (size_t t; (t = next_trial(f)) < f->sp->trials;) {
-        int st = f->trials[t].state;
-        if (st == MT__TRIAL_FINISHED || st == MT__TRIAL_FAILED)
-            continue; /* an earlier run of the search did it */
-        if (f->grank == 0)
-            send_record(f, "started", t, NAN, 0, NULL);
+    for (mt__job job; next_job(f, &job);) {
         char err[MT_ERR_LEN] = "";
         mt_train_result res;
         double t0 = MPI_Wtime();
-        int rc = train_trial(f, t, &res, err);
+        int rc = train_job(f, &job, &res, err);
         if (rc == MT_ESTOPPED) {
             *stopped = 1;
             break;
         }
+        mt__record r = {.trial = job.trial, .rung = job.rung,
+                        .epochs = res.epochs,
+                        .metric = rc ? NAN : job_metric(f, job.trial, &res),
+                        .seconds = MPI_Wtime() - t0};
+        snprintf(r.event, sizeof r.event, "%s", rc ? "failed" : "finished");
         if (f->grank == 0)
-            send_record(f, rc ? "failed" : "finished", t,
-                        rc ? NAN : trial_metric(f, t, &res),
-                        MPI_Wtime() - t0, rc ? err : NULL);
+            send_record(f, &r, rc ? err : NULL);
         if (f->rank == 0)
             drain(f);
     }
-    /* A stop between two trials leaves the rest for the next run too. */
-    if (f->opts && f->opts->stop && *f->opts->stop)
+    /* A stop between two jobs leaves the rest for the next run too. */
+    if (stop_asked(f))
         *stopped = 1;
-}
-
-/* The ranked table of finished trials, best first (NaN last). */
-static void print_table(farm *f)
-{
-    size_t n = 0, *order = mt_calloc(f->sp->trials, sizeof *order);
-    if (!order)
-        return;
-    for (size_t t = 0; t < f->sp->trials; t++)
-        if (f->trials[t].state == MT__TRIAL_FINISHED) {
-            size_t i = n++;
-            /* Insertion sort: better() is a strict order with NaN last. */
-            while (i > 0 && better(f, f->trials[t].metric,
-                                   f->trials[order[i - 1]].metric)) {
-                order[i] = order[i - 1];
-                i--;
-            }
-            order[i] = t;
-        }
-    size_t failed = 0;
-    for (size_t t = 0; t < f->sp->trials; t++)
-        failed += f->trials[t].state == MT__TRIAL_FAILED;
-    fprintf(f->out, "search: %zu of %zu trials finished, %zu failed\n", n,
-            f->sp->trials, failed);
-    fprintf(f->out, "rank  trial  %-14s  seconds  values\n",
-            mt_monitor_names[f->sp->metric]);
-    for (size_t i = 0; i < n; i++) {
-        char desc[512];
-        const mt__trial *tr = &f->trials[order[i]];
-        describe(f, order[i], desc, sizeof desc);
-        fprintf(f->out, "%4zu  %5zu  %14.4f  %7.1f  %s\n", i + 1, order[i],
-                tr->metric, tr->seconds, desc);
-    }
-    fflush(f->out);
-    free(order);
-}
-
-/* best.ini: the base config with the best trial's values, a complete
- * config (every key resolved) that `mpitrain train` takes as it is. */
-static int write_best(farm *f, char *err)
-{
-    size_t b = best_trial(f);
-    if (b == f->sp->trials)
-        return MT_OK;
-    trial_buf buf;
-    char *sets[64 + MT_SEARCH_MAX_PARAMS + 2], best_dir[MT_PATH_LEN + 8];
-    snprintf(best_dir, sizeof best_dir, "%s/best", f->dir);
-    mt_config c;
-    int rc = mt_config_load(&c, f->path, sets,
-                            trial_sets(f, b, best_dir, buf, sets), err);
-    if (rc)
-        return rc;
-    char path[MT_PATH_LEN + 32], tmp[MT_PATH_LEN + 48];
-    snprintf(path, sizeof path, "%s/best.ini", f->dir);
-    snprintf(tmp, sizeof tmp, "%s.partial", path);
-    FILE *o = fopen(tmp, "w");
-    if (o) {
-        fprintf(o, "; mpitrain search: trial %zu, %s %.6g\n", b,
-                mt_monitor_names[f->sp->metric], f->trials[b].metric);
-        mt_config_write(&c, o);
-    }
-    if (!o || fflush(o) || fsync(fileno(o)) || fclose(o) ||
-        rename(tmp, path)) {
-        mt_seterr(err, "%s: cannot write", path);
-        rc = MT_EIO;
-    } else {
-        fprintf(f->out, "best: trial %zu; its config is %s\n", b, path);
-    }
-    mt_config_free(&c);
-    return rc;
 }
 
 /* Rank 0 before the farm starts: the search directory, the journal so
@@ -368,8 +337,6 @@ static int open_journal(farm *f, char *err)
             close(fd);
         rc = MT_EIO;
     }
-    for (size_t t = 0; t < f->sp->trials; t++)
-        f->done += f->trials[t].state >= MT__TRIAL_FINISHED;
     char *head = rc == MT_OK ? mt__journal_header(
                                    mt_monitor_names[f->sp->metric],
                                    f->sp->maximize, f->sp->trials)
@@ -380,7 +347,7 @@ static int open_journal(farm *f, char *err)
     return rc;
 }
 
-/* Groups, the shared counter and every rank's view of the journal. */
+/* Groups, and the lowest rank's view of the journal. */
 static int start_farm(farm *f, char *err)
 {
     MPI_Comm_rank(f->world, &f->rank);
@@ -393,38 +360,22 @@ static int start_farm(farm *f, char *err)
         return MT_EINVAL;
     }
     f->groups = f->size / rpt;
-    f->trials = mt_calloc(f->sp->trials, sizeof *f->trials);
-    int rc = f->trials ? open_journal(f, err) : MT_ENOMEM;
+    int rc = MT_OK;
+    if (f->rank == 0) {
+        f->trials = mt_calloc(f->sp->trials, sizeof *f->trials);
+        f->waiting = mt_calloc((size_t)f->groups, sizeof *f->waiting);
+        rc = f->trials && f->waiting ? open_journal(f, err) : MT_ENOMEM;
+    }
     if ((rc = mt_dist_agree(f->world, rc, err)))
         return rc;
-    /* Trial states as rank 0's journal has them; an int each. */
-    int *st = mt_calloc(f->sp->trials, sizeof *st);
-    for (size_t t = 0; st && f->rank == 0 && t < f->sp->trials; t++)
-        st[t] = f->trials[t].state;
-    if ((rc = mt_dist_agree(f->world, st ? MT_OK : MT_ENOMEM, err)))
-        return free(st), rc;
-    MPI_Bcast(st, (int)f->sp->trials, MPI_INT, 0, f->world);
-    for (size_t t = 0; t < f->sp->trials; t++)
-        f->trials[t].state = st[t];
-    free(st);
     MPI_Comm_split(f->world, f->rank / rpt, f->rank, &f->group);
     MPI_Comm_rank(f->group, &f->grank);
-    MPI_Win_allocate(f->rank == 0 ? sizeof(int64_t) : 0, sizeof(int64_t),
-                     MPI_INFO_NULL, f->world, &f->counter, &f->win);
-    if (f->rank == 0) {
-        MPI_Win_lock(MPI_LOCK_EXCLUSIVE, 0, 0, f->win);
-        *f->counter = 0;
-        MPI_Win_unlock(0, f->win);
-    }
-    MPI_Barrier(f->world);
     f->t0 = MPI_Wtime();
     return MT_OK;
 }
 
 static void free_farm(farm *f)
 {
-    if (f->win != MPI_WIN_NULL && f->win)
-        MPI_Win_free(&f->win);
     if (f->group != MPI_COMM_NULL && f->group)
         MPI_Comm_free(&f->group);
     if (f->world != MPI_COMM_NULL && f->world)
@@ -434,6 +385,24 @@ static void free_farm(farm *f)
     if (f->out)
         fclose(f->out);
     mt_free(f->trials);
+    mt_free(f->waiting);
+}
+
+/* Rank 0, its own jobs done: answers the others until every leader has
+ * said bye; then the table, best.ini and ensemble.txt. */
+static int finish_farm(farm *f, char *err)
+{
+    while (f->byes < f->groups - 1)
+        await_message(f, "search: the other groups' results");
+    mt__report_table(f);
+    int rc = f->journal_rc;
+    if (rc)
+        mt_seterr(err, "%s", f->journal_err);
+    if (rc == MT_OK)
+        rc = mt__write_best(f, err);
+    if (rc == MT_OK)
+        rc = mt__write_ensemble(f, err);
+    return rc;
 }
 
 int mt_search(const char *path, char *const *sets, size_t n_sets,
@@ -442,8 +411,7 @@ int mt_search(const char *path, char *const *sets, size_t n_sets,
     mt_search_space sp;
     mt_config base;
     farm f = {.sp = &sp, .path = path, .sets = sets, .n_sets = n_sets,
-              .opts = opts, .world = MPI_COMM_NULL, .group = MPI_COMM_NULL,
-              .win = MPI_WIN_NULL};
+              .opts = opts, .world = MPI_COMM_NULL, .group = MPI_COMM_NULL};
     /* Every rank reads the same file: the same result, before any
      * collective. */
     int rc = MT_OK;
@@ -469,22 +437,11 @@ int mt_search(const char *path, char *const *sets, size_t n_sets,
     if (rc == MT_OK) {
         work(&f, &stopped);
         if (f.grank == 0 && f.rank != 0)
-            send_record(&f, "bye", 0, NAN, 0, NULL);
-        mt_watch("search: the other groups' results");
-        while (f.rank == 0 && f.byes < f.groups - 1) {
-            MPI_Probe(MPI_ANY_SOURCE, MT_TAG_JOURNAL, f.world,
-                      MPI_STATUS_IGNORE);
-            drain(&f);
-        }
+            send_event(&f, "bye");
+        if (f.rank == 0)
+            rc = finish_farm(&f, err);
+        mt_watch("search: the end (MPI_Allreduce)");
         MPI_Allreduce(MPI_IN_PLACE, &stopped, 1, MPI_INT, MPI_MAX, f.world);
-        if (f.rank == 0) {
-            print_table(&f);
-            rc = f.journal_rc;
-            if (rc)
-                mt_seterr(err, "%s", f.journal_err);
-            if (rc == MT_OK)
-                rc = write_best(&f, err);
-        }
         rc = mt_dist_agree(f.world, rc, err);
     }
     free_farm(&f);

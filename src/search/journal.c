@@ -14,32 +14,66 @@
 #include "mpitrain/metrics.h"
 #include "search/internal.h"
 
+int mt__result_rung(const mt__trial *t)
+{
+    if (t->state == MT__TRIAL_FINISHED)
+        return t->rung;
+    return t->rung - 1; /* promoted and not finished yet, or never run */
+}
+
+double mt__result_metric(const mt__trial *t)
+{
+    int r = mt__result_rung(t);
+    return r >= 0 ? t->at[r] : NAN;
+}
+
+int mt__ranks_above(const mt__trial *a, size_t ia, const mt__trial *b,
+                    size_t ib, int maximize)
+{
+    int ra = mt__result_rung(a), rb = mt__result_rung(b);
+    if (ra != rb)
+        return ra > rb;
+    double ma = mt__result_metric(a), mb = mt__result_metric(b);
+    if (mt_metric_improves(ma, mb, !maximize, 0.0))
+        return 1;
+    if (mt_metric_improves(mb, ma, !maximize, 0.0))
+        return 0;
+    return ia < ib;
+}
+
 size_t mt__best_trial(const mt__trial *trials, size_t n, int maximize)
 {
     size_t best = n;
     for (size_t t = 0; t < n; t++)
-        if (trials[t].state == MT__TRIAL_FINISHED &&
-            (best == n || mt_metric_improves(trials[t].metric,
-                                             trials[best].metric, !maximize,
-                                             0.0)))
+        if (mt__result_rung(&trials[t]) >= 0 &&
+            (best == n ||
+             mt__ranks_above(&trials[t], t, &trials[best], best, maximize)))
             best = t;
     return best;
 }
 
-int mt__trial_take(mt__trial *tr, const char *event, double metric,
-                   double seconds)
+int mt__trial_take(mt__trial *tr, const mt__record *r)
 {
-    if (!strcmp(event, "started")) {
-        if (tr->state == MT__TRIAL_NEW)
+    const char *ev = r->event;
+    if (r->rung < 0 || r->rung >= MT_SEARCH_MAX_RUNGS || r->rung < tr->rung)
+        return 0; /* not of this version, or stale */
+    if (!strcmp(ev, "started") || !strcmp(ev, "promoted")) {
+        if (r->rung > tr->rung || tr->state == MT__TRIAL_NEW) {
+            tr->rung = r->rung;
             tr->state = MT__TRIAL_STARTED;
+            tr->metric = NAN;
+        }
         return 0;
     }
-    if (strcmp(event, "finished") && strcmp(event, "failed"))
+    if ((strcmp(ev, "finished") && strcmp(ev, "failed")) ||
+        r->rung != tr->rung)
         return 0; /* a run's header, or an event of a later version */
-    tr->state = strcmp(event, "finished") ? MT__TRIAL_FAILED
-                                          : MT__TRIAL_FINISHED;
-    tr->metric = metric;
-    tr->seconds = seconds;
+    tr->state = strcmp(ev, "finished") ? MT__TRIAL_FAILED
+                                       : MT__TRIAL_FINISHED;
+    tr->metric = r->metric;
+    tr->at[r->rung] = r->metric;
+    tr->seconds += r->seconds;
+    tr->epochs = r->epochs;
     return 1;
 }
 
@@ -49,13 +83,11 @@ int mt__journal_load(const char *path, mt__trial *trials, size_t n,
     FILE *f = fopen(path, "r");
     if (!f)
         return MT_OK; /* a new search */
-    char line[4096], ev[16];
-    size_t t;
-    double metric, secs;
+    char line[4096];
+    mt__record r;
     while (fgets(line, sizeof line, f))
-        if (!mt__journal_parse(line, ev, sizeof ev, &t, &metric, &secs) &&
-            t < n)
-            mt__trial_take(&trials[t], ev, metric, secs);
+        if (!mt__journal_parse(line, &r) && r.trial < n)
+            mt__trial_take(&trials[r.trial], &r);
     fclose(f);
     (void)err;
     return MT_OK;
@@ -71,18 +103,20 @@ int mt__journal_append(FILE *f, const char *record, char *err)
     return MT_OK;
 }
 
-char *mt__journal_record(const char *event, size_t trial, double metric,
-                         double seconds, const char *error)
+char *mt__journal_record(const mt__record *r, const char *error)
 {
-    json_t *j = json_pack("{s:s, s:I}", "event", event, "trial",
-                          (json_int_t)trial);
+    json_t *j = json_pack("{s:s, s:I}", "event", r->event, "trial",
+                          (json_int_t)r->trial);
     if (!j)
         return NULL;
-    if (!strcmp(event, "finished")) {
+    if (r->rung)
+        json_object_set_new(j, "rung", json_integer(r->rung));
+    if (!strcmp(r->event, "finished")) {
         json_object_set_new(j, "metric",
-                            isfinite(metric) ? json_real(metric)
-                                             : json_null());
-        json_object_set_new(j, "seconds", json_real(seconds));
+                            isfinite(r->metric) ? json_real(r->metric)
+                                                : json_null());
+        json_object_set_new(j, "epochs", json_integer((json_int_t)r->epochs));
+        json_object_set_new(j, "seconds", json_real(r->seconds));
     }
     if (error)
         json_object_set_new(j, "error", json_string(error));
@@ -143,16 +177,15 @@ int mt_search_status(const char *dir, FILE *out, char *err)
                  "running or interrupted, %zu not started",
             dir, n, count[MT__TRIAL_FINISHED], count[MT__TRIAL_FAILED],
             count[MT__TRIAL_STARTED], count[MT__TRIAL_NEW]);
-    if (best < n && !isnan(t[best].metric))
-        fprintf(out, "; best %s %.4f (trial %zu)", metric, t[best].metric,
-                best);
+    if (best < n && !isnan(mt__result_metric(&t[best])))
+        fprintf(out, "; best %s %.4f (trial %zu, %zu epochs)", metric,
+                mt__result_metric(&t[best]), best, t[best].epochs);
     fprintf(out, "\n");
     free(t);
     return rc;
 }
 
-int mt__journal_parse(const char *record, char *event, size_t len,
-                      size_t *trial, double *metric, double *seconds)
+int mt__journal_parse(const char *record, mt__record *r)
 {
     json_t *j = json_loads(record, 0, NULL);
     const char *ev = j ? json_string_value(json_object_get(j, "event"))
@@ -161,11 +194,14 @@ int mt__journal_parse(const char *record, char *event, size_t len,
         json_decref(j);
         return -1;
     }
-    snprintf(event, len, "%s", ev);
-    *trial = (size_t)json_integer_value(json_object_get(j, "trial"));
+    memset(r, 0, sizeof *r);
+    snprintf(r->event, sizeof r->event, "%s", ev);
+    r->trial = (size_t)json_integer_value(json_object_get(j, "trial"));
+    r->rung = (int)json_integer_value(json_object_get(j, "rung"));
+    r->epochs = (size_t)json_integer_value(json_object_get(j, "epochs"));
     json_t *m = json_object_get(j, "metric");
-    *metric = json_is_number(m) ? json_number_value(m) : NAN;
-    *seconds = json_number_value(json_object_get(j, "seconds"));
+    r->metric = json_is_number(m) ? json_number_value(m) : NAN;
+    r->seconds = json_number_value(json_object_get(j, "seconds"));
     json_decref(j);
     return 0;
 }

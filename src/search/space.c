@@ -167,9 +167,12 @@ static int handler(void *user, const char *section, const char *key,
     mt_search_space *s = r->s;
     size_t x = 0;
     if (!strcmp(key, "method")) {
-        if (strcmp(value, "grid") && strcmp(value, "random"))
-            return fail(r, key, "'%s' is not grid or random", value);
-        s->method = value[0] == 'g' ? MT_SEARCH_GRID : MT_SEARCH_RANDOM;
+        static const char *const methods[] = {"grid", "random", "asha",
+                                              NULL};
+        int m = mt_name_index(methods, value);
+        if (m < 0)
+            return fail(r, key, "'%s' is not grid, random or asha", value);
+        s->method = (mt_search_method)m;
     } else if (!strcmp(key, "trials")) {
         return parse_size(r, key, value, 1, &s->trials);
     } else if (!strcmp(key, "seed")) {
@@ -180,6 +183,12 @@ static int handler(void *user, const char *section, const char *key,
         return parse_size(r, key, value, 1, &s->ranks_per_trial);
     } else if (!strcmp(key, "max_epochs")) {
         return parse_size(r, key, value, 0, &s->max_epochs);
+    } else if (!strcmp(key, "min_epochs")) {
+        return parse_size(r, key, value, 1, &s->min_epochs);
+    } else if (!strcmp(key, "eta")) {
+        return parse_size(r, key, value, 2, &s->eta);
+    } else if (!strcmp(key, "keep_top")) {
+        return parse_size(r, key, value, 0, &s->keep_top);
     } else if (!strcmp(key, "metric")) {
         s->metric = mt_name_index(mt_monitor_names, value);
         if (s->metric <= 0)
@@ -199,6 +208,72 @@ static int handler(void *user, const char *section, const char *key,
     return 1;
 }
 
+/* The grid's size: the product of the value counts; 0 if some parameter
+ * is not a list (at *line). */
+static size_t grid_size(const mt_search_space *s, size_t *bad)
+{
+    size_t n = 1;
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->p[i].kind > MT_DIST_CHOICE) {
+            *bad = i;
+            return 0;
+        }
+        n *= s->p[i].n_values;
+    }
+    return n;
+}
+
+static uint64_t gcd(uint64_t a, uint64_t b)
+{
+    while (b) {
+        uint64_t r = a % b;
+        a = b;
+        b = r;
+    }
+    return a;
+}
+
+/* ASHA's rungs: min_epochs x eta^k below the top, the top max_epochs
+ * ([train] epochs when 0); over a grid without trials, every point once
+ * in a scrambled order (a stride prime to the size: a bijection). */
+static int finish_asha(reader_ctx *r)
+{
+    mt_search_space *s = r->s;
+    size_t top = s->max_epochs, bad = 0, n = grid_size(s, &bad);
+    if (!top) {
+        mt_config c;
+        char err[MT_ERR_LEN];
+        if (mt_config_load(&c, r->path, r->sets, r->n_sets, err))
+            return fail(r, "max_epochs", "%s", err);
+        top = c.epochs;
+        mt_config_free(&c);
+    }
+    if (s->min_epochs >= top)
+        return fail(r, "min_epochs", "%zu leaves no rung below the %zu "
+                                     "epochs of the top one",
+                    s->min_epochs, top);
+    s->rungs = 0;
+    for (size_t e = s->min_epochs; e < top && s->rungs < MT_SEARCH_MAX_RUNGS - 1;
+         e *= s->eta)
+        s->rung_epochs[s->rungs++] = e;
+    s->rung_epochs[s->rungs++] = top;
+    if (s->trials == 0 && n == 0) {
+        r->line = s->p[bad].line;
+        return fail(r, s->p[bad].key, "method = asha over uniform, "
+                                      "loguniform or int needs trials");
+    }
+    if (s->trials == 0) {
+        s->trials = n;
+        s->grid_order = 1;
+        s->grid_b = mt_rng_below(n, s->seed, MT_RNG_SEARCH, UINT64_MAX, 0);
+        do
+            s->grid_a = 1 + mt_rng_below(n, s->seed, MT_RNG_SEARCH,
+                                         UINT64_MAX, 1 + s->grid_a);
+        while (n > 1 && gcd(s->grid_a, n) != 1);
+    }
+    return 1;
+}
+
 /* Grid: every parameter is a list; the number of trials is the product. */
 static int finish_space(reader_ctx *r)
 {
@@ -207,19 +282,26 @@ static int finish_space(reader_ctx *r)
         return fail(r, "(section)", "no parameter to vary");
     if (s->maximize < 0)
         s->maximize = !mt_monitor_minimizes(s->metric);
+    if (s->method != MT_SEARCH_ASHA && (s->min_epochs || s->eta))
+        return fail(r, s->min_epochs ? "min_epochs" : "eta",
+                    "only method = asha has rungs");
+    s->rungs = 1;
+    s->rung_epochs[0] = s->max_epochs;
+    if (s->method == MT_SEARCH_ASHA) {
+        s->min_epochs += !s->min_epochs;
+        s->eta += 3 * !s->eta;
+        return finish_asha(r);
+    }
     if (s->method == MT_SEARCH_RANDOM) {
         if (s->trials == 0)
             return fail(r, "trials", "method = random needs trials");
         return 1;
     }
-    size_t n = 1;
-    for (size_t i = 0; i < s->n; i++) {
-        if (s->p[i].kind > MT_DIST_CHOICE) {
-            r->line = s->p[i].line;
-            return fail(r, s->p[i].key, "method = grid takes grid(...) or "
-                                        "choice(...) only");
-        }
-        n *= s->p[i].n_values;
+    size_t bad = 0, n = grid_size(s, &bad);
+    if (n == 0) {
+        r->line = s->p[bad].line;
+        return fail(r, s->p[bad].key, "method = grid takes grid(...) or "
+                                      "choice(...) only");
     }
     s->trials = n;
     return 1;
@@ -265,9 +347,11 @@ void mt_search_trial_values(const mt_search_space *s, size_t t,
 {
     /* Grid: mixed radix, the last parameter changing fastest. */
     size_t rest = t;
+    if (s->grid_order)
+        rest = (size_t)((s->grid_a * t + s->grid_b) % s->trials);
     for (size_t k = s->n; k-- > 0;) {
         const mt_search_param *p = &s->p[k];
-        if (s->method == MT_SEARCH_GRID) {
+        if (s->method == MT_SEARCH_GRID || s->grid_order) {
             snprintf(vals[k], MT_SEARCH_VALUE_LEN, "%s",
                      p->values[rest % p->n_values]);
             rest /= p->n_values;

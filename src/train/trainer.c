@@ -549,7 +549,10 @@ int mt_train(const mt_config *cfg, MPI_Comm comm, const mt_train_opts *opts,
     /* A resumed run that had stopped early stays stopped. */
     if (cfg->monitor && t.es_wait >= cfg->patience + (cfg->patience == 0))
         epoch = cfg->epochs;
-    while (rc == MT_OK && epoch < cfg->epochs) {
+    size_t end = cfg->epochs;
+    if (t.opts->until_epoch && t.opts->until_epoch < end)
+        end = t.opts->until_epoch;
+    while (rc == MT_OK && epoch < end) {
         rc = run_epoch(&t, epoch, &stop, err);
         if (stop)
             break;
@@ -561,7 +564,8 @@ int mt_train(const mt_config *cfg, MPI_Comm comm, const mt_train_opts *opts,
         rc = mt__lag_meet(&t, err);
     /* A run that ends (or hits max_steps) leaves a checkpoint to resume
      * or extend from, unless it just wrote one. */
-    if (rc == MT_OK && checkpoints_on(cfg) && t.saved_step != t.step)
+    if (rc == MT_OK && (checkpoints_on(cfg) || t.opts->until_epoch) &&
+        t.saved_step != t.step)
         rc = mt__save(&t, epoch, stop ? t.resume_pos : 0, 0, err);
     /* The checkpoint keeps the last state; what is evaluated and written
      * as weights.h5 is the best one. */
@@ -570,6 +574,7 @@ int mt_train(const mt_config *cfg, MPI_Comm comm, const mt_train_opts *opts,
     if (rc == MT_OK)
         rc = finish(&t, t.step, res, err);
     res->steps = t.step;
+    res->epochs = epoch;
     res->seconds = t.train_secs - t_run;
     res->samples_per_s =
         res->seconds > 0 ? (double)t.run_samples / res->seconds : 0.0;
