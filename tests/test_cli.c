@@ -126,6 +126,81 @@ static void test_train_eval_predict(void **s)
     expect_same_csv("p.csv", "p2.csv");
 }
 
+/* Row i's probabilities in a predict CSV into p (3 classes). */
+static void csv_probs(const char *name, double p[120][3])
+{
+    char path[256], line[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(line, sizeof line, f)); /* the header */
+    for (int i = 0; i < 120; i++) {
+        int idx, cls;
+        assert_non_null(fgets(line, sizeof line, f));
+        assert_int_equal(sscanf(line, "%d,%d,%lf,%lf,%lf", &idx, &cls,
+                                &p[i][0], &p[i][1], &p[i][2]),
+                         5);
+    }
+    fclose(f);
+}
+
+/* An ensemble's eval is the loss and accuracy of the members' averaged
+ * probabilities (computed here from their predict outputs; labels are
+ * i % 3), whether the files are listed or in a list file; predict takes
+ * one file. */
+static void test_ensemble_averages_probabilities(void **s)
+{
+    static double pa[120][3], pb[120][3];
+    const char *short_run = "--set train.epochs=1 --set data.test=";
+    assert_int_equal(run("%s train good.ini %s --set run.dir=ea", bin,
+                         short_run), 0);
+    assert_int_equal(run("%s train good.ini %s --set run.dir=eb "
+                         "--set run.seed=9",
+                         bin, short_run),
+                     0);
+    for (int m = 0; m < 2; m++) {
+        assert_int_equal(run("%s predict good.ini --weights e%c/weights.h5 "
+                             "--input d.h5 --output e%c.csv",
+                             bin, "ab"[m], "ab"[m]),
+                         0);
+    }
+    csv_probs("ea.csv", pa);
+    csv_probs("eb.csv", pb);
+    double loss = 0.0;
+    int correct = 0, differ = 0;
+    for (int i = 0; i < 120; i++) {
+        double q[3];
+        int best = 0;
+        for (int k = 0; k < 3; k++) {
+            q[k] = (pa[i][k] + pb[i][k]) / 2.0;
+            best = q[k] > q[best] ? k : best;
+            differ |= fabs(pa[i][k] - pb[i][k]) > 1e-3;
+        }
+        loss -= log(q[i % 3]) / 120.0;
+        correct += best == i % 3;
+    }
+    assert_true(differ); /* two different members */
+    const char *forms[] = {"ea/weights.h5,eb/weights.h5", "@list.txt"};
+    write_text("list.txt", "ea/weights.h5\n\neb/weights.h5\n");
+    for (int f = 0; f < 2; f++) {
+        assert_int_equal(run("%s eval good.ini --weights %s --json", bin,
+                             forms[f]),
+                         0);
+        const char *l = strstr(out, "\"loss\":"),
+                   *a = strstr(out, "\"accuracy\":");
+        assert_non_null(l);
+        assert_non_null(a);
+        if (fabs(atof(l + 7) - loss) > 1e-4 ||
+            fabs(atof(a + 11) - correct / 120.0) > 1e-9)
+            fail_msg("ensemble loss %.6f, accuracy %d/120 expected: %s",
+                     loss, correct, out);
+    }
+    assert_int_equal(run("%s predict good.ini --weights %s --input d.h5",
+                         bin, forms[0]),
+                     1);
+    expect_output("an ensemble is for eval only");
+}
+
 /* progress = auto: plain lines when the output is a file or a pipe, also
  * under mpirun (which gives every rank a pseudo-terminal); the bar when
  * it ends on a terminal (script(1) provides one), with or without
@@ -423,6 +498,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_usage_and_version),
         cmocka_unit_test(test_train_eval_predict),
+        cmocka_unit_test(test_ensemble_averages_probabilities),
         cmocka_unit_test(test_multi_rank_prints_once),
         cmocka_unit_test(test_progress_follows_the_real_output),
         cmocka_unit_test(test_bad_data_files),

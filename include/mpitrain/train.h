@@ -105,6 +105,12 @@ typedef struct mt_eval_detail {
 int mt_evaluate_detail(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
                        mt_loss_kind loss, mt_eval_detail *d, char *err);
 void mt_eval_detail_free(mt_eval_detail *d);
+/* The same for an ensemble of n models of one architecture (n = 1: one
+ * model): their probabilities averaged (softmax_ce, sigmoid_bce; for
+ * other losses their outputs), evaluated as one model's. Collective. */
+int mt_evaluate_ensemble(mt_model *members, size_t n, const mt_dataset *ds,
+                         MPI_Comm comm, mt_loss_kind loss, mt_eval_detail *d,
+                         char *err);
 
 /* Permutation importance (Breiman; scikit-learn's permutation_importance
  * with accuracy as the score): for each group of input features, the

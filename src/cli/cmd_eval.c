@@ -17,11 +17,13 @@
 #include "mpitrain/train.h"
 
 static const char eval_usage[] =
-    "usage: mpitrain eval CONFIG --weights FILE [--data FILE] [--json]\n"
-    "                     [--set section.key=value]...\n"
+    "usage: mpitrain eval CONFIG --weights FILE[,FILE...] [--data FILE]\n"
+    "                     [--json] [--set section.key=value]...\n"
     "\n"
     "Evaluates the weights on [data] test (or --data FILE) and prints the\n"
-    "loss and accuracy; --json prints one JSON object instead.\n";
+    "loss and accuracy; --json prints one JSON object instead. Several\n"
+    "files, or --weights @LIST (one file a line, as a search's\n"
+    "ensemble.txt), are an ensemble: their probabilities are averaged.\n";
 
 static const char predict_usage[] =
     "usage: mpitrain predict CONFIG --weights FILE --input FILE\n"
@@ -33,17 +35,24 @@ static const char predict_usage[] =
     "Under mpirun each rank predicts its share of the rows; rank 0 writes\n"
     "them in file order.\n";
 
+#define MAX_MEMBERS 64
+
 typedef struct session {
     mt_config cfg;
     mt_dataset data;
-    mt_model model;
+    mt_model models[MAX_MEMBERS]; /* one, or an ensemble's members */
+    size_t n_models;
+    char *paths[MAX_MEMBERS];
+    char *list; /* the text the paths point into */
     int rank;
     char err[MT_ERR_LEN];
 } session;
 
 static void session_free(session *s)
 {
-    mt_model_free(&s->model);
+    for (size_t i = 0; i < s->n_models; i++)
+        mt_model_free(&s->models[i]);
+    free(s->list);
     mt_dataset_free(&s->data);
     mt_config_free(&s->cfg);
 }
@@ -69,6 +78,42 @@ static int parse_args(int argc, char **argv, const char *usage,
     return 0;
 }
 
+/* --weights: one file, FILE,FILE,..., or @LIST (one file a line, blank
+ * lines skipped) into s->paths and s->n_models. */
+static int weight_paths(session *s, const char *arg, int many)
+{
+    if (arg[0] == '@') {
+        FILE *f = fopen(arg + 1, "r");
+        size_t len = 0;
+        if (!f || getdelim(&s->list, &len, '\0', f) < 0) {
+            mt_seterr(s->err, "--weights %s: cannot read the list", arg);
+            if (f)
+                fclose(f);
+            return MT_EIO;
+        }
+        fclose(f);
+    } else if (!(s->list = strdup(arg))) {
+        return MT_ENOMEM;
+    }
+    const char *seps = arg[0] == '@' ? "\n" : ",";
+    char *save = NULL;
+    for (char *p = strtok_r(s->list, seps, &save); p;
+         p = strtok_r(NULL, seps, &save)) {
+        if (s->n_models == MAX_MEMBERS) {
+            mt_seterr(s->err, "--weights: more than %d files", MAX_MEMBERS);
+            return MT_EINVAL;
+        }
+        s->paths[s->n_models++] = p;
+    }
+    if (s->n_models == 0 || (s->n_models > 1 && !many)) {
+        mt_seterr(s->err, "--weights %s: %s", arg,
+                  s->n_models ? "an ensemble is for eval only"
+                              : "no weights file");
+        return MT_EINVAL;
+    }
+    return MT_OK;
+}
+
 /* Config, data file (`data`, or [data] test when NULL) and weights; every
  * rank does the same and agrees. With `share` each rank reads only its
  * share of the rows (eval, predict); otherwise the whole file (explain,
@@ -91,15 +136,20 @@ static int open_session(session *s, const mt_cli_args *a, const char *data,
                                    s->rank, size, 0, s->err);
     else if (rc == MT_OK)
         rc = mt_dataset_load(&s->data, data ? data : s->cfg.test, s->err);
-    if (rc == MT_OK)
+    size_t n = 0, want = 0;
+    if (rc == MT_OK) /* eval (need_y && share) alone takes an ensemble */
+        rc = weight_paths(s, a->weights, need_y && share);
+    want = rc == MT_OK ? s->n_models : 0;
+    for (; rc == MT_OK && n < want; n += rc == MT_OK)
         rc = mt_model_from_config(&s->cfg, s->data.shape, s->cfg.batch,
-                                  &s->model, s->err);
+                                  &s->models[n], s->err);
+    s->n_models = n; /* the models built, to free */
     if (rc == MT_OK)
-        rc = mt_dataset_check(&s->data, s->model.in,
-                              mt_shape_size(mt_model_out(&s->model)),
+        rc = mt_dataset_check(&s->data, s->models[0].in,
+                              mt_shape_size(mt_model_out(&s->models[0])),
                               (mt_loss_kind)s->cfg.loss, need_y, s->err);
-    if (rc == MT_OK)
-        rc = mt_weights_load(&s->model, a->weights, s->err);
+    for (size_t i = 0; rc == MT_OK && i < s->n_models; i++)
+        rc = mt_weights_load(&s->models[i], s->paths[i], s->err);
     rc = mt_dist_agree(MPI_COMM_WORLD, rc, s->err);
     return rc ? rc : mt_cli_watchdog(s->cfg.deadline_s, s->err);
 }
@@ -239,8 +289,9 @@ int mt_cli_eval(int argc, char **argv)
     int rc = open_session(&s, &a, a.data, 1, 1);
     mt_eval_detail d = {0};
     if (rc == MT_OK)
-        rc = mt_evaluate_detail(&s.model, &s.data, MPI_COMM_WORLD,
-                                (mt_loss_kind)s.cfg.loss, &d, s.err);
+        rc = mt_evaluate_ensemble(s.models, s.n_models, &s.data,
+                                  MPI_COMM_WORLD, (mt_loss_kind)s.cfg.loss,
+                                  &d, s.err);
     if (rc == MT_ENUMERIC) { /* name the file and the weights */
         char msg[MT_ERR_LEN];
         snprintf(msg, sizeof msg, "%s", s.err);
@@ -305,7 +356,7 @@ static int predict_share(session *s, char **text, size_t *len)
         mt_seterr(s->err, "predict: out of memory");
         return MT_ENOMEM;
     }
-    size_t K = mt_shape_size(mt_model_out(&s->model));
+    size_t K = mt_shape_size(mt_model_out(s->models));
     if (s->rank == 0) {
         fprintf(mem, "index,class");
         for (size_t k = 0; k < K; k++)
@@ -313,7 +364,7 @@ static int predict_share(session *s, char **text, size_t *len)
         fputc('\n', mem);
     }
     predict_ctx c = {s, mem, K};
-    int rc = mt_forward_chunks(&s->model, &s->data, predict_chunk, &c);
+    int rc = mt_forward_chunks(s->models, &s->data, predict_chunk, &c);
     if (fclose(mem) != 0 || rc) {
         mt_seterr(s->err, "predict: out of memory");
         return MT_ENOMEM;
@@ -501,7 +552,7 @@ int mt_cli_explain(int argc, char **argv)
         size_t g = a.group ? a.group : image ? 4 : 1, rows, cols, ng;
         double *imp = NULL, base = 0.0;
         const char *dir = a.output ? a.output : s.cfg.dir;
-        rc = mt_permutation_importance(&s.model, &s.data,
+        rc = mt_permutation_importance(s.models, &s.data,
                                        a.samples ? a.samples : 2000, g,
                                        s.cfg.seed, &imp, &ng, &rows, &cols,
                                        &base, s.err);

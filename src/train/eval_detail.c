@@ -37,6 +37,67 @@ static void to_probs(const float *out, float *p, size_t B, size_t K,
     }
 }
 
+/* The mean of an ensemble's probabilities (softmax_ce, sigmoid_bce; the
+ * mean output for other losses), turned back into outputs whose
+ * probabilities they are, so the metrics below need not know: log p
+ * for a softmax, the logit log(p / (1 - p)) for a sigmoid. */
+typedef struct ensemble_ctx {
+    mt_model *members;
+    size_t n, Ko;
+    mt_loss_kind loss;
+    float *p, *mean; /* (max_batch, Ko) */
+    mt_chunk_fn fn;
+    void *user;
+} ensemble_ctx;
+
+static void ensemble_chunk(void *user, const float *out,
+                           const int32_t *labels, const float *targets,
+                           size_t b, size_t first)
+{
+    ensemble_ctx *e = user;
+    size_t nk = b * e->Ko, in = mt_shape_size(e->members[0].in);
+    int probs = e->loss == MT_LOSS_SOFTMAX_CE || e->loss == MT_LOSS_SIGMOID_BCE;
+    mt_step_ctx ctx = {.train = 0};
+    memset(e->mean, 0, nk * sizeof *e->mean);
+    for (size_t j = 0; j < e->n; j++) {
+        const float *z = out;
+        if (j) { /* member 0 read the chunk's input; the others copy it */
+            memcpy(e->members[j].act[0], e->members[0].act[0],
+                   b * in * sizeof(float));
+            z = mt_model_forward(&e->members[j], &ctx, b);
+        }
+        if (probs)
+            to_probs(z, e->p, b, e->Ko, e->loss);
+        for (size_t i = 0; i < nk; i++)
+            e->mean[i] += (probs ? e->p[i] : z[i]) / (float)e->n;
+    }
+    for (size_t i = 0; probs && i < nk; i++) {
+        float q = fminf(fmaxf(e->mean[i], 1e-30f), 1.0f - 1e-7f);
+        e->mean[i] = e->loss == MT_LOSS_SOFTMAX_CE ? logf(q)
+                                                   : logf(q / (1.0f - q));
+    }
+    e->fn(e->user, e->mean, labels, targets, b, first);
+}
+
+/* One model's chunks, or an ensemble's. */
+static int forward_members(mt_model *members, size_t n, mt_loss_kind loss,
+                           const mt_dataset *ds, mt_chunk_fn fn, void *user)
+{
+    if (n == 1)
+        return mt_forward_chunks(members, ds, fn, user);
+    size_t Ko = mt_shape_size(mt_model_out(members)),
+           B = members[0].max_batch;
+    ensemble_ctx e = {members, n, Ko, loss,
+                      mt_calloc(B * Ko, sizeof(float)),
+                      mt_calloc(B * Ko, sizeof(float)), fn, user};
+    int rc = e.p && e.mean ? mt_forward_chunks(members, ds, ensemble_chunk,
+                                               &e)
+                           : MT_ENOMEM;
+    free(e.p);
+    free(e.mean);
+    return rc;
+}
+
 typedef struct chunk_ctx {
     mt__eval_sums sums; /* loss and accuracy, from the same pass */
     mt_eval_detail *d;
@@ -149,6 +210,14 @@ out:
 int mt_evaluate_detail(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
                        mt_loss_kind loss, mt_eval_detail *d, char *err)
 {
+    return mt_evaluate_ensemble(m, 1, ds, comm, loss, d, err);
+}
+
+int mt_evaluate_ensemble(mt_model *members, size_t n, const mt_dataset *ds,
+                         MPI_Comm comm, mt_loss_kind loss, mt_eval_detail *d,
+                         char *err)
+{
+    mt_model *m = members;
     memset(d, 0, sizeof *d);
     d->auc = d->top5 = d->perplexity = NAN;
     d->mse = d->mae = d->r2 = NAN;
@@ -164,7 +233,7 @@ int mt_evaluate_detail(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
     c.reg = regression ? mt_calloc(5 * Ko, sizeof *c.reg) : NULL;
     int rc = d->cm && c.scores && (!regression || c.reg) ? MT_OK : MT_ENOMEM;
     if (rc == MT_OK)
-        rc = mt_forward_chunks(m, ds, take_chunk, &c);
+        rc = forward_members(members, n, loss, ds, take_chunk, &c);
     if (rc)
         mt_seterr(err, "evaluate: out of memory for scores");
     rc = mt_dist_agree(comm, rc, err);
