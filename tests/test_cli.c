@@ -201,6 +201,43 @@ static void test_ensemble_averages_probabilities(void **s)
     expect_output("an ensemble is for eval only");
 }
 
+/* plot on a search directory: a panel per varied parameter, numbers on
+ * their axis (a log one for rates spanning decades), names as
+ * categories, from the journal alone. */
+static void test_plot_a_search(void **s)
+{
+    char text[1024];
+    snprintf(text, sizeof text,
+             "%s[search]\noptimizer.lr = grid(0.001, 0.01, 0.1)\n"
+             "layer2.activation = grid(relu, tanh)\nkeep_top = 3\n",
+             good_ini);
+    write_text("s.ini", text);
+    assert_int_equal(run("%s search s.ini --set run.dir=srch "
+                         "--set train.epochs=2",
+                         bin),
+                     0);
+    expect_output("ensemble: the best 3 trials' weights are listed in "
+                  "srch/ensemble.txt");
+    assert_int_equal(run("%s eval good.ini --weights @srch/ensemble.txt",
+                         bin),
+                     0);
+    expect_output("accuracy");
+    if (run("command -v gnuplot") != 0)
+        return;
+    assert_int_equal(run("%s plot srch", bin), 0);
+    expect_output("wrote srch/search.svg (6 trials, 2 parameters)");
+    assert_int_equal(run("grep -c '<svg' srch/search.svg"), 0);
+    /* lr: numbers, three of each; activation: categories 0 and 1 */
+    assert_int_equal(run("cut -d' ' -f1 srch/search-0.dat | sort -u | "
+                         "tr '\\n' ' '"),
+                     0);
+    expect_output("0.001 0.01 0.1 ");
+    assert_int_equal(run("cut -d' ' -f1,2 srch/search-1.dat | sort -u | "
+                         "tr '\\n' ' '"),
+                     0);
+    expect_output("0 relu 1 tanh ");
+}
+
 /* progress = auto: plain lines when the output is a file or a pipe, also
  * under mpirun (which gives every rank a pseudo-terminal); the bar when
  * it ends on a terminal (script(1) provides one), with or without
@@ -499,6 +536,7 @@ int main(void)
         cmocka_unit_test(test_usage_and_version),
         cmocka_unit_test(test_train_eval_predict),
         cmocka_unit_test(test_ensemble_averages_probabilities),
+        cmocka_unit_test(test_plot_a_search),
         cmocka_unit_test(test_multi_rank_prints_once),
         cmocka_unit_test(test_progress_follows_the_real_output),
         cmocka_unit_test(test_bad_data_files),

@@ -28,6 +28,9 @@ int mt_cli_predict(int argc, char **argv);
 int mt_cli_convert(int argc, char **argv);
 int mt_cli_inspect(int argc, char **argv);
 int mt_cli_plot(int argc, char **argv);
+/* plot on a search directory (plot_search.c): journal to svg; returns
+ * the exit status. */
+int mt__plot_search(const char *dir, const char *journal, const char *svg);
 int mt_cli_explain(int argc, char **argv);
 int mt_cli_search(int argc, char **argv);
 

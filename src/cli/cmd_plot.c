@@ -7,17 +7,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "mpitrain/core.h"
 
 static const char usage[] =
-    "usage: mpitrain plot RUN_DIR [--output FILE.svg]\n"
+    "usage: mpitrain plot RUN_DIR|SEARCH_DIR [--output FILE.svg]\n"
     "\n"
     "Draws loss and accuracy per epoch for training and validation from\n"
     "RUN_DIR/metrics.jsonl into an SVG (default RUN_DIR/metrics.svg), with\n"
     "gnuplot (Debian: gnuplot-nox). Overfitting shows as the validation\n"
-    "loss turning up while the training loss keeps going down.\n";
+    "loss turning up while the training loss keeps going down.\n"
+    "On a search's directory (SEARCH_DIR/journal.jsonl) it draws each\n"
+    "trial's metric against each varied parameter (default\n"
+    "SEARCH_DIR/search.svg).\n";
 
 /* Writes "epoch train_loss val_loss train_acc val_acc" rows ("NaN" where
  * a split or value is missing) from the log; returns rows or -1. */
@@ -104,6 +108,13 @@ int mt_cli_plot(int argc, char **argv)
         return MT_EXIT_USAGE;
     }
     char log[4096], dat[4096], svg[4096], err[MT_ERR_LEN] = "";
+    snprintf(log, sizeof log, "%s/journal.jsonl", dir);
+    if (access(log, F_OK) == 0) {
+        snprintf(svg, sizeof svg, "%s", output ? output : "");
+        if (!output)
+            snprintf(svg, sizeof svg, "%s/search.svg", dir);
+        return mt__plot_search(dir, log, svg);
+    }
     snprintf(log, sizeof log, "%s/metrics.jsonl", dir);
     snprintf(dat, sizeof dat, "%s/metrics.dat", dir);
     snprintf(svg, sizeof svg, "%s", output ? output : "");

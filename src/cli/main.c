@@ -19,7 +19,8 @@ static const char usage[] =
     "  search CONFIG     hyperparameter search ([search] section)\n"
     "  convert ...       turn IDX (MNIST format) files into HDF5\n"
     "  inspect FILE      check and describe a checkpoint\n"
-    "  plot RUN_DIR      loss and accuracy per epoch as SVG (gnuplot)\n"
+    "  plot DIR          a run's loss and accuracy per epoch, or a search's\n"
+    "                    metric by parameter, as SVG (gnuplot)\n"
     "\n"
     "options: --version, --help; COMMAND --help for a command's options.\n"
     "See mpitrain(1) and the README.\n";

@@ -57,9 +57,10 @@ static void journal(farm *f, const mt__record *r, const char *rec)
 }
 
 /* A record as JSON, cut to what a message holds (malloc'd, or NULL). */
-static char *record_text(const mt__record *r, const char *error)
+static char *record_text(const farm *f, const mt__record *r,
+                         const char *error)
 {
-    char *rec = mt__journal_record(r, error);
+    char *rec = mt__journal_record(r, error, f->sp);
     if (rec && strlen(rec) >= RECORD_LEN)
         rec[RECORD_LEN - 1] = '\0';
     return rec;
@@ -76,7 +77,7 @@ static int decide(farm *f, mt__job *job)
     mt__record r = {.trial = job->trial, .rung = job->rung};
     snprintf(r.event, sizeof r.event, "%s",
              job->promoted ? "promoted" : "started");
-    char *rec = record_text(&r, NULL);
+    char *rec = record_text(f, &r, NULL);
     if (!rec) {
         f->journal_rc = MT_ENOMEM;
         snprintf(f->journal_err, sizeof f->journal_err,
@@ -156,7 +157,7 @@ static void await_message(farm *f, const char *why)
 /* A leader's record or request goes to rank 0 (rank 0's own: taken). */
 static void send_record(farm *f, const mt__record *r, const char *error)
 {
-    char *rec = record_text(r, error);
+    char *rec = record_text(f, r, error);
     if (!rec)
         return;
     if (f->rank == 0)

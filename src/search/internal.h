@@ -77,10 +77,13 @@ int mt__journal_load(const char *path, mt__trial *trials, size_t n,
                      char *err);
 /* Appends one record and fsyncs it. */
 int mt__journal_append(FILE *f, const char *record, char *err);
-/* A record as one line of JSON (malloc'd; free it): event "started" or
- * "promoted" (rung), "finished" (rung, metric, epochs, seconds), "failed"
- * (rung, error), or the farm's own "ask" and "bye". */
-char *mt__journal_record(const mt__record *r, const char *error);
+/* A record as one line of JSON (malloc'd; free it): event "started"
+ * (rung; at rung 0 with the trial's values when sp is given, so that the
+ * journal alone describes the search), "promoted" (rung), "finished"
+ * (rung, metric, epochs, seconds), "failed" (rung, error), or the farm's
+ * own "ask" and "bye". */
+char *mt__journal_record(const mt__record *r, const char *error,
+                         const mt_search_space *sp);
 /* The record that opens each run of a search: what ranks the trials. */
 char *mt__journal_header(const char *metric, int maximize, size_t trials);
 

@@ -103,12 +103,21 @@ int mt__journal_append(FILE *f, const char *record, char *err)
     return MT_OK;
 }
 
-char *mt__journal_record(const mt__record *r, const char *error)
+char *mt__journal_record(const mt__record *r, const char *error,
+                         const mt_search_space *sp)
 {
     json_t *j = json_pack("{s:s, s:I}", "event", r->event, "trial",
                           (json_int_t)r->trial);
     if (!j)
         return NULL;
+    if (sp && !strcmp(r->event, "started") && r->rung == 0) {
+        char vals[MT_SEARCH_MAX_PARAMS][MT_SEARCH_VALUE_LEN];
+        json_t *v = json_object();
+        mt_search_trial_values(sp, r->trial, vals);
+        for (size_t k = 0; v && k < sp->n; k++)
+            json_object_set_new(v, sp->p[k].key, json_string(vals[k]));
+        json_object_set_new(j, "values", v);
+    }
     if (r->rung)
         json_object_set_new(j, "rung", json_integer(r->rung));
     if (!strcmp(r->event, "finished")) {
