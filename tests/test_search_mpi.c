@@ -255,6 +255,16 @@ static void test_asha_promotes_and_continues(void **s)
     snprintf(want, sizeof want, "\"trial\":%d,\"rung\":2", top);
     assert_int_equal(journal_count("a", "\"finished\"", want), 1);
     assert_int_equal(journal_count("a", want, "\"epochs\":8"), 1);
+    /* --status counts each rung's results: all 5 trials ran rung 0 */
+    char *st = NULL, sdir[300];
+    size_t st_len = 0;
+    FILE *mem = open_memstream(&st, &st_len);
+    snprintf(sdir, sizeof sdir, "%s/a", dir);
+    assert_int_equal(mt_search_status(sdir, mem, err), MT_OK);
+    fclose(mem);
+    if (!strstr(st, "; best val_loss ") || !strstr(st, "results by rung: "))
+        fail_msg("status: %s", st);
+    free(st);
     char cmd[600];
     snprintf(cmd, sizeof cmd,
              "grep -q 'resuming from' %s/a/trial-%04d/train.log && "

@@ -103,11 +103,12 @@ typedef struct mt_search_opts {
 } mt_search_opts;
 
 /* Runs the search over comm: splits it into groups of ranks_per_trial,
- * each taking the next trial from a shared counter and training it as an
- * ordinary run in [run] dir/trial-NNNN (its output in train.log there).
- * The lowest rank keeps the journal ([run] dir/journal.jsonl, fsynced per
- * record), prints a line per finished trial and the ranked table, and
- * writes [run] dir/best.ini. A second run skips finished and failed
+ * each given its next job (a trial, and for asha a rung) by the lowest
+ * rank and training it as an ordinary run in [run] dir/trial-NNNN (its
+ * output in train.log there). The lowest rank keeps the journal ([run]
+ * dir/journal.jsonl, fsynced per record), prints a line per result and
+ * the ranked table, and writes [run] dir/best.ini (and, with keep_top,
+ * ensemble.txt). A second run skips finished and failed
  * trials and resumes started ones from their checkpoints. Collective.
  * MT_ESTOPPED after a stop request (running trials saved). */
 int mt_search(const char *path, char *const *sets, size_t n_sets,

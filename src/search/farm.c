@@ -66,14 +66,16 @@ static char *record_text(const farm *f, const mt__record *r,
     return rec;
 }
 
-/* Rank 0: the next job for a leader, journaled ("started" or "promoted")
- * when one is given. A stop asked here gives none. */
-static int decide(farm *f, mt__job *job)
+/* Rank 0: the next job for the leader at world rank `leader`, journaled
+ * ("started" or "promoted") when one is given. A stop asked here gives
+ * none. */
+static int decide(farm *f, int leader, mt__job *job)
 {
     int got = stop_asked(f) ? MT__JOB_NONE
                             : mt__next_job(f->sp, f->trials, job);
     if (got != MT__JOB_GIVEN)
         return got;
+    f->holds[leader] = job->trial + 1;
     mt__record r = {.trial = job->trial, .rung = job->rung};
     snprintf(r.event, sizeof r.event, "%s",
              job->promoted ? "promoted" : "started");
@@ -95,7 +97,7 @@ static void answer_waiting(farm *f)
     size_t keep = 0;
     for (size_t i = 0; i < f->n_waiting; i++) {
         mt__job job = {0};
-        int got = decide(f, &job);
+        int got = decide(f, f->waiting[i], &job);
         if (got == MT__JOB_WAIT) {
             f->waiting[keep++] = f->waiting[i];
             continue;
@@ -108,6 +110,16 @@ static void answer_waiting(farm *f)
     f->n_waiting = keep;
 }
 
+/* Rank 0: a leader that leaves (stopped) without its trial's result: the
+ * trial, interrupted, goes to the next group that asks, which resumes it
+ * from its checkpoint; no one waits for its result. */
+static void release(farm *f, int leader)
+{
+    if (f->holds[leader])
+        f->trials[f->holds[leader] - 1].running = 0;
+    f->holds[leader] = 0;
+}
+
 /* Rank 0: a message from a leader (its own group's: taken directly). */
 static void take_record(farm *f, const char *rec, int from)
 {
@@ -116,11 +128,13 @@ static void take_record(farm *f, const char *rec, int from)
         return;
     if (!strcmp(r.event, "bye")) {
         f->byes++;
+        release(f, from);
     } else if (!strcmp(r.event, "ask")) {
         if (f->n_waiting < (size_t)f->groups)
             f->waiting[f->n_waiting++] = from;
     } else if (r.trial < f->sp->trials) {
         journal(f, &r, rec);
+        f->holds[from] = 0;
     }
     answer_waiting(f);
 }
@@ -267,7 +281,7 @@ static int next_job(farm *f, mt__job *job)
     if (f->grank == 0 && !stop_asked(f)) {
         if (f->rank == 0) {
             int got;
-            while ((got = decide(f, job)) == MT__JOB_WAIT)
+            while ((got = decide(f, 0, job)) == MT__JOB_WAIT)
                 await_message(f, "search: waiting for a result that may "
                                  "promote a trial");
             if (got == MT__JOB_GIVEN)
@@ -365,7 +379,9 @@ static int start_farm(farm *f, char *err)
     if (f->rank == 0) {
         f->trials = mt_calloc(f->sp->trials, sizeof *f->trials);
         f->waiting = mt_calloc((size_t)f->groups, sizeof *f->waiting);
-        rc = f->trials && f->waiting ? open_journal(f, err) : MT_ENOMEM;
+        f->holds = mt_calloc((size_t)f->size, sizeof *f->holds);
+        rc = f->trials && f->waiting && f->holds ? open_journal(f, err)
+                                                 : MT_ENOMEM;
     }
     if ((rc = mt_dist_agree(f->world, rc, err)))
         return rc;
@@ -387,12 +403,14 @@ static void free_farm(farm *f)
         fclose(f->out);
     mt_free(f->trials);
     mt_free(f->waiting);
+    mt_free(f->holds);
 }
 
 /* Rank 0, its own jobs done: answers the others until every leader has
  * said bye; then the table, best.ini and ensemble.txt. */
 static int finish_farm(farm *f, char *err)
 {
+    release(f, 0);
     while (f->byes < f->groups - 1)
         await_message(f, "search: the other groups' results");
     mt__report_table(f);

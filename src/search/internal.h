@@ -113,6 +113,7 @@ typedef struct mt__farm {
     int byes;
     int *waiting; /* (groups) leaders' world ranks waiting for a job */
     size_t n_waiting;
+    size_t *holds; /* (size) by world rank: 1 + the trial a leader trains */
     size_t done_now; /* results taken in this run */
     double t0;
     int journal_rc;

@@ -189,6 +189,17 @@ int mt_search_status(const char *dir, FILE *out, char *err)
     if (best < n && !isnan(mt__result_metric(&t[best])))
         fprintf(out, "; best %s %.4f (trial %zu, %zu epochs)", metric,
                 mt__result_metric(&t[best]), best, t[best].epochs);
+    /* asha: how many reached each rung */
+    size_t at[MT_SEARCH_MAX_RUNGS] = {0};
+    int top = 0;
+    for (size_t i = 0; i < n; i++) {
+        int r = mt__result_rung(&t[i]);
+        for (int k = 0; k <= r; k++)
+            at[k]++;
+        top = r + 1 > top ? r + 1 : top;
+    }
+    for (int k = 0; top > 1 && k < top; k++)
+        fprintf(out, "%s%zu", k ? ", " : "; results by rung: ", at[k]);
     fprintf(out, "\n");
     free(t);
     return rc;
