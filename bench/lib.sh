@@ -35,3 +35,25 @@ keep_best() {
 ratio_of() {
     awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", b ? a / b : 0 }'
 }
+
+# search_summary DIR WALL NP: "epochs best trial utilisation" of the
+# search in DIR from its journal: epochs trained, the best metric at the
+# highest rung and its trial, busy rank-seconds (each job's seconds times
+# ranks_per_trial, RPT in the environment, 1 by default) over WALL x NP.
+search_summary() {
+    /usr/bin/python3 - "$1/journal.jsonl" "$2" "$3" "${RPT:-1}" <<'PY'
+import json, sys
+path, wall, np, rpt = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+busy, epochs, best = 0.0, {}, {}
+for line in open(path):
+    r = json.loads(line)
+    if r["event"] in ("finished", "failed"):
+        busy += r.get("seconds", 0.0) * rpt
+    if r["event"] == "finished":
+        epochs[r["trial"]] = r["epochs"]
+        best[r["trial"]] = (r.get("rung", 0), r["metric"] or 0.0)
+top = max(best, key=lambda t: best[t])
+print(sum(epochs.values()), "%.4f" % best[top][1], top,
+      "%.2f" % (busy / (wall * np)))
+PY
+}

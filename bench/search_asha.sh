@@ -11,7 +11,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 np=${1:-2}
-py=/usr/bin/python3 # Debian's: the standard library is enough here
 out=runs/bench-search
 rm -rf "$out"
 mkdir -p "$out"
@@ -26,32 +25,13 @@ make_ini() { # NAME METHOD-LINES
 make_ini grid 'method = grid\nmax_epochs = 9\n'
 make_ini asha 'method = asha\nmax_epochs = 9\nmin_epochs = 1\neta = 3\n'
 
-# summary DIR SECONDS: "epochs best trial utilisation" from the journal.
-summary() {
-    "$py" - "$1/journal.jsonl" "$2" "$np" <<'PY'
-import json, sys
-path, wall, np = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
-busy, epochs, best = 0.0, {}, {}
-for line in open(path):
-    r = json.loads(line)
-    if r["event"] in ("finished", "failed"):
-        busy += r.get("seconds", 0.0)  # one rank per trial here
-    if r["event"] == "finished":
-        epochs[r["trial"]] = r["epochs"]
-        best[r["trial"]] = (r.get("rung", 0), r["metric"] or 0.0)
-top = max(best, key=lambda t: best[t])
-print(sum(epochs.values()), "%.4f" % best[top][1], top,
-      "%.2f" % (busy / (wall * np)))
-PY
-}
-
 declare -A secs res
 for m in grid asha; do
     t0=$(date +%s.%N)
     mpirun "${bench_flags[@]}" -np "$np" build/mpitrain search "$out/$m.ini" \
         >"$out/$m.log" 2>&1
     secs[$m]=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.0f", b-a}')
-    res[$m]=$(summary "$out/$m" "${secs[$m]}")
+    res[$m]=$(search_summary "$out/$m" "${secs[$m]}" "$np")
     read -r e acc trial util <<<"${res[$m]}"
     echo "$m: ${secs[$m]} s, $e epochs trained, best val_accuracy $acc" \
         "(trial $trial), utilisation $util ($np ranks)"

@@ -154,6 +154,29 @@ static void test_asha_rungs_and_grid_order(void **st)
         for (int b = 0; b < 3; b++)
             assert_int_equal(seen[a][b], 1);
     assert_false(in_order);
+    /* Every seed and size gives a bijection, found at once (a stride
+     * search that looped for ever on seed 42 with 12 points once hung a
+     * search at start). */
+    for (int n = 1; n <= 12; n++)
+        for (uint64_t seed = 0; seed < 50; seed += 7) {
+            char text[400];
+            int len = snprintf(text, sizeof text,
+                               "[search]\nmethod = asha\nmax_epochs = 9\n"
+                               "seed = %llu\ntrain.batch = grid(",
+                               (unsigned long long)seed);
+            for (int i = 1; i <= n; i++)
+                len += snprintf(text + len, sizeof text - (size_t)len,
+                                "%d%s", i, i < n ? ", " : ")\n");
+            assert_int_equal(read_space(text, &s, err), MT_OK);
+            assert_int_equal(s.trials, (size_t)n);
+            int hit[13] = {0};
+            for (size_t t = 0; t < s.trials; t++) {
+                mt_search_trial_values(&s, t, v);
+                hit[atoi(v[0])]++;
+            }
+            for (int i = 1; i <= n; i++)
+                assert_int_equal(hit[i], 1);
+        }
     /* [train] epochs (2 in the base) is the top without max_epochs; a
      * rung ladder that does not reach it is cut there. */
     assert_int_equal(read_space("[search]\nmethod = asha\neta = 4\n"

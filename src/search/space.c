@@ -266,10 +266,16 @@ static int finish_asha(reader_ctx *r)
         s->trials = n;
         s->grid_order = 1;
         s->grid_b = mt_rng_below(n, s->seed, MT_RNG_SEARCH, UINT64_MAX, 0);
-        do
-            s->grid_a = 1 + mt_rng_below(n, s->seed, MT_RNG_SEARCH,
-                                         UINT64_MAX, 1 + s->grid_a);
-        while (n > 1 && gcd(s->grid_a, n) != 1);
+        /* a stride in [1, n) prime to n; 1 if 64 draws find none */
+        s->grid_a = 1;
+        for (uint64_t i = 1; n > 2 && i <= 64; i++) {
+            uint64_t a = 1 + mt_rng_below(n - 1, s->seed, MT_RNG_SEARCH,
+                                          UINT64_MAX, i);
+            if (gcd(a, n) == 1) {
+                s->grid_a = a;
+                break;
+            }
+        }
     }
     return 1;
 }
