@@ -93,22 +93,28 @@ static void test_grid_once_and_failures_go_on(void **s)
     mt_config_free(&c);
 }
 
+/* Rank 0 passes search `name`'s journal through `filter` (what a kill
+ * would have left of it); then every rank goes on. */
+static void cut_journal(const char *name, const char *filter)
+{
+    if (rank == 0) {
+        char path[300], cmd[2000];
+        snprintf(path, sizeof path, "%s/%s/journal.jsonl", dir, name);
+        snprintf(cmd, sizeof cmd, "%s %s > %s.cut && mv %s.cut %s", filter,
+                 path, path, path, path);
+        assert_int_equal(system(cmd), 0);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+}
+
 /* A search cut short: the journal lost the last records of trials 2-5
  * (as after a kill). The rerun runs exactly those again, from their
  * checkpoints, and no finished trial twice. */
 static void test_rerun_skips_finished(void **s)
 {
-    char err[MT_ERR_LEN] = "", path[400], cmd[2000];
+    char err[MT_ERR_LEN] = "", cmd[2000];
     assert_int_equal(run_search("r", NULL, err), MT_OK);
-    if (rank == 0) {
-        snprintf(path, sizeof path, "%s/r/journal.jsonl", dir);
-        snprintf(cmd, sizeof cmd,
-                 "grep -v -E '\"(finished|failed)\",\"trial\":[2-5]' %s > "
-                 "%s.cut && mv %s.cut %s",
-                 path, path, path, path);
-        assert_int_equal(system(cmd), 0);
-    }
-    MPI_Barrier(MPI_COMM_WORLD);
+    cut_journal("r", "grep -v -E '\"(finished|failed)\",\"trial\":[2-5]'");
     assert_int_equal(run_search("r", NULL, err), MT_OK);
     if (rank != 0)
         return;
@@ -300,16 +306,7 @@ static void test_asha_same_promotions_after_a_kill(void **s)
     write_search("asha1.ini", text);
     assert_int_equal(run_search("w", "asha1.ini", err), MT_OK);
     assert_int_equal(run_search("k", "asha1.ini", err), MT_OK);
-    if (rank == 0) {
-        char path[300], cmd[2000];
-        snprintf(path, sizeof path, "%s/k/journal.jsonl", dir);
-        snprintf(cmd, sizeof cmd,
-                 "awk '{print} /\"promoted\"/{exit}' %s > %s.cut && "
-                 "mv %s.cut %s",
-                 path, path, path, path);
-        assert_int_equal(system(cmd), 0);
-    }
-    MPI_Barrier(MPI_COMM_WORLD);
+    cut_journal("k", "awk '{print} /\"promoted\"/{exit}'");
     assert_int_equal(run_search("k", "asha1.ini", err), MT_OK);
     if (rank != 0)
         return;

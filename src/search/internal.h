@@ -41,9 +41,10 @@ typedef struct mt__record {
  * trial a result (finished or failed at its rung). */
 int mt__trial_take(mt__trial *tr, const mt__record *r);
 
-/* The best trial of trials[0..n) with a result: at the highest rung any
- * has finished, by mt_metric_improves (NaN last, then the lowest index);
- * n if none finished. */
+/* The best trial of trials[0..n) with a result and not failed (a trial
+ * that diverged when trained longer is no winner): at the highest rung
+ * any has finished, by mt_metric_improves (NaN last, then the lowest
+ * index); n if none finished. */
 size_t mt__best_trial(const mt__trial *trials, size_t n, int maximize);
 /* The rung of a trial's last result (-1 if none) and that result. */
 int mt__result_rung(const mt__trial *t);

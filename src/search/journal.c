@@ -46,6 +46,7 @@ size_t mt__best_trial(const mt__trial *trials, size_t n, int maximize)
     size_t best = n;
     for (size_t t = 0; t < n; t++)
         if (mt__result_rung(&trials[t]) >= 0 &&
+            trials[t].state != MT__TRIAL_FAILED &&
             (best == n ||
              mt__ranks_above(&trials[t], t, &trials[best], best, maximize)))
             best = t;
@@ -125,8 +126,9 @@ char *mt__journal_record(const mt__record *r, const char *error,
                             isfinite(r->metric) ? json_real(r->metric)
                                                 : json_null());
         json_object_set_new(j, "epochs", json_integer((json_int_t)r->epochs));
-        json_object_set_new(j, "seconds", json_real(r->seconds));
     }
+    if (!strcmp(r->event, "finished") || !strcmp(r->event, "failed"))
+        json_object_set_new(j, "seconds", json_real(r->seconds));
     if (error)
         json_object_set_new(j, "error", json_string(error));
     char *s = json_dumps(j, JSON_COMPACT);

@@ -68,12 +68,14 @@ void mt__report_result(mt__farm *f, size_t t)
     fflush(f->out);
 }
 
-/* Trials with a result, best first (mt__ranks_above); returns how many. */
+/* Trials with a result that did not fail later, best first
+ * (mt__ranks_above); returns how many. */
 static size_t ranked(const mt__farm *f, size_t *order)
 {
     size_t n = 0;
     for (size_t t = 0; t < f->sp->trials; t++) {
-        if (mt__result_rung(&f->trials[t]) < 0)
+        if (mt__result_rung(&f->trials[t]) < 0 ||
+            f->trials[t].state == MT__TRIAL_FAILED)
             continue;
         size_t i = n++;
         while (i > 0 && mt__ranks_above(&f->trials[t], t,

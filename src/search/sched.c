@@ -46,9 +46,10 @@ static int beats_at(const mt__trial *tr, size_t t, size_t u, int k,
 static size_t promotable(const mt_search_space *sp, const mt__trial *tr,
                          int k)
 {
+    /* A trial that failed at a later rung keeps its result here. */
     size_t n = 0;
     for (size_t t = 0; t < sp->trials; t++)
-        n += has_result(&tr[t], k) && tr[t].state != MT__TRIAL_FAILED;
+        n += has_result(&tr[t], k);
     size_t top = n / sp->eta;
     if (top == 0)
         return sp->trials;
@@ -62,7 +63,6 @@ static size_t promotable(const mt_search_space *sp, const mt__trial *tr,
         size_t above = 0;
         for (size_t u = 0; u < sp->trials && above < top; u++)
             above += u != t && has_result(&tr[u], k) &&
-                     tr[u].state != MT__TRIAL_FAILED &&
                      beats_at(tr, u, t, k, sp->maximize);
         if (above < top &&
             (best == sp->trials || beats_at(tr, t, best, k, sp->maximize)))
