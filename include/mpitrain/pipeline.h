@@ -1,0 +1,83 @@
+/* mpitrain pipeline schedules: the order in which each stage of a
+ * pipeline runs its micro-batches' passes, and what that order costs.
+ *
+ * A pipeline of P stages trains a global batch as M micro-batches. Stage
+ * s runs, for each micro-batch i, a forward pass F (after stage s - 1's
+ * F of i), and a backward pass after stage s + 1's (the last stage's
+ * after its own F). The backward is one pass B (input and weight
+ * gradients) for gpipe and 1f1b; zb splits it into B (the input gradient,
+ * which the stage below waits for) and W (the weight gradient, which no
+ * one waits for).
+ *
+ *   gpipe  every F, then every B: M micro-batches of activations held
+ *   1f1b   P - s warm-up forwards, then one F one B (PipeDream-flush):
+ *          at most P - s micro-batches held at stage s
+ *   zb     B before F before W, so W passes fill the bubbles (after
+ *          ZB-H1 of "Zero Bubble Pipeline Parallelism", Qi et al., ICLR
+ *          2024): at most P - s micro-batches between F and B, and one
+ *          more than that between F and W (a deferred W keeps the
+ *          activations it needs): 0.35-0.69 of 1f1b's bubble
+ *
+ * Each stage's order is derived once by list scheduling on a model of the
+ * passes' costs (a stage takes the first pass its policy prefers whose
+ * inputs are ready), so the order is free of deadlock by construction;
+ * the executor runs that order with real messages. The same simulation
+ * gives the expected bubble: the stages' idle fraction of the makespan,
+ * (P - 1) / (M + P - 1) for gpipe and 1f1b with uniform stages. */
+#ifndef MPITRAIN_PIPELINE_H
+#define MPITRAIN_PIPELINE_H
+
+#include <stddef.h>
+
+typedef enum mt_pipe_schedule {
+    MT_PIPE_GPIPE,
+    MT_PIPE_1F1B,
+    MT_PIPE_ZB
+} mt_pipe_schedule;
+
+typedef enum mt_pipe_pass {
+    MT_PIPE_F, /* forward */
+    MT_PIPE_B, /* backward: input gradient (zb), or all of it */
+    MT_PIPE_W  /* zb: the weight gradient */
+} mt_pipe_pass;
+
+typedef struct mt_pipe_op {
+    mt_pipe_pass pass;
+    int micro;   /* micro-batch, 0 .. M - 1 */
+    double start; /* in the cost model */
+} mt_pipe_op;
+
+/* The cost model: seconds of one micro-batch's F, B and W at each stage
+ * (for gpipe and 1f1b a B costs b + w). */
+typedef struct mt_pipe_costs {
+    double f, b, w;
+} mt_pipe_costs;
+
+/* A schedule laid out: ops[s * ops_per_stage ...] is stage s's order. */
+typedef struct mt_pipe_plan {
+    mt_pipe_schedule schedule;
+    int stages, micro;
+    size_t ops_per_stage; /* 2M, or 3M for zb */
+    mt_pipe_op *ops;
+    double makespan;   /* in the cost model */
+    double bubble;     /* idle fraction: 1 - busy / (stages x makespan) */
+    int *peak_held;     /* (stages): most micro-batches between F and
+                           their last pass (B, or W for zb) */
+    int *peak_deferred; /* (stages) zb: most between B and W */
+} mt_pipe_plan;
+
+/* Lays out schedule `sch` for P >= 1 stages and M >= 1 micro-batches with
+ * costs c per stage (c[s]; equal stages: the same values P times).
+ * MT_EINVAL naming the value if P, M or a cost is out of range, MT_ENOMEM.
+ * Free with mt_pipe_plan_free. */
+int mt_pipe_plan_make(mt_pipe_plan *p, mt_pipe_schedule sch, int P, int M,
+                      const mt_pipe_costs *c, char *err);
+void mt_pipe_plan_free(mt_pipe_plan *p);
+
+/* Stage s's order: ops_per_stage ops. */
+const mt_pipe_op *mt_pipe_stage_ops(const mt_pipe_plan *p, int s);
+
+/* Names for config values and reports: "gpipe", "1f1b", "zb"; NULL-ended. */
+extern const char *const mt_pipe_schedule_names[];
+
+#endif
