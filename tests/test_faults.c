@@ -220,6 +220,56 @@ static void test_search_survives_kill(void **s)
                      0);
 }
 
+/* kill -9 of an asha search just after its first promotion, then the
+ * same command: the promotions, in order, and the winner are those of
+ * the same search run without a kill (one rank: one group, so the order
+ * of results is fixed), and each trial's rung has one result. */
+static void test_asha_survives_kill(void **s)
+{
+    const char *ini = "[run]\nprogress = none\n"
+                      "[data]\ntrain = d.h5\nvalidation = 0.2\n"
+                      "[train]\nepochs = 400\nbatch = 16\n"
+                      "[optimizer]\nlr = 0.001\nschedule = cosine\n"
+                      "[checkpoint]\nevery_steps = 200\n"
+                      "[flatten]\n[dense]\nunits = 3\n[softmax]\n"
+                      "[search]\nmethod = asha\nmin_epochs = 100\neta = 2\n"
+                      "optimizer.lr = grid(0.001, 0.002, 0.004, 0.008)\n";
+    write_text("as.ini", ini);
+    assert_int_equal(run("%s search as.ini --set run.dir=aw > aw.log 2>&1",
+                         bin),
+                     0);
+    assert_int_equal(
+        run("sh -c '%s search as.ini --set run.dir=ak > ak.log 2>&1 & p=$!; "
+            "for i in $(seq 1200); do grep -q promoted ak/journal.jsonl "
+            "2>/dev/null && break; sleep 0.05; done; sleep 0.3; kill -9 $p; "
+            "wait $p; echo status=$?'",
+            bin),
+        0);
+    expect_output("status=137");
+    assert_int_equal(run("%s search as.ini --set run.dir=ak > ak2.log 2>&1",
+                         bin),
+                     0);
+    const char *promos = "grep -o '\"promoted\",\"trial\":[0-9]*,\"rung\":[0-9]' "
+                         "%s/journal.jsonl | tr '\\n' ' '";
+    static char whole[4096];
+    assert_int_equal(run(promos, "aw"), 0);
+    snprintf(whole, sizeof whole, "%.4000s", out);
+    assert_true(strlen(whole) > 20); /* some promotions to compare */
+    assert_int_equal(run(promos, "ak"), 0);
+    assert_string_equal(out, whole);
+    assert_int_equal(run("grep '^best' aw.log; grep '^best' ak2.log"), 0);
+    assert_int_equal(count("best: trial "), 2);
+    char *second = strchr(out, '\n');
+    assert_non_null(second);
+    assert_int_equal(strncmp(out, second + 1, 14), 0);
+    /* one result per trial and rung, in the killed search too */
+    assert_int_equal(run("grep finished ak/journal.jsonl | grep -oE "
+                         "'\"trial\":[0-9]+,(\"rung\":[0-9]+)?' | sort | "
+                         "uniq -d | wc -l"),
+                     0);
+    assert_int_equal(atoi(out), 0);
+}
+
 /* SIGUSR1 to mpirun running a search (2 ranks, a trial each, seconds
  * a trial): every running trial saves, the search exits 75; the same
  * command resumes them and finishes every trial once. */
@@ -282,6 +332,7 @@ int main(void)
         cmocka_unit_test(test_stopped_rank_meets_the_deadline),
         cmocka_unit_test(test_parameter_server_faults),
         cmocka_unit_test(test_search_survives_kill),
+        cmocka_unit_test(test_asha_survives_kill),
         cmocka_unit_test(test_search_signal_saves),
         cmocka_unit_test(test_disk_full_keeps_older_checkpoint),
     };
