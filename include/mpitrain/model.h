@@ -44,6 +44,15 @@ mt_shape mt_model_out(const mt_model *m);
 /* Forward over B <= max_batch samples already in m->act[0]; returns the
  * output (m->act[n_layers]). */
 float *mt_model_forward(mt_model *m, const mt_step_ctx *ctx, size_t B);
+/* Layers [a, b) only, from m->act[a] (a pipeline stage); returns
+ * m->act[b]. */
+float *mt_model_forward_range(mt_model *m, const mt_step_ctx *ctx, size_t B,
+                              size_t a, size_t b);
+/* Backward through layers [a, b) from m->dact[b], adding into grads; with
+ * need_din m->dact[a] gets the gradient of layer a's input (for the stage
+ * below), otherwise layers below the first with parameters are skipped. */
+void mt_model_backward_range(mt_model *m, size_t B, size_t a, size_t b,
+                             int need_din);
 /* Backward from the loss gradient in m->dact[n_layers]; adds into grads. */
 void mt_model_backward(mt_model *m, size_t B);
 /* The same, calling hook(user, i) after layer i's backward (layers go last

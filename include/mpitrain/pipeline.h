@@ -27,7 +27,12 @@
 #ifndef MPITRAIN_PIPELINE_H
 #define MPITRAIN_PIPELINE_H
 
+#include <mpi.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include "mpitrain/loss.h"
+#include "mpitrain/model.h"
 
 typedef enum mt_pipe_schedule {
     MT_PIPE_GPIPE,
@@ -79,5 +84,41 @@ const mt_pipe_op *mt_pipe_stage_ops(const mt_pipe_plan *p, int s);
 
 /* Names for config values and reports: "gpipe", "1f1b", "zb"; NULL-ended. */
 extern const char *const mt_pipe_schedule_names[];
+
+/* One rank's stage: layers [first, last) of a model every stage holds
+ * whole (the same initial parameters), its neighbours in comm at rank
+ * stage - 1 and stage + 1. */
+typedef struct mt_pipe_stage {
+    mt_model *m;
+    size_t first, last;
+    int stage, stages;
+    MPI_Comm comm;
+} mt_pipe_stage;
+
+/* The batch of one step as the stages see it: G samples cut into the
+ * plan's M micro-batches (micro-batch i: rows [i G / M, (i + 1) G / M),
+ * so M need not divide G). x (G, in) is read by stage 0, labels (G) or
+ * targets (G, K) by the last; ctx as for mt_model_forward, its sample0
+ * the batch's first sample (dropout is keyed by sample). */
+typedef struct mt_pipe_batch {
+    const float *x;
+    const int32_t *labels;
+    const float *targets;
+    size_t G;
+    mt_loss_kind loss;
+    mt_step_ctx ctx;
+} mt_pipe_batch;
+
+/* Runs stage st's passes of one step in plan p's order: gradients of the
+ * mean loss over the G samples are added into the stage's layers' grads
+ * (as one rank's whole-batch backward would), activations go to the next
+ * stage and their gradients back (MPI_Isend; receives in the order's
+ * turn). A micro-batch's activations are recomputed from its kept stage
+ * input before its backward unless they are still in place (1f1b's last
+ * stage). zb's W passes do nothing yet: its B computes both gradients.
+ * *loss_sum: the summed loss on the last stage, 0 elsewhere. Collective
+ * over the stages. MT_ENOMEM or MT_EIO (err says which micro-batch). */
+int mt_pipe_step(const mt_pipe_plan *p, const mt_pipe_stage *st,
+                 const mt_pipe_batch *b, double *loss_sum, char *err);
 
 #endif

@@ -36,6 +36,8 @@ enum {
     MT_TAG_PS_PARAMS = 21,  /* ...and a shard's updated parameters */
     MT_TAG_PS_HEAD = 22,    /* async: a push's rate, clip factor, step */
     MT_TAG_PS_FENCE = 23,   /* async: a worker at a meeting point */
+    MT_TAG_PIPE_ACT = 30,   /* pipeline: a micro-batch's activations */
+    MT_TAG_PIPE_GRAD = 31,  /* ...and their gradient, going back */
     MT_TAG_RING = 77,       /* ring-allreduce segments */
     MT_TAG_JOURNAL = 90,    /* search: a leader's record or request */
     MT_TAG_SEARCH_JOB = 91  /* search: rank 0's answer, the next job */

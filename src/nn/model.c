@@ -139,11 +139,32 @@ mt_shape mt_model_out(const mt_model *m)
 
 float *mt_model_forward(mt_model *m, const mt_step_ctx *ctx, size_t B)
 {
-    for (size_t i = 0; i < m->n_layers; i++) {
+    return mt_model_forward_range(m, ctx, B, 0, m->n_layers);
+}
+
+float *mt_model_forward_range(mt_model *m, const mt_step_ctx *ctx, size_t B,
+                              size_t a, size_t b)
+{
+    for (size_t i = a; i < b; i++) {
         mt_layer *l = &m->layers[i];
         l->ops->forward(l, ctx, m->act[i], m->act[i + 1], B);
     }
-    return m->act[m->n_layers];
+    return m->act[b];
+}
+
+void mt_model_backward_range(mt_model *m, size_t B, size_t a, size_t b,
+                             int need_din)
+{
+    /* Below the first layer with parameters no gradient is needed, unless
+     * a stage below waits for it. */
+    size_t first = a;
+    while (!need_din && first < b && m->layers[first].n_param == 0)
+        first++;
+    for (size_t i = b; i-- > first;) {
+        mt_layer *l = &m->layers[i];
+        l->ops->backward(l, m->act[i], m->act[i + 1], m->dact[i + 1],
+                         i == first && !need_din ? NULL : m->dact[i], B);
+    }
 }
 
 void mt_model_backward(mt_model *m, size_t B)

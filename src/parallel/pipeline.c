@@ -1,0 +1,191 @@
+/* One pipeline step (pipeline.h): a stage runs its passes in the
+ * schedule's order.
+ *
+ *   F i  take micro-batch i's input (stage 0: from the batch; else
+ *        MPI_Recv from the stage above), keep it, forward the stage's
+ *        layers, and send the output on (MPI_Isend) or, on the last
+ *        stage, add up the loss
+ *   B i  take the output's gradient (the last stage: the loss's; else
+ *        MPI_Recv from the stage below), forward micro-batch i again from
+ *        its kept input unless its activations are still in place,
+ *        backward (adding into the gradients), and send the input's
+ *        gradient up
+ *
+ * Keeping only each micro-batch's stage input, not every activation, is
+ * what lets one model's activation buffers serve all micro-batches; it
+ * costs a forward per B, except where B follows its own F (1f1b's last
+ * stage). The orders come from the schedule's simulation, so the
+ * blocking receives cannot wait in a cycle; sends never block, and all
+ * complete before the step returns. */
+#include "mpitrain/pipeline.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpitrain/core.h"
+#include "mpitrain/plan.h"
+#include "mpitrain/watchdog.h"
+
+typedef struct stage_run {
+    const mt_pipe_plan *p;
+    const mt_pipe_stage *st;
+    const mt_pipe_batch *b;
+    size_t in_n, out_n; /* floats per sample at the stage's input, output */
+    float *kept;        /* (G, in_n): every micro-batch's input */
+    float *sent;        /* (G, out_n): outputs until their sends finish */
+    float *dsent;       /* (G, in_n): input gradients, likewise */
+    MPI_Request *reqs;  /* (2M) */
+    int n_reqs;
+    int in_place;       /* micro-batch whose activations the model holds */
+    double loss;
+} stage_run;
+
+static size_t row0(const stage_run *r, int i)
+{
+    return (size_t)i * r->b->G / (size_t)r->p->micro;
+}
+
+static size_t rows(const stage_run *r, int i)
+{
+    return row0(r, i + 1) - row0(r, i);
+}
+
+static int is_last(const stage_run *r)
+{
+    return r->st->stage == r->st->stages - 1;
+}
+
+/* Forward of micro-batch i from its kept input. */
+static float *forward(stage_run *r, int i)
+{
+    mt_model *m = r->st->m;
+    size_t n = rows(r, i);
+    memcpy(m->act[r->st->first], r->kept + row0(r, i) * r->in_n,
+           n * r->in_n * sizeof(float));
+    mt_step_ctx ctx = r->b->ctx;
+    ctx.sample0 += row0(r, i);
+    r->in_place = i;
+    return mt_model_forward_range(m, &ctx, n, r->st->first, r->st->last);
+}
+
+/* The loss of micro-batch i's output, its gradient into dact[last]. */
+static double loss_of(stage_run *r, int i, const float *out)
+{
+    const mt_pipe_batch *b = r->b;
+    size_t o = row0(r, i);
+    return mt_loss_objective(b->loss, out, b->labels ? b->labels + o : NULL,
+                             b->targets ? b->targets + o * r->out_n : NULL,
+                             rows(r, i), r->out_n, 1.0f / (float)b->G,
+                             r->st->m->dact[r->st->last], NULL);
+}
+
+static int pass_f(stage_run *r, int i, char *err)
+{
+    const mt_pipe_stage *st = r->st;
+    size_t n = rows(r, i), o = row0(r, i);
+    float *in = r->kept + o * r->in_n;
+    if (st->stage == 0) {
+        memcpy(in, r->b->x + o * r->in_n, n * r->in_n * sizeof(float));
+    } else {
+        mt_watch("pipeline: activations from the stage above (MPI_Recv)");
+        if (MPI_Recv(in, (int)(n * r->in_n), MPI_FLOAT, st->stage - 1,
+                     MT_TAG_PIPE_ACT, st->comm,
+                     MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+            mt_seterr(err, "pipeline stage %d: receiving micro-batch %d's "
+                           "activations from stage %d failed",
+                      st->stage, i, st->stage - 1);
+            return MT_EIO;
+        }
+    }
+    const float *out = forward(r, i);
+    if (is_last(r)) {
+        r->loss += loss_of(r, i, out);
+        return MT_OK;
+    }
+    float *keep = r->sent + o * r->out_n;
+    memcpy(keep, out, n * r->out_n * sizeof(float));
+    MPI_Isend(keep, (int)(n * r->out_n), MPI_FLOAT, st->stage + 1,
+              MT_TAG_PIPE_ACT, st->comm, &r->reqs[r->n_reqs++]);
+    return MT_OK;
+}
+
+static int pass_b(stage_run *r, int i, char *err)
+{
+    const mt_pipe_stage *st = r->st;
+    mt_model *m = st->m;
+    size_t n = rows(r, i), o = row0(r, i);
+    float *dout = m->dact[st->last];
+    if (is_last(r)) {
+        const float *out = r->in_place == i ? m->act[st->last]
+                                            : forward(r, i);
+        loss_of(r, i, out);
+    } else {
+        /* The gradient lands in dact[last] before any recompute: forward
+         * does not touch it. */
+        mt_watch("pipeline: gradients from the stage below (MPI_Recv)");
+        if (MPI_Recv(dout, (int)(n * r->out_n), MPI_FLOAT, st->stage + 1,
+                     MT_TAG_PIPE_GRAD, st->comm,
+                     MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+            mt_seterr(err, "pipeline stage %d: receiving micro-batch %d's "
+                           "gradient from stage %d failed",
+                      st->stage, i, st->stage + 1);
+            return MT_EIO;
+        }
+        if (r->in_place != i)
+            forward(r, i);
+    }
+    mt_model_backward_range(m, n, st->first, st->last, st->stage > 0);
+    r->in_place = -1; /* backward may overwrite what it read */
+    if (st->stage == 0)
+        return MT_OK;
+    float *keep = r->dsent + o * r->in_n;
+    memcpy(keep, m->dact[st->first], n * r->in_n * sizeof(float));
+    MPI_Isend(keep, (int)(n * r->in_n), MPI_FLOAT, st->stage - 1,
+              MT_TAG_PIPE_GRAD, st->comm, &r->reqs[r->n_reqs++]);
+    return MT_OK;
+}
+
+static size_t width(const mt_model *m, size_t act)
+{
+    return mt_shape_size(act == 0 ? m->in : m->layers[act - 1].out);
+}
+
+int mt_pipe_step(const mt_pipe_plan *p, const mt_pipe_stage *st,
+                 const mt_pipe_batch *b, double *loss_sum, char *err)
+{
+    stage_run r = {.p = p, .st = st, .b = b,
+                   .in_n = width(st->m, st->first),
+                   .out_n = width(st->m, st->last), .in_place = -1};
+    *loss_sum = 0.0;
+    size_t most = (b->G + (size_t)p->micro - 1) / (size_t)p->micro;
+    if (most > st->m->max_batch || (size_t)p->micro > b->G) {
+        mt_seterr(err, "pipeline: %zu samples in %d micro-batches: each "
+                       "needs 1 to %zu",
+                  b->G, p->micro, st->m->max_batch);
+        return MT_EINVAL;
+    }
+    r.kept = mt_calloc(b->G * r.in_n, sizeof(float));
+    r.sent = mt_calloc(b->G * r.out_n, sizeof(float));
+    r.dsent = mt_calloc(b->G * r.in_n, sizeof(float));
+    r.reqs = mt_calloc(2 * (size_t)p->micro, sizeof *r.reqs);
+    int rc = r.kept && r.sent && r.dsent && r.reqs ? MT_OK : MT_ENOMEM;
+    if (rc)
+        mt_seterr(err, "pipeline stage %d: out of memory for %zu samples",
+                  st->stage, b->G);
+    const mt_pipe_op *ops = mt_pipe_stage_ops(p, st->stage);
+    for (size_t j = 0; rc == MT_OK && j < p->ops_per_stage; j++) {
+        if (ops[j].pass == MT_PIPE_F)
+            rc = pass_f(&r, ops[j].micro, err);
+        else if (ops[j].pass == MT_PIPE_B)
+            rc = pass_b(&r, ops[j].micro, err);
+    }
+    mt_watch("pipeline: the step's sends (MPI_Waitall)");
+    if (r.n_reqs)
+        MPI_Waitall(r.n_reqs, r.reqs, MPI_STATUSES_IGNORE);
+    *loss_sum = r.loss;
+    free(r.kept);
+    free(r.sent);
+    free(r.dsent);
+    free(r.reqs);
+    return rc;
+}
