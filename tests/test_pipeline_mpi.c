@@ -87,7 +87,8 @@ static void check(mt_pipe_schedule sch, int M)
     mt_pipe_batch b = {x, labels, NULL, G, MT_LOSS_SOFTMAX_CE, ctx};
     double loss = 0.0;
     mt_model_zero_grad(&m);
-    int rc = mt_pipe_step(&p, &st, &b, &loss, err);
+    mt_pipe_stats stats;
+    int rc = mt_pipe_step(&p, &st, &b, &loss, &stats, err);
     if (rc)
         fail_msg("%s", err);
     double worst = 0.0;
@@ -103,6 +104,11 @@ static void check(mt_pipe_schedule sch, int M)
     if (worst > 1e-4)
         fail_msg("%s M=%d stage %d: gradients differ by %.3g (relative)",
                  mt_pipe_schedule_names[sch], M, rank, worst);
+    /* 1f1b's last stage runs each B right after its F: no recompute */
+    if (sch == MT_PIPE_1F1B && rank == size - 1)
+        assert_int_equal(stats.recomputed, 0);
+    if (sch == MT_PIPE_GPIPE && M > 1)
+        assert_true(stats.recomputed >= (size_t)M - 1);
     if (rank == size - 1 && fabs(loss - ref_loss) > 1e-5 * fabs(ref_loss))
         fail_msg("%s M=%d: loss %.9g, one rank's %.9g",
                  mt_pipe_schedule_names[sch], M, loss, ref_loss);
@@ -139,7 +145,8 @@ static void test_too_many_micro_batches(void **s)
     mt_pipe_stage st = {&m, 0, m.n_layers, rank, size, MPI_COMM_WORLD};
     mt_pipe_batch b = {x, labels, NULL, G, MT_LOSS_SOFTMAX_CE, {0}};
     double loss;
-    assert_int_equal(mt_pipe_step(&p, &st, &b, &loss, err), MT_EINVAL);
+    assert_int_equal(mt_pipe_step(&p, &st, &b, &loss, NULL, err),
+                     MT_EINVAL);
     assert_non_null(strstr(err, "12 samples in 13 micro-batches"));
     mt_pipe_plan_free(&p);
     mt_model_free(&m);

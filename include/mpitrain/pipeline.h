@@ -109,6 +109,14 @@ typedef struct mt_pipe_batch {
     mt_step_ctx ctx;
 } mt_pipe_batch;
 
+/* What a step cost one stage: seconds in all, seconds blocked on the
+ * neighbours (receives, and the sends' completion at the end), and the
+ * forwards recomputed. */
+typedef struct mt_pipe_stats {
+    double seconds, wait_s;
+    size_t recomputed;
+} mt_pipe_stats;
+
 /* Runs stage st's passes of one step in plan p's order: gradients of the
  * mean loss over the G samples are added into the stage's layers' grads
  * (as one rank's whole-batch backward would), activations go to the next
@@ -116,9 +124,11 @@ typedef struct mt_pipe_batch {
  * turn). A micro-batch's activations are recomputed from its kept stage
  * input before its backward unless they are still in place (1f1b's last
  * stage). zb's W passes do nothing yet: its B computes both gradients.
- * *loss_sum: the summed loss on the last stage, 0 elsewhere. Collective
- * over the stages. MT_ENOMEM or MT_EIO (err says which micro-batch). */
+ * *loss_sum: the summed loss on the last stage, 0 elsewhere; stats (may
+ * be NULL) what the step cost. Collective over the stages. MT_ENOMEM or
+ * MT_EIO (err says which micro-batch). */
 int mt_pipe_step(const mt_pipe_plan *p, const mt_pipe_stage *st,
-                 const mt_pipe_batch *b, double *loss_sum, char *err);
+                 const mt_pipe_batch *b, double *loss_sum,
+                 mt_pipe_stats *stats, char *err);
 
 #endif

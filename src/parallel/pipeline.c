@@ -38,7 +38,18 @@ typedef struct stage_run {
     int n_reqs;
     int in_place;       /* micro-batch whose activations the model holds */
     double loss;
+    mt_pipe_stats stats;
 } stage_run;
+
+/* MPI_Recv, its time counted as waiting. */
+static int recv_timed(stage_run *r, float *buf, size_t n, int from, int tag)
+{
+    double t = MPI_Wtime();
+    int rc = MPI_Recv(buf, (int)n, MPI_FLOAT, from, tag, r->st->comm,
+                      MPI_STATUS_IGNORE);
+    r->stats.wait_s += MPI_Wtime() - t;
+    return rc;
+}
 
 static size_t row0(const stage_run *r, int i)
 {
@@ -88,9 +99,8 @@ static int pass_f(stage_run *r, int i, char *err)
         memcpy(in, r->b->x + o * r->in_n, n * r->in_n * sizeof(float));
     } else {
         mt_watch("pipeline: activations from the stage above (MPI_Recv)");
-        if (MPI_Recv(in, (int)(n * r->in_n), MPI_FLOAT, st->stage - 1,
-                     MT_TAG_PIPE_ACT, st->comm,
-                     MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+        if (recv_timed(r, in, n * r->in_n, st->stage - 1, MT_TAG_PIPE_ACT) !=
+            MPI_SUCCESS) {
             mt_seterr(err, "pipeline stage %d: receiving micro-batch %d's "
                            "activations from stage %d failed",
                       st->stage, i, st->stage - 1);
@@ -115,6 +125,7 @@ static int pass_b(stage_run *r, int i, char *err)
     mt_model *m = st->m;
     size_t n = rows(r, i), o = row0(r, i);
     float *dout = m->dact[st->last];
+    r->stats.recomputed += r->in_place != i;
     if (is_last(r)) {
         const float *out = r->in_place == i ? m->act[st->last]
                                             : forward(r, i);
@@ -123,9 +134,8 @@ static int pass_b(stage_run *r, int i, char *err)
         /* The gradient lands in dact[last] before any recompute: forward
          * does not touch it. */
         mt_watch("pipeline: gradients from the stage below (MPI_Recv)");
-        if (MPI_Recv(dout, (int)(n * r->out_n), MPI_FLOAT, st->stage + 1,
-                     MT_TAG_PIPE_GRAD, st->comm,
-                     MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+        if (recv_timed(r, dout, n * r->out_n, st->stage + 1,
+                       MT_TAG_PIPE_GRAD) != MPI_SUCCESS) {
             mt_seterr(err, "pipeline stage %d: receiving micro-batch %d's "
                            "gradient from stage %d failed",
                       st->stage, i, st->stage + 1);
@@ -151,8 +161,10 @@ static size_t width(const mt_model *m, size_t act)
 }
 
 int mt_pipe_step(const mt_pipe_plan *p, const mt_pipe_stage *st,
-                 const mt_pipe_batch *b, double *loss_sum, char *err)
+                 const mt_pipe_batch *b, double *loss_sum,
+                 mt_pipe_stats *stats, char *err)
 {
+    double t0 = MPI_Wtime();
     stage_run r = {.p = p, .st = st, .b = b,
                    .in_n = width(st->m, st->first),
                    .out_n = width(st->m, st->last), .in_place = -1};
@@ -180,8 +192,13 @@ int mt_pipe_step(const mt_pipe_plan *p, const mt_pipe_stage *st,
             rc = pass_b(&r, ops[j].micro, err);
     }
     mt_watch("pipeline: the step's sends (MPI_Waitall)");
+    double tw = MPI_Wtime();
     if (r.n_reqs)
         MPI_Waitall(r.n_reqs, r.reqs, MPI_STATUSES_IGNORE);
+    r.stats.wait_s += MPI_Wtime() - tw;
+    r.stats.seconds = MPI_Wtime() - t0;
+    if (stats)
+        *stats = r.stats;
     *loss_sum = r.loss;
     free(r.kept);
     free(r.sent);
