@@ -2,6 +2,7 @@
  * dataset and config, and running commands in it (cli_fixture.h). */
 #include "cli_fixture.h"
 
+#include <limits.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -94,8 +95,20 @@ const char good_ini[] =
 
 int cli_setup(void **s)
 {
+    /* The commands run in a temporary directory: the binary's path must
+     * be absolute (make check sets MPITRAIN_BUILDDIR; else the current
+     * directory, when it is the build directory). */
     const char *b = getenv("MPITRAIN_BUILDDIR");
+    char cwd[PATH_MAX];
+    if (!b)
+        b = getcwd(cwd, sizeof cwd);
     snprintf(bin, sizeof bin, "%s/mpitrain", b ? b : ".");
+    if (access(bin, X_OK) != 0) {
+        fprintf(stderr, "cli tests: %s not found: run them with make check "
+                        "or from the build directory\n",
+                bin);
+        return -1;
+    }
     snprintf(mpirun, sizeof mpirun,
              "%s --allow-run-as-root --oversubscribe",
              getenv("MPIRUN") ? getenv("MPIRUN") : "mpirun");
