@@ -220,7 +220,8 @@ static void test_search_survives_kill(void **s)
                      0);
 }
 
-/* kill -9 of an asha search just after its first promotion, then the
+/* kill -9 of an asha search as its first promotion is journaled (the
+ * promoted run then has 1000 epochs to go: seconds), then the
  * same command: the promotions, in order, and the winner are those of
  * the same search run without a kill (one rank: one group, so the order
  * of results is fixed), and each trial's rung has one result. */
@@ -228,11 +229,11 @@ static void test_asha_survives_kill(void **s)
 {
     const char *ini = "[run]\nprogress = none\n"
                       "[data]\ntrain = d.h5\nvalidation = 0.2\n"
-                      "[train]\nepochs = 400\nbatch = 16\n"
+                      "[train]\nepochs = 4000\nbatch = 16\n"
                       "[optimizer]\nlr = 0.001\nschedule = cosine\n"
-                      "[checkpoint]\nevery_steps = 200\n"
+                      "[checkpoint]\nevery_steps = 2000\n"
                       "[flatten]\n[dense]\nunits = 3\n[softmax]\n"
-                      "[search]\nmethod = asha\nmin_epochs = 100\neta = 2\n"
+                      "[search]\nmethod = asha\nmin_epochs = 1000\neta = 2\n"
                       "optimizer.lr = grid(0.001, 0.002, 0.004, 0.008)\n";
     write_text("as.ini", ini);
     assert_int_equal(run("%s search as.ini --set run.dir=aw > aw.log 2>&1",
@@ -241,7 +242,7 @@ static void test_asha_survives_kill(void **s)
     assert_int_equal(
         run("sh -c '%s search as.ini --set run.dir=ak > ak.log 2>&1 & p=$!; "
             "for i in $(seq 1200); do grep -q promoted ak/journal.jsonl "
-            "2>/dev/null && break; sleep 0.05; done; sleep 0.3; kill -9 $p; "
+            "2>/dev/null && break; sleep 0.05; done; kill -9 $p; "
             "wait $p; echo status=$?'",
             bin),
         0);
