@@ -89,6 +89,14 @@ typedef struct mt_layer_ops {
      * when nobody needs it (the first layer). */
     void (*backward)(mt_layer *l, const float *x, const float *y,
                      const float *dy, float *dx, size_t B);
+    /* Optional, both or neither: backward in two halves, for a pipeline
+     * that defers the second (zb): the input gradient alone (dx may be
+     * NULL: nothing to do), and the parameter gradients alone (+=), which
+     * may run later from kept copies of x and dy. */
+    void (*backward_input)(mt_layer *l, const float *x, const float *y,
+                           const float *dy, float *dx, size_t B);
+    void (*backward_weight)(mt_layer *l, const float *x, const float *dy,
+                            size_t B);
 } mt_layer_ops;
 
 struct mt_layer {

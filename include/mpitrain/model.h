@@ -53,6 +53,12 @@ float *mt_model_forward_range(mt_model *m, const mt_step_ctx *ctx, size_t B,
  * below), otherwise layers below the first with parameters are skipped. */
 void mt_model_backward_range(mt_model *m, size_t B, size_t a, size_t b,
                              int need_din);
+/* The same, but layers that split their backward (ops backward_input and
+ * backward_weight: dense) compute only their input gradient; their
+ * parameter gradients are left to backward_weight, from m->act[i] and
+ * m->dact[i + 1] as they are now (a pipeline keeps copies). */
+void mt_model_backward_inputs_range(mt_model *m, size_t B, size_t a,
+                                    size_t b, int need_din);
 /* Backward from the loss gradient in m->dact[n_layers]; adds into grads. */
 void mt_model_backward(mt_model *m, size_t B);
 /* The same, calling hook(user, i) after layer i's backward (layers go last

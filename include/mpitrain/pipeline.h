@@ -123,7 +123,9 @@ typedef struct mt_pipe_stats {
  * stage and their gradients back (MPI_Isend; receives in the order's
  * turn). A micro-batch's activations are recomputed from its kept stage
  * input before its backward unless they are still in place (1f1b's last
- * stage). zb's W passes do nothing yet: its B computes both gradients.
+ * stage). zb's B computes only the input gradients of layers that split
+ * their backward (dense), keeping what their W needs; W adds their
+ * parameter gradients; other layers do all of theirs in B.
  * *loss_sum: the summed loss on the last stage, 0 elsewhere; stats (may
  * be NULL) what the step cost. Collective over the stages. MT_ENOMEM or
  * MT_EIO (err says which micro-batch). */

@@ -118,15 +118,17 @@ MT_VECTOR(static, tanh_backward,
             dx[i] = dy[i] * (1.0f - y[i] * y[i]);
 }
 
+/* No parameters: nothing to split (backward_input, backward_weight NULL). */
 const mt_layer_ops mt__flatten_ops = {"flatten", flatten_setup, NULL, NULL,
-                                      copy_forward, copy_backward};
+                                      copy_forward, copy_backward, NULL,
+                                      NULL};
 const mt_layer_ops mt__relu_ops = {"relu", same_shape_setup, NULL, NULL,
-                                   relu_forward, relu_backward};
+                                   relu_forward, relu_backward, NULL, NULL};
 const mt_layer_ops mt__leaky_relu_ops = {"leaky", same_shape_setup, NULL,
                                          NULL, leaky_forward,
-                                         leaky_backward};
+                                         leaky_backward, NULL, NULL};
 const mt_layer_ops mt__sigmoid_ops = {"sigmoid", same_shape_setup, NULL,
                                       NULL, sigmoid_forward,
-                                      sigmoid_backward};
+                                      sigmoid_backward, NULL, NULL};
 const mt_layer_ops mt__tanh_ops = {"tanh", same_shape_setup, NULL, NULL,
-                                   tanh_forward, tanh_backward};
+                                   tanh_forward, tanh_backward, NULL, NULL};

@@ -50,10 +50,9 @@ MT_VECTOR(static, dense_forward,
                 (int)Ni, 1.0f, x, (int)Ni, W, (int)Ni, 1.0f, y, (int)No);
 }
 
-MT_VECTOR(static, dense_backward,
-          (mt_layer *l, const float *x, const float *y, const float *dy,
-           float *dx, size_t B),
-          (l, x, y, dy, dx, B))
+MT_VECTOR(static, dense_backward_weight,
+          (mt_layer *l, const float *x, const float *dy, size_t B),
+          (l, x, dy, B))
 {
     size_t Ni = l->param[0].dims[1], No = l->param[0].dims[0];
     float *dW = l->param[0].grad, *db = l->param[1].grad;
@@ -63,11 +62,26 @@ MT_VECTOR(static, dense_backward,
     for (size_t n = 0; n < B; n++)
         for (size_t o = 0; o < No; o++)
             db[o] += dy[n * No + o];
+}
+
+static void dense_backward_input(mt_layer *l, const float *x, const float *y,
+                                 const float *dy, float *dx, size_t B)
+{
+    size_t Ni = l->param[0].dims[1], No = l->param[0].dims[0];
+    (void)x;
+    (void)y;
     /* dx (B, Ni) = dy (B, No) W (No, Ni) */
     if (dx)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B,
                     (int)Ni, (int)No, 1.0f, dy, (int)No, l->param[0].data,
                     (int)Ni, 0.0f, dx, (int)Ni);
+}
+
+static void dense_backward(mt_layer *l, const float *x, const float *y,
+                           const float *dy, float *dx, size_t B)
+{
+    dense_backward_weight(l, x, dy, B);
+    dense_backward_input(l, x, y, dy, dx, B);
 }
 
 const mt_layer_ops mt__dense_ops = {
@@ -76,4 +90,6 @@ const mt_layer_ops mt__dense_ops = {
     .init_params = dense_init,
     .forward = dense_forward,
     .backward = dense_backward,
+    .backward_input = dense_backward_input,
+    .backward_weight = dense_backward_weight,
 };

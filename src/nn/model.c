@@ -152,8 +152,10 @@ float *mt_model_forward_range(mt_model *m, const mt_step_ctx *ctx, size_t B,
     return m->act[b];
 }
 
-void mt_model_backward_range(mt_model *m, size_t B, size_t a, size_t b,
-                             int need_din)
+/* Backward through [a, b); with inputs_only, layers that can split do
+ * only their input gradient. */
+static void backward_range(mt_model *m, size_t B, size_t a, size_t b,
+                           int need_din, int inputs_only)
 {
     /* Below the first layer with parameters no gradient is needed, unless
      * a stage below waits for it. */
@@ -162,9 +164,26 @@ void mt_model_backward_range(mt_model *m, size_t B, size_t a, size_t b,
         first++;
     for (size_t i = b; i-- > first;) {
         mt_layer *l = &m->layers[i];
-        l->ops->backward(l, m->act[i], m->act[i + 1], m->dact[i + 1],
-                         i == first && !need_din ? NULL : m->dact[i], B);
+        float *dx = i == first && !need_din ? NULL : m->dact[i];
+        if (inputs_only && l->ops->backward_input)
+            l->ops->backward_input(l, m->act[i], m->act[i + 1],
+                                   m->dact[i + 1], dx, B);
+        else
+            l->ops->backward(l, m->act[i], m->act[i + 1], m->dact[i + 1],
+                             dx, B);
     }
+}
+
+void mt_model_backward_range(mt_model *m, size_t B, size_t a, size_t b,
+                             int need_din)
+{
+    backward_range(m, B, a, b, need_din, 0);
+}
+
+void mt_model_backward_inputs_range(mt_model *m, size_t B, size_t a,
+                                    size_t b, int need_din)
+{
+    backward_range(m, B, a, b, need_din, 1);
 }
 
 void mt_model_backward(mt_model *m, size_t B)

@@ -14,7 +14,9 @@
  * Keeping only each micro-batch's stage input, not every activation, is
  * what lets one model's activation buffers serve all micro-batches; it
  * costs a forward per B, except where B follows its own F (1f1b's last
- * stage). The orders come from the schedule's simulation, so the
+ * stage). zb's B computes the input gradients only where a layer can
+ * split (dense) and keeps that layer's input and output gradient for
+ * its W, which adds the parameter gradients later. The orders come from the schedule's simulation, so the
  * blocking receives cannot wait in a cycle; sends never block, and all
  * complete before the step returns. */
 #include "mpitrain/pipeline.h"
@@ -34,6 +36,8 @@ typedef struct stage_run {
     float *kept;        /* (G, in_n): every micro-batch's input */
     float *sent;        /* (G, out_n): outputs until their sends finish */
     float *dsent;       /* (G, in_n): input gradients, likewise */
+    float **wx, **wdy;  /* zb, per layer that splits: (G, its in), (G, out)
+                           kept from B for W */
     MPI_Request *reqs;  /* (2M) */
     int n_reqs;
     int in_place;       /* micro-batch whose activations the model holds */
@@ -49,6 +53,12 @@ static int recv_timed(stage_run *r, float *buf, size_t n, int from, int tag)
                       MPI_STATUS_IGNORE);
     r->stats.wait_s += MPI_Wtime() - t;
     return rc;
+}
+
+/* Floats per sample of m->act[act]. */
+static size_t width(const mt_model *m, size_t act)
+{
+    return mt_shape_size(act == 0 ? m->in : m->layers[act - 1].out);
 }
 
 static size_t row0(const stage_run *r, int i)
@@ -144,7 +154,23 @@ static int pass_b(stage_run *r, int i, char *err)
         if (r->in_place != i)
             forward(r, i);
     }
-    mt_model_backward_range(m, n, st->first, st->last, st->stage > 0);
+    if (r->wx) {
+        /* zb: input gradients now; W later from copies of each splitting
+         * layer's input and output gradient */
+        mt_model_backward_inputs_range(m, n, st->first, st->last,
+                                       st->stage > 0);
+        for (size_t l = st->first; l < st->last; l++) {
+            if (!r->wx[l - st->first])
+                continue;
+            size_t in = width(m, l), out = width(m, l + 1);
+            memcpy(r->wx[l - st->first] + o * in, m->act[l],
+                   n * in * sizeof(float));
+            memcpy(r->wdy[l - st->first] + o * out, m->dact[l + 1],
+                   n * out * sizeof(float));
+        }
+    } else {
+        mt_model_backward_range(m, n, st->first, st->last, st->stage > 0);
+    }
     r->in_place = -1; /* backward may overwrite what it read */
     if (st->stage == 0)
         return MT_OK;
@@ -155,9 +181,53 @@ static int pass_b(stage_run *r, int i, char *err)
     return MT_OK;
 }
 
-static size_t width(const mt_model *m, size_t act)
+
+/* zb's W of micro-batch i: each splitting layer's parameter gradients
+ * from the copies its B kept. */
+static void pass_w(stage_run *r, int i)
 {
-    return mt_shape_size(act == 0 ? m->in : m->layers[act - 1].out);
+    const mt_pipe_stage *st = r->st;
+    size_t n = rows(r, i), o = row0(r, i);
+    for (size_t l = st->first; r->wx && l < st->last; l++) {
+        mt_layer *ly = &st->m->layers[l];
+        if (r->wx[l - st->first])
+            ly->ops->backward_weight(ly, r->wx[l - st->first] +
+                                             o * width(st->m, l),
+                                     r->wdy[l - st->first] +
+                                         o * width(st->m, l + 1),
+                                     n);
+    }
+}
+
+/* zb: buffers for the splitting layers' W inputs; 0 or MT_ENOMEM. */
+static int alloc_w(stage_run *r)
+{
+    const mt_pipe_stage *st = r->st;
+    size_t L = st->last - st->first, G = r->b->G;
+    r->wx = mt_calloc(L ? L : 1, sizeof *r->wx);
+    r->wdy = mt_calloc(L ? L : 1, sizeof *r->wdy);
+    if (!r->wx || !r->wdy)
+        return MT_ENOMEM;
+    for (size_t l = st->first; l < st->last; l++) {
+        if (!st->m->layers[l].ops->backward_weight)
+            continue;
+        r->wx[l - st->first] = mt_calloc(G * width(st->m, l), sizeof(float));
+        r->wdy[l - st->first] =
+            mt_calloc(G * width(st->m, l + 1), sizeof(float));
+        if (!r->wx[l - st->first] || !r->wdy[l - st->first])
+            return MT_ENOMEM;
+    }
+    return MT_OK;
+}
+
+static void free_w(stage_run *r)
+{
+    for (size_t l = 0; r->wx && l < r->st->last - r->st->first; l++) {
+        free(r->wx[l]);
+        free(r->wdy[l]);
+    }
+    free(r->wx);
+    free(r->wdy);
 }
 
 int mt_pipe_step(const mt_pipe_plan *p, const mt_pipe_stage *st,
@@ -181,6 +251,8 @@ int mt_pipe_step(const mt_pipe_plan *p, const mt_pipe_stage *st,
     r.dsent = mt_calloc(b->G * r.in_n, sizeof(float));
     r.reqs = mt_calloc(2 * (size_t)p->micro, sizeof *r.reqs);
     int rc = r.kept && r.sent && r.dsent && r.reqs ? MT_OK : MT_ENOMEM;
+    if (rc == MT_OK && p->schedule == MT_PIPE_ZB)
+        rc = alloc_w(&r);
     if (rc)
         mt_seterr(err, "pipeline stage %d: out of memory for %zu samples",
                   st->stage, b->G);
@@ -190,6 +262,8 @@ int mt_pipe_step(const mt_pipe_plan *p, const mt_pipe_stage *st,
             rc = pass_f(&r, ops[j].micro, err);
         else if (ops[j].pass == MT_PIPE_B)
             rc = pass_b(&r, ops[j].micro, err);
+        else
+            pass_w(&r, ops[j].micro);
     }
     mt_watch("pipeline: the step's sends (MPI_Waitall)");
     double tw = MPI_Wtime();
@@ -204,5 +278,6 @@ int mt_pipe_step(const mt_pipe_plan *p, const mt_pipe_stage *st,
     free(r.sent);
     free(r.dsent);
     free(r.reqs);
+    free_w(&r);
     return rc;
 }
