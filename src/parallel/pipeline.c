@@ -129,6 +129,23 @@ static int pass_f(stage_run *r, int i, char *err)
     return MT_OK;
 }
 
+/* zb, after B of micro-batch i: each splitting layer's input and output
+ * gradient, copied for its W. */
+static void keep_for_w(stage_run *r, int i)
+{
+    const mt_pipe_stage *st = r->st;
+    size_t n = rows(r, i), o = row0(r, i);
+    for (size_t l = st->first; l < st->last; l++) {
+        if (!r->wx[l - st->first])
+            continue;
+        size_t in = width(st->m, l), out = width(st->m, l + 1);
+        memcpy(r->wx[l - st->first] + o * in, st->m->act[l],
+               n * in * sizeof(float));
+        memcpy(r->wdy[l - st->first] + o * out, st->m->dact[l + 1],
+               n * out * sizeof(float));
+    }
+}
+
 static int pass_b(stage_run *r, int i, char *err)
 {
     const mt_pipe_stage *st = r->st;
@@ -154,20 +171,10 @@ static int pass_b(stage_run *r, int i, char *err)
         if (r->in_place != i)
             forward(r, i);
     }
-    if (r->wx) {
-        /* zb: input gradients now; W later from copies of each splitting
-         * layer's input and output gradient */
+    if (r->wx) { /* zb: input gradients now, W later */
         mt_model_backward_inputs_range(m, n, st->first, st->last,
                                        st->stage > 0);
-        for (size_t l = st->first; l < st->last; l++) {
-            if (!r->wx[l - st->first])
-                continue;
-            size_t in = width(m, l), out = width(m, l + 1);
-            memcpy(r->wx[l - st->first] + o * in, m->act[l],
-                   n * in * sizeof(float));
-            memcpy(r->wdy[l - st->first] + o * out, m->dact[l + 1],
-                   n * out * sizeof(float));
-        }
+        keep_for_w(r, i);
     } else {
         mt_model_backward_range(m, n, st->first, st->last, st->stage > 0);
     }
