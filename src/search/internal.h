@@ -22,7 +22,6 @@ typedef struct mt__trial {
     int state;
     int rung;      /* the rung it was last started at or promoted to */
     int running;   /* handed out in this run of the search (rank 0) */
-    double metric; /* finished: the metric's last value, NaN if none */
     double seconds; /* over all its rungs */
     size_t epochs;  /* trained, as its last result said */
     double at[MT_SEARCH_MAX_RUNGS]; /* asha: the metric at each rung */
@@ -49,6 +48,9 @@ size_t mt__best_trial(const mt__trial *trials, size_t n, int maximize);
 /* The rung of a trial's last result (-1 if none) and that result. */
 int mt__result_rung(const mt__trial *t);
 double mt__result_metric(const mt__trial *t);
+/* Whether metric value a (of trial ia) comes before b (of trial ib): the
+ * better by mt_metric_improves, NaN last, then the lower index. */
+int mt__metric_first(double a, size_t ia, double b, size_t ib, int maximize);
 /* Whether trial a ranks above trial b as mt__best_trial ranks them. */
 int mt__ranks_above(const mt__trial *a, size_t ia, const mt__trial *b,
                     size_t ib, int maximize);

@@ -27,18 +27,23 @@ double mt__result_metric(const mt__trial *t)
     return r >= 0 ? t->at[r] : NAN;
 }
 
+int mt__metric_first(double a, size_t ia, double b, size_t ib, int maximize)
+{
+    if (mt_metric_improves(a, b, !maximize, 0.0))
+        return 1;
+    if (mt_metric_improves(b, a, !maximize, 0.0))
+        return 0;
+    return ia < ib;
+}
+
 int mt__ranks_above(const mt__trial *a, size_t ia, const mt__trial *b,
                     size_t ib, int maximize)
 {
     int ra = mt__result_rung(a), rb = mt__result_rung(b);
     if (ra != rb)
         return ra > rb;
-    double ma = mt__result_metric(a), mb = mt__result_metric(b);
-    if (mt_metric_improves(ma, mb, !maximize, 0.0))
-        return 1;
-    if (mt_metric_improves(mb, ma, !maximize, 0.0))
-        return 0;
-    return ia < ib;
+    return mt__metric_first(mt__result_metric(a), ia, mt__result_metric(b),
+                            ib, maximize);
 }
 
 size_t mt__best_trial(const mt__trial *trials, size_t n, int maximize)
@@ -62,7 +67,6 @@ int mt__trial_take(mt__trial *tr, const mt__record *r)
         if (r->rung > tr->rung || tr->state == MT__TRIAL_NEW) {
             tr->rung = r->rung;
             tr->state = MT__TRIAL_STARTED;
-            tr->metric = NAN;
         }
         return 0;
     }
@@ -71,7 +75,6 @@ int mt__trial_take(mt__trial *tr, const mt__record *r)
         return 0; /* a run's header, or an event of a later version */
     tr->state = strcmp(ev, "finished") ? MT__TRIAL_FAILED
                                        : MT__TRIAL_FINISHED;
-    tr->metric = r->metric;
     tr->at[r->rung] = r->metric;
     tr->seconds += r->seconds;
     tr->epochs = r->epochs;

@@ -52,7 +52,7 @@ void mt__report_result(mt__farm *f, size_t t)
     if (tr->state == MT__TRIAL_FAILED)
         fprintf(f->out, ": failed");
     else
-        fprintf(f->out, ": %s %.4f", name, tr->metric);
+        fprintf(f->out, ": %s %.4f", name, tr->at[tr->rung]);
     if (b < sp->trials)
         fprintf(f->out, "; best %.4f (trial %zu)",
                 mt__result_metric(&f->trials[b]), b);

@@ -21,7 +21,6 @@
  * order. */
 #include <stdlib.h>
 
-#include "mpitrain/metrics.h"
 #include "search/internal.h"
 
 /* Whether trial t has a result at rung k. */
@@ -34,11 +33,7 @@ static int has_result(const mt__trial *t, int k)
 static int beats_at(const mt__trial *tr, size_t t, size_t u, int k,
                     int maximize)
 {
-    if (mt_metric_improves(tr[t].at[k], tr[u].at[k], !maximize, 0.0))
-        return 1;
-    if (mt_metric_improves(tr[u].at[k], tr[t].at[k], !maximize, 0.0))
-        return 0;
-    return t < u;
+    return mt__metric_first(tr[t].at[k], t, tr[u].at[k], u, maximize);
 }
 
 /* The best trial of rung k's top floor(n/eta) that waits there to be

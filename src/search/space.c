@@ -209,7 +209,7 @@ static int handler(void *user, const char *section, const char *key,
 }
 
 /* The grid's size: the product of the value counts; 0 if some parameter
- * is not a list (at *line). */
+ * is not a list (*bad: its index). */
 static size_t grid_size(const mt_search_space *s, size_t *bad)
 {
     size_t n = 1;
