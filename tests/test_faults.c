@@ -174,9 +174,9 @@ static void test_search_survives_kill(void **s)
 {
     write_text("ks.ini", "[run]\ndir = ksrun\nprogress = none\n"
                          "[data]\ntrain = d.h5\nvalidation = 0.2\n"
-                         "[train]\nepochs = 400\nbatch = 16\n"
+                         "[train]\nepochs = 40000\nbatch = 16\n"
                          "[optimizer]\nlr = 0.001\n"
-                         "[checkpoint]\nevery_steps = 200\n"
+                         "[checkpoint]\nevery_steps = 20000\n"
                          "[flatten]\n[dense]\nunits = 3\n[softmax]\n"
                          "[search]\noptimizer.lr = grid(0.001, 0.002, "
                          "0.003)\n");
@@ -221,7 +221,8 @@ static void test_search_survives_kill(void **s)
 }
 
 /* kill -9 of an asha search as its first promotion is journaled (the
- * promoted run then has 1000 epochs to go: seconds), then the
+ * search then has 30000 epochs to go: ~1 s on the 2-core EPYC with
+ * AVX-512, where 3000 went by before the kill landed), then the
  * same command: the promotions, in order, and the winner are those of
  * the same search run without a kill (one rank: one group, so the order
  * of results is fixed), and each trial's rung has one result. */
@@ -229,11 +230,11 @@ static void test_asha_survives_kill(void **s)
 {
     const char *ini = "[run]\nprogress = none\n"
                       "[data]\ntrain = d.h5\nvalidation = 0.2\n"
-                      "[train]\nepochs = 4000\nbatch = 16\n"
+                      "[train]\nepochs = 40000\nbatch = 16\n"
                       "[optimizer]\nlr = 0.001\nschedule = cosine\n"
-                      "[checkpoint]\nevery_steps = 2000\n"
+                      "[checkpoint]\nevery_steps = 20000\n"
                       "[flatten]\n[dense]\nunits = 3\n[softmax]\n"
-                      "[search]\nmethod = asha\nmin_epochs = 1000\neta = 2\n"
+                      "[search]\nmethod = asha\nmin_epochs = 10000\neta = 2\n"
                       "optimizer.lr = grid(0.001, 0.002, 0.004, 0.008)\n";
     write_text("as.ini", ini);
     assert_int_equal(run("%s search as.ini --set run.dir=aw > aw.log 2>&1",
@@ -271,14 +272,16 @@ static void test_asha_survives_kill(void **s)
     assert_int_equal(atoi(out), 0);
 }
 
-/* SIGUSR1 to mpirun running a search (2 ranks, a trial each, seconds
- * a trial): every running trial saves, the search exits 75; the same
- * command resumes them and finishes every trial once. */
+/* SIGUSR1 to mpirun running a search (2 ranks, a trial each): every
+ * running trial saves, the search exits 75; the same command resumes
+ * them and finishes every trial once. A trial is 100000 epochs of a
+ * tiny model, ~5 s on the 2-core EPYC with AVX-512 (20000, 1 s, finished
+ * before the signal there), and the signal goes as both have begun. */
 static void test_search_signal_saves(void **s)
 {
     write_text("ss.ini", "[run]\ndir = ssrun\nprogress = none\n"
                          "[data]\ntrain = d.h5\nvalidation = 0.2\n"
-                         "[train]\nepochs = 20000\nbatch = 16\n"
+                         "[train]\nepochs = 100000\nbatch = 16\n"
                          "[optimizer]\nlr = 0.001\n"
                          "[flatten]\n[dense]\nunits = 3\n[softmax]\n"
                          "[search]\noptimizer.lr = grid(0.001, 0.002, "
@@ -287,7 +290,7 @@ static void test_search_signal_saves(void **s)
         run("sh -c '%s -np 2 %s search ss.ini > ss.log 2>&1 & p=$!; for i "
             "in $(seq 1200); do n=$(ls ssrun/trial-000[01]/metrics.jsonl "
             "2>/dev/null | wc -l); [ \"$n\" = 2 ] && break; sleep 0.05; "
-            "done; sleep 0.5; kill -USR1 $p; wait $p; echo status=$?'",
+            "done; sleep 0.2; kill -USR1 $p; wait $p; echo status=$?'",
             mpirun, bin),
         0);
     expect_output("status=75");
