@@ -86,13 +86,18 @@ int main(int argc, char **argv)
             if (mt_pipe_plan_make(&p, (mt_pipe_schedule)sch, size, Ms[k],
                                   unit, err))
                 die("plan", err);
-            mt_pipe_batch b = {x, labels, NULL, G, MT_LOSS_SOFTMAX_CE,
-                               {.train = 1, .seed = 1}};
+            mt_pipe_batch b = {.x = x, .labels = labels, .G = G,
+                               .loss = MT_LOSS_SOFTMAX_CE,
+                               .ctx = {.train = 1, .seed = 1}};
             double best = 1e30, busy = 0.0, loss;
             mt_pipe_stats s = {0};
+            mt_pipe_work w;
+            if (mt_pipe_work_init(&w, &st, (mt_pipe_schedule)sch, G,
+                                  (size_t)Ms[k], err))
+                die("buffers", err);
             for (int rep = 0; rep < 6; rep++) {
                 MPI_Barrier(MPI_COMM_WORLD);
-                if (mt_pipe_step(&p, &st, &b, &loss, &s, err))
+                if (mt_pipe_step(&p, &st, &w, &b, &loss, &s, err))
                     die("step", err);
                 double t = s.seconds, work = s.seconds - s.wait_s;
                 MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX,
@@ -113,6 +118,7 @@ int main(int argc, char **argv)
                        1.0 - busy / ((double)size * best),
                        (double)(size - 1) / (double)(Ms[k] + size - 1),
                        p.bubble, rc);
+            mt_pipe_work_free(&w);
             mt_pipe_plan_free(&p);
         }
     mt_model_free(&m);

@@ -84,11 +84,15 @@ static void check(mt_pipe_schedule sch, int M)
     mt_pipe_plan p;
     char err[MT_ERR_LEN] = "";
     assert_int_equal(mt_pipe_plan_make(&p, sch, size, M, costs, err), MT_OK);
-    mt_pipe_batch b = {x, labels, NULL, G, MT_LOSS_SOFTMAX_CE, ctx};
+    mt_pipe_batch b = {.x = x, .labels = labels, .G = G,
+                       .loss = MT_LOSS_SOFTMAX_CE, .ctx = ctx};
     double loss = 0.0;
     mt_model_zero_grad(&m);
     mt_pipe_stats stats;
-    int rc = mt_pipe_step(&p, &st, &b, &loss, &stats, err);
+    mt_pipe_work w;
+    assert_int_equal(mt_pipe_work_init(&w, &st, sch, G, (size_t)M, err), 0);
+    int rc = mt_pipe_step(&p, &st, &w, &b, &loss, &stats, err);
+    mt_pipe_work_free(&w);
     if (rc)
         fail_msg("%s", err);
     double worst = 0.0;
@@ -143,11 +147,15 @@ static void test_too_many_micro_batches(void **s)
                                        err),
                      MT_OK);
     mt_pipe_stage st = {&m, 0, m.n_layers, rank, size, MPI_COMM_WORLD};
-    mt_pipe_batch b = {x, labels, NULL, G, MT_LOSS_SOFTMAX_CE, {0}};
+    mt_pipe_batch b = {.x = x, .labels = labels, .G = G,
+                       .loss = MT_LOSS_SOFTMAX_CE};
     double loss;
-    assert_int_equal(mt_pipe_step(&p, &st, &b, &loss, NULL, err),
+    mt_pipe_work w;
+    assert_int_equal(mt_pipe_work_init(&w, &st, MT_PIPE_1F1B, G, 13, err), 0);
+    assert_int_equal(mt_pipe_step(&p, &st, &w, &b, &loss, NULL, err),
                      MT_EINVAL);
     assert_non_null(strstr(err, "12 samples in 13 micro-batches"));
+    mt_pipe_work_free(&w);
     mt_pipe_plan_free(&p);
     mt_model_free(&m);
 }

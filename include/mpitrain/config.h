@@ -122,6 +122,13 @@ typedef struct mt_config {
     double ring_min_kb; /* smaller buffers: MPI_Allreduce, not the ring */
     int deterministic; /* fixed groups and summation order */
     size_t group;      /* deterministic: samples per gradient group */
+    size_t stages;        /* pipeline stages (1: none) */
+    size_t micro_batches; /* per step and replica; 0: auto, 4 x stages */
+    int pipe_schedule;    /* mt_pipe_schedule: gpipe, 1f1b, zb */
+    char split_text[MT_PATH_LEN]; /* "auto", or "3,7": the last layer of
+                                     each stage but the last */
+    size_t split[64];     /* parsed from split_text; n_split 0: auto */
+    size_t n_split;
     /* [checkpoint] */
     char ckpt_dir[MT_PATH_LEN]; /* empty: RUN_DIR/checkpoints */
     size_t every_steps;         /* 0: off */

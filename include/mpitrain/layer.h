@@ -57,6 +57,9 @@ typedef struct mt_step_ctx {
     uint64_t seed;
     uint64_t step;    /* optimizer step (global) */
     uint64_t sample0; /* global index of this batch's first sample */
+    int recompute;    /* 1: a forward done again for its backward (a
+                         pipeline's): batch norm leaves its running
+                         statistics as the first pass left them */
 } mt_step_ctx;
 
 /* One named tensor of a layer: a parameter (with gradient) or state such as

@@ -82,6 +82,21 @@ void mt_pipe_plan_free(mt_pipe_plan *p);
 /* Stage s's order: ops_per_stage ops. */
 const mt_pipe_op *mt_pipe_stage_ops(const mt_pipe_plan *p, int s);
 
+/* Measures each layer of m on a batch of B <= m->max_batch samples of
+ * whatever its activations hold (a training forward that leaves running
+ * statistics alone, and a backward whose gradients are discarded):
+ * costs[i] gets layer i's seconds, f its forward, b its input gradient
+ * and w its weight gradient (0 for a layer that does not split). The
+ * best of three after a warm-up. Local; zeroes m's gradients. */
+void mt_pipe_profile(mt_model *m, size_t B, mt_pipe_costs *costs);
+/* Cuts layers 0 .. L - 1 with costs c into P contiguous stages of at
+ * least one layer each, minimising the slowest stage (f + b + w):
+ * bounds[0] = 0 < bounds[1] < ... < bounds[P] = L. Needs P <= L. */
+void mt_pipe_split(const mt_pipe_costs *c, size_t L, int P, size_t *bounds);
+/* Stage s's costs: the sums over its layers [bounds[s], bounds[s + 1]). */
+void mt_pipe_stage_costs(const mt_pipe_costs *c, const size_t *bounds,
+                         int P, mt_pipe_costs *out);
+
 /* Names for config values and reports: "gpipe", "1f1b", "zb"; NULL-ended. */
 extern const char *const mt_pipe_schedule_names[];
 
@@ -107,7 +122,35 @@ typedef struct mt_pipe_batch {
     size_t G;
     mt_loss_kind loss;
     mt_step_ctx ctx;
+    const mt_loss_opts *loss_opts; /* class weights, focal; NULL: plain */
+    float scale; /* the loss gradient's factor: 1 / the samples of the
+                    whole optimizer step (0: 1 / G) */
+    /* The last stage: called with each micro-batch's output (rows
+     * [row0, row0 + rows) of the batch) after its first forward, for the
+     * caller's counts (accuracy, non-finite outputs); may be NULL. */
+    void (*on_output)(void *user, const float *out, size_t row0,
+                      size_t rows);
+    void *user;
 } mt_pipe_batch;
+
+/* A stage's buffers for steps of up to max_G samples, allocated once:
+ * every micro-batch's stage input, the outputs and input gradients until
+ * their sends complete, and (zb) what W needs. */
+typedef struct mt_pipe_work {
+    size_t max_G, max_micro;
+    float *kept, *sent, *dsent;
+    float **wx, **wdy; /* zb: (n_w) per layer of the stage, NULL for a
+                          layer that does not split */
+    size_t n_w;
+    MPI_Request *reqs; /* (2 max_micro) */
+} mt_pipe_work;
+
+/* MT_ENOMEM (err says how much). Free with mt_pipe_work_free (safe on a
+ * zeroed one). */
+int mt_pipe_work_init(mt_pipe_work *w, const mt_pipe_stage *st,
+                      mt_pipe_schedule sch, size_t max_G, size_t max_micro,
+                      char *err);
+void mt_pipe_work_free(mt_pipe_work *w);
 
 /* What a step cost one stage: seconds in all, seconds blocked on the
  * neighbours (receives, and the sends' completion at the end), and the
@@ -127,10 +170,12 @@ typedef struct mt_pipe_stats {
  * their backward (dense), keeping what their W needs; W adds their
  * parameter gradients; other layers do all of theirs in B.
  * *loss_sum: the summed loss on the last stage, 0 elsewhere; stats (may
- * be NULL) what the step cost. Collective over the stages. MT_ENOMEM or
- * MT_EIO (err says which micro-batch). */
+ * be NULL) what the step cost. w: mt_pipe_work_init's for this stage and
+ * schedule, G <= its max_G and p->micro <= its max_micro. Collective
+ * over the stages. MT_EINVAL (G out of range: the same on every stage
+ * given the same G) or MT_EIO (err says which micro-batch). */
 int mt_pipe_step(const mt_pipe_plan *p, const mt_pipe_stage *st,
-                 const mt_pipe_batch *b, double *loss_sum,
+                 mt_pipe_work *w, const mt_pipe_batch *b, double *loss_sum,
                  mt_pipe_stats *stats, char *err);
 
 #endif

@@ -13,10 +13,15 @@
  * a server owns its shard's parameters and optimizer state and applies
  * their update. Servers are colocated (every rank is a worker and a
  * server) or dedicated (the last `servers` ranks, which train nothing;
- * rank 0 is always a worker). Pipeline stages (ranks owning layer
- * ranges, a stage x replica grid) and search trials (groups of ranks)
- * will be roles, communicators and ownership ranges here too; everything
- * else asks the plan instead of assuming one communicator. */
+ * rank 0 is always a worker). With stages = P > 1 (a pipeline) the run
+ * is a P x R grid: run rank = replica x P + stage, so that a replica's
+ * stages are neighbours (one node, in block placement); `pipe` holds a
+ * replica's stages, `dp` a stage's replicas, which sum that stage's
+ * gradients. A stage owns its layers' parameters and optimizer slots;
+ * every rank holds the whole model, and the owners share their layers
+ * (mt_plan_share_model) before anything reads the whole: evaluation,
+ * checkpoints, the final weights. Everything else asks the plan instead
+ * of assuming one communicator. */
 #ifndef MPITRAIN_PLAN_H
 #define MPITRAIN_PLAN_H
 
@@ -76,20 +81,44 @@ typedef struct mt_plan {
     size_t param_lo, param_hi;
     /* 1: every rank owns the whole arena (allreduce, ring). */
     int replicated;
+    /* The pipeline grid: stages 1, stage 0, replicas = dp_size and pipe
+     * MPI_COMM_NULL without one. bounds (stages + 1): stage s holds
+     * layers [bounds[s], bounds[s + 1]), set by mt_plan_own. */
+    int stages, stage, replica;
+    MPI_Comm pipe;
+    size_t *bounds;
+    /* Ranks that evaluate (the workers; every rank in a pipeline, which
+     * shares the whole model first): this rank's index among them, or -1,
+     * and their count. */
+    int eval_rank, eval_size;
 } mt_plan;
 
 /* Builds the plan of `cfg` over comm (collective: duplicates comm).
  * Ownership of layers and parameters is set by mt_plan_own once the model
  * exists. MT_EINVAL (the same on every rank) if the config asks for more
- * dedicated servers than leave a worker; MT_EIO if MPI fails.
+ * dedicated servers than leave a worker, or for stages that do not divide
+ * the rank count; MT_EIO if MPI fails.
  * mt_plan_free frees the communicators. */
 int mt_plan_init(mt_plan *p, const mt_config *cfg, MPI_Comm comm,
                  char *err);
 /* Sets what this rank owns of model m: with servers, the arena is cut
  * into n_servers balanced contiguous shards at row boundaries of its
  * tensors (a tensor's dims[0]), so that a shard's part of a tensor is a
- * row range, which the checkpoint writer writes as it is. Local. MT_ENOMEM. */
-int mt_plan_own(mt_plan *p, const mt_model *m, char *err);
+ * row range, which the checkpoint writer writes as it is. In a pipeline
+ * stage s owns layers [bounds[s], bounds[s + 1]) (bounds: stages + 1
+ * ascending layer indices from 0 to m->n_layers, copied) and their
+ * parameters. Local. MT_ENOMEM. */
+int mt_plan_own(mt_plan *p, const mt_model *m, const size_t *bounds,
+                char *err);
+/* Pipeline: every stage's layers' parameters and running statistics go
+ * to the replica's other stages (MPI_Bcast over pipe, from each owner),
+ * so that every rank holds the whole current model. A no-op without a
+ * pipeline. Collective. MT_EIO. */
+int mt_plan_share_model(const mt_plan *p, mt_model *m, char *err);
+/* Arena range [*lo, *hi) of the parameters (state: 1, the running
+ * statistics) of layers [a, b). */
+void mt_plan_layer_span(const mt_model *m, size_t a, size_t b, int state,
+                        size_t *lo, size_t *hi);
 /* Run rank of server i. */
 int mt_plan_server_rank(const mt_plan *p, int i);
 /* Safe on a zeroed plan and twice. */
@@ -97,8 +126,11 @@ void mt_plan_free(mt_plan *p);
 
 /* This rank's share [*lo, *hi) of n rows or samples: contiguous, uneven
  * splits differing by at most one row, over the workers (none for a
- * dedicated server). */
+ * dedicated server); in a pipeline over the replicas, so that the stages
+ * of a replica draw the same samples. */
 void mt_plan_rows(const mt_plan *p, size_t n, size_t *lo, size_t *hi);
+/* ... over the ranks that evaluate (eval_rank, eval_size). */
+void mt_plan_eval_rows(const mt_plan *p, size_t n, size_t *lo, size_t *hi);
 
 /* One line per rank kind for --dry-run: role, ranks, layers, parameter
  * shard and memory (parameters, gradients, optimizer slots, state and

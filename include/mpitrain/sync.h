@@ -120,7 +120,7 @@ typedef struct mt_sync {
     int async;
     float step_lr;     /* this step's rate and clip norm, for the push */
     double step_clip;
-    size_t n;
+    size_t base, n; /* the gradients summed: [base, base + n) (ps: all) */
     mt_bucket *b; /* in reverse layer order: b[0] holds the last layers */
     size_t nb;
     size_t next;   /* first bucket not yet started */

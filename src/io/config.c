@@ -380,6 +380,53 @@ int mt_config_check(const mt_config *c, char *err)
     return MT_OK;
 }
 
+/* [parallel] split: "auto", or stages - 1 ascending layer numbers. */
+static int parse_split(mt_config *c, char *err)
+{
+    c->n_split = 0;
+    const char *p = c->split_text;
+    if (strcmp(p, "auto") == 0)
+        return MT_OK;
+    while (*p) {
+        char *end;
+        unsigned long v = strtoul(p, &end, 10);
+        if (end == p || (*end && *end != ',') || v == 0 ||
+            c->n_split == 64 ||
+            (c->n_split && v <= c->split[c->n_split - 1])) {
+            c->n_split = 0;
+            break;
+        }
+        c->split[c->n_split++] = v;
+        p = *end ? end + 1 : end;
+    }
+    if (c->n_split + 1 != c->stages) {
+        mt_seterr(err, "%s: [parallel] split = '%s': want auto, or the "
+                       "last layer of each stage but the last: %zu "
+                       "ascending layer numbers for stages = %zu",
+                  c->path, c->split_text, c->stages - 1, c->stages);
+        return MT_EINVAL;
+    }
+    return MT_OK;
+}
+
+/* A pipeline ([parallel] stages > 1) with what it does not combine
+ * with yet. */
+static int check_pipeline(const mt_config *c, char *err)
+{
+    if (c->stages == 1)
+        return MT_OK;
+    const char *other = c->sync == 2   ? "sync = ps"
+                        : c->deterministic ? "deterministic"
+                                           : NULL;
+    if (other) {
+        mt_seterr(err, "%s: [parallel] stages = %zu does not combine with "
+                       "%s yet",
+                  c->path, c->stages, other);
+        return MT_EINVAL;
+    }
+    return MT_OK;
+}
+
 int mt_config_load(mt_config *c, const char *path, char *const *sets,
                    size_t n_sets, char *err)
 {
@@ -389,6 +436,10 @@ int mt_config_load(mt_config *c, const char *path, char *const *sets,
         rc = mt_config_set(c, sets[i], err);
     if (rc == MT_OK)
         rc = parse_milestones(c, err);
+    if (rc == MT_OK)
+        rc = parse_split(c, err);
+    if (rc == MT_OK)
+        rc = check_pipeline(c, err);
     if (rc == MT_OK)
         rc = mt_config_check(c, err);
     if (rc)

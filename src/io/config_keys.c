@@ -40,6 +40,9 @@ static const char *const colocated_name[] = {"colocated", NULL};
 static const char *const ps_mode_names[] = {"sync", "async", NULL};
 static const char *const compress_names[] = {"none", "bf16", NULL};
 static const char *const init_names[] = {"auto", "he", "xavier", NULL};
+static const char *const auto_name[] = {"auto", NULL};
+static const char *const pipe_schedule_names[] = {"gpipe", "1f1b", "zb",
+                                                  NULL};
 
 /* section, key, type, where, range, names (T_ENUM), default as INI text
  * (NULL: zero, or unset for T_OPT_FLOAT). */
@@ -118,6 +121,12 @@ const mt__key_def mt__config_keys[] = {
     K("parallel", "staleness", T_SIZE, staleness, 0, 1000, NULL, "2"),
     K("parallel", "deterministic", T_BOOL, deterministic, 0, 1, NULL, "false"),
     K("parallel", "group", T_SIZE, group, 1, 1e6, NULL, "8"),
+    K("parallel", "stages", T_SIZE, stages, 1, 4096, NULL, "1"),
+    K("parallel", "micro_batches", T_SIZE, micro_batches, 1, 1 << 20,
+      auto_name, "auto"),
+    K("parallel", "schedule", T_ENUM, pipe_schedule, 0, 0,
+      pipe_schedule_names, "1f1b"),
+    K("parallel", "split", T_PATH, split_text, 0, 0, NULL, "auto"),
     K("checkpoint", "dir", T_PATH, ckpt_dir, 0, 0, NULL, NULL),
     K("checkpoint", "every_steps", T_SIZE, every_steps, 0, 1e15, NULL, "0"),
     K("checkpoint", "every_minutes", T_DOUBLE, every_minutes, 0, 1e9, NULL,

@@ -70,8 +70,10 @@ static void bn_forward(mt_layer *l, const mt_step_ctx *ctx, const float *x,
             }
             var = s2 / (double)M;
             double unbiased = M > 1 ? s2 / (double)(M - 1) : var;
-            rmean[c] = (float)((1.0 - mom) * rmean[c] + mom * mean);
-            rvar[c] = (float)((1.0 - mom) * rvar[c] + mom * unbiased);
+            if (!ctx->recompute) {
+                rmean[c] = (float)((1.0 - mom) * rmean[c] + mom * mean);
+                rvar[c] = (float)((1.0 - mom) * rvar[c] + mom * unbiased);
+            }
         } else {
             mean = rmean[c];
             var = rvar[c];

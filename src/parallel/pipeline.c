@@ -32,13 +32,8 @@ typedef struct stage_run {
     const mt_pipe_plan *p;
     const mt_pipe_stage *st;
     const mt_pipe_batch *b;
+    mt_pipe_work *w;
     size_t in_n, out_n; /* floats per sample at the stage's input, output */
-    float *kept;        /* (G, in_n): every micro-batch's input */
-    float *sent;        /* (G, out_n): outputs until their sends finish */
-    float *dsent;       /* (G, in_n): input gradients, likewise */
-    float **wx, **wdy;  /* zb, per layer that splits: (G, its in), (G, out)
-                           kept from B for W */
-    MPI_Request *reqs;  /* (2M) */
     int n_reqs;
     int in_place;       /* micro-batch whose activations the model holds */
     double loss;
@@ -76,15 +71,17 @@ static int is_last(const stage_run *r)
     return r->st->stage == r->st->stages - 1;
 }
 
-/* Forward of micro-batch i from its kept input. */
-static float *forward(stage_run *r, int i)
+/* Forward of micro-batch i from its kept input (again, for its
+ * backward: recompute). */
+static float *forward(stage_run *r, int i, int recompute)
 {
     mt_model *m = r->st->m;
     size_t n = rows(r, i);
-    memcpy(m->act[r->st->first], r->kept + row0(r, i) * r->in_n,
+    memcpy(m->act[r->st->first], r->w->kept + row0(r, i) * r->in_n,
            n * r->in_n * sizeof(float));
     mt_step_ctx ctx = r->b->ctx;
     ctx.sample0 += row0(r, i);
+    ctx.recompute = recompute;
     r->in_place = i;
     return mt_model_forward_range(m, &ctx, n, r->st->first, r->st->last);
 }
@@ -96,15 +93,16 @@ static double loss_of(stage_run *r, int i, const float *out)
     size_t o = row0(r, i);
     return mt_loss_objective(b->loss, out, b->labels ? b->labels + o : NULL,
                              b->targets ? b->targets + o * r->out_n : NULL,
-                             rows(r, i), r->out_n, 1.0f / (float)b->G,
-                             r->st->m->dact[r->st->last], NULL);
+                             rows(r, i), r->out_n,
+                             b->scale > 0.0f ? b->scale : 1.0f / (float)b->G,
+                             r->st->m->dact[r->st->last], b->loss_opts);
 }
 
 static int pass_f(stage_run *r, int i, char *err)
 {
     const mt_pipe_stage *st = r->st;
     size_t n = rows(r, i), o = row0(r, i);
-    float *in = r->kept + o * r->in_n;
+    float *in = r->w->kept + o * r->in_n;
     if (st->stage == 0) {
         memcpy(in, r->b->x + o * r->in_n, n * r->in_n * sizeof(float));
     } else {
@@ -117,15 +115,17 @@ static int pass_f(stage_run *r, int i, char *err)
             return MT_EIO;
         }
     }
-    const float *out = forward(r, i);
+    const float *out = forward(r, i, 0);
     if (is_last(r)) {
         r->loss += loss_of(r, i, out);
+        if (r->b->on_output)
+            r->b->on_output(r->b->user, out, o, n);
         return MT_OK;
     }
-    float *keep = r->sent + o * r->out_n;
+    float *keep = r->w->sent + o * r->out_n;
     memcpy(keep, out, n * r->out_n * sizeof(float));
     MPI_Isend(keep, (int)(n * r->out_n), MPI_FLOAT, st->stage + 1,
-              MT_TAG_PIPE_ACT, st->comm, &r->reqs[r->n_reqs++]);
+              MT_TAG_PIPE_ACT, st->comm, &r->w->reqs[r->n_reqs++]);
     return MT_OK;
 }
 
@@ -136,12 +136,12 @@ static void keep_for_w(stage_run *r, int i)
     const mt_pipe_stage *st = r->st;
     size_t n = rows(r, i), o = row0(r, i);
     for (size_t l = st->first; l < st->last; l++) {
-        if (!r->wx[l - st->first])
+        if (!r->w->wx[l - st->first])
             continue;
         size_t in = width(st->m, l), out = width(st->m, l + 1);
-        memcpy(r->wx[l - st->first] + o * in, st->m->act[l],
+        memcpy(r->w->wx[l - st->first] + o * in, st->m->act[l],
                n * in * sizeof(float));
-        memcpy(r->wdy[l - st->first] + o * out, st->m->dact[l + 1],
+        memcpy(r->w->wdy[l - st->first] + o * out, st->m->dact[l + 1],
                n * out * sizeof(float));
     }
 }
@@ -155,7 +155,7 @@ static int pass_b(stage_run *r, int i, char *err)
     r->stats.recomputed += r->in_place != i;
     if (is_last(r)) {
         const float *out = r->in_place == i ? m->act[st->last]
-                                            : forward(r, i);
+                                            : forward(r, i, 1);
         loss_of(r, i, out);
     } else {
         /* The gradient lands in dact[last] before any recompute: forward
@@ -169,9 +169,9 @@ static int pass_b(stage_run *r, int i, char *err)
             return MT_EIO;
         }
         if (r->in_place != i)
-            forward(r, i);
+            forward(r, i, 1);
     }
-    if (r->wx) { /* zb: input gradients now, W later */
+    if (r->p->schedule == MT_PIPE_ZB && r->w->wx) { /* B now, W later */
         mt_model_backward_inputs_range(m, n, st->first, st->last,
                                        st->stage > 0);
         keep_for_w(r, i);
@@ -181,10 +181,10 @@ static int pass_b(stage_run *r, int i, char *err)
     r->in_place = -1; /* backward may overwrite what it read */
     if (st->stage == 0)
         return MT_OK;
-    float *keep = r->dsent + o * r->in_n;
+    float *keep = r->w->dsent + o * r->in_n;
     memcpy(keep, m->dact[st->first], n * r->in_n * sizeof(float));
     MPI_Isend(keep, (int)(n * r->in_n), MPI_FLOAT, st->stage - 1,
-              MT_TAG_PIPE_GRAD, st->comm, &r->reqs[r->n_reqs++]);
+              MT_TAG_PIPE_GRAD, st->comm, &r->w->reqs[r->n_reqs++]);
     return MT_OK;
 }
 
@@ -194,75 +194,96 @@ static int pass_b(stage_run *r, int i, char *err)
 static void pass_w(stage_run *r, int i)
 {
     const mt_pipe_stage *st = r->st;
+    float **wx = r->w->wx, **wdy = r->w->wdy;
     size_t n = rows(r, i), o = row0(r, i);
-    for (size_t l = st->first; r->wx && l < st->last; l++) {
+    for (size_t l = st->first; wx && l < st->last; l++) {
         mt_layer *ly = &st->m->layers[l];
-        if (r->wx[l - st->first])
-            ly->ops->backward_weight(ly, r->wx[l - st->first] +
+        if (wx[l - st->first])
+            ly->ops->backward_weight(ly, wx[l - st->first] +
                                              o * width(st->m, l),
-                                     r->wdy[l - st->first] +
+                                     wdy[l - st->first] +
                                          o * width(st->m, l + 1),
                                      n);
     }
 }
 
 /* zb: buffers for the splitting layers' W inputs; 0 or MT_ENOMEM. */
-static int alloc_w(stage_run *r)
+static int alloc_w(mt_pipe_work *w, const mt_pipe_stage *st)
 {
-    const mt_pipe_stage *st = r->st;
-    size_t L = st->last - st->first, G = r->b->G;
-    r->wx = mt_calloc(L ? L : 1, sizeof *r->wx);
-    r->wdy = mt_calloc(L ? L : 1, sizeof *r->wdy);
-    if (!r->wx || !r->wdy)
+    size_t L = st->last - st->first, G = w->max_G;
+    w->wx = mt_calloc(L ? L : 1, sizeof *w->wx);
+    w->wdy = mt_calloc(L ? L : 1, sizeof *w->wdy);
+    if (!w->wx || !w->wdy)
         return MT_ENOMEM;
+    w->n_w = L;
     for (size_t l = st->first; l < st->last; l++) {
         if (!st->m->layers[l].ops->backward_weight)
             continue;
-        r->wx[l - st->first] = mt_calloc(G * width(st->m, l), sizeof(float));
-        r->wdy[l - st->first] =
+        w->wx[l - st->first] = mt_calloc(G * width(st->m, l), sizeof(float));
+        w->wdy[l - st->first] =
             mt_calloc(G * width(st->m, l + 1), sizeof(float));
-        if (!r->wx[l - st->first] || !r->wdy[l - st->first])
+        if (!w->wx[l - st->first] || !w->wdy[l - st->first])
             return MT_ENOMEM;
     }
     return MT_OK;
 }
 
-static void free_w(stage_run *r)
+int mt_pipe_work_init(mt_pipe_work *w, const mt_pipe_stage *st,
+                      mt_pipe_schedule sch, size_t max_G, size_t max_micro,
+                      char *err)
 {
-    for (size_t l = 0; r->wx && l < r->st->last - r->st->first; l++) {
-        free(r->wx[l]);
-        free(r->wdy[l]);
+    memset(w, 0, sizeof *w);
+    w->max_G = max_G;
+    w->max_micro = max_micro;
+    size_t in_n = width(st->m, st->first), out_n = width(st->m, st->last);
+    w->kept = mt_calloc(max_G * in_n, sizeof(float));
+    w->sent = mt_calloc(max_G * out_n, sizeof(float));
+    w->dsent = mt_calloc(max_G * in_n, sizeof(float));
+    w->reqs = mt_calloc(2 * max_micro, sizeof *w->reqs);
+    int rc = w->kept && w->sent && w->dsent && w->reqs ? MT_OK : MT_ENOMEM;
+    if (rc == MT_OK && sch == MT_PIPE_ZB)
+        rc = alloc_w(w, st);
+    if (rc) {
+        mt_pipe_work_free(w);
+        mt_seterr(err, "pipeline stage %d: out of memory for %zu samples",
+                  st->stage, max_G);
     }
-    free(r->wx);
-    free(r->wdy);
+    return rc;
+}
+
+void mt_pipe_work_free(mt_pipe_work *w)
+{
+    for (size_t l = 0; l < w->n_w; l++) {
+        free(w->wx[l]);
+        free(w->wdy[l]);
+    }
+    free(w->wx);
+    free(w->wdy);
+    free(w->kept);
+    free(w->sent);
+    free(w->dsent);
+    free(w->reqs);
+    memset(w, 0, sizeof *w);
 }
 
 int mt_pipe_step(const mt_pipe_plan *p, const mt_pipe_stage *st,
-                 const mt_pipe_batch *b, double *loss_sum,
+                 mt_pipe_work *w, const mt_pipe_batch *b, double *loss_sum,
                  mt_pipe_stats *stats, char *err)
 {
     double t0 = MPI_Wtime();
-    stage_run r = {.p = p, .st = st, .b = b,
+    stage_run r = {.p = p, .st = st, .b = b, .w = w,
                    .in_n = width(st->m, st->first),
                    .out_n = width(st->m, st->last), .in_place = -1};
     *loss_sum = 0.0;
     size_t most = (b->G + (size_t)p->micro - 1) / (size_t)p->micro;
-    if (most > st->m->max_batch || (size_t)p->micro > b->G) {
+    if (most > st->m->max_batch || (size_t)p->micro > b->G ||
+        b->G > w->max_G || (size_t)p->micro > w->max_micro) {
         mt_seterr(err, "pipeline: %zu samples in %d micro-batches: each "
-                       "needs 1 to %zu",
-                  b->G, p->micro, st->m->max_batch);
+                       "needs 1 to %zu, %zu samples at most",
+                  b->G, p->micro, st->m->max_batch, w->max_G);
         return MT_EINVAL;
     }
-    r.kept = mt_calloc(b->G * r.in_n, sizeof(float));
-    r.sent = mt_calloc(b->G * r.out_n, sizeof(float));
-    r.dsent = mt_calloc(b->G * r.in_n, sizeof(float));
-    r.reqs = mt_calloc(2 * (size_t)p->micro, sizeof *r.reqs);
-    int rc = r.kept && r.sent && r.dsent && r.reqs ? MT_OK : MT_ENOMEM;
-    if (rc == MT_OK && p->schedule == MT_PIPE_ZB)
-        rc = alloc_w(&r);
-    if (rc)
-        mt_seterr(err, "pipeline stage %d: out of memory for %zu samples",
-                  st->stage, b->G);
+    int rc = MT_OK;
     const mt_pipe_op *ops = mt_pipe_stage_ops(p, st->stage);
     for (size_t j = 0; rc == MT_OK && j < p->ops_per_stage; j++) {
         if (ops[j].pass == MT_PIPE_F)
@@ -275,16 +296,11 @@ int mt_pipe_step(const mt_pipe_plan *p, const mt_pipe_stage *st,
     mt_watch("pipeline: the step's sends (MPI_Waitall)");
     double tw = MPI_Wtime();
     if (r.n_reqs)
-        MPI_Waitall(r.n_reqs, r.reqs, MPI_STATUSES_IGNORE);
+        MPI_Waitall(r.n_reqs, w->reqs, MPI_STATUSES_IGNORE);
     r.stats.wait_s += MPI_Wtime() - tw;
     r.stats.seconds = MPI_Wtime() - t0;
     if (stats)
         *stats = r.stats;
     *loss_sum = r.loss;
-    free(r.kept);
-    free(r.sent);
-    free(r.dsent);
-    free(r.reqs);
-    free_w(&r);
     return rc;
 }

@@ -49,11 +49,48 @@ static int assign_roles(mt_plan *p, const mt_config *cfg, char *err)
     return MT_OK;
 }
 
+/* Splits comm into `color` groups ranked by `key`, returning errors. */
+static int split_comm(MPI_Comm comm, int color, int key, MPI_Comm *out)
+{
+    if (MPI_Comm_split(comm, color, key, out) != MPI_SUCCESS)
+        return MT_EIO;
+    if (*out != MPI_COMM_NULL &&
+        MPI_Comm_set_errhandler(*out, MPI_ERRORS_RETURN) != MPI_SUCCESS)
+        return MT_EIO;
+    return MT_OK;
+}
+
+/* The stage x replica grid (plan.h): run rank = replica x P + stage. */
+static int pipeline_grid(mt_plan *p, const mt_config *cfg, char *err)
+{
+    int P = (int)cfg->stages;
+    if (p->size % P) {
+        mt_seterr(err, "%s: [parallel] stages = %d does not divide the %d "
+                       "rank%s: run a multiple of %d ranks (stages x "
+                       "replicas)",
+                  cfg->path, P, p->size, p->size == 1 ? "" : "s", P);
+        return MT_EINVAL;
+    }
+    p->stages = P;
+    p->stage = p->rank % P;
+    p->replica = p->rank / P;
+    p->dp_size = p->size / P;
+    p->dp_rank = p->replica;
+    if (split_comm(p->run, p->stage, p->replica, &p->dp) ||
+        split_comm(p->run, p->replica, p->stage, &p->pipe)) {
+        mt_seterr(err, "plan: splitting the pipeline's communicators "
+                       "failed");
+        return MT_EIO;
+    }
+    return MT_OK;
+}
+
 int mt_plan_init(mt_plan *p, const mt_config *cfg, MPI_Comm comm,
                  char *err)
 {
     memset(p, 0, sizeof *p);
-    p->run = p->dp = MPI_COMM_NULL;
+    p->run = p->dp = p->pipe = MPI_COMM_NULL;
+    p->stages = 1;
     if (dup_comm(comm, &p->run)) {
         mt_seterr(err, "plan: duplicating the communicator failed");
         mt_plan_free(p);
@@ -62,26 +99,28 @@ int mt_plan_init(mt_plan *p, const mt_config *cfg, MPI_Comm comm,
     MPI_Comm_rank(p->run, &p->rank);
     MPI_Comm_size(p->run, &p->size);
     int rc = assign_roles(p, cfg, err);
-    if (rc) {
-        mt_plan_free(p);
-        return rc;
+    /* [parallel] is ignored on one rank (docs/config.md). */
+    if (rc == MT_OK && cfg->stages > 1 && p->size > 1) {
+        rc = pipeline_grid(p, cfg, err);
+        p->eval_rank = p->rank;
+        p->eval_size = p->size;
+    } else if (rc == MT_OK) {
+        /* The workers' group; dedicated servers get MPI_COMM_NULL. */
+        int worker = (p->role & MT_ROLE_WORKER) != 0;
+        if (split_comm(p->run, worker ? 0 : MPI_UNDEFINED, p->rank, &p->dp)) {
+            mt_seterr(err, "plan: splitting the workers' communicator "
+                           "failed");
+            rc = MT_EIO;
+        }
+        p->dp_rank = -1;
+        if (rc == MT_OK && worker)
+            MPI_Comm_rank(p->dp, &p->dp_rank);
+        p->eval_rank = p->dp_rank;
+        p->eval_size = p->dp_size;
     }
-    /* The workers' group; dedicated servers get MPI_COMM_NULL. */
-    int worker = (p->role & MT_ROLE_WORKER) != 0;
-    MPI_Comm dp = MPI_COMM_NULL;
-    if (MPI_Comm_split(p->run, worker ? 0 : MPI_UNDEFINED, p->rank, &dp) !=
-            MPI_SUCCESS ||
-        (worker && MPI_Comm_set_errhandler(dp, MPI_ERRORS_RETURN) !=
-                       MPI_SUCCESS)) {
-        mt_seterr(err, "plan: splitting the workers' communicator failed");
+    if (rc)
         mt_plan_free(p);
-        return MT_EIO;
-    }
-    p->dp = dp;
-    p->dp_rank = -1;
-    if (worker)
-        MPI_Comm_rank(p->dp, &p->dp_rank);
-    return MT_OK;
+    return rc;
 }
 
 int mt_plan_server_rank(const mt_plan *p, int i)
@@ -107,8 +146,71 @@ static size_t nearest_row_cut(const mt_model *m, size_t target)
     return m->n_params;
 }
 
-int mt_plan_own(mt_plan *p, const mt_model *m, char *err)
+/* Arena offset of the first tensor of the layers from i on (state: of
+ * the state arena), or the arena's end. */
+static size_t first_tensor(const mt_model *m, size_t i, int state)
 {
+    for (; i < m->n_layers; i++) {
+        const mt_layer *l = &m->layers[i];
+        if (!state && l->n_param)
+            return (size_t)(l->param[0].data - m->params);
+        if (state && l->n_state)
+            return (size_t)(l->state[0].data - m->state);
+    }
+    return state ? m->n_state : m->n_params;
+}
+
+void mt_plan_layer_span(const mt_model *m, size_t a, size_t b, int state,
+                        size_t *lo, size_t *hi)
+{
+    *lo = first_tensor(m, a, state);
+    *hi = first_tensor(m, b, state);
+}
+
+/* Pipeline: stage s owns its layers and their parameters. */
+static int own_stage(mt_plan *p, const mt_model *m, const size_t *bounds,
+                     char *err)
+{
+    mt_free(p->bounds);
+    p->bounds = mt_calloc((size_t)p->stages + 1, sizeof *p->bounds);
+    if (!p->bounds) {
+        mt_seterr(err, "plan: out of memory for %d stages", p->stages);
+        return MT_ENOMEM;
+    }
+    memcpy(p->bounds, bounds, ((size_t)p->stages + 1) * sizeof *bounds);
+    p->layer_lo = bounds[p->stage];
+    p->layer_hi = bounds[p->stage + 1];
+    p->replicated = 0;
+    mt_plan_layer_span(m, p->layer_lo, p->layer_hi, 0, &p->param_lo,
+                       &p->param_hi);
+    return MT_OK;
+}
+
+int mt_plan_share_model(const mt_plan *p, mt_model *m, char *err)
+{
+    for (int s = 0; s < p->stages && p->stages > 1; s++) {
+        for (int state = 0; state < 2; state++) {
+            size_t lo, hi;
+            mt_plan_layer_span(m, p->bounds[s], p->bounds[s + 1], state, &lo,
+                               &hi);
+            float *a = state ? m->state : m->params;
+            if (hi > lo && MPI_Bcast(a + lo, (int)(hi - lo), MPI_FLOAT, s,
+                                     p->pipe) != MPI_SUCCESS) {
+                mt_seterr(err, "pipeline: sharing stage %d's %s "
+                               "(MPI_Bcast) failed",
+                          s, state ? "running statistics" : "parameters");
+                return MT_EIO;
+            }
+        }
+    }
+    return MT_OK;
+}
+
+int mt_plan_own(mt_plan *p, const mt_model *m, const size_t *bounds,
+                char *err)
+{
+    if (p->stages > 1)
+        return own_stage(p, m, bounds, err);
     p->layer_lo = 0;
     p->layer_hi = m->n_layers;
     p->replicated = p->n_servers == 0;
@@ -140,13 +242,16 @@ int mt_plan_own(mt_plan *p, const mt_model *m, char *err)
 
 void mt_plan_free(mt_plan *p)
 {
-    if (p->dp != MPI_COMM_NULL && p->dp != 0)
-        MPI_Comm_free(&p->dp);
-    if (p->run != MPI_COMM_NULL && p->run != 0)
-        MPI_Comm_free(&p->run);
-    p->run = p->dp = MPI_COMM_NULL;
+    MPI_Comm *comms[] = {&p->pipe, &p->dp, &p->run};
+    for (int i = 0; i < 3; i++) {
+        if (*comms[i] != MPI_COMM_NULL && *comms[i] != 0)
+            MPI_Comm_free(comms[i]);
+        *comms[i] = MPI_COMM_NULL;
+    }
     mt_free(p->shard);
     p->shard = NULL;
+    mt_free(p->bounds);
+    p->bounds = NULL;
 }
 
 void mt_plan_rows(const mt_plan *p, size_t n, size_t *lo, size_t *hi)
@@ -156,6 +261,15 @@ void mt_plan_rows(const mt_plan *p, size_t n, size_t *lo, size_t *hi)
         return;
     }
     mt_dist_share(n, p->dp_rank, p->dp_size, lo, hi);
+}
+
+void mt_plan_eval_rows(const mt_plan *p, size_t n, size_t *lo, size_t *hi)
+{
+    if (p->eval_rank < 0) {
+        *lo = *hi = 0;
+        return;
+    }
+    mt_dist_share(n, p->eval_rank, p->eval_size, lo, hi);
 }
 
 static const char *role_name(int role, int n_servers)
@@ -211,9 +325,39 @@ static void describe_ranks(const mt_plan *p, const mt_model *m,
     emit(line, user);
 }
 
+/* Pipeline: a line per stage; its ranks are stage, stage + P, ... */
+static void describe_stages(const mt_plan *p, const mt_model *m,
+                            size_t opt_slots,
+                            void (*emit)(const char *line, void *user),
+                            void *user)
+{
+    for (int s = 0; s < p->stages; s++) {
+        char line[400], who[96] = "";
+        for (int r = 0; r < p->dp_size && strlen(who) < 80; r++)
+            snprintf(who + strlen(who), sizeof who - strlen(who), "%s%d",
+                     r ? "," : "", r * p->stages + s);
+        size_t lo, hi, a = p->bounds[s], b = p->bounds[s + 1];
+        mt_plan_layer_span(m, a, b, 0, &lo, &hi);
+        snprintf(line, sizeof line,
+                 "plan: stage %d of %d, rank%s %s: layers %zu-%zu of %zu, "
+                 "parameters [%zu, %zu) of %zu owned; %.1f MiB a rank "
+                 "(the whole model's weights and gradients, %zu optimizer "
+                 "slot%s of its own, activations of %zu samples)",
+                 s + 1, p->stages, p->dp_size == 1 ? "" : "s", who, a + 1, b,
+                 m->n_layers, lo, hi, m->n_params,
+                 rank_mib(p, m, opt_slots, MT_ROLE_WORKER, hi - lo),
+                 opt_slots, opt_slots == 1 ? "" : "s", m->max_batch);
+        emit(line, user);
+    }
+}
+
 void mt_plan_describe(const mt_plan *p, const mt_model *m, size_t opt_slots,
                       void (*emit)(const char *line, void *user), void *user)
 {
+    if (p->stages > 1) {
+        describe_stages(p, m, opt_slots, emit, user);
+        return;
+    }
     if (p->n_servers == 0) {
         describe_ranks(p, m, opt_slots, 0, p->size - 1, MT_ROLE_WORKER, 0,
                        m->n_params, emit, user);

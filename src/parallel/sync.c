@@ -26,7 +26,8 @@ static void layer_range(const mt_model *m, size_t i, size_t *lo, size_t *hi)
 static size_t make_buckets(mt_sync *s, const mt_model *m, size_t cap)
 {
     size_t nb = 0, cur_lo = 0, cur_hi = 0, cur_first = 0;
-    for (size_t i = m->n_layers; i-- > 0;) {
+    /* A pipeline stage sums its own layers' gradients only. */
+    for (size_t i = s->plan->layer_hi; i-- > s->plan->layer_lo;) {
         if (m->layers[i].n_param == 0)
             continue;
         size_t lo, hi;
@@ -71,7 +72,11 @@ int mt_sync_init(mt_sync *s, mt_model *m, mt_optim *o,
     s->grads = m->grads;
     s->params = m->params;
     s->optim = o;
-    s->n = m->n_params;
+    /* ps keeps the whole arena; the others sum what this rank owns (all
+     * of it, or a pipeline stage's part). */
+    s->base = cfg->kind == MT_SYNC_PS ? 0 : plan->param_lo;
+    s->n = cfg->kind == MT_SYNC_PS ? m->n_params
+                                   : plan->param_hi - plan->param_lo;
     MPI_Comm_size(comm, &s->size);
     size_t cap = cfg->bucket_bytes / sizeof(float);
     cap = cap ? cap : 1;
@@ -97,7 +102,7 @@ int mt_sync_init(mt_sync *s, mt_model *m, mt_optim *o,
     }
     if (cfg->kind == MT_SYNC_RING) {
         /* Blocking mode reduces the whole arena at once. */
-        size_t biggest = cfg->overlap ? cap : s->n;
+        size_t biggest = cfg->overlap ? cap : s->n ? s->n : 1;
         int rc = mt_ring_init(&s->ring, comm, biggest, cfg->segment_bytes,
                               cfg->compress, MT_TAG_RING, err);
         if (rc) {
@@ -192,9 +197,11 @@ int mt_sync_clip(mt_sync *s, double max, char *err)
     double sq = 0.0;
     for (size_t i = 0; i < n; i++)
         sq += (double)g[i] * g[i];
-    /* Replicated gradients are whole on every rank; shards add up. */
+    /* Replicated gradients are whole on every rank; shards add up, and
+     * so do a replica's stages. */
+    MPI_Comm parts = p->stages > 1 ? p->pipe : p->run;
     if (!p->replicated && p->size > 1 &&
-        MPI_Allreduce(MPI_IN_PLACE, &sq, 1, MPI_DOUBLE, MPI_SUM, p->run) !=
+        MPI_Allreduce(MPI_IN_PLACE, &sq, 1, MPI_DOUBLE, MPI_SUM, parts) !=
             MPI_SUCCESS) {
         mt_seterr(err, "clipping: MPI_Allreduce of the gradient norm "
                        "failed");
@@ -219,6 +226,6 @@ int mt__sync_apply_all(mt_sync *s, mt_optim *o, float *params, float lr,
                        char *err)
 {
     (void)err;
-    mt_optim_step(o, params, s->grads, lr);
+    mt_optim_step(o, params + o->base, s->grads + o->base, lr);
     return MT_OK;
 }

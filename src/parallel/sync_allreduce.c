@@ -41,7 +41,8 @@ static int progress(mt_sync *s, size_t ready_upto, char *err)
 static int finish(mt_sync *s, char *err)
 {
     if (!s->cfg.overlap) {
-        if (MPI_Allreduce(MPI_IN_PLACE, s->grads, (int)s->n, MPI_FLOAT,
+        if (MPI_Allreduce(MPI_IN_PLACE, s->grads + s->base, (int)s->n,
+                          MPI_FLOAT,
                           MPI_SUM, s->comm) != MPI_SUCCESS) {
             mt_seterr(err, "MPI_Allreduce of %zu gradients failed", s->n);
             return MT_EIO;

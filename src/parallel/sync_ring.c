@@ -33,7 +33,8 @@ static int progress(mt_sync *s, size_t ready_upto, char *err)
 static int finish(mt_sync *s, char *err)
 {
     if (!s->cfg.overlap)
-        return mt_ring_allreduce(&s->ring, s->grads, s->n, err);
+        return mt_ring_allreduce(&s->ring, s->grads + s->base, s->n,
+                                 err);
     int rc = MT_OK;
     while (rc == MT_OK && (s->active != s->nb || s->next < s->nb)) {
         if (s->active == s->nb)

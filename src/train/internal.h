@@ -13,6 +13,7 @@
 #include "mpitrain/io.h"
 #include "mpitrain/model.h"
 #include "mpitrain/optim.h"
+#include "mpitrain/pipeline.h"
 #include "mpitrain/plan.h"
 #include "mpitrain/schedule.h"
 #include "mpitrain/sync.h"
@@ -110,6 +111,12 @@ typedef struct trainer {
     double t0;
     uint64_t session_step0; /* t->step when this session's training began */
     double session_t0;      /* and MPI_Wtime then (for the ETA) */
+    /* [parallel] stages > 1 (pipe_step.c) */
+    mt_pipe_plan pipe_plan;  /* the schedule, micro_batches of a step */
+    mt_pipe_plan pipe_short; /* ...of a short step's fewer samples */
+    mt_pipe_stage pipe_stage;
+    mt_pipe_work pipe_work;
+    float *pipe_x; /* (replica rows, input size) a step's inputs */
 } trainer;
 
 /* Loss and accuracy sums of an evaluation, added chunk by chunk (one
@@ -157,6 +164,22 @@ void mt__batch_slice(const trainer *t, size_t G, size_t *lo, size_t *hi);
  * non-finite outputs or loss: the run diverged. */
 int mt__step_diverged(const trainer *t, uint64_t step,
                       const double sums[MT__STEP_SUMS], char *err);
+
+/* The next B samples of the epoch from t->cursor into x (B, input) and
+ * t->labels or t->targets, augmented; 1 if the data has labels. */
+int mt__gather_batch(trainer *t, size_t B, float *x);
+
+/* pipe_step.c: stage boundaries (measured or [parallel] split),
+ * mt_plan_own, the schedule and buffers; collective (the profile's
+ * mean). Freed by mt__pipe_free (safe when never set up). */
+int mt__pipe_setup(trainer *t, char *err);
+void mt__pipe_free(trainer *t);
+/* Rank 0's dry-run line: schedule, micro-batches, expected bubble. */
+void mt__pipe_describe(const trainer *t);
+/* One optimizer step through the stages, into local (MT__STEP_SUMS,
+ * reduced over the run like the other steps'). */
+int mt__step_pipeline(trainer *t, uint64_t step, size_t g0, size_t G,
+                      double local[MT__STEP_SUMS], char *err);
 
 /* One optimizer step over global batch positions [g0, g0 + G) of this
  * epoch: this rank's slice is the next samples of the window from

@@ -94,11 +94,15 @@ void mt__print_plan(const trainer *t, size_t epoch)
                t->sampler.mode == MT_SAMPLING_OVER ? "oversampling"
                                                    : "undersampling",
                t->sampler.n_epoch, t->sampler.per_class);
+    if (c->stages > 1 && t->size == 1)
+        printf("[parallel] stages = %zu ignored on one rank\n", c->stages);
     mt_model_summary(&t->model, print_model, NULL);
     if (t->opts->dry_run) {
         mt_plan_describe(&t->plan, &t->model,
                          t->cfg->optim.kind == MT_OPT_SGD ? 1 : 2,
                          print_model, NULL);
+        if (t->plan.stages > 1)
+            mt__pipe_describe(t);
         printf("dry run: %zu steps per epoch, %zu steps in all, from epoch "
                "%zu; nothing trained or written\n",
                mt__steps_per_epoch(t), t->sched.total_steps, epoch + 1);

@@ -44,6 +44,9 @@ int mt__save(trainer *t, size_t epoch, uint64_t position, int is_best,
 {
     /* Asynchronous: the servers' shards current, the sums complete. */
     int met = mt__lag_meet(t, err);
+    /* A pipeline: every rank the whole model, stage by stage. */
+    if (met == MT_OK)
+        met = mt_plan_share_model(&t->plan, &t->model, err);
     if (met)
         return met;
     mt_ckpt_state st = {.step = t->step,
@@ -74,7 +77,12 @@ int mt__save(trainer *t, size_t epoch, uint64_t position, int is_best,
     mt_watch("checkpoint save (collective HDF5)");
     mt_metrics_flush(&t->log);
     char *metrics = metrics_text(t);
-    int rc = mt_ckpt_save(t->comm, t->ckpt_dir, &t->model, &t->optim, &st,
+    /* Each stage's slots are written by its first replica alone (the
+     * others' are the same): theirs are shown as an empty range. */
+    mt_optim mine = t->optim;
+    if (t->plan.stages > 1 && t->plan.replica > 0)
+        mine.n = 0;
+    int rc = mt_ckpt_save(t->comm, t->ckpt_dir, &t->model, &mine, &st,
                           t->config_text, metrics ? metrics : "",
                           t->cfg->keep, is_best, err);
     free(metrics);

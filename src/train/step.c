@@ -25,9 +25,9 @@ void mt__batch_slice(const trainer *t, size_t G, size_t *lo, size_t *hi)
     *hi = ghi * m < G ? ghi * m : G;
 }
 
-/* [data] shift / flip: each sample of the batch just gathered, keyed by
- * its file row (t->need follows the epoch's samples in order). */
-static void augment(trainer *t, size_t B)
+/* [data] shift / flip: each sample of the batch just gathered into x,
+ * keyed by its file row (t->need follows the epoch's samples in order). */
+static void augment(trainer *t, size_t B, float *x)
 {
     const mt_config *c = t->cfg;
     if (!c->shift && !c->flip)
@@ -38,9 +38,21 @@ static void augment(trainer *t, size_t B)
         int dx, dy, flip;
         mt_augment_draw(c->seed, t->epoch_now, t->need[first + i],
                         (int)c->shift, c->flip, &dx, &dy, &flip);
-        mt_augment_image(t->model.act[0] + i * S, s, dx, dy, flip,
-                         t->aug_tmp);
+        mt_augment_image(x + i * S, s, dx, dy, flip, t->aug_tmp);
     }
+}
+
+int mt__gather_batch(trainer *t, size_t B, float *x)
+{
+    /* One rank owns every row: it gathers straight from its share, by
+     * file row; otherwise from the window of fetched samples, in order. */
+    const mt_dataset *src = t->size == 1 ? &t->shard : &t->win[t->cur];
+    for (size_t i = 0; i < B; i++, t->cursor++)
+        t->batch_idx[i] = t->size == 1 ? t->need[t->cursor] - t->shard.first
+                                       : t->cursor - t->win_lo;
+    mt_dataset_gather(src, t->batch_idx, B, x, t->labels, t->targets, t->K);
+    augment(t, B, x);
+    return src->labels != NULL;
 }
 
 /* Forward and loss on the next B samples of the epoch, the first being
@@ -51,27 +63,18 @@ static void forward_loss(trainer *t, uint64_t step, size_t pos, size_t B,
                          size_t G, double sums[MT__STEP_SUMS])
 {
     size_t K = t->K;
-    /* One rank owns every row: it gathers straight from its share, by
-     * file row; otherwise from the window of fetched samples, in order. */
-    const mt_dataset *src = t->size == 1 ? &t->shard : &t->win[t->cur];
-    for (size_t i = 0; i < B; i++, t->cursor++)
-        t->batch_idx[i] = t->size == 1 ? t->need[t->cursor] - t->shard.first
-                                       : t->cursor - t->win_lo;
-    mt_dataset_gather(src, t->batch_idx, B, t->model.act[0], t->labels,
-                      t->targets, K);
-    augment(t, B);
+    const int32_t *labels =
+        mt__gather_batch(t, B, t->model.act[0]) ? t->labels : NULL;
     mt_step_ctx ctx = {.train = 1, .seed = t->cfg->seed, .step = step,
                        .sample0 = pos};
     const float *out = mt_model_forward(&t->model, &ctx, B);
     float *dout = t->model.dact[t->model.n_layers];
     mt_loss_opts lo = {.class_w = t->class_w,
                        .focal_gamma = t->cfg->focal_gamma};
-    sums[0] = mt_loss_objective((mt_loss_kind)t->cfg->loss, out,
-                                src->labels ? t->labels : NULL, t->targets,
-                                B, K, 1.0f / (float)G, dout, &lo);
-    long c = mt_count_correct((mt_loss_kind)t->cfg->loss, out,
-                              src->labels ? t->labels : NULL, t->targets, B,
-                              K);
+    sums[0] = mt_loss_objective((mt_loss_kind)t->cfg->loss, out, labels,
+                                t->targets, B, K, 1.0f / (float)G, dout, &lo);
+    long c = mt_count_correct((mt_loss_kind)t->cfg->loss, out, labels,
+                              t->targets, B, K);
     sums[1] = c < 0 ? 0.0 : (double)c;
     sums[2] = c < 0 ? 1.0 : 0.0;
     /* Outputs can overflow while the loss, summed in double, is still
@@ -223,7 +226,8 @@ int mt__train_step(trainer *t, uint64_t step, size_t g0, size_t G,
     double local[MT__STEP_SUMS] = {0};
     t->lr = step_lr(t, step);
     mt_sync_step_info(&t->sync, t->lr, t->cfg->clip_norm);
-    int rc = t->cfg->deterministic
+    int rc = t->plan.stages > 1 ? mt__step_pipeline(t, step, g0, G, local, err)
+             : t->cfg->deterministic
                  ? step_deterministic(t, step, g0, G, local, err)
                  : step_overlapped(t, step, g0, G, local, err);
     if (rc)

@@ -44,13 +44,14 @@ static void trainer_free(trainer *t)
     mt_free(t->config_text);
     mt_metrics_close(&t->log);
     mt__lag_free(t);
+    mt__pipe_free(t);
     mt_plan_free(&t->plan);
 }
 
 /* Local: this rank's shares of the training and test files. Every rank
  * reads and serves a share of the training rows; the test rows are
- * evaluated, so they are shared over the workers (a dedicated server's
- * share is empty: mt_dist_share of rank dp_size). */
+ * evaluated, so they are shared over the ranks that evaluate (a
+ * dedicated server's share is empty: mt_dist_share of rank eval_size). */
 static int load_files(trainer *t, char *err)
 {
     const mt_config *c = t->cfg;
@@ -59,8 +60,9 @@ static int load_files(trainer *t, char *err)
                                    c->limit, err);
     if (rc == MT_OK && c->test[0])
         rc = mt_dataset_load_share(&t->test, c->test,
-                                   p->dp_rank < 0 ? p->dp_size : p->dp_rank,
-                                   p->dp_size, 0, err);
+                                   p->eval_rank < 0 ? p->eval_size
+                                                    : p->eval_rank,
+                                   p->eval_size, 0, err);
     return rc;
 }
 
@@ -98,7 +100,7 @@ static int split(trainer *t, char *err)
     t->test.n_classes = k[1];
     t->sample_bytes = k[2];
     size_t lo, hi;
-    mt_plan_rows(&t->plan, t->n_val, &lo, &hi);
+    mt_plan_eval_rows(&t->plan, t->n_val, &lo, &hi);
     mt_watch("validation fetch (MPI_Alltoallv)");
     return mt_dataset_fetch(&t->shard, t->comm, t->order + t->n_train + lo,
                             hi - lo, &t->val, err);
@@ -155,8 +157,11 @@ static int build(trainer *t, char *err)
     rc = mt_dataset_check(&t->shard, t->model.in, t->K, c->loss, 1, err);
     if (rc == MT_OK && t->test.n)
         rc = mt_dataset_check(&t->test, t->model.in, t->K, c->loss, 1, err);
-    if (rc == MT_OK)
-        rc = mt_plan_own(&t->plan, &t->model, err);
+    /* A pipeline's set-up is collective (it measures the layers). */
+    if (t->plan.stages > 1 && (rc = mt_dist_agree(t->comm, rc, err)) == 0)
+        rc = mt__pipe_setup(t, err);
+    else if (rc == MT_OK)
+        rc = mt_plan_own(&t->plan, &t->model, NULL, err);
     /* The optimizer's slots are those of the parameters this rank owns. */
     if (rc == MT_OK)
         rc = mt_optim_init_range(&t->optim, &c->optim, t->plan.param_lo,
@@ -397,6 +402,9 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
     t->train_secs += secs;
     if (rc || *stop)
         return rc;
+    /* A pipeline: the whole model on every rank, to evaluate. */
+    if ((rc = mt_plan_share_model(&t->plan, &t->model, err)))
+        return rc;
     mt_eval_detail vd = {0};
     double v[MT_MONITORS];
     mt_watch("validation");
@@ -494,7 +502,7 @@ static void init_state(trainer *t, const mt_config *cfg, MPI_Comm comm,
 {
     memset(t, 0, sizeof *t);
     t->cfg = cfg;
-    t->plan.run = t->plan.dp = MPI_COMM_NULL;
+    t->plan.run = t->plan.dp = t->plan.pipe = MPI_COMM_NULL;
     t->comm = comm;
     t->opts = opts;
     t->t0 = t->last_save = MPI_Wtime();

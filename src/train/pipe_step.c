@@ -1,0 +1,226 @@
+/* The trainer's pipeline ([parallel] stages > 1): where the stages begin,
+ * the schedule laid out once, and one optimizer step through the stages
+ * (DESIGN.md, the pipeline). The plan's grid gives each rank its stage
+ * and replica; every stage of a replica draws the replica's samples
+ * (mt_plan_rows), so stage 0 has the inputs and the last stage the
+ * labels without sending either down the pipe. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpitrain/dist.h"
+#include "mpitrain/pipeline.h"
+#include "mpitrain/watchdog.h"
+#include "train/internal.h"
+
+/* Samples a replica's stages see of a step at most, and the micro-batches
+ * they are cut into: [parallel] micro_batches, or 4 per stage (auto, as
+ * many as there are samples at most). */
+static size_t replica_rows(const trainer *t)
+{
+    size_t R = (size_t)t->plan.dp_size;
+    return (t->cfg->batch + R - 1) / R;
+}
+
+static int micro_count(const trainer *t, char *err)
+{
+    const mt_config *c = t->cfg;
+    size_t rows = replica_rows(t), M = c->micro_batches;
+    if (M == 0)
+        return (int)(4 * c->stages < rows ? 4 * c->stages : rows);
+    if (M > rows) {
+        mt_seterr(err, "%s: [parallel] micro_batches = %zu: a replica gets "
+                       "%zu sample%s of each batch of %zu (%d replica%s), "
+                       "and a micro-batch needs one",
+                  c->path, M, rows, rows == 1 ? "" : "s", c->batch,
+                  t->plan.dp_size, t->plan.dp_size == 1 ? "" : "s");
+        return -1;
+    }
+    return (int)M;
+}
+
+/* Stage boundaries from [parallel] split (layer numbers as the model
+ * summary shows them), or by measured cost; every rank alike. */
+static int stage_bounds(trainer *t, const mt_pipe_costs *cost, size_t *b,
+                        char *err)
+{
+    const mt_config *c = t->cfg;
+    size_t L = t->model.n_layers, P = c->stages;
+    if (P > L) {
+        mt_seterr(err, "%s: [parallel] stages = %zu, but the model has %zu "
+                       "layers: a stage needs one",
+                  c->path, P, L);
+        return MT_EINVAL;
+    }
+    if (c->n_split == 0) {
+        mt_pipe_split(cost, L, (int)P, b);
+        return MT_OK;
+    }
+    b[0] = 0;
+    b[P] = L;
+    for (size_t s = 1; s < P; s++) {
+        b[s] = c->split[s - 1];
+        if (b[s] >= L) {
+            mt_seterr(err, "%s: [parallel] split = %s: layer %zu is the last "
+                           "of the model's %zu; each stage needs a layer",
+                      c->path, c->split_text, b[s], L);
+            return MT_EINVAL;
+        }
+    }
+    return MT_OK;
+}
+
+int mt__pipe_setup(trainer *t, char *err)
+{
+    const mt_config *c = t->cfg;
+    size_t L = t->model.n_layers, P = c->stages, G = replica_rows(t);
+    int M = micro_count(t, err);
+    if (M < 0)
+        return MT_EINVAL;
+    mt_pipe_costs *cost = mt_calloc(L + P, sizeof *cost);
+    size_t *bounds = mt_calloc(P + 1, sizeof *bounds);
+    if (!cost || !bounds) {
+        mt_free(cost);
+        mt_free(bounds);
+        mt_seterr(err, "out of memory for the pipeline's plan");
+        return MT_ENOMEM;
+    }
+    /* Every rank measures; the mean is the same everywhere. */
+    mt_pipe_profile(&t->model, (G + (size_t)M - 1) / (size_t)M, cost);
+    MPI_Allreduce(MPI_IN_PLACE, cost, (int)(3 * L), MPI_DOUBLE, MPI_SUM,
+                  t->comm);
+    int rc = stage_bounds(t, cost, bounds, err);
+    if (rc == MT_OK)
+        rc = mt_plan_own(&t->plan, &t->model, bounds, err);
+    if (rc == MT_OK) {
+        mt_pipe_stage_costs(cost, bounds, (int)P, cost + L);
+        rc = mt_pipe_plan_make(&t->pipe_plan, (mt_pipe_schedule)c->pipe_schedule,
+                               (int)P, M, cost + L, err);
+    }
+    t->pipe_stage = (mt_pipe_stage){&t->model, t->plan.layer_lo,
+                                    t->plan.layer_hi, t->plan.stage,
+                                    t->plan.stages, t->plan.pipe};
+    if (rc == MT_OK)
+        rc = mt_pipe_work_init(&t->pipe_work, &t->pipe_stage,
+                               (mt_pipe_schedule)c->pipe_schedule, G,
+                               (size_t)M, err);
+    t->pipe_x = rc ? NULL
+                   : mt_calloc(G * mt_shape_size(t->model.in), sizeof(float));
+    if (rc == MT_OK && !t->pipe_x) {
+        mt_seterr(err, "out of memory for the pipeline's inputs");
+        rc = MT_ENOMEM;
+    }
+    mt_free(cost);
+    mt_free(bounds);
+    return rc;
+}
+
+void mt__pipe_describe(const trainer *t)
+{
+    const mt_pipe_plan *p = &t->pipe_plan;
+    size_t rows = replica_rows(t);
+    int held = 0;
+    for (int s = 0; s < p->stages; s++)
+        held = p->peak_held[s] > held ? p->peak_held[s] : held;
+    printf("  pipeline: %s, %d micro-batches of up to %zu samples a step "
+           "and replica; expected bubble %.2f (measured layer costs); at "
+           "most %d micro-batch%s of activations held a stage\n",
+           mt_pipe_schedule_names[p->schedule], p->micro,
+           (rows + (size_t)p->micro - 1) / (size_t)p->micro, p->bubble, held,
+           held == 1 ? "" : "es");
+}
+
+void mt__pipe_free(trainer *t)
+{
+    mt_pipe_plan_free(&t->pipe_plan);
+    mt_pipe_plan_free(&t->pipe_short);
+    mt_pipe_work_free(&t->pipe_work);
+    mt_free(t->pipe_x);
+    t->pipe_x = NULL;
+}
+
+/* The plan for a step of n samples: the configured one, or (the short
+ * last step of an epoch) one of n micro-batches, kept for the next. */
+static const mt_pipe_plan *plan_for(trainer *t, size_t n, char *err)
+{
+    if (n >= (size_t)t->pipe_plan.micro)
+        return &t->pipe_plan;
+    if (t->pipe_short.micro == (int)n)
+        return &t->pipe_short;
+    mt_pipe_plan_free(&t->pipe_short);
+    mt_pipe_costs *unit = mt_calloc(t->plan.stages, sizeof *unit);
+    int rc = unit ? MT_OK : MT_ENOMEM;
+    for (int s = 0; unit && s < t->plan.stages; s++)
+        unit[s] = (mt_pipe_costs){1.0, 1.0, 1.0};
+    if (rc == MT_OK)
+        rc = mt_pipe_plan_make(&t->pipe_short, t->pipe_plan.schedule,
+                               t->plan.stages, (int)n, unit, err);
+    mt_free(unit);
+    return rc ? NULL : &t->pipe_short;
+}
+
+/* The last stage's counts of each micro-batch's outputs. */
+typedef struct counts {
+    trainer *t;
+    double *sums; /* MT__STEP_SUMS */
+    int has_labels;
+} counts;
+
+static void count_outputs(void *user, const float *out, size_t row0,
+                          size_t rows)
+{
+    counts *c = user;
+    trainer *t = c->t;
+    long k = mt_count_correct((mt_loss_kind)t->cfg->loss, out,
+                              c->has_labels ? t->labels + row0 : NULL,
+                              t->targets + row0 * t->K, rows, t->K);
+    c->sums[1] += k < 0 ? 0.0 : (double)k;
+    c->sums[2] = k < 0 ? 1.0 : c->sums[2];
+    mt__count_nonfinite(out, rows * t->K, &c->sums[3], &c->sums[4]);
+}
+
+int mt__step_pipeline(trainer *t, uint64_t step, size_t g0, size_t G,
+                      double local[MT__STEP_SUMS], char *err)
+{
+    size_t mb = t->cfg->batch;
+    int rc = MT_OK;
+    mt_model_zero_grad(&t->model);
+    mt_sync_begin(&t->sync);
+    mt_loss_opts lo = {.class_w = t->class_w,
+                       .focal_gamma = t->cfg->focal_gamma};
+    counts cnt = {t, local, 0};
+    /* [train] accumulate: several batches, each through the pipe. */
+    for (size_t m0 = g0; m0 < g0 + G && rc == MT_OK; m0 += mb) {
+        size_t Gm = g0 + G - m0 < mb ? g0 + G - m0 : mb, a, b;
+        mt__batch_slice(t, Gm, &a, &b);
+        if (b == a)
+            continue; /* every stage of this replica alike */
+        cnt.has_labels = mt__gather_batch(t, b - a, t->pipe_x);
+        const mt_pipe_plan *p = plan_for(t, b - a, err);
+        if (!p)
+            return MT_ENOMEM;
+        mt_pipe_batch pb = {
+            .x = t->pipe_x,
+            .labels = cnt.has_labels ? t->labels : NULL,
+            .targets = t->targets,
+            .G = b - a,
+            .loss = (mt_loss_kind)t->cfg->loss,
+            .ctx = {.train = 1, .seed = t->cfg->seed, .step = step,
+                    .sample0 = m0 + a},
+            .loss_opts = &lo,
+            .scale = 1.0f / (float)G,
+            .on_output = count_outputs,
+            .user = &cnt};
+        double loss = 0.0;
+        rc = mt_pipe_step(p, &t->pipe_stage, &t->pipe_work, &pb, &loss,
+                          NULL, err);
+        local[0] += loss;
+    }
+    mt_watch("gradient sync (a stage's replicas)");
+    if (rc == MT_OK)
+        rc = mt_sync_finish(&t->sync, err);
+    /* The last stages hold the sums; the others add zeros. */
+    if (rc == MT_OK)
+        rc = mt_dist_allreduce_sum_d(t->comm, local, MT__STEP_SUMS, err);
+    return rc;
+}
