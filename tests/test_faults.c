@@ -67,10 +67,44 @@ static void test_signal_saves_and_resume_finishes(void **s)
     expect_output("\"tensors\":[{\"name\":\"/model/dense2/bias\"");
 }
 
-/* kill -STOP of one rank at 2, 3 and 4 ranks, with deadline_s = 10:
- * every process has exited within 30 s of the stop, mpirun with status 4,
- * and the others' messages name the stopped rank. Ranks are told apart by
- * the OMPI_COMM_WORLD_RANK in their environment (mpirun has none). */
+/* kill -STOP of rank `victim` of np training wd.ini with `sets`, with
+ * deadline_s = 10: every process has exited within 30 s of the stop,
+ * mpirun with status 4, and the others' messages name the stopped rank.
+ * Ranks are told apart by the OMPI_COMM_WORLD_RANK in their environment
+ * (mpirun has none). */
+static void stop_one(int np, int victim, const char *sets)
+{
+    assert_int_equal(
+        run("sh -c 'rank() { for q in $(pgrep -f \"[t]rain wd.ini\"); "
+            "do grep -qz \"^OMPI_COMM_WORLD_RANK=$1$\" /proc/$q/environ "
+            "2>/dev/null && echo $q; done; }; "
+            "%s -np %d %s train wd.ini %s > wd.log 2>&1 & p=$!; %s; "
+            "kill -STOP $(rank %d) && echo stopped; t0=$(date +%%s); "
+            "wait $p; echo status=$? after=$(( $(date +%%s) - t0 )); "
+            "sleep 1; [ -z \"$(rank \"[0-9]*\")\" ] && echo all-gone'",
+            mpirun, np, bin, sets, wait_epoch("wd.log"), victim),
+        0);
+    expect_output("stopped");
+    expect_output("status=4");
+    expect_output("all-gone");
+    const char *after = strstr(out, "after=");
+    assert_non_null(after);
+    int secs = atoi(after + 6);
+    print_message("%d ranks%s%s, rank %d stopped: all exited %d s later\n",
+                  np, *sets ? " " : "", sets, victim, secs);
+    assert_true(secs <= 30);
+    char named[128];
+    snprintf(named, sizeof named, "; no answer from rank %d (stopped",
+             victim);
+    assert_int_equal(run("grep error: wd.log"), 0);
+    print_message("%s", out);
+    /* Every other rank reports, once. */
+    assert_int_equal(count(named), np - 1);
+    assert_int_equal(count("deadline_s = 10"), np - 1);
+}
+
+/* At 2, 3 and 4 ranks, data parallel; and a stage of a 2 x 2 pipeline
+ * grid, whose neighbour waits in a point-to-point receive. */
 static void test_stopped_rank_meets_the_deadline(void **s)
 {
     write_text("wd.ini", "[run]\ndir = wdrun\nprogress = lines\n"
@@ -79,36 +113,9 @@ static void test_stopped_rank_meets_the_deadline(void **s)
                          "[train]\nepochs = 100000000\nbatch = 16\n"
                          "[optimizer]\nlr = 0.001\n"
                          "[flatten]\n[dense]\nunits = 3\n[softmax]\n");
-    for (int np = 2; np <= 4; np++) {
-        int victim = np == 2 ? 0 : np - 2;
-        assert_int_equal(
-            run("sh -c 'rank() { for q in $(pgrep -f \"[t]rain wd.ini\"); "
-                "do grep -qz \"^OMPI_COMM_WORLD_RANK=$1$\" /proc/$q/environ "
-                "2>/dev/null && echo $q; done; }; "
-                "%s -np %d %s train wd.ini > wd.log 2>&1 & p=$!; %s; "
-                "kill -STOP $(rank %d) && echo stopped; t0=$(date +%%s); "
-                "wait $p; echo status=$? after=$(( $(date +%%s) - t0 )); "
-                "sleep 1; [ -z \"$(rank \"[0-9]*\")\" ] && echo all-gone'",
-                mpirun, np, bin, wait_epoch("wd.log"), victim),
-            0);
-        expect_output("stopped");
-        expect_output("status=4");
-        expect_output("all-gone");
-        const char *after = strstr(out, "after=");
-        assert_non_null(after);
-        int secs = atoi(after + 6);
-        print_message("%d ranks, rank %d stopped: all exited %d s later\n",
-                      np, victim, secs);
-        assert_true(secs <= 30);
-        char named[128];
-        snprintf(named, sizeof named, "; no answer from rank %d (stopped",
-                 victim);
-        assert_int_equal(run("grep error: wd.log"), 0);
-        print_message("%s", out);
-        /* Every other rank reports, once. */
-        assert_int_equal(count(named), np - 1);
-        assert_int_equal(count("deadline_s = 10"), np - 1);
-    }
+    for (int np = 2; np <= 4; np++)
+        stop_one(np, np == 2 ? 0 : np - 2, "");
+    stop_one(4, 1, "--set parallel.stages=2");
 }
 
 /* A parameter server with a dedicated server rank (rank 2 of 3): SIGUSR1

@@ -220,6 +220,7 @@ int mt__step_pipeline(trainer *t, uint64_t step, size_t g0, size_t G,
     if (rc == MT_OK)
         rc = mt_sync_finish(&t->sync, err);
     /* The last stages hold the sums; the others add zeros. */
+    mt_watch("the step's loss sums (MPI_Allreduce)");
     if (rc == MT_OK)
         rc = mt_dist_allreduce_sum_d(t->comm, local, MT__STEP_SUMS, err);
     return rc;
