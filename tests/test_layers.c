@@ -246,8 +246,11 @@ static void test_shapes_that_do_not_chain(void **state)
 }
 
 /* One layer's forward and backward: output, input gradient and parameter
- * gradients, in one buffer to compare. */
-static float *run_layer(mt_layer_spec spec, mt_shape in, size_t *len)
+ * gradients, in one buffer to compare. With split, the backward is the
+ * layer's two halves (a pipeline's B and W), run after a forward of other
+ * inputs has overwritten what forward keeps, W from a copy of x. */
+static float *run_layer_as(mt_layer_spec spec, mt_shape in, int split,
+                           size_t *len)
 {
     mt_model m = build(spec, in);
     mt_step_ctx ctx = {.train = 1, .seed = 1, .step = 4, .sample0 = 10};
@@ -261,12 +264,54 @@ static float *run_layer(mt_layer_spec spec, mt_shape in, size_t *len)
         dy[i] = mt_rng_normal(5, 3, 0, i);
     mt_model_zero_grad(&m);
     mt_layer *l = &m.layers[0];
-    l->ops->backward(l, m.act[0], m.act[1], dy, out + No, B);
+    float *x = mt_calloc(Ni, sizeof(float));
+    memcpy(x, m.act[0], Ni * sizeof(float));
+    if (split) {
+        for (size_t i = 0; i < Ni; i++)
+            m.act[0][i] = 1.0f - m.act[0][i];
+        mt_model_forward(&m, &ctx, B);
+        l->ops->backward_input(l, m.act[0], m.act[1], dy, out + No, B);
+        l->ops->backward_weight(l, x, dy, B);
+    } else {
+        l->ops->backward(l, m.act[0], m.act[1], dy, out + No, B);
+    }
     memcpy(out + No + Ni, m.grads, m.n_params * sizeof(float));
+    free(x);
     free(dy);
     *len = No + Ni + m.n_params;
     mt_model_free(&m);
     return out;
+}
+
+static float *run_layer(mt_layer_spec spec, mt_shape in, size_t *len)
+{
+    return run_layer_as(spec, in, 0, len);
+}
+
+/* Layers that split their backward (dense, conv) give the same floats
+ * split as whole: zb's gradients are 1f1b's. */
+static void test_split_backward_is_the_backward(void **state)
+{
+    const struct {
+        mt_layer_spec spec;
+        mt_shape in;
+    } cases[] = {
+        {{.kind = MT_DENSE, .units = 5}, {37, 1, 1}},
+        {{.kind = MT_CONV2D, .filters = 4, .size = 3, .stride = 1, .pad = 1},
+         {3, 7, 9}},
+        {{.kind = MT_CONV2D, .filters = 3, .size = 3, .stride = 2},
+         {3, 7, 9}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        size_t n0, n;
+        float *whole = run_layer_as(cases[c].spec, cases[c].in, 0, &n0);
+        float *split = run_layer_as(cases[c].spec, cases[c].in, 1, &n);
+        assert_int_equal(n, n0);
+        if (memcmp(whole, split, n * sizeof(float)))
+            fail_msg("case %zu: the split backward differs", c);
+        free(whole);
+        free(split);
+    }
 }
 
 /* Two optimizer steps of each kind on a buffer whose length is no
@@ -367,6 +412,7 @@ int main(void)
         cmocka_unit_test(test_dropout_mask_depends_on_global_sample),
         cmocka_unit_test(test_shapes_that_do_not_chain),
         cmocka_unit_test(test_every_simd_path_same_floats),
+        cmocka_unit_test(test_split_backward_is_the_backward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

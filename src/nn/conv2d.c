@@ -197,6 +197,49 @@ MT_VECTOR(static, conv_forward,
         }
 }
 
+/* dyt (F, L) = dy re-ordered; db (if not NULL) += its row sums. */
+static inline void reorder_dy(const geom *g, const float *dy, float *dyt,
+                              size_t B, float *db)
+{
+    size_t ohw = g->OH * g->OW, L = B * ohw;
+    for (size_t f = 0; f < g->F; f++) {
+        float sum = 0.0f;
+        for (size_t n = 0; n < B; n++) {
+            const float *src = dy + (n * g->F + f) * ohw;
+            float *dst = dyt + f * L + n * ohw;
+            for (size_t i = 0; i < ohw; i++) {
+                dst[i] = src[i];
+                sum += src[i];
+            }
+        }
+        if (db)
+            db[f] += sum;
+    }
+}
+
+/* dW (F, CKK) += dyt (F, L) col^T (L, CKK) */
+static inline void weight_grad(mt_layer *l, const geom *g, const bufs *s,
+                               size_t L)
+{
+    size_t ckk = g->C * g->K * g->K;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->F, (int)ckk,
+                (int)L, 1.0f, s->yt, (int)L, s->col, (int)L, 1.0f,
+                l->param[0].grad, (int)ckk);
+}
+
+/* dcol (CKK, L) = W^T (CKK, F) dyt (F, L), then col2im into dx. */
+static inline void input_grad(const mt_layer *l, const geom *g,
+                              const bufs *s, float *dx, size_t B)
+{
+    size_t ckk = g->C * g->K * g->K, L = B * g->OH * g->OW;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ckk, (int)L,
+                (int)g->F, 1.0f, l->param[0].data, (int)ckk, s->yt, (int)L,
+                0.0f, s->dcol, (int)L);
+    for (size_t n = 0; n < B; n++)
+        col2im(g, s->dcol + n * g->OH * g->OW, L, dx + n * g->C * g->H * g->W);
+}
+
+/* Both gradients; col is forward's. */
 MT_VECTOR(static, conv_backward,
           (mt_layer *l, const float *x, const float *y, const float *dy,
            float *dx, size_t B),
@@ -204,32 +247,40 @@ MT_VECTOR(static, conv_backward,
 {
     geom g = geom_of(l);
     bufs s = bufs_of(l);
-    size_t ckk = g.C * g.K * g.K, ohw = g.OH * g.OW, L = B * ohw;
-    float *dyt = s.yt, *db = l->param[1].grad;
-    for (size_t f = 0; f < g.F; f++) {
-        float sum = 0.0f;
-        for (size_t n = 0; n < B; n++) {
-            const float *src = dy + (n * g.F + f) * ohw;
-            float *dst = dyt + f * L + n * ohw;
-            for (size_t i = 0; i < ohw; i++) {
-                dst[i] = src[i];
-                sum += src[i];
-            }
-        }
-        db[f] += sum;
-    }
-    /* dW (F, CKK) += dyt (F, L) col^T (L, CKK); col is forward's. */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.F, (int)ckk,
-                (int)L, 1.0f, dyt, (int)L, s.col, (int)L, 1.0f,
-                l->param[0].grad, (int)ckk);
+    reorder_dy(&g, dy, s.yt, B, l->param[1].grad);
+    weight_grad(l, &g, &s, B * g.OH * g.OW);
+    if (dx)
+        input_grad(l, &g, &s, dx, B);
+}
+
+/* The input gradient alone (a pipeline's B; needs no col). */
+MT_VECTOR(static, conv_backward_input,
+          (mt_layer *l, const float *x, const float *y, const float *dy,
+           float *dx, size_t B),
+          (l, x, y, dy, dx, B))
+{
     if (!dx)
         return;
-    /* dcol (CKK, L) = W^T (CKK, F) dyt (F, L) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ckk, (int)L,
-                (int)g.F, 1.0f, l->param[0].data, (int)ckk, dyt, (int)L, 0.0f,
-                s.dcol, (int)L);
+    geom g = geom_of(l);
+    bufs s = bufs_of(l);
+    reorder_dy(&g, dy, s.yt, B, NULL);
+    input_grad(l, &g, &s, dx, B);
+}
+
+/* The parameter gradients alone, later (a pipeline's W), from copies of
+ * x and dy: col is made again from x, since forwards since may have
+ * overwritten it. */
+MT_VECTOR(static, conv_backward_weight,
+          (mt_layer *l, const float *x, const float *dy, size_t B),
+          (l, x, dy, B))
+{
+    geom g = geom_of(l);
+    bufs s = bufs_of(l);
+    size_t ohw = g.OH * g.OW, L = B * ohw;
     for (size_t n = 0; n < B; n++)
-        col2im(&g, s.dcol + n * ohw, L, dx + n * g.C * g.H * g.W);
+        im2col(&g, x + n * g.C * g.H * g.W, s.xp, s.col + n * ohw, L);
+    reorder_dy(&g, dy, s.yt, B, l->param[1].grad);
+    weight_grad(l, &g, &s, L);
 }
 
 const mt_layer_ops mt__conv2d_ops = {
@@ -239,4 +290,6 @@ const mt_layer_ops mt__conv2d_ops = {
     .init_params = conv_init,
     .forward = conv_forward,
     .backward = conv_backward,
+    .backward_input = conv_backward_input,
+    .backward_weight = conv_backward_weight,
 };

@@ -15,7 +15,7 @@
  * what lets one model's activation buffers serve all micro-batches; it
  * costs a forward per B, except where B follows its own F (1f1b's last
  * stage). zb's B computes the input gradients only where a layer can
- * split (dense) and keeps that layer's input and output gradient for
+ * split (dense, conv) and keeps that layer's input and output gradient for
  * its W, which adds the parameter gradients later. The orders come from the schedule's simulation, so the
  * blocking receives cannot wait in a cycle; sends never block, and all
  * complete before the step returns. */

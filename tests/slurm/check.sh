@@ -79,6 +79,13 @@ wait_idle() {
     done
     fail "the node is not idle after 60 s: $(sinfo -h -N -o '%T')"
 }
+# What slurmd logged about job $1 (for the flakes retried below; their
+# cause is not known yet): its last lines, indented.
+slurm_says() {
+    grep -E "(JobId|job|StepId=)[ =]?$1[^0-9]" \
+        "${MPITRAIN_SLURM_DIR:-/tmp/mpitrain-slurm}/log/slurmd.log" 2>/dev/null |
+        tail -n 12 | sed 's/^/     slurmd: /'
+}
 # Until file $1 has a line matching $2 (at most $3 seconds).
 wait_line() {
     for _ in $(seq 1 $(($3 * 2))); do
@@ -155,6 +162,7 @@ done
 if ! grep -q "restart 1," term.log && ! grep -q "stopped on request" term.log; then
     echo "   the job ended without saving (Slurm: $(grep -m1 -o \
         'CANCELLED AT [^*]*' term.log)); once more"
+    slurm_says "$job"
     mv term.log term-first.log
     rm -rf term
     wait_idle
@@ -193,6 +201,7 @@ if ! line_or_gone search/journal.jsonl "$second_wave" "$job" 300; then
         fail "the search ended before its second trial wave: $(tail -c 300 search.log)"
     echo "   the job ended early (Slurm: $(grep -m1 -o 'CANCELLED AT [^*]*' \
         search.log)); once more"
+    slurm_says "$job"
     mv search.log search-first.log
     rm -rf search
     wait_idle
