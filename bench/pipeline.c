@@ -76,7 +76,7 @@ int main(int argc, char **argv)
     if (rank == 0)
         printf("pipeline: %d stages, %d dense layers of %d, batch %zu\n"
                "schedule   M  step ms  bubble  theory  simulated  "
-               "recomputed\n",
+               "recomputed  work MiB  held\n",
                size, layers, units, G);
     static const int Ms[] = {1, 4, 8, 16};
     for (int sch = MT_PIPE_GPIPE; sch <= MT_PIPE_ZB; sch++)
@@ -112,12 +112,23 @@ int main(int argc, char **argv)
             unsigned long long rc = s.recomputed;
             MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_UNSIGNED_LONG_LONG,
                           MPI_SUM, MPI_COMM_WORLD);
+            /* memory: the executor's buffers (every micro-batch's stage
+             * input, and zb's copies for W) on the rank with most, and
+             * the schedule's most micro-batches between F and their last
+             * pass (what a design keeping activations would hold) */
+            double mib = (double)w.bytes / 1048576.0;
+            MPI_Allreduce(MPI_IN_PLACE, &mib, 1, MPI_DOUBLE, MPI_MAX,
+                          MPI_COMM_WORLD);
+            int held = 0;
+            for (int q = 0; q < size; q++)
+                held = p.peak_held[q] > held ? p.peak_held[q] : held;
             if (rank == 0)
-                printf("%-8s %3d  %7.1f  %6.3f  %6.3f  %9.3f  %10llu\n",
+                printf("%-8s %3d  %7.1f  %6.3f  %6.3f  %9.3f  %10llu  "
+                       "%8.1f  %4d\n",
                        mt_pipe_schedule_names[sch], Ms[k], best * 1e3,
                        1.0 - busy / ((double)size * best),
                        (double)(size - 1) / (double)(Ms[k] + size - 1),
-                       p.bubble, rc);
+                       p.bubble, rc, mib, held);
             mt_pipe_work_free(&w);
             mt_pipe_plan_free(&p);
         }

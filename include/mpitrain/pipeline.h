@@ -143,6 +143,7 @@ typedef struct mt_pipe_work {
                           layer that does not split */
     size_t n_w;
     MPI_Request *reqs; /* (2 max_micro) */
+    size_t bytes;      /* what the float buffers take */
 } mt_pipe_work;
 
 /* MT_ENOMEM (err says how much). Free with mt_pipe_work_free (safe on a

@@ -222,6 +222,8 @@ static int alloc_w(mt_pipe_work *w, const mt_pipe_stage *st)
         w->wx[l - st->first] = mt_calloc(G * width(st->m, l), sizeof(float));
         w->wdy[l - st->first] =
             mt_calloc(G * width(st->m, l + 1), sizeof(float));
+        w->bytes += G * (width(st->m, l) + width(st->m, l + 1)) *
+                    sizeof(float);
         if (!w->wx[l - st->first] || !w->wdy[l - st->first])
             return MT_ENOMEM;
     }
@@ -240,6 +242,7 @@ int mt_pipe_work_init(mt_pipe_work *w, const mt_pipe_stage *st,
     w->sent = mt_calloc(max_G * out_n, sizeof(float));
     w->dsent = mt_calloc(max_G * in_n, sizeof(float));
     w->reqs = mt_calloc(2 * max_micro, sizeof *w->reqs);
+    w->bytes = max_G * (2 * in_n + out_n) * sizeof(float);
     int rc = w->kept && w->sent && w->dsent && w->reqs ? MT_OK : MT_ENOMEM;
     if (rc == MT_OK && sch == MT_PIPE_ZB)
         rc = alloc_w(w, st);
