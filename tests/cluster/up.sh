@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# An emulated cluster on this machine (root): N hosts, network namespaces
+# mt-h1 .. mt-hN at 10.77.0.11 .. 10.77.0.(10 + N)/24, each joined by a
+# veth pair (eth0 in the host, pI in the switch) to a bridge in the
+# switch namespace mt-sw (10.77.0.1), where mpirun runs. Every link is
+# shaped to RATE (default 1gbit) in both directions with tc tbf (these
+# kernels have no netem: bandwidth can be shaped, latency cannot).
+# Nothing is made outside those namespaces; down.sh removes them by name.
+#
+#   tests/cluster/up.sh N [RATE]
+set -euo pipefail
+n=${1:-2}
+rate=${2:-1gbit}
+[ "$(id -u)" -eq 0 ] || { echo "cluster: needs root (network namespaces)" >&2; exit 77; }
+command -v ip >/dev/null || { echo "cluster: needs ip and tc (iproute2)" >&2; exit 77; }
+bash "$(dirname "$0")/down.sh"
+# tbf: the bucket must hold a timer tick of traffic at the rate (1 Gbit/s
+# at HZ 250: 500 KB), or the rate is not reached.
+shape() { ip netns exec "$1" tc qdisc add dev "$2" root tbf rate "$rate" \
+    burst 2mb latency 20ms; }
+ip netns add mt-sw
+ip -n mt-sw link set lo up
+ip -n mt-sw link add mt-br type bridge
+ip -n mt-sw addr add 10.77.0.1/24 dev mt-br
+ip -n mt-sw link set mt-br up
+for i in $(seq 1 "$n"); do
+    h=mt-h$i
+    ip netns add "$h"
+    ip -n "$h" link set lo up
+    ip -n mt-sw link add "p$i" type veth peer name eth0 netns "$h"
+    ip -n mt-sw link set "p$i" master mt-br up
+    ip -n "$h" addr add "10.77.0.$((10 + i))/24" dev eth0
+    ip -n "$h" link set eth0 up
+    shape "$h" eth0
+    shape mt-sw "p$i"
+done
+echo "cluster: $n hosts at $rate"
