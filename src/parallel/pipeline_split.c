@@ -11,7 +11,7 @@ static double total(const mt_pipe_costs *c)
     return c->f + c->b + c->w;
 }
 
-/* Seconds of fn, the best of three after a warm-up. */
+/* Seconds of stmt, the best of three after a warm-up. */
 #define BEST_OF_3(secs, stmt)                                      \
     do {                                                           \
         (secs) = 1e30;                                             \

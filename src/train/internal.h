@@ -138,6 +138,12 @@ void mt__eval_sums_add(mt__eval_sums *e, const float *out,
 /* Adds the NaN and the infinite values of v[0..n) to *nan and *inf. */
 void mt__count_nonfinite(const float *v, size_t n, double *nan, double *inf);
 
+/* sums[1 .. 4] (MT__STEP_SUMS) of B outputs: correct count, "no
+ * accuracy" flag, NaN and infinite values. */
+void mt__output_sums(const trainer *t, const float *out,
+                     const int32_t *labels, const float *targets, size_t B,
+                     double sums[MT__STEP_SUMS]);
+
 /* Reads MPITRAIN_BENCH_SLOW into t->slow_factor and slow_p. */
 void mt__slow_knob(trainer *t);
 

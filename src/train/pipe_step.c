@@ -85,7 +85,9 @@ int mt__pipe_setup(trainer *t, char *err)
         mt_seterr(err, "out of memory for the pipeline's plan");
         return MT_ENOMEM;
     }
-    /* Every rank measures; the mean is the same everywhere. */
+    /* Every rank measures; the sum over the ranks (the mean times their
+     * count: the cut and the bubble only compare costs) is the same
+     * everywhere, so every rank cuts alike. */
     mt_pipe_profile(&t->model, (G + (size_t)M - 1) / (size_t)M, cost);
     MPI_Allreduce(MPI_IN_PLACE, cost, (int)(3 * L), MPI_DOUBLE, MPI_SUM,
                   t->comm);
@@ -170,13 +172,13 @@ static void count_outputs(void *user, const float *out, size_t row0,
                           size_t rows)
 {
     counts *c = user;
-    trainer *t = c->t;
-    long k = mt_count_correct((mt_loss_kind)t->cfg->loss, out,
-                              c->has_labels ? t->labels + row0 : NULL,
-                              t->targets + row0 * t->K, rows, t->K);
-    c->sums[1] += k < 0 ? 0.0 : (double)k;
-    c->sums[2] = k < 0 ? 1.0 : c->sums[2];
-    mt__count_nonfinite(out, rows * t->K, &c->sums[3], &c->sums[4]);
+    const trainer *t = c->t;
+    double part[MT__STEP_SUMS];
+    mt__output_sums(t, out, c->has_labels ? t->labels + row0 : NULL,
+                    t->targets + row0 * t->K, rows, part);
+    for (int j = 1; j < MT__STEP_SUMS; j++) /* [2] is a flag */
+        c->sums[j] = j == 2 ? (part[2] > 0.0 ? 1.0 : c->sums[2])
+                            : c->sums[j] + part[j];
 }
 
 int mt__step_pipeline(trainer *t, uint64_t step, size_t g0, size_t G,

@@ -73,15 +73,22 @@ static void forward_loss(trainer *t, uint64_t step, size_t pos, size_t B,
                        .focal_gamma = t->cfg->focal_gamma};
     sums[0] = mt_loss_objective((mt_loss_kind)t->cfg->loss, out, labels,
                                 t->targets, B, K, 1.0f / (float)G, dout, &lo);
+    mt__output_sums(t, out, labels, t->targets, B, sums);
+}
+
+void mt__output_sums(const trainer *t, const float *out,
+                     const int32_t *labels, const float *targets, size_t B,
+                     double sums[MT__STEP_SUMS])
+{
     long c = mt_count_correct((mt_loss_kind)t->cfg->loss, out, labels,
-                              t->targets, B, K);
+                              targets, B, t->K);
     sums[1] = c < 0 ? 0.0 : (double)c;
     sums[2] = c < 0 ? 1.0 : 0.0;
     /* Outputs can overflow while the loss, summed in double, is still
      * finite: looked at on their own, so that divergence is caught at the
      * step it happens, on every machine. */
     sums[3] = sums[4] = 0.0;
-    mt__count_nonfinite(out, B * K, &sums[3], &sums[4]);
+    mt__count_nonfinite(out, B * t->K, &sums[3], &sums[4]);
 }
 
 void mt__slow_knob(trainer *t)
