@@ -86,6 +86,20 @@ slurm_says() {
         "${MPITRAIN_SLURM_DIR:-/tmp/mpitrain-slurm}/log/slurmd.log" 2>/dev/null |
         tail -n 12 | sed 's/^/     slurmd: /'
 }
+# One more try of job $job, whose log is $1.log and run dir $1, after a
+# Slurm failure (how it ended: $3), said aloud: the first try's log is
+# kept as $1-first.log, its run dir removed, and job becomes the new one,
+# submitted by function $2 once the node is idle and cleaned up.
+once_more() {
+    echo "   the job ended $3 (Slurm: $(grep -m1 -o 'CANCELLED AT [^*]*' \
+        "$1.log")); once more"
+    slurm_says "$job"
+    mv "$1.log" "$1-first.log"
+    rm -rf "$1"
+    wait_idle
+    sleep 3 # slurmd's clean-up of the last job
+    job=$($2)
+}
 # Until file $1 has a line matching $2 (at most $3 seconds).
 wait_line() {
     for _ in $(seq 1 $(($3 * 2))); do
@@ -160,14 +174,7 @@ for _ in $(seq 1 400); do
     sleep 0.5
 done
 if ! grep -q "restart 1," term.log && ! grep -q "stopped on request" term.log; then
-    echo "   the job ended without saving (Slurm: $(grep -m1 -o \
-        'CANCELLED AT [^*]*' term.log)); once more"
-    slurm_says "$job"
-    mv term.log term-first.log
-    rm -rf term
-    wait_idle
-    sleep 3
-    job=$(submit_term)
+    once_more term submit_term "without saving"
 fi
 wait_line term.log "restart 1," 150
 wait_line term.log "resuming from term/checkpoints/ckpt-" 60
@@ -199,14 +206,7 @@ if ! line_or_gone search/journal.jsonl "$second_wave" "$job" 300; then
     # (see above) gets one more try, said aloud; anything else fails.
     grep -q "CANCELLED AT" search.log ||
         fail "the search ended before its second trial wave: $(tail -c 300 search.log)"
-    echo "   the job ended early (Slurm: $(grep -m1 -o 'CANCELLED AT [^*]*' \
-        search.log)); once more"
-    slurm_says "$job"
-    mv search.log search-first.log
-    rm -rf search
-    wait_idle
-    sleep 3
-    job=$(submit_search)
+    once_more search submit_search early
     wait_line search/journal.jsonl "$second_wave" 300
 fi
 scancel --batch --signal=USR1 "$job"
