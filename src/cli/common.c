@@ -159,20 +159,43 @@ static int has_avx512(void)
            __builtin_cpu_supports("avx512dq");
 }
 
+/* Does OpenBLAS's kernel use at least the vector width of `isa`? */
+static int blas_core_reaches(const char *core, mt_isa isa)
+{
+    static const char *const avx512[] = {"SkylakeX", "Cooperlake",
+                                         "SapphireRapids", NULL};
+    static const char *const avx2[] = {"Haswell", "Zen", NULL};
+    for (int i = 0; avx512[i]; i++)
+        if (!strcasecmp(core, avx512[i]))
+            return 1;
+    if (isa == MT_ISA_AVX512)
+        return 0;
+    for (int i = 0; avx2[i]; i++)
+        if (!strcasecmp(core, avx2[i]))
+            return 1;
+    return isa == MT_ISA_BASELINE;
+}
+
 /* The OpenBLAS kernel that matches a SIMD path chosen below the CPU's
  * best (MPITRAIN_ISA), so that the whole process runs as on a node that
  * has only that path; NULL to keep OpenBLAS's own choice. On the best
- * path: SkylakeX where OpenBLAS picked Haswell/Zen on a CPU with AVX-512. */
+ * path, a kernel narrower than the CPU is replaced: OpenBLAS 0.3.21 picks
+ * Haswell/Zen on AMD CPUs with AVX-512, and Prescott (SSE3, a quarter of
+ * the speed) on Intel models newer than it knows, such as model 207
+ * (Emerald Rapids) as a guest: sgemm 1024^3 on one core, 2026-12-02,
+ * Prescott 30 GFLOP/s, Haswell 62, SkylakeX 122, Cooperlake 139. */
 static const char *blas_core_for_isa(void)
 {
     mt_isa isa = mt_isa_current();
     if (isa < mt_isa_best())
         return isa == MT_ISA_BASELINE ? "Prescott" : "Haswell";
     const char *core = openblas_get_corename();
-    if (isa == MT_ISA_AVX512 && has_avx512() && core &&
-        (!strcasecmp(core, "haswell") || !strcasecmp(core, "zen")))
-        return "SkylakeX";
-    return NULL;
+    if (!core || blas_core_reaches(core, isa))
+        return NULL;
+    if (isa == MT_ISA_AVX512 && has_avx512())
+        return __builtin_cpu_supports("avx512bf16") ? "Cooperlake"
+                                                     : "SkylakeX";
+    return isa == MT_ISA_AVX2 ? "Haswell" : NULL;
 }
 
 void mt_cli_blas_core_fix(char **argv)
