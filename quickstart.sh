@@ -14,6 +14,7 @@ top=$(pwd)
 packages=(build-essential autoconf automake libtool pkg-config
     libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-openmpi-dev
     hdf5-tools libcmocka-dev libinih-dev libjansson-dev zlib1g-dev valgrind
+    iproute2
     python3-h5py gnuplot-nox
     dataset-fashion-mnist)
 # The Slurm test's packages: tests/slurm/start-local-slurm.sh installs them.
@@ -51,9 +52,10 @@ case "${1:-}" in
 check)
     cd build
     make check
-    # A real one-node Slurm runs slurm/train.sbatch (root only).
-    if [ "$(id -u)" -eq 0 ]; then make check-slurm; else
-        echo "quickstart: not root: make check-slurm skipped"; fi
+    # Emulated hosts over TCP (network namespaces) and a real one-node
+    # Slurm (root only).
+    if [ "$(id -u)" -eq 0 ]; then make check-cluster check-slurm; else
+        echo "quickstart: not root: make check-cluster check-slurm skipped"; fi
     ;;
 "")
     [ -f data/fashion-mnist/t10k.h5 ] ||

@@ -37,7 +37,10 @@ int run(const char *fmt, ...)
     size_t n = fread(out, 1, sizeof out - 1, p);
     out[n] = '\0';
     int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+    if (rc == 124) /* what it printed is the only clue to where it hung */
+        print_message("timed out after 120 s: %s\n%s\n", cmd, out);
+    return rc;
 }
 
 void expect_output(const char *frag)

@@ -79,7 +79,9 @@ static void stop_one(int np, int victim, const char *sets)
             "do grep -qz \"^OMPI_COMM_WORLD_RANK=$1$\" /proc/$q/environ "
             "2>/dev/null && echo $q; done; }; "
             "%s -np %d %s train wd.ini %s > wd.log 2>&1 & p=$!; %s; "
-            "kill -STOP $(rank %d) && echo stopped; t0=$(date +%%s); "
+            "v=$(rank %d); kill -STOP $v && echo stopped || { echo "
+            "\"no rank to stop: [$v]\"; tail -5 wd.log; kill -9 $p; }; "
+            "t0=$(date +%%s); "
             "wait $p; echo status=$? after=$(( $(date +%%s) - t0 )); "
             "sleep 1; [ -z \"$(rank \"[0-9]*\")\" ] && echo all-gone'",
             mpirun, np, bin, sets, wait_epoch("wd.log"), victim),
