@@ -5,11 +5,13 @@ bench_flags=(--oversubscribe --bind-to none -x MPITRAIN_BENCH_SLOW)
 
 # bench_rate NP INI STEPS [--set ...]: samples/s of one training run of
 # STEPS steps (rank 0's "trained ... N samples/s" line; no validation or
-# test), 0 if it failed.
+# test), 0 if it failed. BENCH_MPIRUN: another launcher (the emulated
+# cluster's tests/cluster/mpirun.sh).
 bench_rate() {
     local np=$1 ini=$2 steps=$3 v
     shift 3
-    v=$(mpirun "${bench_flags[@]}" -np "$np" build/mpitrain train "$ini" \
+    v=$("${BENCH_MPIRUN:-mpirun}" "${bench_flags[@]}" -np "$np" \
+        build/mpitrain train "$ini" \
         --set train.max_steps="$steps" --set train.epochs=100 \
         --set run.dir=/tmp/mpitrain-bench --set run.progress=none \
         --set data.test= --set data.validation=0 "$@" 2>&1 |

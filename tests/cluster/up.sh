@@ -14,10 +14,18 @@ rate=${2:-1gbit}
 [ "$(id -u)" -eq 0 ] || { echo "cluster: needs root (network namespaces)" >&2; exit 77; }
 command -v ip >/dev/null || { echo "cluster: needs ip and tc (iproute2)" >&2; exit 77; }
 bash "$(dirname "$0")/down.sh"
-# tbf: the bucket must hold a timer tick of traffic at the rate (1 Gbit/s
-# at HZ 250: 500 KB), or the rate is not reached.
+# tbf: the bucket holds 0.5 ms of traffic at the rate, so a message goes
+# at the link's rate from its first bytes. A bucket of 2 MB (as tried
+# first) let every burst below 2 MB through at the veth's own speed:
+# 256 KiB-1 MiB allreduces measured 0.85-1.09 GB/s "at 1 Gbit/s", 8x the
+# link; 64 KB gives 0.12 GB/s at every size (0.125 is the link), 16 KB
+# falls short (0.07-0.10). Measured 2026-12-02, bench/allreduce, 2 hosts.
+bits=$(echo "$rate" | sed -E 's/^([0-9]+)gbit$/\1000000000/; s/^([0-9]+)mbit$/\1000000/')
+case $bits in *[!0-9]* | "") echo "cluster: rate $rate: use Nmbit or Ngbit" >&2; exit 2 ;; esac
+burst=$((bits / 8 / 2000))
+[ "$burst" -ge 16384 ] || burst=16384
 shape() { ip netns exec "$1" tc qdisc add dev "$2" root tbf rate "$rate" \
-    burst 2mb latency 20ms; }
+    burst "$burst" latency 20ms; }
 ip netns add mt-sw
 ip -n mt-sw link set lo up
 ip -n mt-sw link add mt-br type bridge
