@@ -147,7 +147,8 @@ static void on_deadline(const char *report, void *user)
 void fx_mpi_init(int *argc, char ***argv, int *rank, int *size)
 {
     int provided;
-    MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+    /* As the command line, which allows [parallel] progress_thread. */
+    MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided);
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, rank);
     MPI_Comm_size(MPI_COMM_WORLD, size);

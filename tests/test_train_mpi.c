@@ -200,6 +200,47 @@ static void test_data_parallel_equals_single_rank(void **s)
     expect_same_as_single_rank(windows, 1e-4);
 }
 
+/* The progress thread makes the same reductions as progress where
+ * backward ends a layer, only sooner: the same floats, thread on or off,
+ * in each strategy that takes it. */
+static void test_progress_thread_changes_no_float(void **s)
+{
+    const char *const modes[][5] = {
+        {"parallel.bucket_mb=0.0002", NULL},
+        {"parallel.sync=ring", "parallel.bucket_mb=0.0002",
+         "parallel.segment_kb=1", "parallel.ring_min_kb=0", NULL},
+        {"parallel.sync=ps", "parallel.bucket_mb=0.0002", NULL},
+    };
+    for (size_t m = 0; m < sizeof modes / sizeof *modes; m++) {
+        const char *run[2] = {"thread-on", "thread-off"};
+        for (int k = 0; k < 2; k++) {
+            const char *sets[6] = {k ? "parallel.progress_thread=off"
+                                     : "parallel.progress_thread=on"};
+            for (int i = 0; modes[m][i]; i++)
+                sets[i + 1] = modes[m][i];
+            mt_config c;
+            mt_train_result r;
+            char err[MT_ERR_LEN] = "";
+            fx_load(&c, dir, "t.ini", run[k], sets);
+            if (mt_train(&c, MPI_COMM_WORLD, NULL, &r, err))
+                fail_msg("%s: %s", sets[1], err);
+            mt_config_free(&c);
+            /* Whether it polled during a backward of microseconds is
+             * the scheduler's choice; that it ran is not. */
+            if (r.progress_thread != (size > 1 && k == 0))
+                fail_msg("%s: progress_thread = %s, but the run %s one",
+                         sets[1], k ? "off" : "on",
+                         r.progress_thread ? "had" : "had not");
+        }
+        char a[300], b[300];
+        snprintf(a, sizeof a, "%s/thread-on/weights.h5", dir);
+        snprintf(b, sizeof b, "%s/thread-off/weights.h5", dir);
+        if (rank == 0 && fx_weight_diff(dir, a, b, 1) != 0.0)
+            fail_msg("%s: the progress thread changed the weights",
+                     modes[m][0]);
+    }
+}
+
 /* A global batch of 3 leaves a rank without samples at 4 ranks: it must
  * still take part in every bucket's reduction, of the same kind and in the
  * same order as the others (it starts none during backward). */
@@ -489,6 +530,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_layer_weight_decay),
         cmocka_unit_test(test_imbalance_any_rank_count),
         cmocka_unit_test(test_ranks_without_samples),
+        cmocka_unit_test(test_progress_thread_changes_no_float),
         cmocka_unit_test(test_clip_norm_bounds_the_update),
         cmocka_unit_test(test_missing_file_on_one_rank_stops_all),
         cmocka_unit_test(test_nan_loss_stops_all_ranks),

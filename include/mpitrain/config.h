@@ -117,6 +117,7 @@ typedef struct mt_config {
     size_t staleness;  /* async: steps a worker may run ahead */
     double bucket_mb;
     int overlap;    /* reduce buckets while backward runs */
+    int progress_thread; /* mt_progress_mode: off, on */
     int compress;   /* mt_compress: ring payload */
     size_t segment_kb;
     double ring_min_kb; /* smaller buffers: MPI_Allreduce, not the ring */

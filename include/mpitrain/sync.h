@@ -81,6 +81,13 @@ int mt_ring_wait(mt_ring *r, char *err);
 /* Blocking convenience: start + wait. */
 int mt_ring_allreduce(mt_ring *r, float *buf, size_t n, char *err);
 
+/* [parallel] progress_thread: whether a thread keeps the buckets'
+ * reductions moving while backward computes (sync_progress.c). */
+typedef enum mt_progress_mode {
+    MT_PROGRESS_THREAD_OFF, /* progress only where backward ends a layer */
+    MT_PROGRESS_THREAD_ON   /* needs MPI_THREAD_SERIALIZED (an error) */
+} mt_progress_mode;
+
 /* How gradients are synchronised ([parallel] in the config). */
 typedef struct mt_sync_cfg {
     mt_sync_kind kind;
@@ -91,6 +98,7 @@ typedef struct mt_sync_cfg {
     mt_compress compress; /* ring only */
     size_t segment_bytes; /* ring pipelining segment */
     size_t ring_min_bytes; /* smaller buffers: MPI_Iallreduce, not the ring */
+    mt_progress_mode progress_thread;
 } mt_sync_cfg;
 
 /* A contiguous slice [lo, hi) of the gradient arena, ready once backward
@@ -128,6 +136,7 @@ typedef struct mt_sync {
     mt_ring ring;
     struct mt_ps *ps; /* sync = ps: pieces, requests, buffers */
     double wait_s; /* time spent blocked in mt_sync_finish, summed */
+    struct mt__progress *thread; /* the progress thread, or NULL */
 } mt_sync;
 
 /* Cuts the model's gradients into buckets and sizes the ring, or cuts the

@@ -28,6 +28,7 @@ typedef struct mt_train_result {
     double seconds;       /* training time, without evaluation */
     double samples_per_s; /* training throughput over all ranks */
     double comm_wait_s;   /* rank 0's time blocked in gradient sync */
+    int progress_thread;  /* 1: rank 0 had the progress thread */
     /* The last epoch's value of every metric a monitor can name
      * (mt_monitor_names), the same on every rank; NaN where the run has
      * none or trained no epoch in this session. */

@@ -69,9 +69,10 @@ int main(int argc, char **argv)
             return commands[i].fn(argc - 1, argv + 1);
         /* Before MPI and before any BLAS call: may restart the process. */
         mt_cli_blas_core_fix(argv);
-        /* The watchdog's thread never calls MPI: FUNNELED is enough. */
+        /* The watchdog's thread never calls MPI; the progress thread
+         * calls it only while the main thread does not (SERIALIZED). */
         int provided;
-        MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+        MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
         MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
         int st = commands[i].fn(argc - 1, argv + 1);
         /* Open MPI's finalize waits for every rank (a PMIx fence). */

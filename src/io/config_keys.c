@@ -39,6 +39,7 @@ static const char *const sync_names[] = {"allreduce", "ring", "ps", NULL};
 static const char *const colocated_name[] = {"colocated", NULL};
 static const char *const ps_mode_names[] = {"sync", "async", NULL};
 static const char *const compress_names[] = {"none", "bf16", NULL};
+static const char *const progress_thread_names[] = {"off", "on", NULL};
 static const char *const init_names[] = {"auto", "he", "xavier", NULL};
 static const char *const auto_name[] = {"auto", NULL};
 static const char *const pipe_schedule_names[] = {"gpipe", "1f1b", "zb",
@@ -111,6 +112,8 @@ const mt__key_def mt__config_keys[] = {
     K("parallel", "sync", T_ENUM, sync, 0, 0, sync_names, "allreduce"),
     K("parallel", "bucket_mb", T_DOUBLE, bucket_mb, 1e-6, 4096, NULL, "1"),
     K("parallel", "overlap", T_BOOL, overlap, 0, 1, NULL, "true"),
+    K("parallel", "progress_thread", T_ENUM, progress_thread, 0, 0,
+      progress_thread_names, "off"),
     K("parallel", "compress", T_ENUM, compress, 0, 0, compress_names, "none"),
     K("parallel", "segment_kb", T_SIZE, segment_kb, 1, 1 << 20, NULL, "1024"),
     K("parallel", "ring_min_kb", T_DOUBLE, ring_min_kb, 0, 1 << 20, NULL,

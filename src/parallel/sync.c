@@ -58,8 +58,10 @@ static size_t make_buckets(mt_sync *s, const mt_model *m, size_t cap)
     return nb;
 }
 
-int mt_sync_init(mt_sync *s, mt_model *m, mt_optim *o,
-                 const mt_sync_cfg *cfg, const mt_plan *plan, char *err)
+/* The strategy's own set-up: its ops, buckets and buffers. */
+static int init_strategy(mt_sync *s, mt_model *m, mt_optim *o,
+                         const mt_sync_cfg *cfg, const mt_plan *plan,
+                         char *err)
 {
     memset(s, 0, sizeof *s);
     s->cfg = *cfg;
@@ -114,8 +116,50 @@ int mt_sync_init(mt_sync *s, mt_model *m, mt_optim *o,
     return MT_OK;
 }
 
+static const char *thread_level_name(int level)
+{
+    return level == MPI_THREAD_SINGLE   ? "MPI_THREAD_SINGLE"
+           : level == MPI_THREAD_FUNNELED ? "MPI_THREAD_FUNNELED"
+           : level == MPI_THREAD_SERIALIZED ? "MPI_THREAD_SERIALIZED"
+                                            : "MPI_THREAD_MULTIPLE";
+}
+
+/* Whether backward's buckets get the progress thread: overlap on, more
+ * than one rank, a strategy whose step is begin-progress-finish (not the
+ * asynchronous server, not a pipeline stage, whose sends and receives
+ * run between begin and finish), and MPI initialised for calls from
+ * another thread. */
+static int use_thread(const mt_sync *s, const mt_sync_cfg *cfg, char *err)
+{
+    if (cfg->progress_thread == MT_PROGRESS_THREAD_OFF || !cfg->overlap ||
+        s->size == 1 || s->async || s->plan->stages > 1)
+        return 0;
+    int level = MPI_THREAD_SINGLE;
+    MPI_Query_thread(&level);
+    if (level >= MPI_THREAD_SERIALIZED)
+        return 1;
+    mt_seterr(err, "[parallel] progress_thread = on needs MPI initialised "
+                   "with MPI_THREAD_SERIALIZED or more; it has %s",
+              thread_level_name(level));
+    return -1;
+}
+
+int mt_sync_init(mt_sync *s, mt_model *m, mt_optim *o,
+                 const mt_sync_cfg *cfg, const mt_plan *plan, char *err)
+{
+    int rc = init_strategy(s, m, o, cfg, plan, err);
+    if (rc)
+        return rc;
+    int want = use_thread(s, cfg, err);
+    rc = want < 0 ? MT_EINVAL : want ? mt__progress_start(s, err) : MT_OK;
+    if (rc)
+        mt_sync_free(s);
+    return rc;
+}
+
 void mt_sync_free(mt_sync *s)
 {
+    mt__progress_stop(s);
     mt__ps_async_free(s);
     mt__sync_ps_free(s);
     mt_free(s->b);
@@ -132,6 +176,8 @@ void mt_sync_begin(mt_sync *s)
     s->active = s->nb;
     if (s->ops->begin && s->size > 1)
         s->ops->begin(s);
+    if (s->thread)
+        mt__progress_begin(s);
 }
 
 /* Buckets [0, k) are ready once backward is at or below their layers. */
@@ -147,6 +193,10 @@ int mt_sync_layer_done(mt_sync *s, size_t layer, char *err)
 {
     if (!s->cfg.overlap || s->size == 1)
         return MT_OK;
+    if (s->thread) { /* it moves them; no MPI call here */
+        mt__progress_ready(s, layer);
+        return MT_OK;
+    }
     return s->ops->progress(s, ready_count(s, layer), err);
 }
 
@@ -155,7 +205,9 @@ int mt_sync_finish(mt_sync *s, char *err)
     if (s->size == 1)
         return MT_OK;
     double t0 = MPI_Wtime();
-    int rc = s->ops->finish(s, err);
+    int rc = s->thread ? mt__progress_end(s, err) : MT_OK;
+    if (rc == MT_OK)
+        rc = s->ops->finish(s, err);
     s->wait_s += MPI_Wtime() - t0;
     return rc;
 }

@@ -40,6 +40,15 @@ int mt__ps_async_init(mt_sync *s, char *err);
 void mt__ps_async_free(mt_sync *s);
 int mt__ps_async_wait(mt_sync *s, MPI_Request *req, char *err);
 
+/* The progress thread (sync_progress.c): started by mt_sync_init where
+ * it applies, stopped by mt_sync_free; between begin and end it calls the
+ * strategy's progress with the buckets `ready` says backward finished. */
+int mt__progress_start(mt_sync *s, char *err);
+void mt__progress_stop(mt_sync *s);
+void mt__progress_begin(mt_sync *s);
+void mt__progress_ready(mt_sync *s, size_t layer);
+int mt__progress_end(mt_sync *s, char *err);
+
 /* apply for strategies that leave every rank the whole summed gradient:
  * every rank steps the whole arena alike. */
 int mt__sync_apply_all(mt_sync *s, mt_optim *o, float *params, float lr,

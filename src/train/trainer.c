@@ -175,7 +175,9 @@ static int build(trainer *t, char *err)
                       .staleness = c->staleness,
                       .compress = (mt_compress)c->compress,
                       .segment_bytes = c->segment_kb * 1024,
-                      .ring_min_bytes = (size_t)(c->ring_min_kb * 1024.0)};
+                      .ring_min_bytes = (size_t)(c->ring_min_kb * 1024.0),
+                      .progress_thread =
+                          (mt_progress_mode)c->progress_thread};
     if (rc == MT_OK)
         rc = mt_sync_init(&t->sync, &t->model, &t->optim, &sc, &t->plan,
                           err);
@@ -587,6 +589,7 @@ int mt_train(const mt_config *cfg, MPI_Comm comm, const mt_train_opts *opts,
     res->samples_per_s =
         res->seconds > 0 ? (double)t.run_samples / res->seconds : 0.0;
     res->comm_wait_s = t.sync.wait_s;
+    res->progress_thread = t.sync.thread != NULL;
     memcpy(res->last, t.last_v, sizeof res->last);
     mt_progress_end(&t.progress);
     trainer_free(&t);
