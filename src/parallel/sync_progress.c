@@ -17,10 +17,8 @@
  * polling from the start of each step at 20 us: 5.0k against 15.2k on
  * shared memory, where each wake-up of a sleeping thread is a timer exit
  * of the VM). Measured 2026-12-02 on an Intel Xeon (model 207) guest. */
-#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <time.h>
@@ -102,7 +100,10 @@ void mt__progress_stop(mt_sync *s)
     struct mt__progress *p = s->thread;
     if (!p)
         return;
+    /* A run that ends between begin and finish (an error) ends the
+     * window too, or the thread would poll on and never see quit. */
     pthread_mutex_lock(&p->mu);
+    atomic_store(&p->run, 0);
     p->quit = 1;
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
