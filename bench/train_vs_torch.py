@@ -18,12 +18,29 @@ import subprocess
 import sys
 import time
 
-import h5py
-import numpy as np
-import torch
-from torch import nn
-
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def same_blas_kernel():
+    """PyTorch from Debian calls the same OpenBLAS: give it the kernel
+    mpitrain picks (OpenBLAS 0.3.21 falls back to Prescott on Intel models
+    it does not know; mpitrain restarts with a better one, and a peer left
+    on Prescott would be measured at a third of its speed). Before torch
+    is imported: OpenBLAS reads the variable when it loads."""
+    if "OPENBLAS_CORETYPE" in os.environ:
+        return
+    out = subprocess.run([os.path.join(TOP, "build", "mpitrain"),
+                          "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"OpenBLAS (\S+) core", out)
+    if m:
+        os.environ["OPENBLAS_CORETYPE"] = m.group(1)
+
+
+same_blas_kernel()
+import h5py  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 
 def lenet():
