@@ -113,7 +113,9 @@ typedef struct trainer {
     double session_t0;      /* and MPI_Wtime then (for the ETA) */
     /* [parallel] stages > 1 (pipe_step.c) */
     mt_pipe_plan pipe_plan;  /* the schedule, micro_batches of a step */
-    mt_pipe_plan pipe_short; /* ...of a short step's fewer samples */
+    /* ...of a short step's n < micro samples (n micro-batches of one):
+     * pipe_short[n - 1], made with the rest, so no step allocates. */
+    mt_pipe_plan *pipe_short;
     mt_pipe_stage pipe_stage;
     mt_pipe_work pipe_work;
     float *pipe_x; /* (replica rows, input size) a step's inputs */

@@ -70,6 +70,29 @@ static int stage_bounds(trainer *t, const mt_pipe_costs *cost, size_t *b,
     return MT_OK;
 }
 
+/* The plans of the short steps (an epoch's last batch, the last of a
+ * step's accumulated batches) with fewer samples than micro-batches: one
+ * micro-batch a sample, unit costs (a short step is not worth a profile). */
+static int make_short_plans(trainer *t, char *err)
+{
+    int M = t->pipe_plan.micro, P = t->plan.stages, rc = MT_OK;
+    mt_pipe_costs *unit = mt_calloc((size_t)P, sizeof *unit);
+    t->pipe_short = M > 1 ? mt_calloc((size_t)M - 1, sizeof *t->pipe_short)
+                          : NULL;
+    if (!unit || (M > 1 && !t->pipe_short)) {
+        mt_free(unit);
+        mt_seterr(err, "out of memory for the pipeline's plans");
+        return MT_ENOMEM;
+    }
+    for (int s = 0; s < P; s++)
+        unit[s] = (mt_pipe_costs){1.0, 1.0, 1.0};
+    for (int n = 1; n < M && rc == MT_OK; n++)
+        rc = mt_pipe_plan_make(&t->pipe_short[n - 1], t->pipe_plan.schedule,
+                               P, n, unit, err);
+    mt_free(unit);
+    return rc;
+}
+
 int mt__pipe_setup(trainer *t, char *err)
 {
     const mt_config *c = t->cfg;
@@ -103,6 +126,8 @@ int mt__pipe_setup(trainer *t, char *err)
                                     t->plan.layer_hi, t->plan.stage,
                                     t->plan.stages, t->plan.pipe};
     if (rc == MT_OK)
+        rc = make_short_plans(t, err);
+    if (rc == MT_OK)
         rc = mt_pipe_work_init(&t->pipe_work, &t->pipe_stage,
                                (mt_pipe_schedule)c->pipe_schedule, G,
                                (size_t)M, err);
@@ -134,31 +159,22 @@ void mt__pipe_describe(const trainer *t)
 
 void mt__pipe_free(trainer *t)
 {
+    for (int n = 1; t->pipe_short && n < t->pipe_plan.micro; n++)
+        mt_pipe_plan_free(&t->pipe_short[n - 1]);
+    mt_free(t->pipe_short);
+    t->pipe_short = NULL;
     mt_pipe_plan_free(&t->pipe_plan);
-    mt_pipe_plan_free(&t->pipe_short);
     mt_pipe_work_free(&t->pipe_work);
     mt_free(t->pipe_x);
     t->pipe_x = NULL;
 }
 
-/* The plan for a step of n samples: the configured one, or (the short
- * last step of an epoch) one of n micro-batches, kept for the next. */
-static const mt_pipe_plan *plan_for(trainer *t, size_t n, char *err)
+/* The plan for a step of n samples (n > 0): the configured one, or a
+ * short step's. */
+static const mt_pipe_plan *plan_for(const trainer *t, size_t n)
 {
-    if (n >= (size_t)t->pipe_plan.micro)
-        return &t->pipe_plan;
-    if (t->pipe_short.micro == (int)n)
-        return &t->pipe_short;
-    mt_pipe_plan_free(&t->pipe_short);
-    mt_pipe_costs *unit = mt_calloc(t->plan.stages, sizeof *unit);
-    int rc = unit ? MT_OK : MT_ENOMEM;
-    for (int s = 0; unit && s < t->plan.stages; s++)
-        unit[s] = (mt_pipe_costs){1.0, 1.0, 1.0};
-    if (rc == MT_OK)
-        rc = mt_pipe_plan_make(&t->pipe_short, t->pipe_plan.schedule,
-                               t->plan.stages, (int)n, unit, err);
-    mt_free(unit);
-    return rc ? NULL : &t->pipe_short;
+    return n >= (size_t)t->pipe_plan.micro ? &t->pipe_plan
+                                           : &t->pipe_short[n - 1];
 }
 
 /* The last stage's counts of each micro-batch's outputs. */
@@ -198,9 +214,7 @@ int mt__step_pipeline(trainer *t, uint64_t step, size_t g0, size_t G,
         if (b == a)
             continue; /* every stage of this replica alike */
         cnt.has_labels = mt__gather_batch(t, b - a, t->pipe_x);
-        const mt_pipe_plan *p = plan_for(t, b - a, err);
-        if (!p)
-            return MT_ENOMEM;
+        const mt_pipe_plan *p = plan_for(t, b - a);
         mt_pipe_batch pb = {
             .x = t->pipe_x,
             .labels = cnt.has_labels ? t->labels : NULL,
