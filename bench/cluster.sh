@@ -5,7 +5,9 @@
 # max(compute, wire): compute is one rank's rate times the ranks the
 # machine's cores can run at once, wire the gradient bytes a rank sends
 # per step over its link (2 (P - 1) / P of the gradients for allreduce,
-# ring and a colocated ps; half that with bf16). Root only.
+# ring and a colocated ps; half that with bf16). Beside them the same
+# ranks on one host over shared memory, a peer whose compute is as
+# crowded as the emulated hosts' (they share this machine's cores). Root.
 #
 #   ./quickstart.sh                       # builds build/ and data/
 #   bench/cluster.sh [steps] [rounds] ["HOSTS RATE" ...]
@@ -22,6 +24,7 @@ small="--set parallel.bucket_mb=0.05"
 modes=("allreduce|--set parallel.sync=allreduce"
     "allreduce, 0.05 MB buckets|$small"
     "allreduce, 0.05 MB buckets, progress thread|$small --set parallel.progress_thread=on"
+    "allreduce, 0.05 MB buckets, deferred update|$small --set parallel.defer_update=true"
     "allreduce, overlap off|--set parallel.overlap=false"
     "ring|--set parallel.sync=ring"
     "ring + bf16|--set parallel.sync=ring --set parallel.compress=bf16"
@@ -41,6 +44,9 @@ for layout in "$@"; do
         declare -A best=()
         for ((r = 0; r < rounds; r++)); do
             keep_best one "$(bench_rate 1 "$ini" "$steps")"
+            # The same ranks on one host, over shared memory: what the
+            # network costs, on cores that run them as they run here.
+            keep_best shm "$(bench_rate "$hosts" "$ini" "$steps")"
             for m in "${modes[@]}"; do
                 # shellcheck disable=SC2086
                 v=$(BENCH_MPIRUN=tests/cluster/mpirun.sh \
@@ -52,9 +58,10 @@ for layout in "$@"; do
         echo
         echo "$ini, $hosts hosts at $rate: $params parameters" \
             "($((params * 4 / 1024)) KiB of gradients); one rank" \
-            "${best[one]} samples/s; $cores cores run $at_once ranks at once"
-        printf '| mode | samples/s | vs one rank | ideal | of ideal |\n'
-        printf '| --- | ---: | ---: | ---: | ---: |\n'
+            "${best[one]} samples/s, $hosts on shared memory ${best[shm]};" \
+            "$cores cores run $at_once ranks at once"
+        printf '| mode | samples/s | vs one rank | vs shared memory | ideal | of ideal |\n'
+        printf '| --- | ---: | ---: | ---: | ---: | ---: |\n'
         for m in "${modes[@]}"; do
             name=${m%%|*}
             bytes=$((params * 4 * 2 * (hosts - 1) / hosts))
@@ -63,8 +70,9 @@ for layout in "$@"; do
                 -v bits="$bits" 'BEGIN {
                     compute = 64 / (one * p); wire = b * 8 / bits
                     printf "%d", 64 / (compute > wire ? compute : wire) }')
-            printf '| %s | %d | %s | %d | %s |\n' "$name" "${best[$name]}" \
-                "$(ratio_of "${best[$name]}" "${best[one]}")" "$ideal" \
+            printf '| %s | %d | %s | %s | %d | %s |\n' "$name" \
+                "${best[$name]}" "$(ratio_of "${best[$name]}" "${best[one]}")" \
+                "$(ratio_of "${best[$name]}" "${best[shm]}")" "$ideal" \
                 "$(ratio_of "${best[$name]}" "$ideal")"
         done
         unset best

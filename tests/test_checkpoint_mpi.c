@@ -151,6 +151,28 @@ static void test_resume_mid_epoch_is_exact(void **s)
     }
 }
 
+/* With the deferred update a stop saves the last step applied: the
+ * resumed run ends with the uninterrupted run's weights, bit for bit. */
+static void test_deferred_update_resumes_exactly(void **s)
+{
+    const char *const sets[] = {"parallel.defer_update=true",
+                                "parallel.bucket_mb=0.0002", NULL};
+    char err[MT_ERR_LEN] = "";
+    if (train_with("full_defer", sets, MPI_COMM_WORLD, NULL, 0, err))
+        fail_msg("%s", err);
+    assert_int_equal(train_with("cut_defer", sets, MPI_COMM_WORLD, NULL, 11,
+                                err),
+                     MT_ESTOPPED);
+    if (train_with("cut_defer", sets, MPI_COMM_WORLD, "auto", 0, err))
+        fail_msg("%s", err);
+    if (rank != 0)
+        return;
+    char a[300], b[300];
+    path_of(a, sizeof a, "full_defer", "weights.h5");
+    path_of(b, sizeof b, "cut_defer", "weights.h5");
+    assert_true(fx_weight_diff(dir, a, b, 1) == 0.0);
+}
+
 /* Early stopping's state and best weights survive a stop and resume. */
 static void test_resume_keeps_early_stopping(void **s)
 {
@@ -506,6 +528,7 @@ int main(int argc, char **argv)
     fx_mpi_init(&argc, &argv, &rank, &size);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_mid_epoch_is_exact),
+        cmocka_unit_test(test_deferred_update_resumes_exactly),
         cmocka_unit_test(test_auto_with_nothing_saved_starts_fresh),
         cmocka_unit_test(test_resume_keeps_early_stopping),
         cmocka_unit_test(test_resume_on_one_rank),

@@ -359,6 +359,13 @@ static void test_bad_enum_and_structure(void **s)
     expect_error("[data]\ntrain = a\n[parallel]\nsync = ps\n"
                  "deterministic = true\n[dense]\nunits = 2\n",
                  NULL, "does not combine with sync = ps", NULL);
+    /* The deferred update: allreduce with overlap, no clipping. */
+    expect_error("[data]\ntrain = a\n[parallel]\nsync = ring\n"
+                 "defer_update = true\n[dense]\nunits = 2\n",
+                 NULL, "defer_update needs sync = allreduce", NULL);
+    expect_error("[data]\ntrain = a\n[train]\nclip_norm = 1\n[parallel]\n"
+                 "defer_update = true\n[dense]\nunits = 2\n",
+                 NULL, "no [train] clip_norm", NULL);
 }
 
 static void test_schedule_keys(void **s)

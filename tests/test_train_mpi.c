@@ -241,6 +241,47 @@ static void test_progress_thread_changes_no_float(void **s)
     }
 }
 
+/* The deferred update gives the same floats as the update at the step's
+ * end (the same sums, the same elementwise step, each layer updated
+ * before its forward), and the single rank's weights: several buckets
+ * in flight into the next forward, with Adam, with accumulation, and with
+ * a rank that has no samples (batch 3 at 4 ranks: no forward to apply its
+ * buckets in). */
+static void test_deferred_update_changes_no_float(void **s)
+{
+    const char *const modes[][5] = {
+        {"parallel.bucket_mb=0.0002", NULL},
+        {"parallel.bucket_mb=0.0002", "optimizer.type=adam", NULL},
+        {"parallel.bucket_mb=0.0002", "train.accumulate=2", NULL},
+        {"parallel.bucket_mb=0.0002", "train.batch=3", NULL},
+    };
+    for (size_t m = 0; m < sizeof modes / sizeof *modes; m++) {
+        const char *run[2] = {"defer-on", "defer-off"};
+        for (int k = 0; k < 2; k++) {
+            const char *sets[6] = {k ? "parallel.defer_update=false"
+                                     : "parallel.defer_update=true"};
+            for (int i = 0; modes[m][i]; i++)
+                sets[i + 1] = modes[m][i];
+            mt_config c;
+            mt_train_result r;
+            char err[MT_ERR_LEN] = "";
+            fx_load(&c, dir, "t.ini", run[k], sets);
+            if (mt_train(&c, MPI_COMM_WORLD, NULL, &r, err))
+                fail_msg("%s: %s", sets[2] ? sets[2] : sets[1], err);
+            mt_config_free(&c);
+        }
+        char a[300], b[300];
+        snprintf(a, sizeof a, "%s/defer-on/weights.h5", dir);
+        snprintf(b, sizeof b, "%s/defer-off/weights.h5", dir);
+        if (rank == 0 && fx_weight_diff(dir, a, b, 1) != 0.0)
+            fail_msg("%s: the deferred update changed the weights",
+                     modes[m][1] ? modes[m][1] : modes[m][0]);
+        const char *const one[] = {"parallel.defer_update=true",
+                                   modes[m][0], modes[m][1], NULL};
+        expect_same_as_single_rank(one, 1e-4);
+    }
+}
+
 /* A global batch of 3 leaves a rank without samples at 4 ranks: it must
  * still take part in every bucket's reduction, of the same kind and in the
  * same order as the others (it starts none during backward). */
@@ -531,6 +572,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_imbalance_any_rank_count),
         cmocka_unit_test(test_ranks_without_samples),
         cmocka_unit_test(test_progress_thread_changes_no_float),
+        cmocka_unit_test(test_deferred_update_changes_no_float),
         cmocka_unit_test(test_clip_norm_bounds_the_update),
         cmocka_unit_test(test_missing_file_on_one_rank_stops_all),
         cmocka_unit_test(test_nan_loss_stops_all_ranks),

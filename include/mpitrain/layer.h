@@ -60,6 +60,10 @@ typedef struct mt_step_ctx {
     int recompute;    /* 1: a forward done again for its backward (a
                          pipeline's): batch norm leaves its running
                          statistics as the first pass left them */
+    /* If set: called before the forward of each layer (the deferred
+     * update moves its reductions and applies a layer's last step). */
+    void (*before_layer)(void *user, size_t layer);
+    void *user;
 } mt_step_ctx;
 
 /* One named tensor of a layer: a parameter (with gradient) or state such as

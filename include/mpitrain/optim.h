@@ -64,5 +64,11 @@ int mt_optim_set_penalties(mt_optim *o, const mt_penalty *ranges, size_t n,
 /* One step over params[0..n) with gradients grads[0..n) and rate lr
  * (pointers to arena position base). */
 void mt_optim_step(mt_optim *o, float *params, const float *grads, float lr);
+/* The same step in parts: mt_optim_tick once (Adam's step count), then
+ * mt_optim_step_range over parts [lo, hi) of the n positions (relative to
+ * base) that together cover them once; the same floats as mt_optim_step. */
+void mt_optim_tick(mt_optim *o);
+void mt_optim_step_range(mt_optim *o, float *params, const float *grads,
+                         float lr, size_t lo, size_t hi);
 
 #endif

@@ -99,6 +99,7 @@ typedef struct mt_sync_cfg {
     size_t segment_bytes; /* ring pipelining segment */
     size_t ring_min_bytes; /* smaller buffers: MPI_Iallreduce, not the ring */
     mt_progress_mode progress_thread;
+    int defer_update; /* allreduce: buckets applied in the next forward */
 } mt_sync_cfg;
 
 /* A contiguous slice [lo, hi) of the gradient arena, ready once backward
@@ -137,6 +138,10 @@ typedef struct mt_sync {
     struct mt_ps *ps; /* sync = ps: pieces, requests, buffers */
     double wait_s; /* time spent blocked in mt_sync_finish, summed */
     struct mt__progress *thread; /* the progress thread, or NULL */
+    /* defer_update: buckets [0, unapplied) are reduced or in flight but
+     * not yet applied, at rate defer_lr (sync_defer.c). */
+    size_t unapplied;
+    float defer_lr;
 } mt_sync;
 
 /* Cuts the model's gradients into buckets and sizes the ring, or cuts the
@@ -180,6 +185,12 @@ int mt_sync_clip(mt_sync *s, double max, char *err);
  * this rank owns (allreduce, ring: every rank steps the whole arena; ps:
  * each server its shard, then the workers pull the new values). o holds
  * the slots of those parameters only. Collective. */
+/* defer_update: completes and applies the buckets the forward of layer
+ * `layer` needs (those of layers <= layer); mt_sync_settle all of them,
+ * before anything reads the parameters or the optimizer state (a
+ * checkpoint, an evaluation) and before the next backward. */
+int mt_sync_apply_upto(mt_sync *s, size_t layer, char *err);
+int mt_sync_settle(mt_sync *s, char *err);
 int mt_sync_apply(mt_sync *s, mt_optim *o, float *params, float lr,
                   char *err);
 

@@ -366,6 +366,16 @@ int mt_config_check(const mt_config *c, char *err)
                   c->path);
         return MT_EINVAL;
     }
+    if (c->defer_update &&
+        (c->sync != 0 || !c->overlap || c->clip_norm > 0.0 ||
+         c->deterministic || c->stages > 1 || c->progress_thread)) {
+        mt_seterr(err, "%s: [parallel] defer_update needs sync = "
+                       "allreduce with overlap, and no [train] clip_norm "
+                       "(the norm needs every gradient first), "
+                       "deterministic, stages or progress_thread",
+                  c->path);
+        return MT_EINVAL;
+    }
     if (c->compress && c->sync != 1) {
         mt_seterr(err, "%s: [parallel] compress = bf16 needs sync = ring",
                   c->path);

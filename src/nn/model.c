@@ -147,6 +147,8 @@ float *mt_model_forward_range(mt_model *m, const mt_step_ctx *ctx, size_t B,
 {
     for (size_t i = a; i < b; i++) {
         mt_layer *l = &m->layers[i];
+        if (ctx && ctx->before_layer)
+            ctx->before_layer(ctx->user, i);
         l->ops->forward(l, ctx, m->act[i], m->act[i + 1], B);
     }
     return m->act[b];

@@ -168,12 +168,20 @@ void mt_sync_free(mt_sync *s)
     s->nb = 0;
 }
 
-void mt_sync_begin(mt_sync *s)
+void mt__sync_reset(mt_sync *s)
 {
     for (size_t i = 0; i < s->nb; i++)
         s->b[i].state = 0;
     s->next = 0;
     s->active = s->nb;
+}
+
+void mt_sync_begin(mt_sync *s)
+{
+    /* Deferred buckets still in flight keep their requests; the step's
+     * forward applies them (and then resets the buckets). */
+    if (!s->unapplied)
+        mt__sync_reset(s);
     if (s->ops->begin && s->size > 1)
         s->ops->begin(s);
     if (s->thread)
@@ -271,6 +279,8 @@ int mt_sync_clip(mt_sync *s, double max, char *err)
 int mt_sync_apply(mt_sync *s, mt_optim *o, float *params, float lr,
                   char *err)
 {
+    if (s->cfg.defer_update)
+        return mt__sync_apply_deferred(s, o, params, lr, err);
     return s->ops->apply(s, o, params, lr, err);
 }
 

@@ -68,7 +68,9 @@ static int finish(mt_sync *s, char *err)
     }
     last->state = 2;
     s->next = s->nb;
-    for (size_t i = 0; i < s->nb && rc == MT_OK; i++)
+    /* Deferred: the others are waited for in the next forward. */
+    for (size_t i = 0; i < s->nb && rc == MT_OK && !s->cfg.defer_update;
+         i++)
         if (s->b[i].state == 1 &&
             MPI_Wait(&s->b[i].req, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
             mt_seterr(err, "MPI_Wait of a gradient bucket failed");

@@ -49,6 +49,14 @@ void mt__progress_begin(mt_sync *s);
 void mt__progress_ready(mt_sync *s, size_t layer);
 int mt__progress_end(mt_sync *s, char *err);
 
+/* Every bucket waiting again, none started (a step's start). */
+void mt__sync_reset(mt_sync *s);
+
+/* apply with defer_update (sync_defer.c): the step count and the last
+ * bucket now, the others left to mt_sync_apply_upto. */
+int mt__sync_apply_deferred(mt_sync *s, mt_optim *o, float *params,
+                            float lr, char *err);
+
 /* apply for strategies that leave every rank the whole summed gradient:
  * every rank steps the whole arena alike. */
 int mt__sync_apply_all(mt_sync *s, mt_optim *o, float *params, float lr,

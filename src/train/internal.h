@@ -43,6 +43,7 @@ typedef struct trainer {
     mt_schedule sched;
     mt_sync sync;
     char hook_err[MT_ERR_LEN]; /* an error from a backward hook */
+    int defer_rc; /* the step's first error applying a deferred bucket */
     float lr; /* the rate of the latest step */
     size_t K;           /* model outputs */
     size_t *order;      /* (n_train + n_val): shuffled positions; the last

@@ -171,15 +171,31 @@ MT_VECTOR(static, adam,
     }
 }
 
-void mt_optim_step(mt_optim *o, float *params, const float *grads, float lr)
+void mt_optim_tick(mt_optim *o)
 {
     o->t++;
+}
+
+void mt_optim_step_range(mt_optim *o, float *params, const float *grads,
+                         float lr, size_t lo, size_t hi)
+{
     mt_penalty all = {0, o->n, o->cfg.weight_decay, o->cfg.l1};
     const mt_penalty *r = o->n_pen ? o->pen : &all;
     for (size_t i = 0, n = o->n_pen ? o->n_pen : 1; i < n; i++) {
+        mt_penalty part = r[i];
+        part.begin = part.begin > lo ? part.begin : lo;
+        part.end = part.end < hi ? part.end : hi;
+        if (part.begin >= part.end)
+            continue;
         if (o->cfg.kind == MT_OPT_SGD)
-            sgd(o, &r[i], params, grads, lr);
+            sgd(o, &part, params, grads, lr);
         else
-            adam(o, &r[i], params, grads, lr);
+            adam(o, &part, params, grads, lr);
     }
+}
+
+void mt_optim_step(mt_optim *o, float *params, const float *grads, float lr)
+{
+    mt_optim_tick(o);
+    mt_optim_step_range(o, params, grads, lr, 0, o->n);
 }

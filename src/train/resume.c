@@ -42,8 +42,11 @@ static char *metrics_text(trainer *t)
 int mt__save(trainer *t, size_t epoch, uint64_t position, int is_best,
              char *err)
 {
-    /* Asynchronous: the servers' shards current, the sums complete. */
-    int met = mt__lag_meet(t, err);
+    /* Asynchronous: the servers' shards current, the sums complete;
+     * deferred: the last step applied. */
+    int met = mt_sync_settle(&t->sync, err);
+    if (met == MT_OK)
+        met = mt__lag_meet(t, err);
     /* A pipeline: every rank the whole model, stage by stage. */
     if (met == MT_OK)
         met = mt_plan_share_model(&t->plan, &t->model, err);

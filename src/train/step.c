@@ -59,6 +59,15 @@ int mt__gather_batch(trainer *t, size_t B, float *x)
  * global position `pos`; the loss gradient is left for backward. sums
  * gets the loss sum, correct count, "no accuracy" flag and the counts of
  * NaN and infinite outputs (MT__STEP_SUMS). */
+/* defer_update: the last step's update of a layer, just before its
+ * forward (sync_defer.c); the first error is kept for the step. */
+static void apply_deferred(void *user, size_t layer)
+{
+    trainer *t = user;
+    if (t->defer_rc == MT_OK)
+        t->defer_rc = mt_sync_apply_upto(&t->sync, layer, t->hook_err);
+}
+
 static void forward_loss(trainer *t, uint64_t step, size_t pos, size_t B,
                          size_t G, double sums[MT__STEP_SUMS])
 {
@@ -66,7 +75,10 @@ static void forward_loss(trainer *t, uint64_t step, size_t pos, size_t B,
     const int32_t *labels =
         mt__gather_batch(t, B, t->model.act[0]) ? t->labels : NULL;
     mt_step_ctx ctx = {.train = 1, .seed = t->cfg->seed, .step = step,
-                       .sample0 = pos};
+                       .sample0 = pos,
+                       .before_layer = t->sync.unapplied ? apply_deferred
+                                                         : NULL,
+                       .user = t};
     const float *out = mt_model_forward(&t->model, &ctx, B);
     float *dout = t->model.dact[t->model.n_layers];
     mt_loss_opts lo = {.class_w = t->class_w,
@@ -134,8 +146,11 @@ static int step_overlapped(trainer *t, uint64_t step, size_t g0, size_t G,
     size_t mb = t->cfg->batch;
     int rc = MT_OK;
     double t0 = MPI_Wtime();
-    mt_model_zero_grad(&t->model);
+    /* Deferred buckets are zeroed as they are applied. */
+    if (!t->sync.unapplied)
+        mt_model_zero_grad(&t->model);
     mt_sync_begin(&t->sync);
+    t->defer_rc = MT_OK;
     for (size_t m0 = g0; m0 < g0 + G && rc == MT_OK; m0 += mb) {
         size_t Gm = g0 + G - m0 < mb ? g0 + G - m0 : mb, lo, hi;
         int last = m0 + Gm >= g0 + G;
@@ -147,11 +162,17 @@ static int step_overlapped(trainer *t, uint64_t step, size_t g0, size_t G,
         for (int j = 0; j < MT__STEP_SUMS; j++) /* [2] is a flag */
             local[j] = j == 2 ? (part[2] > 0.0 ? 1.0 : local[2])
                               : local[j] + part[j];
+        /* Backward needs every layer updated (a no-op after a forward). */
+        if ((rc = t->defer_rc) || (rc = mt_sync_settle(&t->sync, t->hook_err)))
+            break;
         if (last)
             rc = mt_model_backward_hook(&t->model, hi - lo, layer_done, t);
         else
             mt_model_backward(&t->model, hi - lo);
     }
+    /* A rank that had no samples applies its deferred buckets here. */
+    if (rc == MT_OK)
+        rc = mt_sync_settle(&t->sync, t->hook_err);
     if (rc)
         mt_seterr(err, "%s", t->hook_err);
     be_slow(t, step, t0);

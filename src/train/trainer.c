@@ -177,7 +177,8 @@ static int build(trainer *t, char *err)
                       .segment_bytes = c->segment_kb * 1024,
                       .ring_min_bytes = (size_t)(c->ring_min_kb * 1024.0),
                       .progress_thread =
-                          (mt_progress_mode)c->progress_thread};
+                          (mt_progress_mode)c->progress_thread,
+                      .defer_update = c->defer_update};
     if (rc == MT_OK)
         rc = mt_sync_init(&t->sync, &t->model, &t->optim, &sc, &t->plan,
                           err);
@@ -392,8 +393,10 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
             t->opts->poll(t->opts->poll_user);
     }
     mt__drop_prefetch(t);
-    /* Asynchronous: everyone meets, with the same parameters and the
-     * epoch's sums complete, before evaluating. */
+    /* Before evaluating: the deferred update applied; asynchronous, all
+     * meet with the same parameters and the epoch's sums complete. */
+    if (rc == MT_OK)
+        rc = mt_sync_settle(&t->sync, err);
     if (rc == MT_OK)
         rc = mt__lag_meet(t, err);
     if (rc == MT_OK && t->lag_stop) { /* found by the meeting's drain */
