@@ -160,6 +160,12 @@ int mt_sync_init(mt_sync *s, mt_model *m, mt_optim *o,
 void mt_sync_free(mt_sync *s)
 {
     mt__progress_stop(s);
+    /* A run that ended with deferred buckets in flight (it diverged)
+     * completes them: MPI_Finalize wants no request pending. */
+    for (size_t k = 0; k < s->unapplied; k++)
+        if (s->b[k].state == 1)
+            MPI_Wait(&s->b[k].req, MPI_STATUS_IGNORE);
+    s->unapplied = 0;
     mt__ps_async_free(s);
     mt__sync_ps_free(s);
     mt_free(s->b);

@@ -10,7 +10,9 @@
  * update, each layer updated before it is used. On 2 emulated hosts at
  * 1 Gbit/s a 188 KiB MPI_Iallreduce behind 2 ms of compute that calls
  * MPI_Test 32 times was already done when waited for; with no call in
- * between, the wait was 1.7 ms (2026-12-02). */
+ * between, the wait was 1.7 ms (2026-12-02). In training it measured
+ * +1-5% where the wire is not the limit and -13% where it is (the MLP at
+ * 10 Gbit/s; bench/README.md), so it is off by default. */
 #include <mpi.h>
 #include <stdint.h>
 #include <string.h>
