@@ -200,6 +200,32 @@ static void test_data_parallel_equals_single_rank(void **s)
     expect_same_as_single_rank(windows, 1e-4);
 }
 
+/* Trains t.ini on all ranks twice, with setting `flag[0]` and with
+ * `flag[1]` added to `mode`, and fails unless both runs end with the same
+ * floats; r[k] is run k's result. */
+static void train_pair(const char *const flag[2], const char *const *mode,
+                       mt_train_result r[2])
+{
+    const char *run[2] = {"pair-a", "pair-b"};
+    for (int k = 0; k < 2; k++) {
+        const char *sets[6] = {flag[k]};
+        for (int i = 0; mode[i] && i < 5; i++)
+            sets[i + 1] = mode[i];
+        mt_config c;
+        char err[MT_ERR_LEN] = "";
+        fx_load(&c, dir, "t.ini", run[k], sets);
+        if (mt_train(&c, MPI_COMM_WORLD, NULL, &r[k], err))
+            fail_msg("%s %s: %s", flag[k], mode[0], err);
+        mt_config_free(&c);
+    }
+    char a[300], b[300];
+    snprintf(a, sizeof a, "%s/pair-a/weights.h5", dir);
+    snprintf(b, sizeof b, "%s/pair-b/weights.h5", dir);
+    if (rank == 0 && fx_weight_diff(dir, a, b, 1) != 0.0)
+        fail_msg("%s (with %s%s%s) changed the weights", flag[0], mode[0],
+                 mode[1] ? ", " : "", mode[1] ? mode[1] : "");
+}
+
 /* The progress thread makes the same reductions as progress where
  * backward ends a layer, only sooner: the same floats, thread on or off,
  * in each strategy that takes it. */
@@ -211,33 +237,17 @@ static void test_progress_thread_changes_no_float(void **s)
          "parallel.segment_kb=1", "parallel.ring_min_kb=0", NULL},
         {"parallel.sync=ps", "parallel.bucket_mb=0.0002", NULL},
     };
+    const char *const flag[2] = {"parallel.progress_thread=on",
+                                 "parallel.progress_thread=off"};
     for (size_t m = 0; m < sizeof modes / sizeof *modes; m++) {
-        const char *run[2] = {"thread-on", "thread-off"};
-        for (int k = 0; k < 2; k++) {
-            const char *sets[6] = {k ? "parallel.progress_thread=off"
-                                     : "parallel.progress_thread=on"};
-            for (int i = 0; modes[m][i]; i++)
-                sets[i + 1] = modes[m][i];
-            mt_config c;
-            mt_train_result r;
-            char err[MT_ERR_LEN] = "";
-            fx_load(&c, dir, "t.ini", run[k], sets);
-            if (mt_train(&c, MPI_COMM_WORLD, NULL, &r, err))
-                fail_msg("%s: %s", sets[1], err);
-            mt_config_free(&c);
-            /* Whether it polled during a backward of microseconds is
-             * the scheduler's choice; that it ran is not. */
-            if (r.progress_thread != (size > 1 && k == 0))
-                fail_msg("%s: progress_thread = %s, but the run %s one",
-                         sets[1], k ? "off" : "on",
-                         r.progress_thread ? "had" : "had not");
-        }
-        char a[300], b[300];
-        snprintf(a, sizeof a, "%s/thread-on/weights.h5", dir);
-        snprintf(b, sizeof b, "%s/thread-off/weights.h5", dir);
-        if (rank == 0 && fx_weight_diff(dir, a, b, 1) != 0.0)
-            fail_msg("%s: the progress thread changed the weights",
-                     modes[m][0]);
+        mt_train_result r[2];
+        train_pair(flag, modes[m], r);
+        /* Whether it polled during a backward of microseconds is the
+         * scheduler's choice; that it ran is not. */
+        if (r[0].progress_thread != (size > 1) || r[1].progress_thread)
+            fail_msg("%s: the progress thread ran %d (on) and %d (off)",
+                     modes[m][0], r[0].progress_thread,
+                     r[1].progress_thread);
     }
 }
 
@@ -255,29 +265,12 @@ static void test_deferred_update_changes_no_float(void **s)
         {"parallel.bucket_mb=0.0002", "train.accumulate=2", NULL},
         {"parallel.bucket_mb=0.0002", "train.batch=3", NULL},
     };
+    const char *const flag[2] = {"parallel.defer_update=true",
+                                 "parallel.defer_update=false"};
     for (size_t m = 0; m < sizeof modes / sizeof *modes; m++) {
-        const char *run[2] = {"defer-on", "defer-off"};
-        for (int k = 0; k < 2; k++) {
-            const char *sets[6] = {k ? "parallel.defer_update=false"
-                                     : "parallel.defer_update=true"};
-            for (int i = 0; modes[m][i]; i++)
-                sets[i + 1] = modes[m][i];
-            mt_config c;
-            mt_train_result r;
-            char err[MT_ERR_LEN] = "";
-            fx_load(&c, dir, "t.ini", run[k], sets);
-            if (mt_train(&c, MPI_COMM_WORLD, NULL, &r, err))
-                fail_msg("%s: %s", sets[2] ? sets[2] : sets[1], err);
-            mt_config_free(&c);
-        }
-        char a[300], b[300];
-        snprintf(a, sizeof a, "%s/defer-on/weights.h5", dir);
-        snprintf(b, sizeof b, "%s/defer-off/weights.h5", dir);
-        if (rank == 0 && fx_weight_diff(dir, a, b, 1) != 0.0)
-            fail_msg("%s: the deferred update changed the weights",
-                     modes[m][1] ? modes[m][1] : modes[m][0]);
-        const char *const one[] = {"parallel.defer_update=true",
-                                   modes[m][0], modes[m][1], NULL};
+        mt_train_result r[2];
+        train_pair(flag, modes[m], r);
+        const char *const one[] = {flag[0], modes[m][0], modes[m][1], NULL};
         expect_same_as_single_rank(one, 1e-4);
     }
 }
