@@ -55,10 +55,6 @@ int mt__gather_batch(trainer *t, size_t B, float *x)
     return src->labels != NULL;
 }
 
-/* Forward and loss on the next B samples of the epoch, the first being
- * global position `pos`; the loss gradient is left for backward. sums
- * gets the loss sum, correct count, "no accuracy" flag and the counts of
- * NaN and infinite outputs (MT__STEP_SUMS). */
 /* defer_update: the last step's update of a layer, just before its
  * forward (sync_defer.c); the first error is kept for the step. */
 static void apply_deferred(void *user, size_t layer)
@@ -68,6 +64,10 @@ static void apply_deferred(void *user, size_t layer)
         t->defer_rc = mt_sync_apply_upto(&t->sync, layer, t->hook_err);
 }
 
+/* Forward and loss on the next B samples of the epoch, the first being
+ * global position `pos`; the loss gradient is left for backward. sums
+ * gets the loss sum, correct count, "no accuracy" flag and the counts of
+ * NaN and infinite outputs (MT__STEP_SUMS). */
 static void forward_loss(trainer *t, uint64_t step, size_t pos, size_t B,
                          size_t G, double sums[MT__STEP_SUMS])
 {
@@ -163,7 +163,9 @@ static int step_overlapped(trainer *t, uint64_t step, size_t g0, size_t G,
             local[j] = j == 2 ? (part[2] > 0.0 ? 1.0 : local[2])
                               : local[j] + part[j];
         /* Backward needs every layer updated (a no-op after a forward). */
-        if ((rc = t->defer_rc) || (rc = mt_sync_settle(&t->sync, t->hook_err)))
+        rc = t->defer_rc ? t->defer_rc
+                         : mt_sync_settle(&t->sync, t->hook_err);
+        if (rc)
             break;
         if (last)
             rc = mt_model_backward_hook(&t->model, hi - lo, layer_done, t);
