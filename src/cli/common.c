@@ -210,7 +210,14 @@ void mt_cli_blas_core_fix(char **argv)
     if (!core)
         return;
     setenv("OPENBLAS_CORETYPE", core, 1);
-    execv("/proc/self/exe", argv);
+    /* The binary's own path, not /proc/self/exe: the process keeps its
+     * name ("mpitrain" in ps, top and pgrep, not "exe"). */
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        execv(self, argv);
+    }
     /* exec failed: carry on with the kernel OpenBLAS chose. */
     unsetenv("OPENBLAS_CORETYPE");
 }

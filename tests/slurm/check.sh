@@ -16,8 +16,26 @@ build=${MPITRAIN_BUILDDIR:-$top/build}
 [ "$(id -u)" -eq 0 ] || { echo "check-slurm: needs root (slurmctld); skipped"; exit 77; }
 eval "$(bash "$top/tests/slurm/start-local-slurm.sh")"
 work=$(mktemp -d /tmp/mpitrain-slurm-check.XXXXXX)
+# Ranks of a job Slurm cancelled that still run: with proctrack/linuxproc
+# a cancelled time-limit job once left its two ranks training for 25
+# minutes after the test, taking both cores from what ran next. They are
+# ours if they are this build's binary and run in this test's directory.
+kill_leftovers() {
+    local p bin
+    bin=$(readlink -f "$build/.libs/mpitrain" 2>/dev/null || echo none)
+    for p in $(ls /proc | grep -E '^[0-9]+$'); do
+        [ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$bin" ] || continue
+        case $(readlink "/proc/$p/cwd" 2>/dev/null) in
+        "$work" | "$work (deleted)") ;;
+        *) continue ;;
+        esac
+        echo "   killing rank $p, left running by a job Slurm ended"
+        kill -9 "$p" 2>/dev/null || true
+    done
+}
 cleanup() {
     scancel --quiet $(squeue -h -o %i 2>/dev/null) 2>/dev/null || true
+    kill_leftovers
     [ "${keep:-0}" = 1 ] && cp -r "${MPITRAIN_SLURM_DIR:-/tmp/mpitrain-slurm}/log" "$work/slurm-log"
     bash "$top/tests/slurm/stop-local-slurm.sh"
     [ "${keep:-0}" = 1 ] || rm -rf "$work"
@@ -94,6 +112,7 @@ once_more() {
     echo "   the job ended $3 (Slurm: $(grep -m1 -o 'CANCELLED AT [^*]*' \
         "$1.log")); once more"
     slurm_says "$job"
+    kill_leftovers
     mv "$1.log" "$1-first.log"
     rm -rf "$1"
     wait_idle
