@@ -194,10 +194,8 @@ void mt_sync_begin(mt_sync *s)
         mt__progress_begin(s);
 }
 
-/* Buckets [0, k) are ready once backward is at or below their layers. */
-static size_t ready_count(const mt_sync *s, size_t layer)
+size_t mt__ready_from(const mt_sync *s, size_t k, size_t layer)
 {
-    size_t k = s->next;
     while (k < s->nb && s->b[k].first_layer >= layer)
         k++;
     return k;
@@ -211,7 +209,7 @@ int mt_sync_layer_done(mt_sync *s, size_t layer, char *err)
         mt__progress_ready(s, layer);
         return MT_OK;
     }
-    return s->ops->progress(s, ready_count(s, layer), err);
+    return s->ops->progress(s, mt__ready_from(s, s->next, layer), err);
 }
 
 int mt_sync_finish(mt_sync *s, char *err)

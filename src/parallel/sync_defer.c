@@ -33,8 +33,7 @@ static void apply_bucket(mt_sync *s, size_t k)
 int mt__sync_apply_deferred(mt_sync *s, mt_optim *o, float *params,
                             float lr, char *err)
 {
-    (void)params;
-    (void)err;
+    (void)params; /* s->params, as the later parts use */
     mt_optim_tick(o);
     s->defer_lr = lr;
     if (s->nb == 0)

@@ -49,6 +49,10 @@ void mt__progress_begin(mt_sync *s);
 void mt__progress_ready(mt_sync *s, size_t layer);
 int mt__progress_end(mt_sync *s, char *err);
 
+/* Buckets [0, k) are ready once backward is at or below their layers:
+ * k counted on from bucket `from` (those before it are known ready). */
+size_t mt__ready_from(const mt_sync *s, size_t from, size_t layer);
+
 /* Every bucket waiting again, none started (a step's start). */
 void mt__sync_reset(mt_sync *s);
 

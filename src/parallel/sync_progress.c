@@ -129,9 +129,7 @@ void mt__progress_begin(mt_sync *s)
 void mt__progress_ready(mt_sync *s, size_t layer)
 {
     struct mt__progress *p = s->thread;
-    size_t k = p->main_ready;
-    while (k < s->nb && s->b[k].first_layer >= layer)
-        k++;
+    size_t k = mt__ready_from(s, p->main_ready, layer);
     if (k == p->main_ready)
         return;
     p->main_ready = k;
