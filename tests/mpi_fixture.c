@@ -1,5 +1,6 @@
 #include "mpi_fixture.h"
 
+#include <math.h>
 #include <mpi.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -169,22 +170,35 @@ int fx_mpi_finalize(int failed)
 
 /* fx_expect_same: trains config `file` on all ranks with settings `par` and compares the
  * weights with rank 0 training alone with settings `self_par`. */
-void fx_expect_same(const char *dir, const char *file, const char *const *par,
-                    const char *const *self_par, double tol)
+/* Largest |difference| of two runs' final evaluations. */
+static double eval_diff(const mt_train_result *a, const mt_train_result *b)
+{
+    double d[4] = {a->val.loss - b->val.loss, a->val.accuracy - b->val.accuracy,
+                   a->test.loss - b->test.loss,
+                   a->test.accuracy - b->test.accuracy};
+    double worst = 0.0;
+    for (int i = 0; i < 4; i++)
+        worst = fmax(worst, fabs(d[i]));
+    return a->test.n == b->test.n ? worst : INFINITY;
+}
+
+double fx_expect_same(const char *dir, const char *file,
+                      const char *const *par, const char *const *self_par,
+                      double tol)
 {
     mt_config c;
-    mt_train_result r;
+    mt_train_result r, world;
     char err[MT_ERR_LEN] = "";
     fx_load(&c, dir, file, "world", par);
-    int rc = mt_train(&c, MPI_COMM_WORLD, NULL, &r, err);
+    int rc = mt_train(&c, MPI_COMM_WORLD, NULL, &world, err);
     if (rc)
         fail_msg("%s", err);
-    assert_true(r.val.n == 19 && r.val.accuracy >= 0.0);
-    uint64_t steps = r.steps; /* 2 * ceil(78 / 10) unless resampled */
+    assert_true(world.val.n == 19 && world.val.accuracy >= 0.0);
+    uint64_t steps = world.steps; /* 2 * ceil(78 / 10) unless resampled */
     if (!par)
         assert_int_equal(steps, 2 * 8);
     mt_config_free(&c);
-    double worst = 0.0;
+    double worst[2] = {0.0, 0.0};
     int rank;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     if (rank == 0) {
@@ -196,17 +210,19 @@ void fx_expect_same(const char *dir, const char *file, const char *const *par,
         char a[300], b[300];
         snprintf(a, sizeof a, "%s/world/weights.h5", dir);
         snprintf(b, sizeof b, "%s/self/weights.h5", dir);
-        worst = fx_weight_diff_of(dir, file, a, b, tol == 0.0);
+        worst[0] = fx_weight_diff_of(dir, file, a, b, tol == 0.0);
+        worst[1] = eval_diff(&world, &r);
     }
-    MPI_Bcast(&worst, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    MPI_Bcast(worst, 2, MPI_DOUBLE, 0, MPI_COMM_WORLD);
     /* Same learning problem; only the summation order differs (or, in
      * deterministic mode, not even that: tol 0). */
-    if (worst > tol) {
+    if (worst[0] > tol) {
         char sets[600] = "";
         for (size_t i = 0; par && par[i]; i++)
             snprintf(sets + strlen(sets), sizeof sets - strlen(sets), " %s",
                      par[i]);
         fail_msg("%s%s: weights differ from the single-rank run by %g",
-                 file, sets, worst);
+                 file, sets, worst[0]);
     }
+    return worst[1];
 }

@@ -7,7 +7,8 @@
  * norm, whose statistics are per micro-batch and updated once per
  * micro-batch though a stage recomputes its forward. Checkpoints stay
  * logical: a pipeline's resumes as a plain run and the reverse. Layouts
- * that cannot work are refused before training. */
+ * that cannot work are refused before training. Validation and test
+ * sets are evaluated through the stages, to one rank's figures. */
 #include <math.h>
 #include <mpi.h>
 #include <setjmp.h>
@@ -28,6 +29,7 @@
 static int rank, size;
 static char dir[256];
 static char stages[32]; /* "parallel.stages=<world size>" */
+static char test_set[300]; /* "data.test=<the training file>" */
 
 /* Batch norm after the convolution and after the hidden dense layer. */
 static const char bn_ini[] =
@@ -43,6 +45,7 @@ static int group_setup(void **s)
     snprintf(stages, sizeof stages, "parallel.stages=%d", size);
     if (fx_setup(dir, sizeof dir, fx_model_ini))
         return -1;
+    snprintf(test_set, sizeof test_set, "data.test=%s/d.h5", dir);
     if (rank == 0)
         fx_write(dir, "bn.ini", bn_ini);
     MPI_Barrier(MPI_COMM_WORLD);
@@ -51,16 +54,29 @@ static int group_setup(void **s)
 
 static int group_teardown(void **s) { return fx_teardown(dir); }
 
+/* Weights as one rank's, and the validation and test figures (evaluated
+ * through the stages) as one rank's of those weights. */
+static void expect_same_evaluated(const char *ini, const char *const *par,
+                                  const char *const *self)
+{
+    double worst = fx_expect_same(dir, ini, par, self, 1e-5);
+    if (worst > 1e-4)
+        fail_msg("%s %s: evaluations differ from one rank's by %g", ini,
+                 par[1], worst);
+}
+
 static void test_every_schedule_trains_as_one_rank_accumulating(void **s)
 {
     static const char *const names[] = {"parallel.schedule=gpipe",
                                         "parallel.schedule=1f1b",
                                         "parallel.schedule=zb"};
-    const char *const self[] = {"train.batch=2", "train.accumulate=5", NULL};
+    const char *const self[] = {"train.batch=2", "train.accumulate=5",
+                                test_set, NULL};
     for (int k = 0; k < 3; k++) {
         const char *const par[] = {stages, names[k],
-                                   "parallel.micro_batches=5", NULL};
-        fx_expect_same(dir, "t.ini", par, self, 1e-5);
+                                   "parallel.micro_batches=5", test_set,
+                                   NULL};
+        expect_same_evaluated("t.ini", par, self);
     }
 }
 
@@ -71,20 +87,20 @@ static void test_grid_of_stages_and_replicas(void **s)
     if (size != 4)
         skip();
     const char *const self[] = {"train.batch=1", "train.accumulate=10",
-                                NULL};
+                                test_set, NULL};
     const char *const ar[] = {"parallel.stages=2", "parallel.micro_batches=5",
-                              NULL};
+                              test_set, NULL};
     const char *const ring[] = {"parallel.stages=2",
                                 "parallel.micro_batches=5",
                                 "parallel.sync=ring", "parallel.overlap=false",
-                                NULL};
+                                test_set, NULL};
     /* the clipped norm adds up a replica's stages, not every rank's */
     const char *const clip[] = {"parallel.stages=2", "parallel.micro_batches=5",
                                 "train.clip_norm=0.05", NULL};
     const char *const clip_self[] = {"train.batch=1", "train.accumulate=10",
                                      "train.clip_norm=0.05", NULL};
-    fx_expect_same(dir, "t.ini", ar, self, 1e-5);
-    fx_expect_same(dir, "t.ini", ring, self, 1e-5);
+    expect_same_evaluated("t.ini", ar, self);
+    expect_same_evaluated("t.ini", ring, self);
     fx_expect_same(dir, "t.ini", clip, clip_self, 1e-5);
 }
 
@@ -101,7 +117,7 @@ static void test_uneven_stages_and_micro_batches(void **s)
                  k + 2);
     const char *const uneven[] = {stages, split, "parallel.micro_batches=3",
                                   NULL};
-    fx_expect_same(dir, "t.ini", uneven, NULL, 1e-5);
+    expect_same_evaluated("t.ini", uneven, NULL);
     const char *const adam[] = {stages, "parallel.micro_batches=2",
                                 "optimizer.type=adam", "optimizer.lr=0.01",
                                 "train.clip_norm=0.05", NULL};
@@ -149,7 +165,7 @@ static void test_batch_norm_per_micro_batch(void **s)
                                    k ? "parallel.schedule=1f1b"
                                      : "parallel.schedule=gpipe",
                                    NULL};
-        fx_expect_same(dir, "bn.ini", par, self, 1e-5);
+        expect_same_evaluated("bn.ini", par, self);
         double worst =
             rank == 0 ? state_diff("bn.ini", "world", "self") : 0.0;
         MPI_Bcast(&worst, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
@@ -158,10 +174,10 @@ static void test_batch_norm_per_micro_batch(void **s)
     }
 }
 
-/* Trains t.ini into dir/run for `epochs` on comm with the overrides,
+/* Trains ini into dir/run for `epochs` on comm with the overrides,
  * resuming from the run's checkpoints. */
-static void train_on(MPI_Comm comm, const char *run, const char *epochs,
-                     const char *const *par)
+static void train_on(const char *ini, MPI_Comm comm, const char *run,
+                     const char *epochs, const char *const *par)
 {
     const char *sets[8] = {epochs, "checkpoint.every_steps=1000"};
     size_t n = 2;
@@ -169,7 +185,7 @@ static void train_on(MPI_Comm comm, const char *run, const char *epochs,
         sets[n++] = par[i];
     sets[n] = NULL;
     mt_config c;
-    fx_load(&c, dir, "t.ini", run, sets);
+    fx_load(&c, dir, ini, run, sets);
     mt_train_opts o = {.resume = "auto"};
     mt_train_result r;
     char err[MT_ERR_LEN] = "";
@@ -178,14 +194,14 @@ static void train_on(MPI_Comm comm, const char *run, const char *epochs,
     mt_config_free(&c);
 }
 
-static double run_diff(const char *a, const char *b)
+static double run_diff(const char *ini, const char *a, const char *b)
 {
     double worst = 0.0;
     if (rank == 0) {
         char pa[300], pb[300];
         snprintf(pa, sizeof pa, "%s/%s/weights.h5", dir, a);
         snprintf(pb, sizeof pb, "%s/%s/weights.h5", dir, b);
-        worst = fx_weight_diff(dir, pa, pb, 0);
+        worst = fx_weight_diff_of(dir, ini, pa, pb, 0);
     }
     MPI_Bcast(&worst, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
     return worst;
@@ -197,18 +213,43 @@ static void test_resume_across_stage_counts(void **s)
 {
     const char *const pipe[] = {stages, "parallel.micro_batches=2", NULL};
     if (rank == 0)
-        train_on(MPI_COMM_SELF, "straight", "train.epochs=2", NULL);
-    train_on(MPI_COMM_WORLD, "p2plain", "train.epochs=1", pipe);
+        train_on("t.ini", MPI_COMM_SELF, "straight", "train.epochs=2", NULL);
+    train_on("t.ini", MPI_COMM_WORLD, "p2plain", "train.epochs=1", pipe);
     if (rank == 0)
-        train_on(MPI_COMM_SELF, "p2plain", "train.epochs=2", NULL);
-    train_on(MPI_COMM_WORLD, "plain2p", "train.epochs=1", NULL);
-    train_on(MPI_COMM_WORLD, "plain2p", "train.epochs=2", pipe);
-    double a = run_diff("p2plain", "straight"), b = run_diff("plain2p",
-                                                             "straight");
+        train_on("t.ini", MPI_COMM_SELF, "p2plain", "train.epochs=2", NULL);
+    train_on("t.ini", MPI_COMM_WORLD, "plain2p", "train.epochs=1", NULL);
+    train_on("t.ini", MPI_COMM_WORLD, "plain2p", "train.epochs=2", pipe);
+    double a = run_diff("t.ini", "p2plain", "straight"),
+           b = run_diff("t.ini", "plain2p", "straight");
     if (a > 1e-5 || b > 1e-5)
         fail_msg("resumed across stage counts: %g (pipeline first), %g "
                  "(plain first) from the straight run",
                  a, b);
+}
+
+/* Each stage checkpoints its layers' running statistics: a pipeline of
+ * one micro-batch (its batches are one rank's), resumed on one rank,
+ * ends as the straight run, statistics included. */
+static void test_stages_checkpoint_their_statistics(void **s)
+{
+    if (size < 2)
+        skip();
+    const char *const pipe[] = {stages, "parallel.micro_batches=1", NULL};
+    if (rank == 0)
+        train_on("bn.ini", MPI_COMM_SELF, "bn_straight", "train.epochs=2",
+                 NULL);
+    train_on("bn.ini", MPI_COMM_WORLD, "bn_resumed", "train.epochs=1", pipe);
+    if (rank == 0)
+        train_on("bn.ini", MPI_COMM_SELF, "bn_resumed", "train.epochs=2",
+                 NULL);
+    double w = run_diff("bn.ini", "bn_resumed", "bn_straight");
+    double st = rank == 0 ? state_diff("bn.ini", "bn_resumed", "bn_straight")
+                          : 0.0;
+    MPI_Bcast(&st, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    if (w > 1e-5 || st > 1e-5)
+        fail_msg("resumed from a pipeline: weights differ by %g, running "
+                 "statistics by %g",
+                 w, st);
 }
 
 static void expect_refused(const char *const *par, const char *msg)
@@ -258,6 +299,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_uneven_stages_and_micro_batches),
         cmocka_unit_test(test_batch_norm_per_micro_batch),
         cmocka_unit_test(test_resume_across_stage_counts),
+        cmocka_unit_test(test_stages_checkpoint_their_statistics),
         cmocka_unit_test(test_bad_layouts_are_refused),
     };
     int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);

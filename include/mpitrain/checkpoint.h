@@ -48,6 +48,13 @@ typedef struct mt_ckpt_state {
     uint64_t es_wait, es_epoch;
     float *es_params, *es_state;
     int ranks;         /* rank count at save time (informative only) */
+    /* Where the model is not replicated, the running statistics this
+     * rank writes: arena [state_lo, state_hi) of m->state if state_own
+     * (a pipeline stage's first replica: its layers'); without
+     * state_own rank 0 writes them all (a parameter server's workers
+     * all hold them). */
+    int state_own;
+    size_t state_lo, state_hi;
 } mt_ckpt_state;
 
 /* Collective over comm: writes DIR/ckpt-<step>.h5 atomically, updates
@@ -55,8 +62,9 @@ typedef struct mt_ckpt_state {
  * `keep` checkpoints and the best one. Where every rank holds the whole
  * model and optimizer (o covers the arena), ranks split the writing by
  * chunks; where o holds a shard ([o->base, o->base + o->n), a parameter
- * server's, cut at tensor rows), each rank writes the parameters and
- * slots of its shard and rank 0 the running statistics. metrics may be
+ * server's or a pipeline stage's, cut at tensor rows), each rank writes
+ * the parameters and slots of its shard, and the running statistics
+ * st->state_own says (or rank 0 all of them). metrics may be
  * NULL. Every rank returns the same rc; on failure the previous
  * checkpoints are untouched and no .partial file is left. */
 int mt_ckpt_save(MPI_Comm comm, const char *dir, mt_model *m,

@@ -179,4 +179,14 @@ int mt_pipe_step(const mt_pipe_plan *p, const mt_pipe_stage *st,
                  mt_pipe_work *w, const mt_pipe_batch *b, double *loss_sum,
                  mt_pipe_stats *stats, char *err);
 
+/* Forward only (evaluation) of B <= m->max_batch samples through the
+ * stages, with the model's inference behaviour: stage 0 starts from
+ * m->act[0], which the caller filled; the others receive their input from
+ * the stage above (MPI_Recv), and all but the last send their output on
+ * (MPI_Send). *out: the last stage's output, m->act[m->n_layers]; NULL
+ * on the others. Every stage calls it with the same B, chunk after chunk.
+ * MT_EIO naming the stages. */
+int mt_pipe_forward(const mt_pipe_stage *st, size_t B, const float **out,
+                    char *err);
+
 #endif

@@ -17,11 +17,11 @@
  * is a P x R grid: run rank = replica x P + stage, so that a replica's
  * stages are neighbours (one node, in block placement); `pipe` holds a
  * replica's stages, `dp` a stage's replicas, which sum that stage's
- * gradients. A stage owns its layers' parameters and optimizer slots;
- * every rank holds the whole model, and the owners share their layers
- * (mt_plan_share_model) before anything reads the whole: evaluation,
- * checkpoints, the final weights. Everything else asks the plan instead
- * of assuming one communicator. */
+ * gradients. A stage owns its layers' parameters, running statistics and
+ * optimizer slots, and checkpoints them; evaluations go through the
+ * stages. Every rank holds the whole model, and the owners share their
+ * layers (mt_plan_share_model) before the final weights are written.
+ * Everything else asks the plan instead of assuming one communicator. */
 #ifndef MPITRAIN_PLAN_H
 #define MPITRAIN_PLAN_H
 
@@ -43,6 +43,7 @@ enum {
     MT_TAG_PS_FENCE = 23,   /* async: a worker at a meeting point */
     MT_TAG_PIPE_ACT = 30,   /* pipeline: a micro-batch's activations */
     MT_TAG_PIPE_GRAD = 31,  /* ...and their gradient, going back */
+    MT_TAG_PIPE_EVAL = 32,  /* ...and an evaluation chunk's activations */
     MT_TAG_RING = 77,       /* ring-allreduce segments */
     MT_TAG_JOURNAL = 90,    /* search: a leader's record or request */
     MT_TAG_SEARCH_JOB = 91  /* search: rank 0's answer, the next job */
@@ -87,9 +88,9 @@ typedef struct mt_plan {
     int stages, stage, replica;
     MPI_Comm pipe;
     size_t *bounds;
-    /* Ranks that evaluate (the workers; every rank in a pipeline, which
-     * shares the whole model first): this rank's index among them, or -1,
-     * and their count. */
+    /* Ranks that evaluate (the workers; in a pipeline the replicas, each
+     * through its stages, which all hold the replica's share): this
+     * rank's index among them, or -1, and their count. */
     int eval_rank, eval_size;
 } mt_plan;
 

@@ -14,6 +14,7 @@
 #include "mpitrain/config.h"
 #include "mpitrain/data.h"
 #include "mpitrain/model.h"
+#include "mpitrain/pipeline.h"
 
 typedef struct mt_eval_result {
     double loss;     /* mean over samples */
@@ -70,22 +71,32 @@ int mt_model_from_config(const mt_config *cfg, mt_shape in, size_t max_batch,
 
 /* Every rank of comm evaluates the samples it holds in ds (its share), in
  * chunks of the model's max_batch; loss sums and counts are summed over
- * the ranks, so the result is exact, not a mean of means. Collective.
+ * the ranks, so the result is exact, not a mean of means. With pipe (NULL:
+ * m is whole here) the rank is a pipeline stage and ds its replica's
+ * share, the same on each of the replica's stages: the samples go through
+ * the stages and the last one counts them. Collective.
  * MT_ENUMERIC on every rank, with the count of NaN and infinite outputs
  * in err, if any output was not finite (the caller names the split). */
-int mt_evaluate(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
-                mt_loss_kind loss, mt_eval_result *r, char *err);
+int mt_evaluate(mt_model *m, const mt_pipe_stage *pipe, const mt_dataset *ds,
+                MPI_Comm comm, mt_loss_kind loss, mt_eval_result *r,
+                char *err);
 
 /* Runs forward (evaluation mode) over the samples this rank holds in ds,
  * in chunks of the model's max_batch, and calls fn for each chunk with
  * its outputs (b, K), labels (b, or NULL) and targets (b, K), the chunk
- * starting at local sample `first`. Local: no collective. MT_ENOMEM if
- * the chunk buffers cannot be had. */
+ * starting at local sample `first`. Local with pipe NULL; with pipe
+ * collective over the stages, and fn is called on the last stage only.
+ * MT_ENOMEM if the chunk buffers cannot be had, MT_EIO if a stage's
+ * message fails (err says which). */
 typedef void (*mt_chunk_fn)(void *user, const float *out,
                             const int32_t *labels, const float *targets,
                             size_t b, size_t first);
-int mt_forward_chunks(mt_model *m, const mt_dataset *ds, mt_chunk_fn fn,
-                      void *user);
+int mt_forward_chunks(mt_model *m, const mt_pipe_stage *pipe,
+                      const mt_dataset *ds, mt_chunk_fn fn, void *user,
+                      char *err);
+/* 1 if this rank gets the outputs of mt_forward_chunks (pipe NULL, or
+ * the last stage). */
+int mt_forward_counts(const mt_pipe_stage *pipe);
 
 /* Everything `mpitrain eval` reports for a classifier, exact over the
  * ranks: the confusion matrix is summed, and the scores are gathered to
@@ -103,7 +114,8 @@ typedef struct mt_eval_detail {
 
 /* mt_evaluate plus the detail above; labels are needed (softmax_ce or
  * sigmoid_bce with one output). Collective. */
-int mt_evaluate_detail(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
+int mt_evaluate_detail(mt_model *m, const mt_pipe_stage *pipe,
+                       const mt_dataset *ds, MPI_Comm comm,
                        mt_loss_kind loss, mt_eval_detail *d, char *err);
 void mt_eval_detail_free(mt_eval_detail *d);
 /* The same for an ensemble of n models of one architecture (n = 1: one

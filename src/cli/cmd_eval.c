@@ -364,12 +364,13 @@ static int predict_share(session *s, char **text, size_t *len)
         fputc('\n', mem);
     }
     predict_ctx c = {s, mem, K};
-    int rc = mt_forward_chunks(s->models, &s->data, predict_chunk, &c);
-    if (fclose(mem) != 0 || rc) {
+    int rc = mt_forward_chunks(s->models, NULL, &s->data, predict_chunk, &c,
+                               s->err);
+    if (fclose(mem) != 0 && rc == MT_OK) {
         mt_seterr(s->err, "predict: out of memory");
-        return MT_ENOMEM;
+        rc = MT_ENOMEM;
     }
-    return MT_OK;
+    return rc;
 }
 
 /* MPI counts are ints: long texts travel in pieces. */

@@ -97,14 +97,20 @@ static int write_text(writer *w, const char *name, const char *text)
 }
 
 /* Parameters and their copies: the rows this rank owns. Running
- * statistics: shared when replicated, else rank 0's. */
+ * statistics: shared when replicated, else their owner's (a pipeline
+ * stage's) or rank 0's. */
 static rows tensor_rows(const writer *w, const mt_tensor *t, int is_state,
                         const hsize_t *dims)
 {
     if (!is_state)
         return param_rows(w, t, dims);
-    return w->replicated ? chunk_share(w, H5T_NATIVE_FLOAT, t->ndim, dims)
-                         : rank0_rows(w, dims);
+    if (w->replicated)
+        return chunk_share(w, H5T_NATIVE_FLOAT, t->ndim, dims);
+    if (!w->st->state_own)
+        return rank0_rows(w, dims);
+    size_t off = (size_t)(t->data - w->m->state);
+    int mine = off >= w->st->state_lo && off < w->st->state_hi;
+    return (rows){0, mine ? dims[0] : 0};
 }
 
 static int write_tensor(const mt_layer *l, mt_tensor *t, int is_state,

@@ -307,3 +307,42 @@ int mt_pipe_step(const mt_pipe_plan *p, const mt_pipe_stage *st,
     *loss_sum = r.loss;
     return rc;
 }
+
+int mt_pipe_forward(const mt_pipe_stage *st, size_t B, const float **out,
+                    char *err)
+{
+    mt_model *m = st->m;
+    size_t in_n = width(m, st->first), out_n = width(m, st->last);
+    *out = NULL;
+    if (st->stage > 0) {
+        mt_watch("pipeline evaluation: activations from the stage above "
+                 "(MPI_Recv)");
+        if (MPI_Recv(m->act[st->first], (int)(B * in_n), MPI_FLOAT,
+                     st->stage - 1, MT_TAG_PIPE_EVAL, st->comm,
+                     MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+            mt_seterr(err, "pipeline stage %d: receiving evaluation "
+                           "activations from stage %d failed",
+                      st->stage, st->stage - 1);
+            return MT_EIO;
+        }
+    }
+    mt_step_ctx ctx = {.train = 0};
+    const float *y = mt_model_forward_range(m, &ctx, B, st->first, st->last);
+    if (st->stage == st->stages - 1) {
+        *out = y;
+        return MT_OK;
+    }
+    /* Blocking: the next chunk overwrites y. The stage below takes it
+     * as soon as it is done with the chunk before, so the stages still
+     * work on consecutive chunks at once. */
+    mt_watch("pipeline evaluation: activations to the stage below "
+             "(MPI_Send)");
+    if (MPI_Send(y, (int)(B * out_n), MPI_FLOAT, st->stage + 1,
+                 MT_TAG_PIPE_EVAL, st->comm) != MPI_SUCCESS) {
+        mt_seterr(err, "pipeline stage %d: sending evaluation activations "
+                       "to stage %d failed",
+                  st->stage, st->stage + 1);
+        return MT_EIO;
+    }
+    return MT_OK;
+}

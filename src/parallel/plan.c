@@ -101,9 +101,10 @@ int mt_plan_init(mt_plan *p, const mt_config *cfg, MPI_Comm comm,
     int rc = assign_roles(p, cfg, err);
     /* [parallel] is ignored on one rank (docs/config.md). */
     if (rc == MT_OK && cfg->stages > 1 && p->size > 1) {
+        /* A replica's stages evaluate its share together. */
         rc = pipeline_grid(p, cfg, err);
-        p->eval_rank = p->rank;
-        p->eval_size = p->size;
+        p->eval_rank = p->dp_rank;
+        p->eval_size = p->dp_size;
     } else if (rc == MT_OK) {
         /* The workers' group; dedicated servers get MPI_COMM_NULL. */
         int worker = (p->role & MT_ROLE_WORKER) != 0;

@@ -80,19 +80,23 @@ static void ensemble_chunk(void *user, const float *out,
 }
 
 /* One model's chunks, or an ensemble's. */
-static int forward_members(mt_model *members, size_t n, mt_loss_kind loss,
-                           const mt_dataset *ds, mt_chunk_fn fn, void *user)
+static int forward_members(mt_model *members, size_t n,
+                           const mt_pipe_stage *pipe, mt_loss_kind loss,
+                           const mt_dataset *ds, mt_chunk_fn fn, void *user,
+                           char *err)
 {
     if (n == 1)
-        return mt_forward_chunks(members, ds, fn, user);
+        return mt_forward_chunks(members, pipe, ds, fn, user, err);
     size_t Ko = mt_shape_size(mt_model_out(members)),
            B = members[0].max_batch;
     ensemble_ctx e = {members, n, Ko, loss,
                       mt_calloc(B * Ko, sizeof(float)),
                       mt_calloc(B * Ko, sizeof(float)), fn, user};
-    int rc = e.p && e.mean ? mt_forward_chunks(members, ds, ensemble_chunk,
-                                               &e)
+    int rc = e.p && e.mean ? mt_forward_chunks(members, NULL, ds,
+                                               ensemble_chunk, &e, err)
                            : MT_ENOMEM;
+    if (!e.p || !e.mean)
+        mt_seterr(err, "evaluate: out of memory for the ensemble");
     free(e.p);
     free(e.mean);
     return rc;
@@ -131,18 +135,20 @@ static void take_chunk(void *user, const float *out, const int32_t *labels,
     }
 }
 
-/* Rank 0 gathers every rank's scores and labels, computes the AUCs and
- * top-5 accuracy and sends them back, so that every rank holds the same
+/* Rank 0 gathers every rank's scores and labels (the first n of ds: none
+ * on a pipeline stage that does not count), computes the AUCs and top-5
+ * accuracy and sends them back, so that every rank holds the same
  * detail (early stopping decides on it everywhere).
  * Rank 0's buffers must exist before the gathers: the others learn of a
  * failed allocation through mt_dist_agree instead of sending into it. */
-static int gather_auc(MPI_Comm comm, const mt_dataset *ds, size_t Ko,
-                      const float *scores, mt_eval_detail *d, char *err)
+static int gather_auc(MPI_Comm comm, const mt_dataset *ds, size_t local,
+                      size_t Ko, const float *scores, mt_eval_detail *d,
+                      char *err)
 {
     int rank, size;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
-    int n = (int)ds->n, *counts = NULL, *displ = NULL, total = 0, rc;
+    int n = (int)local, *counts = NULL, *displ = NULL, total = 0, rc;
     float *all = NULL;
     int32_t *lab = NULL;
     if (rank == 0) {
@@ -207,15 +213,10 @@ out:
     return rc;
 }
 
-int mt_evaluate_detail(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
-                       mt_loss_kind loss, mt_eval_detail *d, char *err)
-{
-    return mt_evaluate_ensemble(m, 1, ds, comm, loss, d, err);
-}
-
-int mt_evaluate_ensemble(mt_model *members, size_t n, const mt_dataset *ds,
-                         MPI_Comm comm, mt_loss_kind loss, mt_eval_detail *d,
-                         char *err)
+static int evaluate_members(mt_model *members, size_t n,
+                            const mt_pipe_stage *pipe, const mt_dataset *ds,
+                            MPI_Comm comm, mt_loss_kind loss,
+                            mt_eval_detail *d, char *err)
 {
     mt_model *m = members;
     memset(d, 0, sizeof *d);
@@ -232,10 +233,11 @@ int mt_evaluate_ensemble(mt_model *members, size_t n, const mt_dataset *ds,
     c.scores = mt_calloc(ds->n * Ko, sizeof *c.scores);
     c.reg = regression ? mt_calloc(5 * Ko, sizeof *c.reg) : NULL;
     int rc = d->cm && c.scores && (!regression || c.reg) ? MT_OK : MT_ENOMEM;
-    if (rc == MT_OK)
-        rc = forward_members(members, n, loss, ds, take_chunk, &c);
     if (rc)
         mt_seterr(err, "evaluate: out of memory for scores");
+    if (rc == MT_OK)
+        rc = forward_members(members, n, pipe, loss, ds, take_chunk, &c,
+                             err);
     rc = mt_dist_agree(comm, rc, err);
     if (rc == MT_OK)
         rc = mt__eval_sums_reduce(comm, &c.sums, &d->basic, err);
@@ -250,9 +252,24 @@ int mt_evaluate_ensemble(mt_model *members, size_t n, const mt_dataset *ds,
         mt_watch("evaluation metrics (MPI_Gatherv of scores)");
         MPI_Allreduce(MPI_IN_PLACE, d->cm, (int)(d->K * d->K),
                       MPI_UINT64_T, MPI_SUM, comm);
-        rc = gather_auc(comm, ds, Ko, c.scores, d, err);
+        rc = gather_auc(comm, ds, mt_forward_counts(pipe) ? ds->n : 0, Ko,
+                        c.scores, d, err);
     }
     free(c.scores);
     free(c.reg);
     return rc;
+}
+
+int mt_evaluate_detail(mt_model *m, const mt_pipe_stage *pipe,
+                       const mt_dataset *ds, MPI_Comm comm,
+                       mt_loss_kind loss, mt_eval_detail *d, char *err)
+{
+    return evaluate_members(m, 1, pipe, ds, comm, loss, d, err);
+}
+
+int mt_evaluate_ensemble(mt_model *members, size_t n, const mt_dataset *ds,
+                         MPI_Comm comm, mt_loss_kind loss, mt_eval_detail *d,
+                         char *err)
+{
+    return evaluate_members(members, n, NULL, ds, comm, loss, d, err);
 }

@@ -61,22 +61,49 @@ long mt_count_correct(mt_loss_kind loss, const float *out,
     return correct;
 }
 
-int mt_forward_chunks(mt_model *m, const mt_dataset *ds, mt_chunk_fn fn,
-                      void *user)
+int mt_forward_counts(const mt_pipe_stage *pipe)
+{
+    return !pipe || pipe->stage == pipe->stages - 1;
+}
+
+/* One chunk's outputs: here, or through the stages (NULL on all but the
+ * last). */
+static int forward_chunk(mt_model *m, const mt_pipe_stage *pipe, size_t b,
+                         const float **out, char *err)
+{
+    mt_step_ctx ctx = {.train = 0};
+    if (!pipe) {
+        *out = mt_model_forward(m, &ctx, b);
+        return MT_OK;
+    }
+    return mt_pipe_forward(pipe, b, out, err);
+}
+
+int mt_forward_chunks(mt_model *m, const mt_pipe_stage *pipe,
+                      const mt_dataset *ds, mt_chunk_fn fn, void *user,
+                      char *err)
 {
     size_t K = mt_shape_size(mt_model_out(m)), B = m->max_batch;
     int32_t *labels = mt_calloc(B, sizeof *labels);
     float *targets = mt_calloc(B * K, sizeof *targets);
     size_t *idx = mt_calloc(B, sizeof *idx);
     int rc = labels && targets && idx ? MT_OK : MT_ENOMEM;
-    mt_step_ctx ctx = {.train = 0};
+    if (rc)
+        mt_seterr(err, "evaluate: out of memory for chunks of %zu samples",
+                  B);
+    /* Every stage of a replica holds the same rows, so all run the same
+     * chunks; stage 0 reads the inputs, the last the labels. */
+    int counts = mt_forward_counts(pipe);
     for (size_t i = 0; rc == MT_OK && i < ds->n; i += B) {
         size_t b = ds->n - i < B ? ds->n - i : B;
         for (size_t k = 0; k < b; k++)
             idx[k] = i + k;
-        mt_dataset_gather(ds, idx, b, m->act[0], labels, targets, K);
-        fn(user, mt_model_forward(m, &ctx, b), ds->labels ? labels : NULL,
-           targets, b, i);
+        if (!pipe || pipe->stage == 0 || counts)
+            mt_dataset_gather(ds, idx, b, m->act[0], labels, targets, K);
+        const float *out = NULL;
+        rc = forward_chunk(m, pipe, b, &out, err);
+        if (rc == MT_OK && counts)
+            fn(user, out, ds->labels ? labels : NULL, targets, b, i);
     }
     free(labels);
     free(targets);
@@ -136,13 +163,12 @@ static void add_chunk(void *user, const float *out, const int32_t *labels,
     mt__eval_sums_add(user, out, labels, targets, b);
 }
 
-int mt_evaluate(mt_model *m, const mt_dataset *ds, MPI_Comm comm,
-                mt_loss_kind loss, mt_eval_result *r, char *err)
+int mt_evaluate(mt_model *m, const mt_pipe_stage *pipe, const mt_dataset *ds,
+                MPI_Comm comm, mt_loss_kind loss, mt_eval_result *r,
+                char *err)
 {
     mt__eval_sums e = MT__EVAL_SUMS(loss, mt_shape_size(mt_model_out(m)));
-    int rc = mt_forward_chunks(m, ds, add_chunk, &e);
-    if (rc)
-        mt_seterr(err, "evaluate: out of memory");
+    int rc = mt_forward_chunks(m, pipe, ds, add_chunk, &e, err);
     rc = mt_dist_agree(comm, rc, err);
     return rc ? rc : mt__eval_sums_reduce(comm, &e, r, err);
 }

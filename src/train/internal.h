@@ -183,6 +183,8 @@ int mt__gather_batch(trainer *t, size_t B, float *x);
  * mean). Freed by mt__pipe_free (safe when never set up). */
 int mt__pipe_setup(trainer *t, char *err);
 void mt__pipe_free(trainer *t);
+/* The stage evaluations go through, NULL without a pipeline. */
+const mt_pipe_stage *mt__eval_pipe(const trainer *t);
 /* Rank 0's dry-run line: schedule, micro-batches, expected bubble. */
 void mt__pipe_describe(const trainer *t);
 /* One optimizer step through the stages, into local (MT__STEP_SUMS,

@@ -241,3 +241,8 @@ int mt__step_pipeline(trainer *t, uint64_t step, size_t g0, size_t G,
         rc = mt_dist_allreduce_sum_d(t->comm, local, MT__STEP_SUMS, err);
     return rc;
 }
+
+const mt_pipe_stage *mt__eval_pipe(const trainer *t)
+{
+    return t->plan.stages > 1 ? &t->pipe_stage : NULL;
+}

@@ -47,9 +47,6 @@ int mt__save(trainer *t, size_t epoch, uint64_t position, int is_best,
     int met = mt_sync_settle(&t->sync, err);
     if (met == MT_OK)
         met = mt__lag_meet(t, err);
-    /* A pipeline: every rank the whole model, stage by stage. */
-    if (met == MT_OK)
-        met = mt_plan_share_model(&t->plan, &t->model, err);
     if (met)
         return met;
     mt_ckpt_state st = {.step = t->step,
@@ -80,11 +77,19 @@ int mt__save(trainer *t, size_t epoch, uint64_t position, int is_best,
     mt_watch("checkpoint save (collective HDF5)");
     mt_metrics_flush(&t->log);
     char *metrics = metrics_text(t);
-    /* Each stage's slots are written by its first replica alone (the
-     * others' are the same): theirs are shown as an empty range. */
+    /* A pipeline: each stage's first replica alone writes the stage's
+     * slots (the others' are the same: theirs are shown as an empty
+     * range) and running statistics. */
     mt_optim mine = t->optim;
-    if (t->plan.stages > 1 && t->plan.replica > 0)
-        mine.n = 0;
+    if (t->plan.stages > 1) {
+        st.state_own = 1;
+        if (t->plan.replica == 0)
+            mt_plan_layer_span(&t->model, t->plan.layer_lo,
+                               t->plan.layer_hi, 1, &st.state_lo,
+                               &st.state_hi);
+        else
+            mine.n = 0;
+    }
     int rc = mt_ckpt_save(t->comm, t->ckpt_dir, &t->model, &mine, &st,
                           t->config_text, metrics ? metrics : "",
                           t->cfg->keep, is_best, err);

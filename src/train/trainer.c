@@ -407,16 +407,13 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
     t->train_secs += secs;
     if (rc || *stop)
         return rc;
-    /* A pipeline: the whole model on every rank, to evaluate. */
-    if ((rc = mt_plan_share_model(&t->plan, &t->model, err)))
-        return rc;
     mt_eval_detail vd = {0};
     double v[MT_MONITORS];
     mt_watch("validation");
     if (t->n_val)
         rc = mt__numeric_where(
-            mt_evaluate_detail(&t->model, &t->val, t->comm,
-                               (mt_loss_kind)c->loss, &vd, err),
+            mt_evaluate_detail(&t->model, mt__eval_pipe(t), &t->val,
+                               t->comm, (mt_loss_kind)c->loss, &vd, err),
             "validation", epoch + 1, t->step, err);
     mt__epoch_values(t->ep_sums, t->ep_seen, &vd, v);
     if (rc == MT_OK && t->ep_seen)
@@ -450,15 +447,16 @@ static int finish(trainer *t, uint64_t step, mt_train_result *res, char *err)
     int rc = MT_OK;
     mt_watch("final evaluation");
     if (t->n_val)
-        rc = mt__numeric_where(mt_evaluate(&t->model, &t->val, t->comm,
+        rc = mt__numeric_where(mt_evaluate(&t->model, mt__eval_pipe(t),
+                                           &t->val, t->comm,
                                            (mt_loss_kind)c->loss, &res->val,
                                            err),
                                "validation", t->epoch_now + 1, step, err);
     mt_eval_detail td = {0};
     if (rc == MT_OK && c->test[0])
         rc = mt__numeric_where(
-            mt_evaluate_detail(&t->model, &t->test, t->comm,
-                               (mt_loss_kind)c->loss, &td, err),
+            mt_evaluate_detail(&t->model, mt__eval_pipe(t), &t->test,
+                               t->comm, (mt_loss_kind)c->loss, &td, err),
             "test", t->epoch_now + 1, step, err);
     res->test = td.basic;
     char extra[512] = "";
@@ -482,7 +480,9 @@ static int finish(trainer *t, uint64_t step, mt_train_result *res, char *err)
     }
     char path[MT_PATH_LEN + 32];
     snprintf(path, sizeof path, "%s/weights.h5", c->dir);
-    /* Weights that are not finite are never written as a result. */
+    /* A pipeline shares its stages first. Never a non-finite result. */
+    if ((rc = mt_plan_share_model(&t->plan, &t->model, err)))
+        return rc;
     rc = mt__numeric_where(mt_model_check_finite(&t->model, err),
                            "final weights:", t->epoch_now + 1, step, err);
     if ((rc = mt_dist_agree(t->comm, rc, err)))
