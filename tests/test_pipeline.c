@@ -1,6 +1,7 @@
 /* Pipeline schedules (pipeline.h): every pass once, in micro-batch order,
  * after its inputs; the bubble of gpipe and 1f1b as theory has it; the
- * memory bound of 1f1b and zb; zb's smaller bubble. */
+ * memory bound of 1f1b and zb; zb's smaller bubble. A stage's model holds
+ * only its layers' memory and computes them as the whole model does. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,10 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "mpitrain/core.h"
+#include "mpitrain/model.h"
 #include "mpitrain/pipeline.h"
 
 static mt_pipe_costs costs[8];
@@ -182,6 +186,78 @@ static void test_errors(void **st)
     assert_non_null(strstr(err, "stage 2"));
 }
 
+/* Pages of floats [lo, hi) of arena a that are resident. */
+static size_t resident(const float *a, size_t lo, size_t hi)
+{
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t from = (uintptr_t)(a + lo) / pg * pg,
+              to = ((uintptr_t)(a + hi) + pg - 1) / pg * pg;
+    size_t n = (to - from) / pg, count = 0;
+    unsigned char *vec = calloc(n ? n : 1, 1);
+    assert_non_null(vec);
+    assert_int_equal(mincore((void *)from, to - from, vec), 0);
+    for (size_t i = 0; i < n; i++)
+        count += vec[i] & 1;
+    free(vec);
+    return count;
+}
+
+static void fill(float *x, size_t n, float scale)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = scale * (float)((i * 7919) % 113) / 113.0f - 0.5f * scale;
+}
+
+/* A stage of layers 2-3 of four: the first dense layer's parameters and
+ * gradients, and the activations below the stage, are handed back (not
+ * resident), while the stage's forward and backward give the whole
+ * model's numbers bit for bit. */
+static void test_stage_keeps_only_its_layers(void **st)
+{
+    const mt_layer_spec sp[4] = {{.kind = MT_DENSE, .units = 512},
+                                 {.kind = MT_RELU},
+                                 {.kind = MT_DENSE, .units = 512},
+                                 {.kind = MT_DENSE, .units = 10}};
+    const mt_shape in = {1, 1, 256};
+    const size_t B = 8;
+    mt_model whole, stage;
+    char err[MT_ERR_LEN] = "";
+    if (mt_model_init(&whole, sp, 4, in, B, 3, err) ||
+        mt_model_init(&stage, sp, 4, in, B, 3, err) ||
+        mt_model_keep_layers(&stage, 2, 4, err))
+        fail_msg("%s", err);
+    size_t lo, hi;
+    mt_model_span(&stage, 2, 4, 0, &lo, &hi);
+    assert_int_equal(lo, 256 * 512 + 512);
+    assert_int_equal(resident(stage.params, 0, lo - 1024), 0);
+    assert_int_equal(resident(stage.grads, 0, lo - 1024), 0);
+    assert_int_equal(resident(stage.act_arena, 0,
+                              (size_t)(stage.act[2] - stage.act_arena) -
+                                  1024),
+                     0);
+    assert_true(resident(whole.params, 0, lo) > 0);
+    assert_true(resident(stage.params, lo, hi) > 0);
+    mt_step_ctx ctx = {.train = 1, .seed = 1};
+    fill(whole.act[0], B * 256, 2.0f);
+    mt_model_forward(&whole, &ctx, B);
+    memcpy(stage.act[2], whole.act[2], B * 512 * sizeof(float));
+    const float *y = mt_model_forward_range(&stage, &ctx, B, 2, 4);
+    assert_memory_equal(y, whole.act[4], B * 10 * sizeof(float));
+    mt_model_zero_grad(&whole);
+    mt_model_zero_grad(&stage);
+    fill(whole.dact[4], B * 10, 0.1f);
+    memcpy(stage.dact[4], whole.dact[4], B * 10 * sizeof(float));
+    mt_model_backward_range(&whole, B, 2, 4, 1);
+    mt_model_backward_range(&stage, B, 2, 4, 1);
+    assert_memory_equal(stage.grads + lo, whole.grads + lo,
+                        (hi - lo) * sizeof(float));
+    assert_memory_equal(stage.dact[2], whole.dact[2],
+                        B * 512 * sizeof(float));
+    assert_int_equal(mt_model_check_finite(&stage, err), MT_OK);
+    mt_model_free(&whole);
+    mt_model_free(&stage);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -190,6 +266,7 @@ int main(void)
         cmocka_unit_test(test_1f1b_order),
         cmocka_unit_test(test_zb_cuts_the_bubble),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_stage_keeps_only_its_layers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

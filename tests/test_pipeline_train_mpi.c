@@ -40,6 +40,15 @@ static const char bn_ini[] =
     "[flatten]\n[dense]\nunits = 8\n[batchnorm]\n[tanh]\n"
     "[dense]\nunits = 3\n[softmax]\n";
 
+/* 2 MiB of parameters in the middle layer, momentum, early stopping. */
+static const char wide_ini[] =
+    "[run]\nseed = 5\nprogress = none\n[data]\nvalidation = 0.2\n"
+    "[train]\nepochs = 2\nbatch = 10\nmonitor = val_loss\n"
+    "[optimizer]\ntype = sgd\nlr = 0.05\nmomentum = 0.9\n"
+    "[flatten]\n[dense]\nunits = 1024\nactivation = relu\n"
+    "[dense]\nunits = 512\nactivation = tanh\n[dense]\nunits = 3\n"
+    "[softmax]\n";
+
 static int group_setup(void **s)
 {
     snprintf(stages, sizeof stages, "parallel.stages=%d", size);
@@ -48,6 +57,8 @@ static int group_setup(void **s)
     snprintf(test_set, sizeof test_set, "data.test=%s/d.h5", dir);
     if (rank == 0)
         fx_write(dir, "bn.ini", bn_ini);
+    if (rank == 0)
+        fx_write(dir, "wide.ini", wide_ini);
     MPI_Barrier(MPI_COMM_WORLD);
     return 0;
 }
@@ -198,7 +209,7 @@ static double run_diff(const char *ini, const char *a, const char *b)
 {
     double worst = 0.0;
     if (rank == 0) {
-        char pa[300], pb[300];
+        char pa[400], pb[400];
         snprintf(pa, sizeof pa, "%s/%s/weights.h5", dir, a);
         snprintf(pb, sizeof pb, "%s/%s/weights.h5", dir, b);
         worst = fx_weight_diff_of(dir, ini, pa, pb, 0);
@@ -208,23 +219,47 @@ static double run_diff(const char *ini, const char *a, const char *b)
 }
 
 /* Epoch 1 as a pipeline, epoch 2 on one rank as a plain run, and the
- * reverse: both as one rank's 2 epochs. */
-static void test_resume_across_stage_counts(void **s)
+ * reverse: both as one rank's 2 epochs. Runs dir/<tag>-*. */
+static void resume_across_stage_counts(const char *ini, const char *tag)
 {
     const char *const pipe[] = {stages, "parallel.micro_batches=2", NULL};
+    char straight[32], p2plain[32], plain2p[32];
+    snprintf(straight, sizeof straight, "%s-straight", tag);
+    snprintf(p2plain, sizeof p2plain, "%s-p2plain", tag);
+    snprintf(plain2p, sizeof plain2p, "%s-plain2p", tag);
     if (rank == 0)
-        train_on("t.ini", MPI_COMM_SELF, "straight", "train.epochs=2", NULL);
-    train_on("t.ini", MPI_COMM_WORLD, "p2plain", "train.epochs=1", pipe);
+        train_on(ini, MPI_COMM_SELF, straight, "train.epochs=2", NULL);
+    train_on(ini, MPI_COMM_WORLD, p2plain, "train.epochs=1", pipe);
     if (rank == 0)
-        train_on("t.ini", MPI_COMM_SELF, "p2plain", "train.epochs=2", NULL);
-    train_on("t.ini", MPI_COMM_WORLD, "plain2p", "train.epochs=1", NULL);
-    train_on("t.ini", MPI_COMM_WORLD, "plain2p", "train.epochs=2", pipe);
-    double a = run_diff("t.ini", "p2plain", "straight"),
-           b = run_diff("t.ini", "plain2p", "straight");
+        train_on(ini, MPI_COMM_SELF, p2plain, "train.epochs=2", NULL);
+    train_on(ini, MPI_COMM_WORLD, plain2p, "train.epochs=1", NULL);
+    train_on(ini, MPI_COMM_WORLD, plain2p, "train.epochs=2", pipe);
+    double a = run_diff(ini, p2plain, straight),
+           b = run_diff(ini, plain2p, straight);
     if (a > 1e-5 || b > 1e-5)
-        fail_msg("resumed across stage counts: %g (pipeline first), %g "
+        fail_msg("%s resumed across stage counts: %g (pipeline first), %g "
                  "(plain first) from the straight run",
-                 a, b);
+                 ini, a, b);
+}
+
+static void test_resume_across_stage_counts(void **s)
+{
+    resume_across_stage_counts("t.ini", "t");
+}
+
+/* Layers of many pages, so that a stage hands back whole pages of the
+ * layers it does not hold, which then fault if touched: training with
+ * momentum, early stopping's best weights (restored at the end), evaluation
+ * through the stages, checkpoints, resume and weights.h5 touch only a
+ * stage's own layers, and give one rank's numbers. */
+static void test_stages_hold_only_their_layers(void **s)
+{
+    const char *const par[] = {stages, "parallel.micro_batches=5", test_set,
+                               NULL};
+    const char *const self[] = {"train.batch=2", "train.accumulate=5",
+                                test_set, NULL};
+    expect_same_evaluated("wide.ini", par, self);
+    resume_across_stage_counts("wide.ini", "wide");
 }
 
 /* Each stage checkpoints its layers' running statistics: a pipeline of
@@ -300,6 +335,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_batch_norm_per_micro_batch),
         cmocka_unit_test(test_resume_across_stage_counts),
         cmocka_unit_test(test_stages_checkpoint_their_statistics),
+        cmocka_unit_test(test_stages_hold_only_their_layers),
         cmocka_unit_test(test_bad_layouts_are_refused),
     };
     int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -100,9 +100,10 @@ void mt_sampler_epoch(mt_sampler *s, uint64_t seed, uint64_t epoch,
                       size_t *out);
 void mt_sampler_free(mt_sampler *s);
 
-/* Copies samples idx[0..B) into x (B, size) as scaled float, and into
- * labels (B) and/or targets (B, K) as the loss needs: an int label becomes
- * a one-hot row for sigmoid_bce/mse (or the value itself when K is 1). */
+/* Copies samples idx[0..B) into x (B, size; NULL: not wanted) as scaled
+ * float, and into labels (B) and/or targets (B, K) as the loss needs: an
+ * int label becomes a one-hot row for sigmoid_bce/mse (or the value
+ * itself when K is 1). */
 void mt_dataset_gather(const mt_dataset *ds, const size_t *idx, size_t B,
                        float *x, int32_t *labels, float *targets, size_t K);
 

@@ -14,9 +14,18 @@
  * renamed when complete. Called by one rank. */
 int mt_weights_save(mt_model *m, const char *path, const char *config_text,
                     char *err);
-/* Reads the tensors back into a model of the same architecture; a missing
- * tensor or a shape mismatch is an error naming the tensor, with the
- * expected and found shapes. */
+/* The same in parts, for pipeline stages that each hold some layers:
+ * writes the tensors of the layers m holds into path.partial, created
+ * (with the attributes and config) if first, else added to; renamed to
+ * path if last. One writer at a time, first to last; on failure
+ * path.partial is removed. */
+int mt_weights_save_part(mt_model *m, const char *path,
+                         const char *config_text, int first, int last,
+                         char *err);
+/* Reads the tensors of the layers m holds (all, but for a pipeline
+ * stage) back into a model of the same architecture; a missing tensor or
+ * a shape mismatch is an error naming the tensor, with the expected and
+ * found shapes. */
 int mt_weights_load(mt_model *m, const char *path, char *err);
 
 /* Creates a directory and its parents (mkdir -p). */

@@ -24,6 +24,10 @@ typedef struct mt_model {
     float **act;  /* act[0] input, act[i + 1] output of layer i: (B, size) */
     float **dact; /* gradient of the loss w.r.t. act[i], same shapes */
     float *act_arena;
+    size_t n_act; /* floats of act_arena */
+    /* The layers whose memory this rank holds: all of them, or after
+     * mt_model_keep_layers a pipeline stage's. */
+    size_t live_lo, live_hi;
 } mt_model;
 
 /* Builds the model: sets up every layer in turn (so a shape that does not
@@ -67,17 +71,36 @@ void mt_model_backward(mt_model *m, size_t B);
 typedef int (*mt_layer_hook)(void *user, size_t layer);
 int mt_model_backward_hook(mt_model *m, size_t B, mt_layer_hook hook,
                            void *user);
-/* Zeroes every gradient (one memset of the arena). */
+/* Zeroes every gradient of the layers held (one memset). */
 void mt_model_zero_grad(mt_model *m);
+
+/* Arena range [*lo, *hi) of the parameters (state: 1, the running
+ * statistics) of layers [a, b). */
+void mt_model_span(const mt_model *m, size_t a, size_t b, int state,
+                   size_t *lo, size_t *hi);
+/* A pipeline stage: keeps the memory of layers [a, b) only. The pages of
+ * the other layers' parameters, gradients, running statistics and
+ * activations (all but act[a] .. act[b] and their gradients) go back to
+ * the system and fault if touched, and their scratch is freed; their
+ * tensors keep names, shapes and arena offsets (a checkpoint's layout).
+ * Only forward and backward over [a, b), mt_model_zero_grad and
+ * mt_model_check_finite (which see only the layers held) may follow.
+ * MT_EIO if the system refuses. */
+int mt_model_keep_layers(mt_model *m, size_t a, size_t b, char *err);
 
 /* Visits every tensor (parameters then state, layer by layer) in a stable
  * order; stops and returns the first non-zero value fn returns. */
 typedef int (*mt_tensor_fn)(const mt_layer *l, mt_tensor *t, int is_state,
                             void *user);
 int mt_model_each_tensor(mt_model *m, mt_tensor_fn fn, void *user);
+/* The same over layers [a, b), or over the layers held. */
+int mt_model_each_tensor_of(mt_model *m, size_t a, size_t b,
+                            mt_tensor_fn fn, void *user);
+int mt_model_each_live_tensor(mt_model *m, mt_tensor_fn fn, void *user);
 
 /* MT_ENUMERIC, naming the tensor and element, if a parameter or state
- * value is NaN or infinite (with err NULL allowed); else MT_OK. Local. */
+ * value of a layer held is NaN or infinite (with err NULL allowed); else
+ * MT_OK. Local. */
 int mt_model_check_finite(mt_model *m, char *err);
 
 /* One line per layer: name, output shape, parameter count. */

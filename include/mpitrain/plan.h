@@ -17,11 +17,11 @@
  * is a P x R grid: run rank = replica x P + stage, so that a replica's
  * stages are neighbours (one node, in block placement); `pipe` holds a
  * replica's stages, `dp` a stage's replicas, which sum that stage's
- * gradients. A stage owns its layers' parameters, running statistics and
- * optimizer slots, and checkpoints them; evaluations go through the
- * stages. Every rank holds the whole model, and the owners share their
- * layers (mt_plan_share_model) before the final weights are written.
- * Everything else asks the plan instead of assuming one communicator. */
+ * gradients. A stage holds only its layers (mt_model_keep_layers): it
+ * owns their parameters, running statistics and optimizer slots, and
+ * checkpoints them and writes them to weights.h5; evaluations go through
+ * the stages. Everything else asks the plan instead of assuming one
+ * communicator. */
 #ifndef MPITRAIN_PLAN_H
 #define MPITRAIN_PLAN_H
 
@@ -44,6 +44,7 @@ enum {
     MT_TAG_PIPE_ACT = 30,   /* pipeline: a micro-batch's activations */
     MT_TAG_PIPE_GRAD = 31,  /* ...and their gradient, going back */
     MT_TAG_PIPE_EVAL = 32,  /* ...and an evaluation chunk's activations */
+    MT_TAG_PIPE_WEIGHTS = 33, /* ...weights.h5 written: the next stage's turn */
     MT_TAG_RING = 77,       /* ring-allreduce segments */
     MT_TAG_JOURNAL = 90,    /* search: a leader's record or request */
     MT_TAG_SEARCH_JOB = 91  /* search: rank 0's answer, the next job */
@@ -111,15 +112,6 @@ int mt_plan_init(mt_plan *p, const mt_config *cfg, MPI_Comm comm,
  * parameters. Local. MT_ENOMEM. */
 int mt_plan_own(mt_plan *p, const mt_model *m, const size_t *bounds,
                 char *err);
-/* Pipeline: every stage's layers' parameters and running statistics go
- * to the replica's other stages (MPI_Bcast over pipe, from each owner),
- * so that every rank holds the whole current model. A no-op without a
- * pipeline. Collective. MT_EIO. */
-int mt_plan_share_model(const mt_plan *p, mt_model *m, char *err);
-/* Arena range [*lo, *hi) of the parameters (state: 1, the running
- * statistics) of layers [a, b). */
-void mt_plan_layer_span(const mt_model *m, size_t a, size_t b, int state,
-                        size_t *lo, size_t *hi);
 /* Run rank of server i. */
 int mt_plan_server_rank(const mt_plan *p, int i);
 /* Safe on a zeroed plan and twice. */

@@ -340,11 +340,11 @@ MT_VECTOR(, mt_dataset_gather,
     float inv = 1.0f / ds->scale;
     for (size_t n = 0; n < B; n++) {
         size_t i = idx[n];
-        float *xn = x + n * S;
-        if (ds->x8)
+        float *xn = x ? x + n * S : NULL;
+        if (xn && ds->x8)
             for (size_t j = 0; j < S; j++)
                 xn[j] = (float)ds->x8[i * S + j] * inv;
-        else
+        else if (xn)
             for (size_t j = 0; j < S; j++)
                 xn[j] = ds->x32[i * S + j] * inv;
         if (ds->labels && labels)

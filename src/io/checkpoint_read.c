@@ -339,7 +339,7 @@ int mt_ckpt_load(const char *path, mt_model *m, mt_optim *o,
     int rc = mt_weights_load(m, path, err);
     slot_ctx c = {f, path, m, o, err};
     if (rc == MT_OK && o)
-        rc = mt_model_each_tensor(m, read_slots, &c);
+        rc = mt_model_each_live_tensor(m, read_slots, &c);
     /* The caller's buffers for early stopping's weights survive the state
      * read below. */
     float *es_params = st->es_params, *es_state = st->es_state;
@@ -353,7 +353,7 @@ int mt_ckpt_load(const char *path, mt_model *m, mt_optim *o,
     st->es_state = es_state;
     if (rc == MT_OK && es_params) {
         es_ctx e = {f, m, st, 0};
-        rc = mt_model_each_tensor(m, read_es, &e);
+        rc = mt_model_each_live_tensor(m, read_es, &e);
         if (rc)
             mt_seterr(err, "checkpoint %s: /early_stopping cannot be read",
                       path);

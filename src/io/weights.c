@@ -71,26 +71,43 @@ static int write_config(hid_t f, const char *text)
                                 WEIGHTS_CHUNK, 0, n, H5P_DEFAULT, text);
 }
 
-int mt_weights_save(mt_model *m, const char *path, const char *config_text,
-                    char *err)
+/* A new weights file with its attributes and config, or NULL-like < 0. */
+static hid_t create_file(const char *tmp, const char *config_text)
 {
-    mt__h5_quiet();
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.partial", path);
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (f < 0) {
-        mt_seterr(err, "%s: cannot create weights file", tmp);
-        return MT_EIO;
-    }
+    if (f < 0)
+        return f;
     int ok = mt__h5_attr_write_string(f, "format", WEIGHTS_FORMAT) == 0 &&
              mt__h5_attr_write_double(f, "format_version",
                                       WEIGHTS_VERSION) == 0 &&
              mt__h5_attr_write_string(f, "mpitrain_version",
                                       mt_version()) == 0 &&
-             (!config_text || write_config(f, config_text) == 0) &&
-             mt_model_each_tensor(m, save_one, &f) == 0;
+             (!config_text || write_config(f, config_text) == 0);
+    if (!ok) {
+        H5Fclose(f);
+        return -1;
+    }
+    return f;
+}
+
+int mt_weights_save_part(mt_model *m, const char *path,
+                         const char *config_text, int first, int last,
+                         char *err)
+{
+    mt__h5_quiet();
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.partial", path);
+    hid_t f = first ? create_file(tmp, config_text)
+                    : H5Fopen(tmp, H5F_ACC_RDWR, H5P_DEFAULT);
+    if (f < 0) {
+        mt_seterr(err, "%s: cannot %s weights file", tmp,
+                  first ? "create" : "open the");
+        unlink(tmp);
+        return MT_EIO;
+    }
+    int ok = mt_model_each_live_tensor(m, save_one, &f) == 0;
     ok = H5Fclose(f) >= 0 && ok;
-    if (!ok || mt__rename_durable(tmp, path) != 0) {
+    if (!ok || (last && mt__rename_durable(tmp, path) != 0)) {
         unlink(tmp);
         mt_seterr(err, "%s: writing weights failed (disk full?); no file "
                        "written",
@@ -98,6 +115,12 @@ int mt_weights_save(mt_model *m, const char *path, const char *config_text,
         return MT_EIO;
     }
     return MT_OK;
+}
+
+int mt_weights_save(mt_model *m, const char *path, const char *config_text,
+                    char *err)
+{
+    return mt_weights_save_part(m, path, config_text, 1, 1, err);
 }
 
 typedef struct load_ctx {
@@ -165,7 +188,7 @@ int mt_weights_load(mt_model *m, const char *path, char *err)
         return MT_EFORMAT;
     }
     load_ctx c = {f, path, err};
-    int rc = mt_model_each_tensor(m, load_one, &c);
+    int rc = mt_model_each_live_tensor(m, load_one, &c);
     H5Fclose(f);
     return rc;
 }

@@ -4,21 +4,54 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "mpitrain/core.h"
+
+/* The arenas are anonymous mappings (zeroed, page aligned), so that a
+ * pipeline stage can hand the pages of the layers it does not hold back
+ * to the system (mt_model_keep_layers). */
+static size_t page_bytes(void)
+{
+    long p = sysconf(_SC_PAGESIZE);
+    return p > 0 ? (size_t)p : 4096;
+}
+
+static size_t mapped_bytes(size_t floats)
+{
+    size_t pg = page_bytes(), b = (floats ? floats : 1) * sizeof(float);
+    return (b + pg - 1) / pg * pg;
+}
+
+static float *arena_map(size_t floats)
+{
+    void *p = mmap(NULL, mapped_bytes(floats), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void arena_unmap(float *a, size_t floats)
+{
+    if (a)
+        munmap(a, mapped_bytes(floats));
+}
 
 void mt_model_free(mt_model *m)
 {
     for (size_t i = 0; m->layers && i < m->n_layers; i++)
         mt_layer_free(&m->layers[i]);
     mt_free(m->layers);
-    mt_free(m->params);
-    mt_free(m->grads);
-    mt_free(m->state);
+    arena_unmap(m->params, m->n_params);
+    arena_unmap(m->grads, m->n_params);
+    arena_unmap(m->state, m->n_state);
+    arena_unmap(m->act_arena, m->n_act);
     mt_free(m->act);
     mt_free(m->dact);
-    mt_free(m->act_arena);
-    m->n_layers = m->n_params = m->n_state = 0;
+    m->layers = NULL;
+    m->params = m->grads = m->state = m->act_arena = NULL;
+    m->act = m->dact = NULL;
+    m->n_layers = m->n_params = m->n_state = m->n_act = 0;
 }
 
 /* Hands out consecutive views of the params/grads and state arenas. */
@@ -51,12 +84,13 @@ static int alloc_arenas(mt_model *m, char *err)
         total_act += mt_shape_size(l->out);
     }
     size_t L = m->n_layers;
-    m->params = mt_calloc(m->n_params, sizeof(float));
-    m->grads = mt_calloc(m->n_params, sizeof(float));
-    m->state = mt_calloc(m->n_state, sizeof(float));
+    m->n_act = 2 * total_act * m->max_batch;
+    m->params = arena_map(m->n_params);
+    m->grads = arena_map(m->n_params);
+    m->state = arena_map(m->n_state);
     m->act = mt_calloc(L + 1, sizeof(float *));
     m->dact = mt_calloc(L + 1, sizeof(float *));
-    m->act_arena = mt_calloc(2 * total_act * m->max_batch, sizeof(float));
+    m->act_arena = arena_map(m->n_act);
     if (!m->params || !m->grads || !m->state || !m->act || !m->dact ||
         !m->act_arena) {
         mt_seterr(err, "model: out of memory (%zu parameters, %zu floats "
@@ -64,6 +98,8 @@ static int alloc_arenas(mt_model *m, char *err)
                   m->n_params, 2 * total_act * m->max_batch);
         return MT_ENOMEM;
     }
+    m->live_lo = 0;
+    m->live_hi = L;
     float *a = m->act_arena;
     for (size_t i = 0; i <= L; i++) {
         size_t n = (i == 0 ? mt_shape_size(m->in)
@@ -213,14 +249,93 @@ int mt_model_backward_hook(mt_model *m, size_t B, mt_layer_hook hook,
     return rc;
 }
 
+/* Arena offset of the first tensor of the layers from i on (state: of
+ * the state arena), or the arena's end. */
+static size_t first_tensor(const mt_model *m, size_t i, int state)
+{
+    for (; i < m->n_layers; i++) {
+        const mt_layer *l = &m->layers[i];
+        if (!state && l->n_param)
+            return (size_t)(l->param[0].data - m->params);
+        if (state && l->n_state)
+            return (size_t)(l->state[0].data - m->state);
+    }
+    return state ? m->n_state : m->n_params;
+}
+
+void mt_model_span(const mt_model *m, size_t a, size_t b, int state,
+                   size_t *lo, size_t *hi)
+{
+    *lo = first_tensor(m, a, state);
+    *hi = first_tensor(m, b, state);
+}
+
 void mt_model_zero_grad(mt_model *m)
 {
-    memset(m->grads, 0, m->n_params * sizeof(float));
+    size_t lo, hi;
+    mt_model_span(m, m->live_lo, m->live_hi, 0, &lo, &hi);
+    memset(m->grads + lo, 0, (hi - lo) * sizeof(float));
+}
+
+/* The pages wholly inside floats [lo, hi) of arena a go back to the
+ * system, and any later touch of them faults: a stray use of a layer
+ * this rank does not hold shows at once instead of reading zeros. */
+static int release(float *a, size_t lo, size_t hi)
+{
+    size_t pg = page_bytes();
+    uintptr_t from = ((uintptr_t)(a + lo) + pg - 1) / pg * pg,
+              to = (uintptr_t)(a + hi) / pg * pg;
+    if (to <= from)
+        return 0;
+    return madvise((void *)from, to - from, MADV_DONTNEED) ||
+           mprotect((void *)from, to - from, PROT_NONE);
+}
+
+int mt_model_keep_layers(mt_model *m, size_t a, size_t b, char *err)
+{
+    size_t lo, hi, slo, shi, L = m->n_layers;
+    mt_model_span(m, a, b, 0, &lo, &hi);
+    mt_model_span(m, a, b, 1, &slo, &shi);
+    /* This stage's activations: act[a] .. dact[b], one run. */
+    size_t alo = (size_t)(m->act[a] - m->act_arena),
+           ahi = (size_t)(m->dact[b] - m->act_arena) +
+                 (size_t)(m->dact[b] - m->act[b]);
+    int bad = 0;
+    float *arenas[2] = {m->params, m->grads};
+    for (int k = 0; k < 2; k++)
+        bad |= release(arenas[k], 0, lo) ||
+               release(arenas[k], hi, m->n_params);
+    bad |= release(m->state, 0, slo) || release(m->state, shi, m->n_state);
+    bad |= release(m->act_arena, 0, alo) ||
+           release(m->act_arena, ahi, m->n_act);
+    for (size_t i = 0; i < L; i++)
+        if (i < a || i >= b)
+            mt_layer_free(&m->layers[i]); /* its scratch */
+    m->live_lo = a;
+    m->live_hi = b;
+    if (bad) {
+        mt_seterr(err, "model: handing back the memory of layers outside "
+                       "%zu-%zu failed",
+                  a + 1, b);
+        return MT_EIO;
+    }
+    return MT_OK;
 }
 
 int mt_model_each_tensor(mt_model *m, mt_tensor_fn fn, void *user)
 {
-    for (size_t i = 0; i < m->n_layers; i++) {
+    return mt_model_each_tensor_of(m, 0, m->n_layers, fn, user);
+}
+
+int mt_model_each_live_tensor(mt_model *m, mt_tensor_fn fn, void *user)
+{
+    return mt_model_each_tensor_of(m, m->live_lo, m->live_hi, fn, user);
+}
+
+int mt_model_each_tensor_of(mt_model *m, size_t a, size_t b,
+                            mt_tensor_fn fn, void *user)
+{
+    for (size_t i = a; i < b; i++) {
         mt_layer *l = &m->layers[i];
         for (int k = 0; k < l->n_param; k++) {
             int rc = fn(l, &l->param[k], 0, user);
@@ -251,7 +366,7 @@ static int tensor_finite(const mt_layer *l, mt_tensor *t, int is_state,
 
 int mt_model_check_finite(mt_model *m, char *err)
 {
-    return mt_model_each_tensor(m, tensor_finite, err);
+    return mt_model_each_live_tensor(m, tensor_finite, err);
 }
 
 void mt_model_summary(const mt_model *m,

@@ -147,27 +147,6 @@ static size_t nearest_row_cut(const mt_model *m, size_t target)
     return m->n_params;
 }
 
-/* Arena offset of the first tensor of the layers from i on (state: of
- * the state arena), or the arena's end. */
-static size_t first_tensor(const mt_model *m, size_t i, int state)
-{
-    for (; i < m->n_layers; i++) {
-        const mt_layer *l = &m->layers[i];
-        if (!state && l->n_param)
-            return (size_t)(l->param[0].data - m->params);
-        if (state && l->n_state)
-            return (size_t)(l->state[0].data - m->state);
-    }
-    return state ? m->n_state : m->n_params;
-}
-
-void mt_plan_layer_span(const mt_model *m, size_t a, size_t b, int state,
-                        size_t *lo, size_t *hi)
-{
-    *lo = first_tensor(m, a, state);
-    *hi = first_tensor(m, b, state);
-}
-
 /* Pipeline: stage s owns its layers and their parameters. */
 static int own_stage(mt_plan *p, const mt_model *m, const size_t *bounds,
                      char *err)
@@ -182,28 +161,8 @@ static int own_stage(mt_plan *p, const mt_model *m, const size_t *bounds,
     p->layer_lo = bounds[p->stage];
     p->layer_hi = bounds[p->stage + 1];
     p->replicated = 0;
-    mt_plan_layer_span(m, p->layer_lo, p->layer_hi, 0, &p->param_lo,
+    mt_model_span(m, p->layer_lo, p->layer_hi, 0, &p->param_lo,
                        &p->param_hi);
-    return MT_OK;
-}
-
-int mt_plan_share_model(const mt_plan *p, mt_model *m, char *err)
-{
-    for (int s = 0; s < p->stages && p->stages > 1; s++) {
-        for (int state = 0; state < 2; state++) {
-            size_t lo, hi;
-            mt_plan_layer_span(m, p->bounds[s], p->bounds[s + 1], state, &lo,
-                               &hi);
-            float *a = state ? m->state : m->params;
-            if (hi > lo && MPI_Bcast(a + lo, (int)(hi - lo), MPI_FLOAT, s,
-                                     p->pipe) != MPI_SUCCESS) {
-                mt_seterr(err, "pipeline: sharing stage %d's %s "
-                               "(MPI_Bcast) failed",
-                          s, state ? "running statistics" : "parameters");
-                return MT_EIO;
-            }
-        }
-    }
     return MT_OK;
 }
 
@@ -338,7 +297,7 @@ static void describe_stages(const mt_plan *p, const mt_model *m,
             snprintf(who + strlen(who), sizeof who - strlen(who), "%s%d",
                      r ? "," : "", r * p->stages + s);
         size_t lo, hi, a = p->bounds[s], b = p->bounds[s + 1];
-        mt_plan_layer_span(m, a, b, 0, &lo, &hi);
+        mt_model_span(m, a, b, 0, &lo, &hi);
         snprintf(line, sizeof line,
                  "plan: stage %d of %d, rank%s %s: layers %zu-%zu of %zu, "
                  "parameters [%zu, %zu) of %zu owned; %.1f MiB a rank "

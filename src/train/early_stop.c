@@ -16,6 +16,8 @@ int mt__es_init(trainer *t, char *err)
     t->es_best = NAN;
     if (!t->cfg->monitor || !t->cfg->restore_best)
         return MT_OK;
+    /* In the arenas' layout; a pipeline stage touches only its part, so
+     * the rest of the pages are never had. */
     t->es_params = mt_calloc(t->model.n_params, sizeof(float));
     t->es_state = mt_calloc(t->model.n_state, sizeof(float));
     if (!t->es_params || !t->es_state) {
@@ -82,6 +84,21 @@ void mt__plateau_after_epoch(trainer *t, const double v[MT_MONITORS])
                t->lr_scale);
 }
 
+/* Copies the parameters and running statistics of the layers the model
+ * holds (a pipeline stage's, or all) to (to_best) or from the best. */
+static void copy_best(trainer *t, int to_best)
+{
+    mt_model *m = &t->model;
+    for (int state = 0; state < 2; state++) {
+        size_t lo, hi;
+        mt_model_span(m, m->live_lo, m->live_hi, state, &lo, &hi);
+        float *live = (state ? m->state : m->params) + lo,
+              *best = (state ? t->es_state : t->es_params) + lo;
+        memcpy(to_best ? best : live, to_best ? live : best,
+               (hi - lo) * sizeof(float));
+    }
+}
+
 int mt__es_after_epoch(trainer *t, size_t epoch, const double v[MT_MONITORS])
 {
     const mt_config *c = t->cfg;
@@ -93,12 +110,8 @@ int mt__es_after_epoch(trainer *t, size_t epoch, const double v[MT_MONITORS])
         t->es_best = v[c->monitor];
         t->es_wait = 0;
         t->es_epoch = epoch + 1;
-        if (t->es_params) {
-            memcpy(t->es_params, t->model.params,
-                   t->model.n_params * sizeof(float));
-            memcpy(t->es_state, t->model.state,
-                   t->model.n_state * sizeof(float));
-        }
+        if (t->es_params)
+            copy_best(t, 1);
         return 0;
     }
     if (++t->es_wait < c->patience + (c->patience == 0))
@@ -116,8 +129,7 @@ void mt__es_restore(trainer *t)
 {
     if (!t->es_params || isnan(t->es_best))
         return;
-    memcpy(t->model.params, t->es_params, t->model.n_params * sizeof(float));
-    memcpy(t->model.state, t->es_state, t->model.n_state * sizeof(float));
+    copy_best(t, 0);
     if (t->rank == 0)
         printf("restored the weights of epoch %llu (best %s)\n",
                (unsigned long long)t->es_epoch,

@@ -99,7 +99,9 @@ int mt_forward_chunks(mt_model *m, const mt_pipe_stage *pipe,
         for (size_t k = 0; k < b; k++)
             idx[k] = i + k;
         if (!pipe || pipe->stage == 0 || counts)
-            mt_dataset_gather(ds, idx, b, m->act[0], labels, targets, K);
+            mt_dataset_gather(ds, idx, b,
+                              !pipe || pipe->stage == 0 ? m->act[0] : NULL,
+                              labels, targets, K);
         const float *out = NULL;
         rc = forward_chunk(m, pipe, b, &out, err);
         if (rc == MT_OK && counts)

@@ -183,6 +183,9 @@ int mt__gather_batch(trainer *t, size_t B, float *x);
  * mean). Freed by mt__pipe_free (safe when never set up). */
 int mt__pipe_setup(trainer *t, char *err);
 void mt__pipe_free(trainer *t);
+/* A pipeline's weights.h5: each stage's first replica writes its layers
+ * in turn (mt_weights_save_part). Collective; the same rc everywhere. */
+int mt__pipe_save_weights(trainer *t, const char *path, char *err);
 /* The stage evaluations go through, NULL without a pipeline. */
 const mt_pipe_stage *mt__eval_pipe(const trainer *t);
 /* Rank 0's dry-run line: schedule, micro-batches, expected bubble. */

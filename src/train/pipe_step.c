@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "mpitrain/dist.h"
+#include "mpitrain/io.h"
 #include "mpitrain/pipeline.h"
 #include "mpitrain/watchdog.h"
 #include "train/internal.h"
@@ -137,6 +138,10 @@ int mt__pipe_setup(trainer *t, char *err)
         mt_seterr(err, "out of memory for the pipeline's inputs");
         rc = MT_ENOMEM;
     }
+    /* Measured and cut: from here on a stage holds its layers only. */
+    if (rc == MT_OK)
+        rc = mt_model_keep_layers(&t->model, t->plan.layer_lo,
+                                  t->plan.layer_hi, err);
     mt_free(cost);
     mt_free(bounds);
     return rc;
@@ -245,4 +250,31 @@ int mt__step_pipeline(trainer *t, uint64_t step, size_t g0, size_t G,
 const mt_pipe_stage *mt__eval_pipe(const trainer *t)
 {
     return t->plan.stages > 1 ? &t->pipe_stage : NULL;
+}
+
+int mt__pipe_save_weights(trainer *t, const char *path, char *err)
+{
+    const mt_plan *p = &t->plan;
+    int rc = MT_OK;
+    if (p->replica == 0) { /* stage by stage, each its layers */
+        mt_watch("writing weights.h5, stage after stage (MPI_Recv)");
+        if (p->stage > 0 &&
+            MPI_Recv(&rc, 1, MPI_INT, p->stage - 1, MT_TAG_PIPE_WEIGHTS,
+                     p->pipe, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+            mt_seterr(err, "pipeline stage %d: waiting for stage %d to "
+                           "write its weights failed",
+                      p->stage, p->stage - 1);
+            return mt_dist_agree(t->comm, MT_EIO, err);
+        }
+        int mine = rc == MT_OK ? mt_weights_save_part(
+                                     &t->model, path, t->config_text,
+                                     p->stage == 0,
+                                     p->stage == p->stages - 1, err)
+                               : MT_OK;
+        if (p->stage + 1 < p->stages)
+            MPI_Send(rc ? &rc : &mine, 1, MPI_INT, p->stage + 1,
+                     MT_TAG_PIPE_WEIGHTS, p->pipe);
+        rc = mine;
+    }
+    return mt_dist_agree(t->comm, rc, err);
 }

@@ -84,9 +84,8 @@ int mt__save(trainer *t, size_t epoch, uint64_t position, int is_best,
     if (t->plan.stages > 1) {
         st.state_own = 1;
         if (t->plan.replica == 0)
-            mt_plan_layer_span(&t->model, t->plan.layer_lo,
-                               t->plan.layer_hi, 1, &st.state_lo,
-                               &st.state_hi);
+            mt_model_span(&t->model, t->plan.layer_lo, t->plan.layer_hi,
+                          1, &st.state_lo, &st.state_hi);
         else
             mine.n = 0;
     }

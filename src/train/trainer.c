@@ -480,19 +480,18 @@ static int finish(trainer *t, uint64_t step, mt_train_result *res, char *err)
     }
     char path[MT_PATH_LEN + 32];
     snprintf(path, sizeof path, "%s/weights.h5", c->dir);
-    /* A pipeline shares its stages first. Never a non-finite result. */
-    if ((rc = mt_plan_share_model(&t->plan, &t->model, err)))
-        return rc;
+    /* Weights that are not finite are never written as a result. */
     rc = mt__numeric_where(mt_model_check_finite(&t->model, err),
                            "final weights:", t->epoch_now + 1, step, err);
     if ((rc = mt_dist_agree(t->comm, rc, err)))
         return rc;
     mt_watch("writing weights.h5");
-    if (t->rank == 0) {
+    if (t->plan.stages > 1)
+        rc = mt__pipe_save_weights(t, path, err);
+    else if (t->rank == 0)
         rc = mt_weights_save(&t->model, path, t->config_text, err);
-        if (rc == MT_OK)
-            printf("weights written to %s\n", path);
-    }
+    if (rc == MT_OK && t->rank == 0)
+        printf("weights written to %s\n", path);
     return mt_dist_agree(t->comm, rc, err);
 }
 
