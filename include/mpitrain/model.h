@@ -35,6 +35,13 @@ typedef struct mt_model {
  * and initialises parameters from `seed`. Frees everything on error. */
 int mt_model_init(mt_model *m, const mt_layer_spec *specs, size_t n_specs,
                   mt_shape in, size_t max_batch, uint64_t seed, char *err);
+/* The same in two parts: the layers and arenas with every value zero
+ * (untouched pages: a pipeline stage sets only its own layers' and never
+ * holds the others'), then the initial values of layers [a, b), each
+ * layer's from seed and its index alone. */
+int mt_model_build(mt_model *m, const mt_layer_spec *specs, size_t n_specs,
+                   mt_shape in, size_t max_batch, char *err);
+void mt_model_init_params(mt_model *m, size_t a, size_t b, uint64_t seed);
 /* Checks that the layers chain from input `in` without allocating; on
  * error *bad is the index of the first layer that does not fit. */
 int mt_model_check(const mt_layer_spec *specs, size_t n_specs, mt_shape in,
@@ -74,6 +81,10 @@ int mt_model_backward_hook(mt_model *m, size_t B, mt_layer_hook hook,
 /* Zeroes every gradient of the layers held (one memset). */
 void mt_model_zero_grad(mt_model *m);
 
+/* Zeroes the gradients of layers [a, b), handing their whole pages back
+ * to the system (a pipeline's start-up profile, so that a stage never
+ * holds every layer's gradients at once). */
+void mt_model_release_grads(mt_model *m, size_t a, size_t b);
 /* Arena range [*lo, *hi) of the parameters (state: 1, the running
  * statistics) of layers [a, b). */
 void mt_model_span(const mt_model *m, size_t a, size_t b, int state,

@@ -68,6 +68,11 @@ int mt_train(const mt_config *cfg, MPI_Comm comm, const mt_train_opts *opts,
 /* Builds the configured model for input shape `in`. */
 int mt_model_from_config(const mt_config *cfg, mt_shape in, size_t max_batch,
                          mt_model *m, char *err);
+/* The same without initial values (mt_model_build): a pipeline stage
+ * sets its own layers' once it knows them (mt_model_init_params with the
+ * config's seed). */
+int mt_model_shape_from_config(const mt_config *cfg, mt_shape in,
+                               size_t max_batch, mt_model *m, char *err);
 
 /* Every rank of comm evaluates the samples it holds in ds (its share), in
  * chunks of the model's max_batch; loss sums and counts are summed over

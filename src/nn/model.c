@@ -116,6 +116,24 @@ static int alloc_arenas(mt_model *m, char *err)
 int mt_model_init(mt_model *m, const mt_layer_spec *specs, size_t n_specs,
                   mt_shape in, size_t max_batch, uint64_t seed, char *err)
 {
+    int rc = mt_model_build(m, specs, n_specs, in, max_batch, err);
+    if (rc == MT_OK)
+        mt_model_init_params(m, 0, m->n_layers, seed);
+    return rc;
+}
+
+void mt_model_init_params(mt_model *m, size_t a, size_t b, uint64_t seed)
+{
+    for (size_t i = a; i < b; i++) {
+        mt_layer *l = &m->layers[i];
+        if (l->ops->init_params)
+            l->ops->init_params(l, seed);
+    }
+}
+
+int mt_model_build(mt_model *m, const mt_layer_spec *specs, size_t n_specs,
+                   mt_shape in, size_t max_batch, char *err)
+{
     memset(m, 0, sizeof *m);
     int rc = MT_EINVAL;
     if (n_specs == 0 || max_batch == 0) {
@@ -143,8 +161,6 @@ int mt_model_init(mt_model *m, const mt_layer_spec *specs, size_t n_specs,
         mt_layer *l = &m->layers[i];
         if (l->ops->alloc && (rc = l->ops->alloc(l, err)))
             goto fail;
-        if (l->ops->init_params)
-            l->ops->init_params(l, seed);
     }
     return MT_OK;
 fail:
@@ -289,6 +305,22 @@ static int release(float *a, size_t lo, size_t hi)
         return 0;
     return madvise((void *)from, to - from, MADV_DONTNEED) ||
            mprotect((void *)from, to - from, PROT_NONE);
+}
+
+void mt_model_release_grads(mt_model *m, size_t a, size_t b)
+{
+    size_t lo, hi, pg = page_bytes() / sizeof(float);
+    mt_model_span(m, a, b, 0, &lo, &hi);
+    size_t from = (lo + pg - 1) / pg * pg, to = hi / pg * pg;
+    if (to <= from) {
+        memset(m->grads + lo, 0, (hi - lo) * sizeof(float));
+        return;
+    }
+    memset(m->grads + lo, 0, (from - lo) * sizeof(float));
+    memset(m->grads + to, 0, (hi - to) * sizeof(float));
+    /* private anonymous pages read as zero once handed back */
+    if (madvise(m->grads + from, (to - from) * sizeof(float), MADV_DONTNEED))
+        memset(m->grads + from, 0, (to - from) * sizeof(float));
 }
 
 int mt_model_keep_layers(mt_model *m, size_t a, size_t b, char *err)

@@ -38,8 +38,8 @@ void mt_pipe_profile(mt_model *m, size_t B, mt_pipe_costs *costs)
         costs[i].f = f;
         costs[i].b = l->ops->backward_weight ? in : all;
         costs[i].w = l->ops->backward_weight && all > in ? all - in : 0.0;
+        mt_model_release_grads(m, i, i + 1); /* one layer's at a time */
     }
-    mt_model_zero_grad(m);
 }
 
 /* Can layers [0, L) go into P stages of at most `limit` each, greedily? */

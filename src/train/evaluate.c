@@ -8,8 +8,9 @@
 #include "mpitrain/train.h"
 #include "train/internal.h"
 
-int mt_model_from_config(const mt_config *cfg, mt_shape in, size_t max_batch,
-                         mt_model *m, char *err)
+/* The configured layers; with values, their initial parameters. */
+static int from_config(const mt_config *cfg, mt_shape in, size_t max_batch,
+                       int values, mt_model *m, char *err)
 {
     mt_layer_spec *specs = NULL;
     size_t n = 0, bad = 0;
@@ -21,10 +22,24 @@ int mt_model_from_config(const mt_config *cfg, mt_shape in, size_t max_batch,
     if (rc)
         /* Layers know their config line, not the file: name both. */
         mt_seterr(err, "%s:%d: %s", cfg->path, specs[bad].line, msg);
-    else
+    else if (values)
         rc = mt_model_init(m, specs, n, in, max_batch, cfg->seed, err);
+    else
+        rc = mt_model_build(m, specs, n, in, max_batch, err);
     free(specs);
     return rc;
+}
+
+int mt_model_from_config(const mt_config *cfg, mt_shape in, size_t max_batch,
+                         mt_model *m, char *err)
+{
+    return from_config(cfg, in, max_batch, 1, m, err);
+}
+
+int mt_model_shape_from_config(const mt_config *cfg, mt_shape in,
+                               size_t max_batch, mt_model *m, char *err)
+{
+    return from_config(cfg, in, max_batch, 0, m, err);
 }
 
 /* The first largest of v, or K (no class) if an output is NaN: a NaN

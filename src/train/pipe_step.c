@@ -138,10 +138,14 @@ int mt__pipe_setup(trainer *t, char *err)
         mt_seterr(err, "out of memory for the pipeline's inputs");
         rc = MT_ENOMEM;
     }
-    /* Measured and cut: from here on a stage holds its layers only. */
+    /* Measured (on zero weights: the time is the same) and cut: from
+     * here on a stage holds its layers only, and sets their values. */
     if (rc == MT_OK)
         rc = mt_model_keep_layers(&t->model, t->plan.layer_lo,
                                   t->plan.layer_hi, err);
+    if (rc == MT_OK)
+        mt_model_init_params(&t->model, t->plan.layer_lo, t->plan.layer_hi,
+                             c->seed);
     mt_free(cost);
     mt_free(bounds);
     return rc;

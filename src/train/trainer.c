@@ -146,11 +146,12 @@ static int build(trainer *t, char *err)
     size_t max_batch = (c->batch + workers - 1) / workers;
     if (c->deterministic && c->group > max_batch)
         max_batch = c->group;
-    /* A dedicated server runs no forward or backward: no activations. */
-    if (!(t->plan.role & MT_ROLE_WORKER))
+    if (!(t->plan.role & MT_ROLE_WORKER)) /* a server: no activations */
         max_batch = 1;
-    int rc = mt_model_from_config(c, t->shard.shape, max_batch, &t->model,
-                                  err);
+    /* A pipeline stage sets only its own layers' values (pipe_step.c). */
+    int rc = (t->plan.stages > 1 ? mt_model_shape_from_config
+                                 : mt_model_from_config)(
+        c, t->shard.shape, max_batch, &t->model, err);
     if (rc)
         return rc;
     t->K = mt_shape_size(mt_model_out(&t->model));
