@@ -285,6 +285,22 @@ static void describe_ranks(const mt_plan *p, const mt_model *m,
     emit(line, user);
 }
 
+/* MiB a stage's rank holds of the model: its layers' weights,
+ * gradients, slots and statistics, and its activations act[a] ..
+ * act[b] (mt_model_keep_layers). */
+static double stage_mib(const mt_model *m, size_t opt_slots, size_t a,
+                        size_t b)
+{
+    size_t lo, hi, slo, shi, act = a == 0 ? mt_shape_size(m->in) : 0;
+    mt_model_span(m, a, b, 0, &lo, &hi);
+    mt_model_span(m, a, b, 1, &slo, &shi);
+    for (size_t i = a ? a - 1 : 0; i < b; i++)
+        act += mt_shape_size(m->layers[i].out);
+    double floats = (double)((2 + opt_slots) * (hi - lo) + (shi - slo)) +
+                    2.0 * (double)act * (double)m->max_batch;
+    return floats * sizeof(float) / 1048576.0;
+}
+
 /* Pipeline: a line per stage; its ranks are stage, stage + P, ... */
 static void describe_stages(const mt_plan *p, const mt_model *m,
                             size_t opt_slots,
@@ -301,12 +317,12 @@ static void describe_stages(const mt_plan *p, const mt_model *m,
         snprintf(line, sizeof line,
                  "plan: stage %d of %d, rank%s %s: layers %zu-%zu of %zu, "
                  "parameters [%zu, %zu) of %zu owned; %.1f MiB a rank "
-                 "(the whole model's weights and gradients, %zu optimizer "
-                 "slot%s of its own, activations of %zu samples)",
+                 "(its layers' weights, gradients and %zu optimizer "
+                 "slot%s, activations of %zu samples)",
                  s + 1, p->stages, p->dp_size == 1 ? "" : "s", who, a + 1, b,
                  m->n_layers, lo, hi, m->n_params,
-                 rank_mib(p, m, opt_slots, MT_ROLE_WORKER, hi - lo),
-                 opt_slots, opt_slots == 1 ? "" : "s", m->max_batch);
+                 stage_mib(m, opt_slots, a, b), opt_slots,
+                 opt_slots == 1 ? "" : "s", m->max_batch);
         emit(line, user);
     }
 }
