@@ -9,8 +9,10 @@
  * 5 after a warm-up), the measured bubble (1 - the stages' busy seconds,
  * their step time less their time blocked on neighbours, over P x the
  * step time), theory ((P - 1) / (M + P - 1)), the schedule simulation's
- * bubble with unit costs, and the forwards recomputed. A benchmark, not
- * a test: timings depend on the machine and its load. */
+ * bubble with unit costs, and the forwards recomputed; each with the
+ * stages recomputing their activations before the backward
+ * ([parallel] recompute = true) and keeping them (false). A benchmark,
+ * not a test: timings depend on the machine and its load. */
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,10 +77,11 @@ int main(int argc, char **argv)
         unit[s] = (mt_pipe_costs){1.0, 1.0, 1.0};
     if (rank == 0)
         printf("pipeline: %d stages, %d dense layers of %d, batch %zu\n"
-               "schedule   M  step ms  bubble  theory  simulated  "
-               "recomputed  work MiB  held\n",
+               "activations  schedule   M  step ms  bubble  theory  "
+               "simulated  recomputed  work MiB  held\n",
                size, layers, units, G);
     static const int Ms[] = {1, 4, 8, 16};
+    for (int recompute = 1; recompute >= 0; recompute--)
     for (int sch = MT_PIPE_GPIPE; sch <= MT_PIPE_ZB; sch++)
         for (int k = 0; k < 4; k++) {
             mt_pipe_plan p;
@@ -93,7 +96,7 @@ int main(int argc, char **argv)
             mt_pipe_stats s = {0};
             mt_pipe_work w;
             if (mt_pipe_work_init(&w, &st, (mt_pipe_schedule)sch, G,
-                                  (size_t)Ms[k], err))
+                                  (size_t)Ms[k], recompute, err))
                 die("buffers", err);
             for (int rep = 0; rep < 6; rep++) {
                 MPI_Barrier(MPI_COMM_WORLD);
@@ -123,8 +126,9 @@ int main(int argc, char **argv)
             for (int q = 0; q < size; q++)
                 held = p.peak_held[q] > held ? p.peak_held[q] : held;
             if (rank == 0)
-                printf("%-8s %3d  %7.1f  %6.3f  %6.3f  %9.3f  %10llu  "
-                       "%8.1f  %4d\n",
+                printf("%-11s  %-8s %3d  %7.1f  %6.3f  %6.3f  %9.3f  "
+                       "%10llu  %8.1f  %4d\n",
+                       recompute ? "recomputed" : "kept",
                        mt_pipe_schedule_names[sch], Ms[k], best * 1e3,
                        1.0 - busy / ((double)size * best),
                        (double)(size - 1) / (double)(Ms[k] + size - 1),

@@ -248,7 +248,8 @@ static void test_shapes_that_do_not_chain(void **state)
 /* One layer's forward and backward: output, input gradient and parameter
  * gradients, in one buffer to compare. With split, the backward is the
  * layer's two halves (a pipeline's B and W), run after a forward of other
- * inputs has overwritten what forward keeps, W from a copy of x. */
+ * inputs has overwritten what forward keeps, both from copies of x (and
+ * B of y) as a pipeline keeps them. */
 static float *run_layer_as(mt_layer_spec spec, mt_shape in, int split,
                            size_t *len)
 {
@@ -270,7 +271,7 @@ static float *run_layer_as(mt_layer_spec spec, mt_shape in, int split,
         for (size_t i = 0; i < Ni; i++)
             m.act[0][i] = 1.0f - m.act[0][i];
         mt_model_forward(&m, &ctx, B);
-        l->ops->backward_input(l, m.act[0], m.act[1], dy, out + No, B);
+        l->ops->backward_input(l, x, out, dy, out + No, B);
         l->ops->backward_weight(l, x, dy, B);
     } else {
         l->ops->backward(l, m.act[0], m.act[1], dy, out + No, B);
@@ -288,8 +289,9 @@ static float *run_layer(mt_layer_spec spec, mt_shape in, size_t *len)
     return run_layer_as(spec, in, 0, len);
 }
 
-/* Layers that split their backward (dense, conv) give the same floats
- * split as whole: zb's gradients are 1f1b's. */
+/* Layers that split their backward (dense, conv, maxpool) give the same
+ * floats split as whole: zb's gradients are 1f1b's, and a stage that
+ * keeps activations gets the gradients of one that recomputes. */
 static void test_split_backward_is_the_backward(void **state)
 {
     const struct {
@@ -301,6 +303,8 @@ static void test_split_backward_is_the_backward(void **state)
          {3, 7, 9}},
         {{.kind = MT_CONV2D, .filters = 3, .size = 3, .stride = 2},
          {3, 7, 9}},
+        {{.kind = MT_MAXPOOL, .size = 2, .stride = 2}, {3, 6, 8}},
+        {{.kind = MT_MAXPOOL, .size = 3, .stride = 2, .pad = 1}, {2, 7, 9}},
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         size_t n0, n;

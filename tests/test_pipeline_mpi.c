@@ -3,7 +3,8 @@
  * divide the batch included), each stage's gradients and the loss equal
  * a single rank's whole-batch backward of the same model, dropout
  * included (its masks are keyed by sample, so recomputing a micro-batch
- * draws the same). */
+ * draws the same), whether the stages keep activations (where their
+ * layers allow) or recompute them. */
 #include <math.h>
 #include <mpi.h>
 #include <setjmp.h>
@@ -58,7 +59,7 @@ static void batch_data(float *x, int32_t *labels)
         labels[i] = i % K;
 }
 
-static void check(mt_pipe_schedule sch, int M)
+static void check(mt_pipe_schedule sch, int M, int recompute)
 {
     static float x[G * IN];
     static int32_t labels[G];
@@ -90,7 +91,11 @@ static void check(mt_pipe_schedule sch, int M)
     mt_model_zero_grad(&m);
     mt_pipe_stats stats;
     mt_pipe_work w;
-    assert_int_equal(mt_pipe_work_init(&w, &st, sch, G, (size_t)M, err), 0);
+    assert_int_equal(
+        mt_pipe_work_init(&w, &st, sch, G, (size_t)M, recompute, err), 0);
+    /* dropout keeps its masks: its stage recomputes, the others need not */
+    int has_dropout = st.first <= 3 && 3 < st.last, stash = w.stash;
+    assert_int_equal(stash, !recompute && !has_dropout);
     int rc = mt_pipe_step(&p, &st, &w, &b, &loss, &stats, err);
     mt_pipe_work_free(&w);
     if (rc)
@@ -106,12 +111,14 @@ static void check(mt_pipe_schedule sch, int M)
                                         (1e-3 + fabs(r->grad[j])));
         }
     if (worst > 1e-4)
-        fail_msg("%s M=%d stage %d: gradients differ by %.3g (relative)",
-                 mt_pipe_schedule_names[sch], M, rank, worst);
-    /* 1f1b's last stage runs each B right after its F: no recompute */
-    if (sch == MT_PIPE_1F1B && rank == size - 1)
+        fail_msg("%s M=%d stage %d%s: gradients differ by %.3g (relative)",
+                 mt_pipe_schedule_names[sch], M, rank,
+                 stash ? " (kept activations)" : "", worst);
+    /* 1f1b's last stage runs each B right after its F: no recompute;
+     * a stage that keeps activations never does */
+    if (stash || (sch == MT_PIPE_1F1B && rank == size - 1))
         assert_int_equal(stats.recomputed, 0);
-    if (sch == MT_PIPE_GPIPE && M > 1)
+    else if (sch == MT_PIPE_GPIPE && M > 1)
         assert_true(stats.recomputed >= (size_t)M - 1);
     if (rank == size - 1 && fabs(loss - ref_loss) > 1e-5 * fabs(ref_loss))
         fail_msg("%s M=%d: loss %.9g, one rank's %.9g",
@@ -130,7 +137,8 @@ static void test_every_schedule_gives_the_gradients(void **s)
     static const int Ms[] = {1, 3, 4, 5}; /* 5 does not divide 12 */
     for (int sch = MT_PIPE_GPIPE; sch <= MT_PIPE_ZB; sch++)
         for (int i = 0; i < 4; i++)
-            check((mt_pipe_schedule)sch, Ms[i]);
+            for (int recompute = 0; recompute < 2; recompute++)
+                check((mt_pipe_schedule)sch, Ms[i], recompute);
 }
 
 /* Wrong inputs are refused on every stage before any message. */
@@ -151,7 +159,7 @@ static void test_too_many_micro_batches(void **s)
                        .loss = MT_LOSS_SOFTMAX_CE};
     double loss;
     mt_pipe_work w;
-    assert_int_equal(mt_pipe_work_init(&w, &st, MT_PIPE_1F1B, G, 13, err), 0);
+    assert_int_equal(mt_pipe_work_init(&w, &st, MT_PIPE_1F1B, G, 13, 0, err), 0);
     assert_int_equal(mt_pipe_step(&p, &st, &w, &b, &loss, NULL, err),
                      MT_EINVAL);
     assert_non_null(strstr(err, "12 samples in 13 micro-batches"));

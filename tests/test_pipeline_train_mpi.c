@@ -66,7 +66,10 @@ static int group_setup(void **s)
 static int group_teardown(void **s) { return fx_teardown(dir); }
 
 /* Weights as one rank's, and the validation and test figures (evaluated
- * through the stages) as one rank's of those weights. */
+ * through the stages) as one rank's of those weights. t.ini's stages mix
+ * layers that keep per-batch state (maxpool, dropout: recomputed) and
+ * layers that do not; wide.ini's keep every activation, unless told to
+ * recompute. */
 static void expect_same_evaluated(const char *ini, const char *const *par,
                                   const char *const *self)
 {
@@ -88,6 +91,13 @@ static void test_every_schedule_trains_as_one_rank_accumulating(void **s)
                                    "parallel.micro_batches=5", test_set,
                                    NULL};
         expect_same_evaluated("t.ini", par, self);
+        /* every stage keeps its activations, or every stage recomputes */
+        expect_same_evaluated("wide.ini", par, self);
+        const char *const again[] = {stages, names[k],
+                                     "parallel.micro_batches=5",
+                                     "parallel.recompute=true", test_set,
+                                     NULL};
+        expect_same_evaluated("wide.ini", again, self);
     }
 }
 

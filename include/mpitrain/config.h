@@ -127,6 +127,7 @@ typedef struct mt_config {
     size_t stages;        /* pipeline stages (1: none) */
     size_t micro_batches; /* per step and replica; 0: auto, 4 x stages */
     int pipe_schedule;    /* mt_pipe_schedule: gpipe, 1f1b, zb */
+    int pipe_recompute;   /* 1: stages never keep activations */
     char split_text[MT_PATH_LEN]; /* "auto", or "3,7": the last layer of
                                      each stage but the last */
     size_t split[64];     /* parsed from split_text; n_split 0: auto */

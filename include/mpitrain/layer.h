@@ -104,6 +104,12 @@ typedef struct mt_layer_ops {
                            const float *dy, float *dx, size_t B);
     void (*backward_weight)(mt_layer *l, const float *x, const float *dy,
                             size_t B);
+    /* 1: backward reads only x, y, dy and the parameters (nothing forward
+     * left in scratch), so it may run long after the forward, from kept
+     * activations: a pipeline then keeps them instead of recomputing.
+     * Layers with backward_input and backward_weight qualify through
+     * those, which have this property by contract. */
+    int stateless_backward;
 } mt_layer_ops;
 
 struct mt_layer {

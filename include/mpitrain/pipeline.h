@@ -134,11 +134,15 @@ typedef struct mt_pipe_batch {
     void *user;
 } mt_pipe_batch;
 
-/* A stage's buffers for steps of up to max_G samples, allocated once:
- * every micro-batch's stage input, the outputs and input gradients until
- * their sends complete, and (zb) what W needs. */
+/* A stage's buffers for steps of up to max_G samples, allocated once.
+ * Stash (the stage keeps its micro-batches' activations, in their rows
+ * of the model's buffers): the buffers' bases. Recompute: every
+ * micro-batch's stage input, the outputs and input gradients until their
+ * sends complete, and (zb) what W needs. */
 typedef struct mt_pipe_work {
     size_t max_G, max_micro;
+    int stash;
+    float **act_base, **dact_base; /* stash: m->act[first .. last], dact */
     float *kept, *sent, *dsent;
     float **wx, **wdy; /* zb: (n_w) per layer of the stage, NULL for a
                           layer that does not split */
@@ -147,11 +151,14 @@ typedef struct mt_pipe_work {
     size_t bytes;      /* what the float buffers take */
 } mt_pipe_work;
 
-/* MT_ENOMEM (err says how much). Free with mt_pipe_work_free (safe on a
+/* Stashes where it can: unless recompute, when max_G fits the model's
+ * max_batch and every layer of the stage can run its backward from its
+ * activations alone (stateless_backward or the split backward).
+ * MT_ENOMEM (err says how much). Free with mt_pipe_work_free (safe on a
  * zeroed one). */
 int mt_pipe_work_init(mt_pipe_work *w, const mt_pipe_stage *st,
                       mt_pipe_schedule sch, size_t max_G, size_t max_micro,
-                      char *err);
+                      int recompute, char *err);
 void mt_pipe_work_free(mt_pipe_work *w);
 
 /* What a step cost one stage: seconds in all, seconds blocked on the
@@ -166,9 +173,10 @@ typedef struct mt_pipe_stats {
  * mean loss over the G samples are added into the stage's layers' grads
  * (as one rank's whole-batch backward would), activations go to the next
  * stage and their gradients back (MPI_Isend; receives in the order's
- * turn). A micro-batch's activations are recomputed from its kept stage
- * input before its backward unless they are still in place (1f1b's last
- * stage). zb's B computes only the input gradients of layers that split
+ * turn). A stage that stashes keeps each micro-batch's activations in
+ * its rows; otherwise a micro-batch's activations are recomputed from its
+ * kept stage input before its backward unless they are still in place
+ * (1f1b's last stage). zb's B computes only the input gradients of layers that split
  * their backward (dense, conv), keeping what their W needs; W adds their
  * parameter gradients; other layers do all of theirs in B.
  * *loss_sum: the summed loss on the last stage, 0 elsewhere; stats (may

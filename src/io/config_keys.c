@@ -131,6 +131,7 @@ const mt__key_def mt__config_keys[] = {
     K("parallel", "schedule", T_ENUM, pipe_schedule, 0, 0,
       pipe_schedule_names, "1f1b"),
     K("parallel", "split", T_PATH, split_text, 0, 0, NULL, "auto"),
+    K("parallel", "recompute", T_BOOL, pipe_recompute, 0, 1, NULL, "false"),
     K("checkpoint", "dir", T_PATH, ckpt_dir, 0, 0, NULL, NULL),
     K("checkpoint", "every_steps", T_SIZE, every_steps, 0, 1e15, NULL, "0"),
     K("checkpoint", "every_minutes", T_DOUBLE, every_minutes, 0, 1e9, NULL,

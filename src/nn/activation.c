@@ -118,17 +118,18 @@ MT_VECTOR(static, tanh_backward,
             dx[i] = dy[i] * (1.0f - y[i] * y[i]);
 }
 
-/* No parameters: nothing to split (backward_input, backward_weight NULL). */
+/* No parameters: nothing to split (backward_input, backward_weight NULL);
+ * backward needs only x or y (stateless_backward). */
 const mt_layer_ops mt__flatten_ops = {"flatten", flatten_setup, NULL, NULL,
                                       copy_forward, copy_backward, NULL,
-                                      NULL};
+                                      NULL, 1};
 const mt_layer_ops mt__relu_ops = {"relu", same_shape_setup, NULL, NULL,
-                                   relu_forward, relu_backward, NULL, NULL};
+                                   relu_forward, relu_backward, NULL, NULL, 1};
 const mt_layer_ops mt__leaky_relu_ops = {"leaky", same_shape_setup, NULL,
                                          NULL, leaky_forward,
-                                         leaky_backward, NULL, NULL};
+                                         leaky_backward, NULL, NULL, 1};
 const mt_layer_ops mt__sigmoid_ops = {"sigmoid", same_shape_setup, NULL,
                                       NULL, sigmoid_forward,
-                                      sigmoid_backward, NULL, NULL};
+                                      sigmoid_backward, NULL, NULL, 1};
 const mt_layer_ops mt__tanh_ops = {"tanh", same_shape_setup, NULL, NULL,
-                                   tanh_forward, tanh_backward, NULL, NULL};
+                                   tanh_forward, tanh_backward, NULL, NULL, 1};

@@ -92,4 +92,5 @@ const mt_layer_ops mt__dense_ops = {
     .backward = dense_backward,
     .backward_input = dense_backward_input,
     .backward_weight = dense_backward_weight,
+    .stateless_backward = 1,
 };

@@ -1,7 +1,8 @@
 /* Max and average pooling over K x K windows with stride S and padding P,
  * per channel. Max pooling records the winning input index per output so
- * backward routes the gradient there; average pooling divides by K K
- * (padding counts, as PyTorch's default count_include_pad). */
+ * backward routes the gradient there (the split backward finds them
+ * again from x); average pooling divides by K K (padding counts, as
+ * PyTorch's default count_include_pad). */
 #include <float.h>
 #include <stdint.h>
 #include <string.h>
@@ -57,80 +58,110 @@ static int maxpool_alloc(mt_layer *l, char *err)
         }                                                                    \
     }
 
-/* The common case, 2x2 windows with stride 2 and no padding, without the
- * bounds tests of the general loop. */
-MT_VECTOR(static, maxpool2_forward,
-          (mt_layer *l, const float *x, float *y, size_t B),
-          (l, x, y, B))
+/* The winner of 2x2 window (oh, ow) of plane xp (width W), the first
+ * largest: the common case, 2x2 windows with stride 2 and no padding,
+ * without the bounds tests of the general loop. */
+static inline uint32_t argmax2(const float *xp, size_t W, size_t oh,
+                               size_t ow)
+{
+    size_t i0 = 2 * oh * W + 2 * ow, i1 = i0 + W, best = i0;
+    if (xp[i0 + 1] > xp[best])
+        best = i0 + 1;
+    if (xp[i1] > xp[best])
+        best = i1;
+    if (xp[i1 + 1] > xp[best])
+        best = i1 + 1;
+    return (uint32_t)best;
+}
+
+/* The winner of window (oh, ow) in general (padding never wins), and its
+ * value: -FLT_MAX and index 0 if nothing beats that. */
+static inline uint32_t argmax_window(const mt_layer *l, const float *xp,
+                                     size_t oh, size_t ow, float *value)
+{
+    size_t W = l->in.w;
+    float best = -FLT_MAX;
+    uint32_t besti = 0;
+    FOR_WINDOW(l, oh, ow, {
+        size_t i = (size_t)ih * W + (size_t)iw;
+        if (xp[i] > best) {
+            best = xp[i];
+            besti = (uint32_t)i;
+        }
+    });
+    *value = best;
+    return besti;
+}
+
+static int is_2x2(const mt_layer *l)
+{
+    return l->spec.size == 2 && l->spec.stride == 2 && l->spec.pad == 0;
+}
+
+/* Window winners of B samples: arg (B C, OH OW) and, if y, their values. */
+MT_VECTOR(static, maxpool_winners,
+          (const mt_layer *l, const float *x, float *y, uint32_t *arg,
+           size_t B),
+          (l, x, y, arg, B))
 {
     size_t H = l->in.h, W = l->in.w, OH = l->out.h, OW = l->out.w;
-    uint32_t *arg = l->scratch;
+    int two = is_2x2(l);
     for (size_t p = 0; p < B * l->in.c; p++) {
         const float *xp = x + p * H * W;
-        float *yp = y + p * OH * OW;
-        uint32_t *ap = arg + p * OH * OW;
-        for (size_t oh = 0; oh < OH; oh++) {
-            const float *r0 = xp + 2 * oh * W, *r1 = r0 + W;
+        for (size_t oh = 0; oh < OH; oh++)
             for (size_t ow = 0; ow < OW; ow++) {
-                size_t i = 2 * ow;
-                float best = r0[i];
-                uint32_t besti = (uint32_t)(2 * oh * W + i);
-                if (r0[i + 1] > best)
-                    best = r0[i + 1], besti = (uint32_t)(2 * oh * W + i + 1);
-                if (r1[i] > best)
-                    best = r1[i], besti = (uint32_t)((2 * oh + 1) * W + i);
-                if (r1[i + 1] > best)
-                    best = r1[i + 1],
-                    besti = (uint32_t)((2 * oh + 1) * W + i + 1);
-                yp[oh * OW + ow] = best;
-                ap[oh * OW + ow] = besti;
+                size_t o = (p * OH + oh) * OW + ow;
+                float v;
+                arg[o] = two ? argmax2(xp, W, oh, ow)
+                             : argmax_window(l, xp, oh, ow, &v);
+                if (y)
+                    y[o] = two ? xp[arg[o]] : v;
             }
-        }
     }
 }
 
 static void maxpool_forward(mt_layer *l, const mt_step_ctx *ctx,
                             const float *x, float *y, size_t B)
 {
-    size_t H = l->in.h, W = l->in.w, OH = l->out.h, OW = l->out.w;
-    uint32_t *arg = l->scratch;
-    if (l->spec.size == 2 && l->spec.stride == 2 && l->spec.pad == 0) {
-        maxpool2_forward(l, x, y, B);
-        return;
-    }
-    for (size_t p = 0; p < B * l->in.c; p++) {
-        const float *xp = x + p * H * W;
-        for (size_t oh = 0; oh < OH; oh++)
-            for (size_t ow = 0; ow < OW; ow++) {
-                float best = -FLT_MAX;
-                uint32_t besti = 0;
-                FOR_WINDOW(l, oh, ow, {
-                    size_t i = (size_t)ih * W + (size_t)iw;
-                    if (xp[i] > best) {
-                        best = xp[i];
-                        besti = (uint32_t)i;
-                    }
-                });
-                size_t o = (p * OH + oh) * OW + ow;
-                y[o] = best;
-                arg[o] = besti;
-            }
-    }
+    maxpool_winners(l, x, y, l->scratch, B);
 }
 
-MT_VECTOR(static, maxpool_backward,
-          (mt_layer *l, const float *x, const float *y, const float *dy,
-           float *dx, size_t B),
-          (l, x, y, dy, dx, B))
+/* dx: each output's gradient routed to its window's winner. */
+static void route(const mt_layer *l, const uint32_t *arg, const float *dy,
+                  float *dx, size_t B)
 {
-    if (!dx)
-        return;
     size_t HW = l->in.h * l->in.w, OHW = l->out.h * l->out.w;
-    const uint32_t *arg = l->scratch;
     memset(dx, 0, B * mt_shape_size(l->in) * sizeof(float));
     for (size_t p = 0; p < B * l->in.c; p++)
         for (size_t o = 0; o < OHW; o++)
             dx[p * HW + arg[p * OHW + o]] += dy[p * OHW + o];
+}
+
+/* From the winners forward recorded. */
+static void maxpool_backward(mt_layer *l, const float *x, const float *y,
+                             const float *dy, float *dx, size_t B)
+{
+    if (dx)
+        route(l, l->scratch, dy, dx, B);
+}
+
+/* The split backward (a pipeline's), from x alone: the winners found
+ * again, as forward found them, so that it may run after other
+ * micro-batches' forwards have overwritten the scratch; the scratch
+ * holds them meanwhile. No parameters, so no weight half. */
+static void maxpool_backward_input(mt_layer *l, const float *x,
+                                   const float *y, const float *dy,
+                                   float *dx, size_t B)
+{
+    if (!dx)
+        return;
+    maxpool_winners(l, x, NULL, l->scratch, B);
+    route(l, l->scratch, dy, dx, B);
+}
+
+static void no_weights(mt_layer *l, const float *x, const float *dy,
+                       size_t B)
+{
 }
 
 MT_VECTOR(static, avgpool_forward,
@@ -177,6 +208,8 @@ const mt_layer_ops mt__maxpool_ops = {
     .alloc = maxpool_alloc,
     .forward = maxpool_forward,
     .backward = maxpool_backward,
+    .backward_input = maxpool_backward_input,
+    .backward_weight = no_weights,
 };
 
 const mt_layer_ops mt__avgpool_ops = {
@@ -184,4 +217,5 @@ const mt_layer_ops mt__avgpool_ops = {
     .setup = pool_setup,
     .forward = avgpool_forward,
     .backward = avgpool_backward,
+    .stateless_backward = 1,
 };

@@ -11,10 +11,13 @@
  *        backward (adding into the gradients), and send the input's
  *        gradient up
  *
- * Keeping only each micro-batch's stage input, not every activation, is
- * what lets one model's activation buffers serve all micro-batches; it
- * costs a forward per B, except where B follows its own F (1f1b's last
- * stage). zb's B computes the input gradients only where a layer can
+ * Where every layer of the stage can run its backward from kept
+ * activations alone (stateless_backward, or the split backward), the
+ * stage keeps them instead (w->stash): micro-batch i runs on rows
+ * [row0, row0 + rows) of the model's activation buffers, which hold a
+ * replica's whole share, and its B needs no forward again. Elsewhere it
+ * keeps only each micro-batch's stage input and recomputes, which costs a
+ * forward per B, except where B follows its own F (1f1b's last stage). zb's B computes the input gradients only where a layer can
  * split (dense, conv) and keeps that layer's input and output gradient for
  * its W, which adds the parameter gradients later. The orders come from the schedule's simulation, so the
  * blocking receives cannot wait in a cycle; sends never block, and all
@@ -71,6 +74,18 @@ static int is_last(const stage_run *r)
     return r->st->stage == r->st->stages - 1;
 }
 
+/* Stash: points the stage's activation buffers (act and dact of its
+ * layers' inputs and outputs) at rows [o, ...) of their bases. */
+static void rows_at(stage_run *r, size_t o)
+{
+    const mt_pipe_stage *st = r->st;
+    for (size_t l = st->first; l <= st->last; l++) {
+        size_t k = l - st->first, n = o * width(st->m, l);
+        st->m->act[l] = r->w->act_base[k] + n;
+        st->m->dact[l] = r->w->dact_base[k] + n;
+    }
+}
+
 /* Forward of micro-batch i from its kept input (again, for its
  * backward: recompute). */
 static float *forward(stage_run *r, int i, int recompute)
@@ -98,11 +113,23 @@ static double loss_of(stage_run *r, int i, const float *out)
                              r->st->m->dact[r->st->last], b->loss_opts);
 }
 
+/* Stash: micro-batch i's forward in its rows, from the input there. */
+static float *forward_in_place(stage_run *r, int i)
+{
+    mt_step_ctx ctx = r->b->ctx;
+    ctx.sample0 += row0(r, i);
+    return mt_model_forward_range(r->st->m, &ctx, rows(r, i), r->st->first,
+                                  r->st->last);
+}
+
 static int pass_f(stage_run *r, int i, char *err)
 {
     const mt_pipe_stage *st = r->st;
     size_t n = rows(r, i), o = row0(r, i);
-    float *in = r->w->kept + o * r->in_n;
+    if (r->w->stash)
+        rows_at(r, o);
+    float *in = r->w->stash ? st->m->act[st->first]
+                            : r->w->kept + o * r->in_n;
     if (st->stage == 0) {
         memcpy(in, r->b->x + o * r->in_n, n * r->in_n * sizeof(float));
     } else {
@@ -115,15 +142,17 @@ static int pass_f(stage_run *r, int i, char *err)
             return MT_EIO;
         }
     }
-    const float *out = forward(r, i, 0);
+    float *out = r->w->stash ? forward_in_place(r, i) : forward(r, i, 0);
     if (is_last(r)) {
         r->loss += loss_of(r, i, out);
         if (r->b->on_output)
             r->b->on_output(r->b->user, out, o, n);
         return MT_OK;
     }
-    float *keep = r->w->sent + o * r->out_n;
-    memcpy(keep, out, n * r->out_n * sizeof(float));
+    /* Stash: the output stays in its rows until the step ends. */
+    float *keep = r->w->stash ? out : r->w->sent + o * r->out_n;
+    if (!r->w->stash)
+        memcpy(keep, out, n * r->out_n * sizeof(float));
     MPI_Isend(keep, (int)(n * r->out_n), MPI_FLOAT, st->stage + 1,
               MT_TAG_PIPE_ACT, st->comm, &r->w->reqs[r->n_reqs++]);
     return MT_OK;
@@ -146,12 +175,57 @@ static void keep_for_w(stage_run *r, int i)
     }
 }
 
+/* The parameter gradients of micro-batch i's splitting layers, from the
+ * activations kept in its rows (stash: rows_at(r, row0(r, i)) done). */
+static void weights_in_place(stage_run *r, int i)
+{
+    const mt_pipe_stage *st = r->st;
+    for (size_t l = st->first; l < st->last; l++) {
+        mt_layer *ly = &st->m->layers[l];
+        if (ly->ops->backward_weight && ly->n_param)
+            ly->ops->backward_weight(ly, st->m->act[l], st->m->dact[l + 1],
+                                     rows(r, i));
+    }
+}
+
+/* Stash: B of micro-batch i in its rows. The last stage's loss gradient
+ * is there since its F; gpipe and 1f1b add the splitting layers' W at
+ * once (their joint backward may read what the latest forward left in
+ * scratch: conv's columns). */
+static int pass_b_in_place(stage_run *r, int i, char *err)
+{
+    const mt_pipe_stage *st = r->st;
+    mt_model *m = st->m;
+    size_t n = rows(r, i), o = row0(r, i);
+    rows_at(r, o);
+    if (!is_last(r)) {
+        mt_watch("pipeline: gradients from the stage below (MPI_Recv)");
+        if (recv_timed(r, m->dact[st->last], n * r->out_n, st->stage + 1,
+                       MT_TAG_PIPE_GRAD) != MPI_SUCCESS) {
+            mt_seterr(err, "pipeline stage %d: receiving micro-batch %d's "
+                           "gradient from stage %d failed",
+                      st->stage, i, st->stage + 1);
+            return MT_EIO;
+        }
+    }
+    mt_model_backward_inputs_range(m, n, st->first, st->last, st->stage > 0);
+    if (r->p->schedule != MT_PIPE_ZB)
+        weights_in_place(r, i);
+    if (st->stage > 0) /* dact[first]'s rows stay until the step ends */
+        MPI_Isend(m->dact[st->first], (int)(n * r->in_n), MPI_FLOAT,
+                  st->stage - 1, MT_TAG_PIPE_GRAD, st->comm,
+                  &r->w->reqs[r->n_reqs++]);
+    return MT_OK;
+}
+
 static int pass_b(stage_run *r, int i, char *err)
 {
     const mt_pipe_stage *st = r->st;
     mt_model *m = st->m;
     size_t n = rows(r, i), o = row0(r, i);
     float *dout = m->dact[st->last];
+    if (r->w->stash)
+        return pass_b_in_place(r, i, err);
     r->stats.recomputed += r->in_place != i;
     if (is_last(r)) {
         const float *out = r->in_place == i ? m->act[st->last]
@@ -196,6 +270,11 @@ static void pass_w(stage_run *r, int i)
     const mt_pipe_stage *st = r->st;
     float **wx = r->w->wx, **wdy = r->w->wdy;
     size_t n = rows(r, i), o = row0(r, i);
+    if (r->w->stash) {
+        rows_at(r, o);
+        weights_in_place(r, i);
+        return;
+    }
     for (size_t l = st->first; wx && l < st->last; l++) {
         mt_layer *ly = &st->m->layers[l];
         if (wx[l - st->first])
@@ -217,7 +296,8 @@ static int alloc_w(mt_pipe_work *w, const mt_pipe_stage *st)
         return MT_ENOMEM;
     w->n_w = L;
     for (size_t l = st->first; l < st->last; l++) {
-        if (!st->m->layers[l].ops->backward_weight)
+        if (!st->m->layers[l].ops->backward_weight ||
+            st->m->layers[l].n_param == 0) /* no W to defer */
             continue;
         w->wx[l - st->first] = mt_calloc(G * width(st->m, l), sizeof(float));
         w->wdy[l - st->first] =
@@ -230,22 +310,66 @@ static int alloc_w(mt_pipe_work *w, const mt_pipe_stage *st)
     return MT_OK;
 }
 
+/* Can stage st keep every micro-batch's activations of steps of max_G
+ * samples? The rows must fit the model's buffers, and each layer's
+ * backward must need nothing its forward left behind. */
+static int can_stash(const mt_pipe_stage *st, size_t max_G)
+{
+    if (max_G > st->m->max_batch)
+        return 0;
+    for (size_t l = st->first; l < st->last; l++) {
+        const mt_layer_ops *ops = st->m->layers[l].ops;
+        if (!ops->stateless_backward && !ops->backward_weight)
+            return 0;
+    }
+    return 1;
+}
+
+/* Stash: the bases of the stage's activation buffers, which rows_at
+ * shifts. */
+static int alloc_bases(mt_pipe_work *w, const mt_pipe_stage *st)
+{
+    size_t n = st->last - st->first + 1;
+    w->act_base = mt_calloc(n, sizeof *w->act_base);
+    w->dact_base = mt_calloc(n, sizeof *w->dact_base);
+    if (!w->act_base || !w->dact_base)
+        return MT_ENOMEM;
+    for (size_t l = st->first; l <= st->last; l++) {
+        w->act_base[l - st->first] = st->m->act[l];
+        w->dact_base[l - st->first] = st->m->dact[l];
+    }
+    return MT_OK;
+}
+
+/* Recompute: every micro-batch's stage input, the outputs and input
+ * gradients until their sends complete, and zb's copies for W. */
+static int alloc_kept(mt_pipe_work *w, const mt_pipe_stage *st,
+                      mt_pipe_schedule sch)
+{
+    size_t max_G = w->max_G, in_n = width(st->m, st->first),
+           out_n = width(st->m, st->last);
+    w->kept = mt_calloc(max_G * in_n, sizeof(float));
+    w->sent = mt_calloc(max_G * out_n, sizeof(float));
+    w->dsent = mt_calloc(max_G * in_n, sizeof(float));
+    w->bytes = max_G * (2 * in_n + out_n) * sizeof(float);
+    int rc = w->kept && w->sent && w->dsent ? MT_OK : MT_ENOMEM;
+    if (rc == MT_OK && sch == MT_PIPE_ZB)
+        rc = alloc_w(w, st);
+    return rc;
+}
+
 int mt_pipe_work_init(mt_pipe_work *w, const mt_pipe_stage *st,
                       mt_pipe_schedule sch, size_t max_G, size_t max_micro,
-                      char *err)
+                      int recompute, char *err)
 {
     memset(w, 0, sizeof *w);
     w->max_G = max_G;
     w->max_micro = max_micro;
-    size_t in_n = width(st->m, st->first), out_n = width(st->m, st->last);
-    w->kept = mt_calloc(max_G * in_n, sizeof(float));
-    w->sent = mt_calloc(max_G * out_n, sizeof(float));
-    w->dsent = mt_calloc(max_G * in_n, sizeof(float));
+    w->stash = !recompute && can_stash(st, max_G);
     w->reqs = mt_calloc(2 * max_micro, sizeof *w->reqs);
-    w->bytes = max_G * (2 * in_n + out_n) * sizeof(float);
-    int rc = w->kept && w->sent && w->dsent && w->reqs ? MT_OK : MT_ENOMEM;
-    if (rc == MT_OK && sch == MT_PIPE_ZB)
-        rc = alloc_w(w, st);
+    int rc = w->reqs ? MT_OK : MT_ENOMEM;
+    if (rc == MT_OK)
+        rc = w->stash ? alloc_bases(w, st) : alloc_kept(w, st, sch);
     if (rc) {
         mt_pipe_work_free(w);
         mt_seterr(err, "pipeline stage %d: out of memory for %zu samples",
@@ -266,6 +390,8 @@ void mt_pipe_work_free(mt_pipe_work *w)
     free(w->sent);
     free(w->dsent);
     free(w->reqs);
+    free(w->act_base);
+    free(w->dact_base);
     memset(w, 0, sizeof *w);
 }
 
@@ -300,6 +426,8 @@ int mt_pipe_step(const mt_pipe_plan *p, const mt_pipe_stage *st,
     double tw = MPI_Wtime();
     if (r.n_reqs)
         MPI_Waitall(r.n_reqs, w->reqs, MPI_STATUSES_IGNORE);
+    if (w->stash)
+        rows_at(&r, 0); /* the buffers as everyone else knows them */
     r.stats.wait_s += MPI_Wtime() - tw;
     r.stats.seconds = MPI_Wtime() - t0;
     if (stats)

@@ -131,7 +131,7 @@ int mt__pipe_setup(trainer *t, char *err)
     if (rc == MT_OK)
         rc = mt_pipe_work_init(&t->pipe_work, &t->pipe_stage,
                                (mt_pipe_schedule)c->pipe_schedule, G,
-                               (size_t)M, err);
+                               (size_t)M, c->pipe_recompute, err);
     t->pipe_x = rc ? NULL
                    : mt_calloc(G * mt_shape_size(t->model.in), sizeof(float));
     if (rc == MT_OK && !t->pipe_x) {
