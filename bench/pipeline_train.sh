@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Samples/s of pipeline training against data parallel at the same rank
-# count, same run: data parallel, a pipeline of N stages (1f1b and zb),
+# count, same run: data parallel, a pipeline of N stages (1f1b and zb,
+# keeping activations, and 1f1b recomputing them: [parallel] recompute),
 # and at 4 ranks a 2 x 2 grid (2 stages x 2 replicas), on LeNet-5 and
 # the deep MLP of examples/ (8 dense layers of 1024). Each configuration
 # runs `rounds` times, alternating, and the best is kept.
@@ -25,7 +26,8 @@ for ini in examples/lenet5-fashion.ini examples/deep-mlp-pipeline.ini; do
     for np in $nps; do
         modes=("data parallel|--set parallel.stages=1"
             "$np stages, 1f1b|--set parallel.stages=$np --set parallel.schedule=1f1b"
-            "$np stages, zb|--set parallel.stages=$np --set parallel.schedule=zb")
+            "$np stages, zb|--set parallel.stages=$np --set parallel.schedule=zb"
+            "$np stages, 1f1b recomputing|--set parallel.stages=$np --set parallel.schedule=1f1b --set parallel.recompute=true")
         [ "$np" -eq 4 ] && modes+=("2 stages x 2 replicas, 1f1b|--set parallel.stages=2")
         declare -A best=()
         for ((r = 0; r < rounds; r++)); do

@@ -13,15 +13,17 @@
  *
  * Where every layer of the stage can run its backward from kept
  * activations alone (stateless_backward, or the split backward), the
- * stage keeps them instead (w->stash): micro-batch i runs on rows
- * [row0, row0 + rows) of the model's activation buffers, which hold a
- * replica's whole share, and its B needs no forward again. Elsewhere it
- * keeps only each micro-batch's stage input and recomputes, which costs a
- * forward per B, except where B follows its own F (1f1b's last stage). zb's B computes the input gradients only where a layer can
- * split (dense, conv) and keeps that layer's input and output gradient for
- * its W, which adds the parameter gradients later. The orders come from the schedule's simulation, so the
- * blocking receives cannot wait in a cycle; sends never block, and all
- * complete before the step returns. */
+ * stage keeps them (w->stash): micro-batch i runs on rows [row0, row0 +
+ * rows) of the model's activation buffers, which hold a replica's whole
+ * share, and its B needs no forward again. Elsewhere it keeps only each
+ * micro-batch's stage input and recomputes, which costs a forward per B,
+ * except where B follows its own F (1f1b's last stage). zb's B computes
+ * the input gradients only where a layer can split (dense, conv) and
+ * keeps that layer's input and output gradient for its W, which adds the
+ * parameter gradients later (stashing, W reads them in their rows). The
+ * orders come from the schedule's simulation, so the blocking receives
+ * cannot wait in a cycle; sends never block, and all complete before the
+ * step returns. */
 #include "mpitrain/pipeline.h"
 
 #include <stdlib.h>
@@ -118,6 +120,7 @@ static float *forward_in_place(stage_run *r, int i)
 {
     mt_step_ctx ctx = r->b->ctx;
     ctx.sample0 += row0(r, i);
+    r->in_place = i; /* the layers' scratch is i's */
     return mt_model_forward_range(r->st->m, &ctx, rows(r, i), r->st->first,
                                   r->st->last);
 }
@@ -189,9 +192,10 @@ static void weights_in_place(stage_run *r, int i)
 }
 
 /* Stash: B of micro-batch i in its rows. The last stage's loss gradient
- * is there since its F; gpipe and 1f1b add the splitting layers' W at
- * once (their joint backward may read what the latest forward left in
- * scratch: conv's columns). */
+ * is there since its F. Right after i's own forward (1f1b's last stage)
+ * the layers' joint backward may use what that forward left in scratch
+ * (conv's columns, maxpool's winners); otherwise gpipe and 1f1b run the
+ * split halves at once, which do not. */
 static int pass_b_in_place(stage_run *r, int i, char *err)
 {
     const mt_pipe_stage *st = r->st;
@@ -208,9 +212,15 @@ static int pass_b_in_place(stage_run *r, int i, char *err)
             return MT_EIO;
         }
     }
-    mt_model_backward_inputs_range(m, n, st->first, st->last, st->stage > 0);
-    if (r->p->schedule != MT_PIPE_ZB)
-        weights_in_place(r, i);
+    if (r->p->schedule != MT_PIPE_ZB && r->in_place == i) {
+        mt_model_backward_range(m, n, st->first, st->last, st->stage > 0);
+    } else {
+        mt_model_backward_inputs_range(m, n, st->first, st->last,
+                                       st->stage > 0);
+        if (r->p->schedule != MT_PIPE_ZB)
+            weights_in_place(r, i);
+    }
+    r->in_place = -1;
     if (st->stage > 0) /* dact[first]'s rows stay until the step ends */
         MPI_Isend(m->dact[st->first], (int)(n * r->in_n), MPI_FLOAT,
                   st->stage - 1, MT_TAG_PIPE_GRAD, st->comm,
