@@ -120,8 +120,21 @@ static void test_grid_of_stages_and_replicas(void **s)
                                 "train.clip_norm=0.05", NULL};
     const char *const clip_self[] = {"train.batch=1", "train.accumulate=10",
                                      "train.clip_norm=0.05", NULL};
+    /* each stage's two replicas serve its parameters in two shards */
+    const char *const ps[] = {"parallel.stages=2", "parallel.micro_batches=5",
+                              "parallel.sync=ps", test_set, NULL};
+    const char *const ps_adam[] = {"parallel.stages=2",
+                                   "parallel.micro_batches=5",
+                                   "parallel.sync=ps", "optimizer.type=adam",
+                                   "optimizer.lr=0.01", "train.clip_norm=0.05",
+                                   NULL};
+    const char *const adam_self[] = {"train.batch=1", "train.accumulate=10",
+                                     "optimizer.type=adam", "optimizer.lr=0.01",
+                                     "train.clip_norm=0.05", NULL};
     expect_same_evaluated("t.ini", ar, self);
     expect_same_evaluated("t.ini", ring, self);
+    expect_same_evaluated("t.ini", ps, self);
+    fx_expect_same(dir, "t.ini", ps_adam, adam_self, 1e-5);
     fx_expect_same(dir, "t.ini", clip, clip_self, 1e-5);
 }
 
@@ -230,9 +243,9 @@ static double run_diff(const char *ini, const char *a, const char *b)
 
 /* Epoch 1 as a pipeline, epoch 2 on one rank as a plain run, and the
  * reverse: both as one rank's 2 epochs. Runs dir/<tag>-*. */
-static void resume_across_stage_counts(const char *ini, const char *tag)
+static void resume_across_stage_counts(const char *ini, const char *tag,
+                                       const char *const *pipe)
 {
-    const char *const pipe[] = {stages, "parallel.micro_batches=2", NULL};
     char straight[32], p2plain[32], plain2p[32];
     snprintf(straight, sizeof straight, "%s-straight", tag);
     snprintf(p2plain, sizeof p2plain, "%s-p2plain", tag);
@@ -254,7 +267,14 @@ static void resume_across_stage_counts(const char *ini, const char *tag)
 
 static void test_resume_across_stage_counts(void **s)
 {
-    resume_across_stage_counts("t.ini", "t");
+    const char *const pipe[] = {stages, "parallel.micro_batches=2", NULL};
+    resume_across_stage_counts("t.ini", "t", pipe);
+    if (size != 4)
+        return;
+    /* 2 x 2 with ps: each replica checkpoints its shard of its stage */
+    const char *const ps[] = {"parallel.stages=2", "parallel.micro_batches=2",
+                              "parallel.sync=ps", NULL};
+    resume_across_stage_counts("t.ini", "ps", ps);
 }
 
 /* Layers of many pages, so that a stage hands back whole pages of the
@@ -269,7 +289,8 @@ static void test_stages_hold_only_their_layers(void **s)
     const char *const self[] = {"train.batch=2", "train.accumulate=5",
                                 test_set, NULL};
     expect_same_evaluated("wide.ini", par, self);
-    resume_across_stage_counts("wide.ini", "wide");
+    const char *const pipe[] = {stages, "parallel.micro_batches=2", NULL};
+    resume_across_stage_counts("wide.ini", "wide", pipe);
 }
 
 /* Each stage checkpoints its layers' running statistics: a pipeline of
@@ -330,9 +351,14 @@ static void test_bad_layouts_are_refused(void **s)
     char *bad_split[] = {"parallel.stages=3", "parallel.split=4,2"};
     assert_int_equal(mt_config_load(&c, path, bad_split, 2, err), MT_EINVAL);
     assert_non_null(strstr(err, "split = '4,2'"));
-    char *ps[] = {"parallel.stages=2", "parallel.sync=ps"};
-    assert_int_equal(mt_config_load(&c, path, ps, 2, err), MT_EINVAL);
-    assert_non_null(strstr(err, "does not combine with sync = ps yet"));
+    char *ps[] = {"parallel.stages=2", "parallel.sync=ps",
+                  "parallel.ps_mode=async"};
+    assert_int_equal(mt_config_load(&c, path, ps, 3, err), MT_EINVAL);
+    assert_non_null(strstr(err, "does not combine with ps_mode = async yet"));
+    char *servers[] = {"parallel.stages=2", "parallel.sync=ps",
+                       "parallel.servers=1"};
+    assert_int_equal(mt_config_load(&c, path, servers, 3, err), MT_EINVAL);
+    assert_non_null(strstr(err, "does not combine with dedicated servers"));
 }
 
 int main(int argc, char **argv)

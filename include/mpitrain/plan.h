@@ -17,11 +17,12 @@
  * is a P x R grid: run rank = replica x P + stage, so that a replica's
  * stages are neighbours (one node, in block placement); `pipe` holds a
  * replica's stages, `dp` a stage's replicas, which sum that stage's
- * gradients. A stage holds only its layers (mt_model_keep_layers): it
- * owns their parameters, running statistics and optimizer slots, and
- * checkpoints them and writes them to weights.h5; evaluations go through
- * the stages. Everything else asks the plan instead of assuming one
- * communicator. */
+ * gradients (with ps, colocated: its replicas are its servers, each of a
+ * shard of the stage's parameters, and talk over dp). A stage holds only
+ * its layers (mt_model_keep_layers): it owns their parameters, running
+ * statistics and optimizer slots (with ps, its shard's), checkpoints them
+ * and writes them to weights.h5; evaluations go through the stages.
+ * Everything else asks the plan instead of assuming one communicator. */
 #ifndef MPITRAIN_PLAN_H
 #define MPITRAIN_PLAN_H
 
@@ -69,8 +70,9 @@ typedef struct mt_plan {
     int dp_rank, dp_size;
     int role; /* mt_role bits */
     /* sync = ps: server i (0 .. n_servers - 1) is run rank
-     * mt_plan_server_rank(p, i) and owns parameters
-     * [shard[i], shard[i + 1]) of the arena; n_servers 0 otherwise. */
+     * mt_plan_server_rank(p, i) (in a pipeline: rank i of dp, a replica
+     * of this stage) and owns parameters [shard[i], shard[i + 1]) of the
+     * arena (of the stage's range); n_servers 0 otherwise. */
     int n_servers;
     int server_index; /* this rank's, or -1 */
     size_t *shard;    /* (n_servers + 1), set by mt_plan_own */
@@ -112,7 +114,7 @@ int mt_plan_init(mt_plan *p, const mt_config *cfg, MPI_Comm comm,
  * parameters. Local. MT_ENOMEM. */
 int mt_plan_own(mt_plan *p, const mt_model *m, const size_t *bounds,
                 char *err);
-/* Run rank of server i. */
+/* Run rank of server i (a pipeline's: its rank in dp). */
 int mt_plan_server_rank(const mt_plan *p, int i);
 /* Safe on a zeroed plan and twice. */
 void mt_plan_free(mt_plan *p);

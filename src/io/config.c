@@ -425,9 +425,11 @@ static int check_pipeline(const mt_config *c, char *err)
 {
     if (c->stages == 1)
         return MT_OK;
-    const char *other = c->sync == 2   ? "sync = ps"
-                        : c->deterministic ? "deterministic"
-                                           : NULL;
+    /* ps: colocated and synchronous, each stage's replicas its servers */
+    const char *other = c->sync == 2 && c->ps_servers ? "dedicated servers"
+                        : c->sync == 2 && c->ps_async ? "ps_mode = async"
+                        : c->deterministic            ? "deterministic"
+                                                      : NULL;
     if (other) {
         mt_seterr(err, "%s: [parallel] stages = %zu does not combine with "
                        "%s yet",

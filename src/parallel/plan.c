@@ -76,6 +76,10 @@ static int pipeline_grid(mt_plan *p, const mt_config *cfg, char *err)
     p->replica = p->rank / P;
     p->dp_size = p->size / P;
     p->dp_rank = p->replica;
+    if (p->n_servers) { /* ps: a stage's replicas serve its shards */
+        p->n_servers = p->dp_size;
+        p->server_index = p->replica;
+    }
     if (split_comm(p->run, p->stage, p->replica, &p->dp) ||
         split_comm(p->run, p->replica, p->stage, &p->pipe)) {
         mt_seterr(err, "plan: splitting the pipeline's communicators "
@@ -126,7 +130,8 @@ int mt_plan_init(mt_plan *p, const mt_config *cfg, MPI_Comm comm,
 
 int mt_plan_server_rank(const mt_plan *p, int i)
 {
-    return p->n_servers == p->size ? i : p->dp_size + i;
+    /* a pipeline's: rank i of the stage's dp */
+    return p->n_servers == p->size || p->stages > 1 ? i : p->dp_size + i;
 }
 
 /* The row boundary of m's parameter arena nearest to `target`. Tensors
@@ -147,7 +152,36 @@ static size_t nearest_row_cut(const mt_model *m, size_t target)
     return m->n_params;
 }
 
-/* Pipeline: stage s owns its layers and their parameters. */
+/* The servers' shards of arena range [from, to): balanced, cut at
+ * tensor rows; this rank's (if a server) becomes its parameter range. */
+static int cut_shards(mt_plan *p, const mt_model *m, size_t from, size_t to,
+                      char *err)
+{
+    mt_free(p->shard);
+    p->shard = mt_calloc((size_t)p->n_servers + 1, sizeof *p->shard);
+    if (!p->shard) {
+        mt_seterr(err, "plan: out of memory for %d shards", p->n_servers);
+        return MT_ENOMEM;
+    }
+    p->shard[0] = from;
+    for (int i = 1; i < p->n_servers; i++) {
+        size_t lo, hi;
+        mt_dist_share(to - from, i, p->n_servers, &lo, &hi);
+        size_t cut = nearest_row_cut(m, from + lo);
+        cut = cut < to ? cut : to;
+        p->shard[i] = cut > p->shard[i - 1] ? cut : p->shard[i - 1];
+    }
+    p->shard[p->n_servers] = to;
+    p->param_lo = p->param_hi = 0;
+    if (p->server_index >= 0) {
+        p->param_lo = p->shard[p->server_index];
+        p->param_hi = p->shard[p->server_index + 1];
+    }
+    return MT_OK;
+}
+
+/* Pipeline: stage s owns its layers and their parameters (with ps, its
+ * replicas share them out as shards). */
 static int own_stage(mt_plan *p, const mt_model *m, const size_t *bounds,
                      char *err)
 {
@@ -162,7 +196,9 @@ static int own_stage(mt_plan *p, const mt_model *m, const size_t *bounds,
     p->layer_hi = bounds[p->stage + 1];
     p->replicated = 0;
     mt_model_span(m, p->layer_lo, p->layer_hi, 0, &p->param_lo,
-                       &p->param_hi);
+                  &p->param_hi);
+    if (p->n_servers)
+        return cut_shards(p, m, p->param_lo, p->param_hi, err);
     return MT_OK;
 }
 
@@ -179,25 +215,7 @@ int mt_plan_own(mt_plan *p, const mt_model *m, const size_t *bounds,
         p->param_hi = m->n_params;
         return MT_OK;
     }
-    mt_free(p->shard);
-    p->shard = mt_calloc((size_t)p->n_servers + 1, sizeof *p->shard);
-    if (!p->shard) {
-        mt_seterr(err, "plan: out of memory for %d shards", p->n_servers);
-        return MT_ENOMEM;
-    }
-    for (int i = 1; i < p->n_servers; i++) {
-        size_t lo, hi;
-        mt_dist_share(m->n_params, i, p->n_servers, &lo, &hi);
-        size_t cut = nearest_row_cut(m, lo);
-        p->shard[i] = cut > p->shard[i - 1] ? cut : p->shard[i - 1];
-    }
-    p->shard[p->n_servers] = m->n_params;
-    p->param_lo = p->param_hi = 0;
-    if (p->server_index >= 0) {
-        p->param_lo = p->shard[p->server_index];
-        p->param_hi = p->shard[p->server_index + 1];
-    }
-    return MT_OK;
+    return cut_shards(p, m, 0, m->n_params, err);
 }
 
 void mt_plan_free(mt_plan *p)
@@ -288,15 +306,18 @@ static void describe_ranks(const mt_plan *p, const mt_model *m,
 /* MiB a stage's rank holds of the model: its layers' weights,
  * gradients, slots and statistics, and its activations act[a] ..
  * act[b] (mt_model_keep_layers). */
-static double stage_mib(const mt_model *m, size_t opt_slots, size_t a,
-                        size_t b)
+static double stage_mib(const mt_plan *p, const mt_model *m,
+                        size_t opt_slots, size_t a, size_t b)
 {
     size_t lo, hi, slo, shi, act = a == 0 ? mt_shape_size(m->in) : 0;
     mt_model_span(m, a, b, 0, &lo, &hi);
     mt_model_span(m, a, b, 1, &slo, &shi);
     for (size_t i = a ? a - 1 : 0; i < b; i++)
         act += mt_shape_size(m->layers[i].out);
-    double floats = (double)((2 + opt_slots) * (hi - lo) + (shi - slo)) +
+    /* with ps a replica holds the slots of its shard of the stage */
+    double slots = (double)(opt_slots * (hi - lo)) /
+                   (double)(p->n_servers ? p->n_servers : 1);
+    double floats = (double)(2 * (hi - lo) + (shi - slo)) + slots +
                     2.0 * (double)act * (double)m->max_batch;
     return floats * sizeof(float) / 1048576.0;
 }
@@ -318,11 +339,13 @@ static void describe_stages(const mt_plan *p, const mt_model *m,
                  "plan: stage %d of %d, rank%s %s: layers %zu-%zu of %zu, "
                  "parameters [%zu, %zu) of %zu owned; %.1f MiB a rank "
                  "(its layers' weights, gradients and %zu optimizer "
-                 "slot%s, activations of %zu samples)",
+                 "slot%s%s, activations of %zu samples)",
                  s + 1, p->stages, p->dp_size == 1 ? "" : "s", who, a + 1, b,
                  m->n_layers, lo, hi, m->n_params,
-                 stage_mib(m, opt_slots, a, b), opt_slots,
-                 opt_slots == 1 ? "" : "s", m->max_batch);
+                 stage_mib(p, m, opt_slots, a, b), opt_slots,
+                 opt_slots == 1 ? "" : "s",
+                 p->n_servers ? " of a replica's shard (ps)" : "",
+                 m->max_batch);
         emit(line, user);
     }
 }

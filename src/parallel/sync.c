@@ -69,16 +69,22 @@ static int init_strategy(mt_sync *s, mt_model *m, mt_optim *o,
              : cfg->kind == MT_SYNC_PS ? &mt__sync_ps
                                        : &mt__sync_allreduce;
     s->plan = plan;
-    MPI_Comm comm = cfg->kind == MT_SYNC_PS ? plan->run : plan->dp;
+    /* ps talks to every rank, or in a pipeline to the stage's replicas,
+     * its servers; the others sum over the data-parallel group. */
+    int ps = cfg->kind == MT_SYNC_PS, stages = plan->stages > 1;
+    MPI_Comm comm = ps && !stages ? plan->run : plan->dp;
     s->comm = comm;
     s->grads = m->grads;
     s->params = m->params;
     s->optim = o;
-    /* ps keeps the whole arena; the others sum what this rank owns (all
-     * of it, or a pipeline stage's part). */
-    s->base = cfg->kind == MT_SYNC_PS ? 0 : plan->param_lo;
-    s->n = cfg->kind == MT_SYNC_PS ? m->n_params
-                                   : plan->param_hi - plan->param_lo;
+    /* ps pushes every gradient this rank has (the arena, or a pipeline
+     * stage's part); the others sum what this rank owns (all of it, or a
+     * stage's part). */
+    size_t lo = plan->param_lo, hi = plan->param_hi;
+    if (ps)
+        mt_model_span(m, plan->layer_lo, plan->layer_hi, 0, &lo, &hi);
+    s->base = lo;
+    s->n = hi - lo;
     MPI_Comm_size(comm, &s->size);
     size_t cap = cfg->bucket_bytes / sizeof(float);
     cap = cap ? cap : 1;
@@ -262,8 +268,8 @@ int mt_sync_clip(mt_sync *s, double max, char *err)
     for (size_t i = 0; i < n; i++)
         sq += (double)g[i] * g[i];
     /* Replicated gradients are whole on every rank; shards add up, and
-     * so do a replica's stages. */
-    MPI_Comm parts = p->stages > 1 ? p->pipe : p->run;
+     * so do a replica's stages (with ps, every rank's shard). */
+    MPI_Comm parts = p->stages > 1 && !p->n_servers ? p->pipe : p->run;
     if (!p->replicated && p->size > 1 &&
         MPI_Allreduce(MPI_IN_PLACE, &sq, 1, MPI_DOUBLE, MPI_SUM, parts) !=
             MPI_SUCCESS) {

@@ -208,11 +208,12 @@ static int apply(mt_sync *s, mt_optim *o, float *params, float lr,
     if (s->size == 1)
         return MT_OK;
     mt_watch("parameter pull");
-    int rc = MPI_SUCCESS;
+    int rc = MPI_SUCCESS, me;
+    MPI_Comm_rank(s->comm, &me); /* a pipeline's: the replica */
     ps->n_req = 0;
     if (p->server_index >= 0 && mt__ps_shard_len(p) > 0)
         for (int w = 0; w < p->dp_size && rc == MPI_SUCCESS; w++)
-            if (w != p->rank)
+            if (w != me)
                 rc = MPI_Isend(params + p->param_lo, (int)mt__ps_shard_len(p),
                                MPI_FLOAT, w, MT_TAG_PS_PARAMS, s->comm,
                                &ps->req[ps->n_req++]);
@@ -220,7 +221,7 @@ static int apply(mt_sync *s, mt_optim *o, float *params, float lr,
         for (int j = 0; j < p->n_servers && rc == MPI_SUCCESS; j++) {
             int from = mt_plan_server_rank(p, j);
             size_t lo = p->shard[j], n = p->shard[j + 1] - lo;
-            if (from != p->rank && n > 0)
+            if (from != me && n > 0)
                 rc = MPI_Irecv(params + lo, (int)n, MPI_FLOAT, from,
                                MT_TAG_PS_PARAMS, s->comm,
                                &ps->req[ps->n_req++]);

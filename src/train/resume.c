@@ -86,7 +86,7 @@ int mt__save(trainer *t, size_t epoch, uint64_t position, int is_best,
         if (t->plan.replica == 0)
             mt_model_span(&t->model, t->plan.layer_lo, t->plan.layer_hi,
                           1, &st.state_lo, &st.state_hi);
-        else
+        else if (!t->plan.n_servers) /* with ps each writes its shard */
             mine.n = 0;
     }
     int rc = mt_ckpt_save(t->comm, t->ckpt_dir, &t->model, &mine, &st,
