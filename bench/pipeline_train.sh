@@ -28,7 +28,8 @@ for ini in examples/lenet5-fashion.ini examples/deep-mlp-pipeline.ini; do
             "$np stages, 1f1b|--set parallel.stages=$np --set parallel.schedule=1f1b"
             "$np stages, zb|--set parallel.stages=$np --set parallel.schedule=zb"
             "$np stages, 1f1b recomputing|--set parallel.stages=$np --set parallel.schedule=1f1b --set parallel.recompute=true")
-        [ "$np" -eq 4 ] && modes+=("2 stages x 2 replicas, 1f1b|--set parallel.stages=2")
+        [ "$np" -eq 4 ] && modes+=("2 stages x 2 replicas, 1f1b|--set parallel.stages=2"
+            "2 stages x 2 replicas, ps|--set parallel.stages=2 --set parallel.sync=ps")
         declare -A best=()
         for ((r = 0; r < rounds; r++)); do
             for m in "${modes[@]}"; do
