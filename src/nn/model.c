@@ -296,22 +296,30 @@ void mt_model_zero_grad(mt_model *m)
 /* The pages wholly inside floats [lo, hi) of arena a go back to the
  * system, and any later touch of them faults: a stray use of a layer
  * this rank does not hold shows at once instead of reading zeros. */
+/* The whole pages inside floats [lo, hi) of an arena (arenas start on a
+ * page): floats [*from, *to), empty when to <= from. */
+static void whole_pages(size_t lo, size_t hi, size_t *from, size_t *to)
+{
+    size_t pg = page_bytes() / sizeof(float);
+    *from = (lo + pg - 1) / pg * pg;
+    *to = hi / pg * pg;
+}
+
 static int release(float *a, size_t lo, size_t hi)
 {
-    size_t pg = page_bytes();
-    uintptr_t from = ((uintptr_t)(a + lo) + pg - 1) / pg * pg,
-              to = (uintptr_t)(a + hi) / pg * pg;
+    size_t from, to;
+    whole_pages(lo, hi, &from, &to);
     if (to <= from)
         return 0;
-    return madvise((void *)from, to - from, MADV_DONTNEED) ||
-           mprotect((void *)from, to - from, PROT_NONE);
+    return madvise(a + from, (to - from) * sizeof(float), MADV_DONTNEED) ||
+           mprotect(a + from, (to - from) * sizeof(float), PROT_NONE);
 }
 
 void mt_model_release_grads(mt_model *m, size_t a, size_t b)
 {
-    size_t lo, hi, pg = page_bytes() / sizeof(float);
+    size_t lo, hi, from, to;
     mt_model_span(m, a, b, 0, &lo, &hi);
-    size_t from = (lo + pg - 1) / pg * pg, to = hi / pg * pg;
+    whole_pages(lo, hi, &from, &to);
     if (to <= from) {
         memset(m->grads + lo, 0, (hi - lo) * sizeof(float));
         return;

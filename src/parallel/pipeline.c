@@ -230,12 +230,12 @@ static int pass_b_in_place(stage_run *r, int i, char *err)
 
 static int pass_b(stage_run *r, int i, char *err)
 {
+    if (r->w->stash)
+        return pass_b_in_place(r, i, err);
     const mt_pipe_stage *st = r->st;
     mt_model *m = st->m;
     size_t n = rows(r, i), o = row0(r, i);
     float *dout = m->dact[st->last];
-    if (r->w->stash)
-        return pass_b_in_place(r, i, err);
     r->stats.recomputed += r->in_place != i;
     if (is_last(r)) {
         const float *out = r->in_place == i ? m->act[st->last]

@@ -108,15 +108,14 @@ int mt_forward_chunks(mt_model *m, const mt_pipe_stage *pipe,
                   B);
     /* Every stage of a replica holds the same rows, so all run the same
      * chunks; stage 0 reads the inputs, the last the labels. */
-    int counts = mt_forward_counts(pipe);
+    int counts = mt_forward_counts(pipe), reads_x = !pipe || pipe->stage == 0;
     for (size_t i = 0; rc == MT_OK && i < ds->n; i += B) {
         size_t b = ds->n - i < B ? ds->n - i : B;
         for (size_t k = 0; k < b; k++)
             idx[k] = i + k;
-        if (!pipe || pipe->stage == 0 || counts)
-            mt_dataset_gather(ds, idx, b,
-                              !pipe || pipe->stage == 0 ? m->act[0] : NULL,
-                              labels, targets, K);
+        if (reads_x || counts)
+            mt_dataset_gather(ds, idx, b, reads_x ? m->act[0] : NULL, labels,
+                              targets, K);
         const float *out = NULL;
         rc = forward_chunk(m, pipe, b, &out, err);
         if (rc == MT_OK && counts)
