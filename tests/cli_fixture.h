@@ -21,6 +21,9 @@ int count(const char *frag);
 void write_text(const char *name, const char *text);
 /* 120 samples; bad_label replaces label 7; one_class: every label 0. */
 void write_data(const char *name, int32_t bad_label, int one_class);
+/* Two prediction CSVs of d.h5 in dir: the same 121 lines, index and
+ * class, outputs within 1e-5. */
+void expect_same_csv(const char *a, const char *b);
 /* Shell code waiting (up to a minute) for an epoch line in log. */
 const char *wait_epoch(const char *log);
 /* Group setup and teardown: the directory, d.h5 and good.ini. */

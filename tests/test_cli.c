@@ -38,38 +38,6 @@ static void test_usage_and_version(void **s)
     assert_int_equal(run("%s frobnicate", bin), 2);
 }
 
-/* Two prediction CSVs: same lines, same index and class, outputs within
- * 1e-5. */
-static void expect_same_csv(const char *a, const char *b)
-{
-    char pa[128], pb[128], la[512], lb[512];
-    snprintf(pa, sizeof pa, "%s/%s", dir, a);
-    snprintf(pb, sizeof pb, "%s/%s", dir, b);
-    FILE *fa = fopen(pa, "r"), *fb = fopen(pb, "r");
-    assert_non_null(fa);
-    assert_non_null(fb);
-    int lines = 0;
-    while (fgets(la, sizeof la, fa)) {
-        assert_non_null(fgets(lb, sizeof lb, fb));
-        lines++;
-        char *sa, *sb;
-        char *ta = strtok_r(la, ",\n", &sa), *tb = strtok_r(lb, ",\n", &sb);
-        for (int col = 0; ta || tb; col++) {
-            assert_true(ta && tb);
-            if (col < 2 || lines == 1)
-                assert_string_equal(ta, tb);
-            else if (fabs(atof(ta) - atof(tb)) > 1e-5)
-                fail_msg("%s vs %s line %d: %s != %s", a, b, lines, ta, tb);
-            ta = strtok_r(NULL, ",\n", &sa);
-            tb = strtok_r(NULL, ",\n", &sb);
-        }
-    }
-    assert_null(fgets(lb, sizeof lb, fb));
-    assert_int_equal(lines, 121);
-    fclose(fa);
-    fclose(fb);
-}
-
 static void test_train_eval_predict(void **s)
 {
     assert_int_equal(run("%s train good.ini", bin), 0);

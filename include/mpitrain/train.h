@@ -15,6 +15,7 @@
 #include "mpitrain/data.h"
 #include "mpitrain/model.h"
 #include "mpitrain/pipeline.h"
+#include "mpitrain/plan.h"
 
 typedef struct mt_eval_result {
     double loss;     /* mean over samples */
@@ -125,10 +126,13 @@ int mt_evaluate_detail(mt_model *m, const mt_pipe_stage *pipe,
 void mt_eval_detail_free(mt_eval_detail *d);
 /* The same for an ensemble of n models of one architecture (n = 1: one
  * model): their probabilities averaged (softmax_ce, sigmoid_bce; for
- * other losses their outputs), evaluated as one model's. Collective. */
-int mt_evaluate_ensemble(mt_model *members, size_t n, const mt_dataset *ds,
-                         MPI_Comm comm, mt_loss_kind loss, mt_eval_detail *d,
-                         char *err);
+ * other losses their outputs), evaluated as one model's. pipes: NULL
+ * (each member whole here), or n stages of one grid (pipes[j].m is
+ * members + j), each chunk going through member after member.
+ * Collective. */
+int mt_evaluate_ensemble(mt_model *members, const mt_pipe_stage *pipes,
+                         size_t n, const mt_dataset *ds, MPI_Comm comm,
+                         mt_loss_kind loss, mt_eval_detail *d, char *err);
 
 /* Permutation importance (Breiman; scikit-learn's permutation_importance
  * with accuracy as the score): for each group of input features, the
@@ -136,12 +140,25 @@ int mt_evaluate_ensemble(mt_model *members, size_t n, const mt_dataset *ds,
  * samples of ds (ds needs int labels). Groups are g x g pixel blocks
  * (all channels) for images, runs of g features for flat inputs;
  * *n_groups and the grid (*rows x *cols, for a heat map) are set, and
- * importance (malloc'd, *n_groups values) is returned in *out. Local:
- * one process computes it. */
-int mt_permutation_importance(mt_model *m, const mt_dataset *ds, size_t n,
-                              size_t g, uint64_t seed, double **out,
-                              size_t *n_groups, size_t *rows, size_t *cols,
-                              double *baseline, char *err);
+ * importance (malloc'd, *n_groups values) is returned in *out. Local with
+ * pipe NULL (one process computes it); with pipe collective over the
+ * stages of one replica, each holding the whole of ds, and every stage
+ * gets the results. */
+int mt_permutation_importance(mt_model *m, const mt_pipe_stage *pipe,
+                              const mt_dataset *ds, size_t n, size_t g,
+                              uint64_t seed, double **out, size_t *n_groups,
+                              size_t *rows, size_t *cols, double *baseline,
+                              char *err);
+
+/* Inference through the stages of a pipeline (eval, predict, explain):
+ * with plan (mt_plan_init of cfg) a grid of stages, cuts model m (built
+ * without values, mt_model_shape_from_config) at [parallel] split or by
+ * its layers' measured forward times, so that this rank keeps only its
+ * stage's layers (mt_model_keep_layers), and sets *st. The caller loads
+ * the weights (mt_weights_load reads only the layers held). Collective
+ * over plan->run; every rank returns the same rc. */
+int mt_pipe_infer_cut(const mt_config *cfg, mt_plan *plan, mt_model *m,
+                      mt_pipe_stage *st, char *err);
 
 /* Correct predictions among B outputs (argmax for several outputs, the
  * sign of the logit for one), or -1 when the loss has no accuracy. */

@@ -6,6 +6,13 @@
 #include <signal.h>
 #include <stddef.h>
 
+#include "mpitrain/config.h"
+#include "mpitrain/core.h"
+#include "mpitrain/data.h"
+#include "mpitrain/model.h"
+#include "mpitrain/pipeline.h"
+#include "mpitrain/plan.h"
+
 /* Where Debian's dataset-fashion-mnist puts its IDX files. */
 #define MT_FASHION_DIR "/usr/share/datasets/fashion-mnist"
 
@@ -52,6 +59,46 @@ typedef struct mt_cli_args {
 int mt_cli_parse(int argc, char **argv, const char *usage,
                  const char *allowed, mt_cli_args *a);
 void mt_cli_args_free(mt_cli_args *a);
+
+/* What eval, predict and explain work on (session.c): the config, the
+ * data, the model (or an ensemble's members) with its weights. With
+ * [parallel] stages on more than one rank the config's stage x replica
+ * grid is built: each rank holds its stage's layers only, a replica's
+ * share of the samples goes through its stages (pipes), and the last
+ * stages see the outputs. */
+#define MT_CLI_MAX_MEMBERS 64
+
+typedef struct mt_cli_session {
+    mt_config cfg;
+    mt_dataset data;
+    mt_model models[MT_CLI_MAX_MEMBERS]; /* one, or an ensemble's members */
+    size_t n_models;
+    char *paths[MT_CLI_MAX_MEMBERS];
+    char *list; /* the text the paths point into */
+    int staged; /* 1: through the stages of plan */
+    mt_plan plan;
+    mt_pipe_stage pipes[MT_CLI_MAX_MEMBERS]; /* pipes[j].m: models + j */
+    int rank;
+    char err[MT_ERR_LEN];
+} mt_cli_session;
+
+/* Parses the options of eval, predict and explain, which all need
+ * --weights (need_input: also --input). Returns 1 to go on, or 0 when
+ * the command is done with exit status *st (after --help or a usage
+ * error); a is freed then. */
+int mt_cli_session_args(int argc, char **argv, const char *usage,
+                        const char *allowed, int need_input, mt_cli_args *a,
+                        int *st);
+/* Config, data file (`data`, or [data] test when NULL) and weights;
+ * every rank does the same and agrees (collective). With `share` each
+ * rank (with stages: each replica) reads only its share of the rows;
+ * otherwise the whole file. need_y: labels or targets are needed. Only
+ * eval (need_y and share) takes an ensemble. Then the watchdog runs. */
+int mt_cli_session_open(mt_cli_session *s, const mt_cli_args *a,
+                        const char *data, int need_y, int share);
+/* The stages the models run through, or NULL (each model whole here). */
+const mt_pipe_stage *mt_cli_session_pipes(const mt_cli_session *s);
+void mt_cli_session_free(mt_cli_session *s);
 
 /* Rank 0 prints "mpitrain: error: msg" to stderr. Returns the exit status
  * for an mt rc. */

@@ -42,34 +42,26 @@ static void to_probs(const float *out, float *p, size_t B, size_t K,
  * probabilities they are, so the metrics below need not know: log p
  * for a softmax, the logit log(p / (1 - p)) for a sigmoid. */
 typedef struct ensemble_ctx {
-    mt_model *members;
-    size_t n, Ko;
+    size_t Ko;
     mt_loss_kind loss;
     float *p, *mean; /* (max_batch, Ko) */
     mt_chunk_fn fn;
     void *user;
 } ensemble_ctx;
 
-static void ensemble_chunk(void *user, const float *out,
+static void ensemble_chunk(void *user, const float *const *outs, size_t n,
                            const int32_t *labels, const float *targets,
                            size_t b, size_t first)
 {
     ensemble_ctx *e = user;
-    size_t nk = b * e->Ko, in = mt_shape_size(e->members[0].in);
+    size_t nk = b * e->Ko;
     int probs = e->loss == MT_LOSS_SOFTMAX_CE || e->loss == MT_LOSS_SIGMOID_BCE;
-    mt_step_ctx ctx = {.train = 0};
     memset(e->mean, 0, nk * sizeof *e->mean);
-    for (size_t j = 0; j < e->n; j++) {
-        const float *z = out;
-        if (j) { /* member 0 read the chunk's input; the others copy it */
-            memcpy(e->members[j].act[0], e->members[0].act[0],
-                   b * in * sizeof(float));
-            z = mt_model_forward(&e->members[j], &ctx, b);
-        }
+    for (size_t j = 0; j < n; j++) {
         if (probs)
-            to_probs(z, e->p, b, e->Ko, e->loss);
+            to_probs(outs[j], e->p, b, e->Ko, e->loss);
         for (size_t i = 0; i < nk; i++)
-            e->mean[i] += (probs ? e->p[i] : z[i]) / (float)e->n;
+            e->mean[i] += (probs ? e->p[i] : outs[j][i]) / (float)n;
     }
     for (size_t i = 0; probs && i < nk; i++) {
         float q = fminf(fmaxf(e->mean[i], 1e-30f), 1.0f - 1e-7f);
@@ -81,19 +73,18 @@ static void ensemble_chunk(void *user, const float *out,
 
 /* One model's chunks, or an ensemble's. */
 static int forward_members(mt_model *members, size_t n,
-                           const mt_pipe_stage *pipe, mt_loss_kind loss,
+                           const mt_pipe_stage *pipes, mt_loss_kind loss,
                            const mt_dataset *ds, mt_chunk_fn fn, void *user,
                            char *err)
 {
     if (n == 1)
-        return mt_forward_chunks(members, pipe, ds, fn, user, err);
+        return mt_forward_chunks(members, pipes, ds, fn, user, err);
     size_t Ko = mt_shape_size(mt_model_out(members)),
            B = members[0].max_batch;
-    ensemble_ctx e = {members, n, Ko, loss,
-                      mt_calloc(B * Ko, sizeof(float)),
+    ensemble_ctx e = {Ko, loss, mt_calloc(B * Ko, sizeof(float)),
                       mt_calloc(B * Ko, sizeof(float)), fn, user};
-    int rc = e.p && e.mean ? mt_forward_chunks(members, NULL, ds,
-                                               ensemble_chunk, &e, err)
+    int rc = e.p && e.mean ? mt__forward_members(members, pipes, n, ds,
+                                                 ensemble_chunk, &e, err)
                            : MT_ENOMEM;
     if (!e.p || !e.mean)
         mt_seterr(err, "evaluate: out of memory for the ensemble");
@@ -214,7 +205,7 @@ out:
 }
 
 static int evaluate_members(mt_model *members, size_t n,
-                            const mt_pipe_stage *pipe, const mt_dataset *ds,
+                            const mt_pipe_stage *pipes, const mt_dataset *ds,
                             MPI_Comm comm, mt_loss_kind loss,
                             mt_eval_detail *d, char *err)
 {
@@ -236,7 +227,7 @@ static int evaluate_members(mt_model *members, size_t n,
     if (rc)
         mt_seterr(err, "evaluate: out of memory for scores");
     if (rc == MT_OK)
-        rc = forward_members(members, n, pipe, loss, ds, take_chunk, &c,
+        rc = forward_members(members, n, pipes, loss, ds, take_chunk, &c,
                              err);
     rc = mt_dist_agree(comm, rc, err);
     if (rc == MT_OK)
@@ -252,7 +243,7 @@ static int evaluate_members(mt_model *members, size_t n,
         mt_watch("evaluation metrics (MPI_Gatherv of scores)");
         MPI_Allreduce(MPI_IN_PLACE, d->cm, (int)(d->K * d->K),
                       MPI_UINT64_T, MPI_SUM, comm);
-        rc = gather_auc(comm, ds, mt_forward_counts(pipe) ? ds->n : 0, Ko,
+        rc = gather_auc(comm, ds, mt_forward_counts(pipes) ? ds->n : 0, Ko,
                         c.scores, d, err);
     }
     free(c.scores);
@@ -267,9 +258,9 @@ int mt_evaluate_detail(mt_model *m, const mt_pipe_stage *pipe,
     return evaluate_members(m, 1, pipe, ds, comm, loss, d, err);
 }
 
-int mt_evaluate_ensemble(mt_model *members, size_t n, const mt_dataset *ds,
-                         MPI_Comm comm, mt_loss_kind loss, mt_eval_detail *d,
-                         char *err)
+int mt_evaluate_ensemble(mt_model *members, const mt_pipe_stage *pipes,
+                         size_t n, const mt_dataset *ds, MPI_Comm comm,
+                         mt_loss_kind loss, mt_eval_detail *d, char *err)
 {
-    return evaluate_members(members, n, NULL, ds, comm, loss, d, err);
+    return evaluate_members(members, n, pipes, ds, comm, loss, d, err);
 }

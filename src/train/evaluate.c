@@ -81,10 +81,8 @@ int mt_forward_counts(const mt_pipe_stage *pipe)
     return !pipe || pipe->stage == pipe->stages - 1;
 }
 
-/* One chunk's outputs: here, or through the stages (NULL on all but the
- * last). */
-static int forward_chunk(mt_model *m, const mt_pipe_stage *pipe, size_t b,
-                         const float **out, char *err)
+int mt__forward_one(mt_model *m, const mt_pipe_stage *pipe, size_t b,
+                    const float **out, char *err)
 {
     mt_step_ctx ctx = {.train = 0};
     if (!pipe) {
@@ -94,20 +92,25 @@ static int forward_chunk(mt_model *m, const mt_pipe_stage *pipe, size_t b,
     return mt_pipe_forward(pipe, b, out, err);
 }
 
-int mt_forward_chunks(mt_model *m, const mt_pipe_stage *pipe,
-                      const mt_dataset *ds, mt_chunk_fn fn, void *user,
-                      char *err)
+int mt__forward_members(mt_model *members, const mt_pipe_stage *pipes,
+                        size_t n, const mt_dataset *ds, mt__members_fn fn,
+                        void *user, char *err)
 {
-    size_t K = mt_shape_size(mt_model_out(m)), B = m->max_batch;
+    mt_model *m = members;
+    size_t K = mt_shape_size(mt_model_out(m)), B = m->max_batch,
+           in = mt_shape_size(m->in);
     int32_t *labels = mt_calloc(B, sizeof *labels);
     float *targets = mt_calloc(B * K, sizeof *targets);
     size_t *idx = mt_calloc(B, sizeof *idx);
-    int rc = labels && targets && idx ? MT_OK : MT_ENOMEM;
+    const float **outs = mt_calloc(n, sizeof *outs);
+    int rc = labels && targets && idx && outs ? MT_OK : MT_ENOMEM;
     if (rc)
         mt_seterr(err, "evaluate: out of memory for chunks of %zu samples",
                   B);
     /* Every stage of a replica holds the same rows, so all run the same
-     * chunks; stage 0 reads the inputs, the last the labels. */
+     * chunks, member after member; stage 0 reads the inputs, the last the
+     * labels. */
+    const mt_pipe_stage *pipe = pipes;
     int counts = mt_forward_counts(pipe), reads_x = !pipe || pipe->stage == 0;
     for (size_t i = 0; rc == MT_OK && i < ds->n; i += B) {
         size_t b = ds->n - i < B ? ds->n - i : B;
@@ -116,15 +119,41 @@ int mt_forward_chunks(mt_model *m, const mt_pipe_stage *pipe,
         if (reads_x || counts)
             mt_dataset_gather(ds, idx, b, reads_x ? m->act[0] : NULL, labels,
                               targets, K);
-        const float *out = NULL;
-        rc = forward_chunk(m, pipe, b, &out, err);
+        for (size_t j = 0; rc == MT_OK && j < n; j++) {
+            if (j && reads_x) /* member 0 read the chunk; the others copy */
+                memcpy(members[j].act[0], m->act[0], b * in * sizeof(float));
+            rc = mt__forward_one(&members[j], pipes ? &pipes[j] : NULL, b,
+                               &outs[j], err);
+        }
         if (rc == MT_OK && counts)
-            fn(user, out, ds->labels ? labels : NULL, targets, b, i);
+            fn(user, outs, n, ds->labels ? labels : NULL, targets, b, i);
     }
     free(labels);
     free(targets);
     free(idx);
+    free(outs);
     return rc;
+}
+
+typedef struct one_member {
+    mt_chunk_fn fn;
+    void *user;
+} one_member;
+
+static void one_chunk(void *user, const float *const *outs, size_t n,
+                      const int32_t *labels, const float *targets, size_t b,
+                      size_t first)
+{
+    one_member *o = user;
+    o->fn(o->user, outs[0], labels, targets, b, first);
+}
+
+int mt_forward_chunks(mt_model *m, const mt_pipe_stage *pipe,
+                      const mt_dataset *ds, mt_chunk_fn fn, void *user,
+                      char *err)
+{
+    one_member o = {fn, user};
+    return mt__forward_members(m, pipe, 1, ds, one_chunk, &o, err);
 }
 
 void mt__eval_sums_add(mt__eval_sums *e, const float *out,

@@ -135,6 +135,22 @@ typedef struct mt__eval_sums {
 /* The sums before the first chunk. */
 #define MT__EVAL_SUMS(loss, K) {(loss), (K), {0, 0, 0, 1, 0, 0}}
 
+/* mt_forward_chunks for n models of one architecture (an ensemble's
+ * members): each chunk goes through every member, here (pipes NULL) or
+ * through its stages (pipes: n stages of one grid, pipes[j].m the
+ * member's), and fn gets their n outputs. */
+typedef void (*mt__members_fn)(void *user, const float *const *outs,
+                               size_t n, const int32_t *labels,
+                               const float *targets, size_t b,
+                               size_t first);
+/* One chunk of b samples forward: here (pipe NULL), or through the
+ * stages (*out NULL on all but the last). */
+int mt__forward_one(mt_model *m, const mt_pipe_stage *pipe, size_t b,
+                    const float **out, char *err);
+int mt__forward_members(mt_model *members, const mt_pipe_stage *pipes,
+                        size_t n, const mt_dataset *ds, mt__members_fn fn,
+                        void *user, char *err);
+
 void mt__eval_sums_add(mt__eval_sums *e, const float *out,
                        const int32_t *labels, const float *targets,
                        size_t b);
@@ -182,6 +198,12 @@ int mt__gather_batch(trainer *t, size_t B, float *x);
  * mt_plan_own, the schedule and buffers; collective (the profile's
  * mean). Freed by mt__pipe_free (safe when never set up). */
 int mt__pipe_setup(trainer *t, char *err);
+/* Stage boundaries (c->stages + 1 of them, into b) from [parallel] split
+ * (layer numbers as the model summary shows them), or cut by the L
+ * layers' costs; MT_EINVAL naming the config when a stage would be
+ * empty. pipe_infer.c. */
+int mt__stage_bounds(const mt_config *c, const mt_pipe_costs *cost, size_t L,
+                     size_t *b, char *err);
 void mt__pipe_free(trainer *t);
 /* A pipeline's weights.h5: each stage's first replica writes its layers
  * in turn (mt_weights_save_part). Collective; the same rc everywhere. */

@@ -40,37 +40,6 @@ static int micro_count(const trainer *t, char *err)
     return (int)M;
 }
 
-/* Stage boundaries from [parallel] split (layer numbers as the model
- * summary shows them), or by measured cost; every rank alike. */
-static int stage_bounds(trainer *t, const mt_pipe_costs *cost, size_t *b,
-                        char *err)
-{
-    const mt_config *c = t->cfg;
-    size_t L = t->model.n_layers, P = c->stages;
-    if (P > L) {
-        mt_seterr(err, "%s: [parallel] stages = %zu, but the model has %zu "
-                       "layers: a stage needs one",
-                  c->path, P, L);
-        return MT_EINVAL;
-    }
-    if (c->n_split == 0) {
-        mt_pipe_split(cost, L, (int)P, b);
-        return MT_OK;
-    }
-    b[0] = 0;
-    b[P] = L;
-    for (size_t s = 1; s < P; s++) {
-        b[s] = c->split[s - 1];
-        if (b[s] >= L) {
-            mt_seterr(err, "%s: [parallel] split = %s: layer %zu is the last "
-                           "of the model's %zu; each stage needs a layer",
-                      c->path, c->split_text, b[s], L);
-            return MT_EINVAL;
-        }
-    }
-    return MT_OK;
-}
-
 /* The plans of the short steps (an epoch's last batch, the last of a
  * step's accumulated batches) with fewer samples than micro-batches: one
  * micro-batch a sample, unit costs (a short step is not worth a profile). */
@@ -115,7 +84,7 @@ int mt__pipe_setup(trainer *t, char *err)
     mt_pipe_profile(&t->model, (G + (size_t)M - 1) / (size_t)M, cost);
     MPI_Allreduce(MPI_IN_PLACE, cost, (int)(3 * L), MPI_DOUBLE, MPI_SUM,
                   t->comm);
-    int rc = stage_bounds(t, cost, bounds, err);
+    int rc = mt__stage_bounds(c, cost, L, bounds, err);
     if (rc == MT_OK)
         rc = mt_plan_own(&t->plan, &t->model, bounds, err);
     if (rc == MT_OK) {
