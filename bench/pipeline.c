@@ -71,7 +71,7 @@ int main(int argc, char **argv)
         labels[i] = (int32_t)(i % 10);
     mt_pipe_stage st = {&m, (size_t)rank * m.n_layers / (size_t)size,
                         (size_t)(rank + 1) * m.n_layers / (size_t)size,
-                        rank, size, MPI_COMM_WORLD};
+                        rank, size, MPI_COMM_WORLD, 0};
     mt_pipe_costs *unit = mt_calloc((size_t)size, sizeof *unit);
     for (int s = 0; unit && s < size; s++)
         unit[s] = (mt_pipe_costs){1.0, 1.0, 1.0};

@@ -157,6 +157,37 @@ static void test_explain_goes_through_the_stages(void **s)
     }
 }
 
+/* --dry-run gives each stage's kept activations: 1f1b's stage s holds
+ * P - s micro-batches (here of 2 samples), gpipe all 8, a stage that
+ * recomputes one. */
+static void test_dry_run_gives_the_activations_held(void **s)
+{
+    const char *cases[][3] = {
+        {"1f1b", "activations of 4 samples", "activations of 2 samples"},
+        {"gpipe", "activations of 16 samples", "activations of 16 samples"},
+        {"zb", "activations of 6 samples", "activations of 4 samples"},
+    };
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(run("%s -np 2 %s train pipe.ini --dry-run --set "
+                             "parallel.micro_batches=8 --set "
+                             "parallel.schedule=%s --set parallel.split=3",
+                             mpirun, bin, cases[i][0]),
+                         0);
+        char *two = strstr(out, "stage 2 of 2");
+        assert_non_null(two);
+        *two = '\0'; /* stage 1's line, then stage 2's */
+        expect_output(cases[i][1]);
+        memmove(out, two + 1, strlen(two + 1) + 1);
+        expect_output(cases[i][2]);
+    }
+    assert_int_equal(run("%s -np 2 %s train pipe.ini --dry-run --set "
+                         "parallel.micro_batches=8 --set "
+                         "parallel.recompute=true",
+                         mpirun, bin),
+                     0);
+    assert_int_equal(count("activations of 2 samples"), 2);
+}
+
 /* A grid that does not fit the ranks, or a cut with an empty stage, is
  * refused by name on every layout, with one message. */
 static void test_bad_grids_are_refused(void **s)
@@ -186,6 +217,7 @@ int main(void)
         cmocka_unit_test(test_ensemble_goes_through_the_stages),
         cmocka_unit_test(test_predict_goes_through_the_stages),
         cmocka_unit_test(test_explain_goes_through_the_stages),
+        cmocka_unit_test(test_dry_run_gives_the_activations_held),
         cmocka_unit_test(test_bad_grids_are_refused),
     };
     return cmocka_run_group_tests(tests, pipe_setup, cli_teardown);

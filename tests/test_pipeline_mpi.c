@@ -80,7 +80,7 @@ static void check(mt_pipe_schedule sch, int M, int recompute)
     size_t L = m.n_layers;
     mt_pipe_stage st = {&m, (size_t)rank * L / (size_t)size,
                         (size_t)(rank + 1) * L / (size_t)size, rank, size,
-                        MPI_COMM_WORLD};
+                        MPI_COMM_WORLD, 0};
     mt_pipe_costs costs[4] = {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, {1, 1, 1}};
     mt_pipe_plan p;
     char err[MT_ERR_LEN] = "";
@@ -97,9 +97,19 @@ static void check(mt_pipe_schedule sch, int M, int recompute)
     int has_dropout = st.first <= 3 && 3 < st.last, stash = w.stash;
     assert_int_equal(stash, !recompute && !has_dropout);
     int rc = mt_pipe_step(&p, &st, &w, &b, &loss, &stats, err);
+    int slots = w.slots_used;
     mt_pipe_work_free(&w);
     if (rc)
         fail_msg("%s", err);
+    /* Kept activations take the micro-batches the order holds at once
+     * (1f1b: P - s), in slots of the largest micro-batch, where they
+     * fit the buffers; else every micro-batch's rows. */
+    int held = p.peak_held[rank], fits = held * ((G + M - 1) / M) <= G;
+    if (stash && slots != (fits ? held : M))
+        fail_msg("%s M=%d stage %d: %d slots, the order holds %d",
+                 mt_pipe_schedule_names[sch], M, rank, slots, held);
+    if (sch == MT_PIPE_1F1B)
+        assert_int_equal(held, size - rank < M ? size - rank : M);
     double worst = 0.0;
     size_t checked = 0;
     for (size_t i = st.first; i < st.last; i++)
@@ -154,7 +164,7 @@ static void test_too_many_micro_batches(void **s)
     assert_int_equal(mt_pipe_plan_make(&p, MT_PIPE_1F1B, size, 13, costs,
                                        err),
                      MT_OK);
-    mt_pipe_stage st = {&m, 0, m.n_layers, rank, size, MPI_COMM_WORLD};
+    mt_pipe_stage st = {&m, 0, m.n_layers, rank, size, MPI_COMM_WORLD, 0};
     mt_pipe_batch b = {.x = x, .labels = labels, .G = G,
                        .loss = MT_LOSS_SOFTMAX_CE};
     double loss;

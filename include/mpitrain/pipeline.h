@@ -101,14 +101,18 @@ void mt_pipe_stage_costs(const mt_pipe_costs *c, const size_t *bounds,
 /* Names for config values and reports: "gpipe", "1f1b", "zb"; NULL-ended. */
 extern const char *const mt_pipe_schedule_names[];
 
-/* One rank's stage: layers [first, last) of a model every stage holds
- * whole (the same initial parameters), its neighbours in comm at rank
- * stage - 1 and stage + 1. */
+/* One rank's stage: layers [first, last) of model m (the one layout
+ * every stage shares, holding only these layers: mt_model_keep_layers),
+ * its neighbours in comm at rank stage - 1 and stage + 1. chunk: the
+ * samples of an evaluation chunk (0: m->max_batch), the same on every
+ * stage; the trainer's is a micro-batch's, so that evaluating touches
+ * no more activation rows than training keeps. */
 typedef struct mt_pipe_stage {
     mt_model *m;
     size_t first, last;
     int stage, stages;
     MPI_Comm comm;
+    size_t chunk;
 } mt_pipe_stage;
 
 /* The batch of one step as the stages see it: G samples cut into the
@@ -135,14 +139,19 @@ typedef struct mt_pipe_batch {
 } mt_pipe_batch;
 
 /* A stage's buffers for steps of up to max_G samples, allocated once.
- * Stash (the stage keeps its micro-batches' activations, in their rows
- * of the model's buffers): the buffers' bases. Recompute: every
+ * Stash (the stage keeps its micro-batches' activations in the model's
+ * buffers, each micro-batch in a slot of rows from its F to its last
+ * pass): the buffers' bases and the slots. Recompute: every
  * micro-batch's stage input, the outputs and input gradients until their
  * sends complete, and (zb) what W needs. */
 typedef struct mt_pipe_work {
     size_t max_G, max_micro;
     int stash;
     float **act_base, **dact_base; /* stash: m->act[first .. last], dact */
+    int *slot, *slot_busy; /* (max_micro): micro-batch i's slot; in use */
+    int *slot_req;  /* (2 max_micro): a slot's pending sends in reqs, -1 */
+    int slots_used; /* the last step's slots (M without a ring): the
+                       activations held are slots_used micro-batches' */
     float *kept, *sent, *dsent;
     float **wx, **wdy; /* zb: (n_w) per layer of the stage, NULL for a
                           layer that does not split */
@@ -160,6 +169,14 @@ int mt_pipe_work_init(mt_pipe_work *w, const mt_pipe_stage *st,
                       mt_pipe_schedule sch, size_t max_G, size_t max_micro,
                       int recompute, char *err);
 void mt_pipe_work_free(mt_pipe_work *w);
+/* Samples of activations stage s, layers [a, b) of m, keeps at once in
+ * steps of G samples in plan p's order (what mt_pipe_work_init and
+ * mt_pipe_step will do): peak_held[s] micro-batches' slots where it
+ * keeps them, one micro-batch's where it recomputes (plus its kept
+ * inputs, mt_pipe_work.bytes). For --dry-run. */
+size_t mt_pipe_activation_rows(const mt_pipe_plan *p, int s,
+                               const mt_model *m, size_t a, size_t b,
+                               size_t G, int recompute);
 
 /* What a step cost one stage: seconds in all, seconds blocked on the
  * neighbours (receives, and the sends' completion at the end), and the

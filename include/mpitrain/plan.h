@@ -129,8 +129,10 @@ void mt_plan_eval_rows(const mt_plan *p, size_t n, size_t *lo, size_t *hi);
 
 /* One line per rank kind for --dry-run: role, ranks, layers, parameter
  * shard and memory (parameters, gradients, optimizer slots, state and
- * activations for batch max_batch). */
+ * activations for batch max_batch; in a pipeline for act_rows[s]
+ * samples at stage s, NULL: max_batch). */
 void mt_plan_describe(const mt_plan *p, const mt_model *m, size_t opt_slots,
+                      const size_t *act_rows,
                       void (*emit)(const char *line, void *user),
                       void *user);
 

@@ -79,10 +79,20 @@ int mt_cli_train(int argc, char **argv)
     mt_config_free(&cfg);
     if (rc)
         return mt_cli_fail(rank, rc, err);
-    if (rank == 0 && !opts.dry_run)
+    if (opts.dry_run)
+        return MT_EXIT_OK;
+    /* Ranks differ (a pipeline's stages, dedicated servers): the most. */
+    struct {
+        double mib;
+        int rank;
+    } mine = {peak_rss_mib(), rank}, most = mine;
+    MPI_Reduce(&mine, &most, 1, MPI_DOUBLE_INT, MPI_MAXLOC, 0,
+               MPI_COMM_WORLD);
+    if (rank == 0)
         printf("trained %zu steps in %.1f s, %.0f samples/s, peak RSS %.0f "
-               "MiB, waited %.1f s for gradients (rank 0)\n",
-               res.steps, res.seconds, res.samples_per_s, peak_rss_mib(),
-               res.comm_wait_s);
+               "MiB, waited %.1f s for gradients (rank 0); most RSS %.0f "
+               "MiB (rank %d)\n",
+               res.steps, res.seconds, res.samples_per_s, mine.mib,
+               res.comm_wait_s, most.mib, most.rank);
     return MT_EXIT_OK;
 }

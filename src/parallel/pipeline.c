@@ -13,9 +13,10 @@
  *
  * Where every layer of the stage can run its backward from kept
  * activations alone (stateless_backward, or the split backward), the
- * stage keeps them (w->stash): micro-batch i runs on rows [row0, row0 +
- * rows) of the model's activation buffers, which hold a replica's whole
- * share, and its B needs no forward again. Elsewhere it keeps only each
+ * stage keeps them (w->stash): micro-batch i runs on rows of its own in
+ * the model's activation buffers from its F to its last pass, a slot the
+ * schedule's order frees for a later micro-batch (assign_slots: 1f1b's
+ * stage s holds P - s, not M), and its B needs no forward again. Elsewhere it keeps only each
  * micro-batch's stage input and recomputes, which costs a forward per B,
  * except where B follows its own F (1f1b's last stage). zb's B computes
  * the input gradients only where a layer can split (dense, conv) and
@@ -41,6 +42,8 @@ typedef struct stage_run {
     size_t in_n, out_n; /* floats per sample at the stage's input, output */
     int n_reqs;
     int in_place;       /* micro-batch whose activations the model holds */
+    int ring;           /* stash: micro-batch i in slot[i]'s rows */
+    size_t slot_rows;   /* ...a slot's: the largest micro-batch */
     double loss;
     mt_pipe_stats stats;
 } stage_run;
@@ -69,6 +72,12 @@ static size_t row0(const stage_run *r, int i)
 static size_t rows(const stage_run *r, int i)
 {
     return row0(r, i + 1) - row0(r, i);
+}
+
+/* Stash: the first row of micro-batch i in the stage's buffers. */
+static size_t buf0(const stage_run *r, int i)
+{
+    return r->ring ? (size_t)r->w->slot[i] * r->slot_rows : row0(r, i);
 }
 
 static int is_last(const stage_run *r)
@@ -125,12 +134,69 @@ static float *forward_in_place(stage_run *r, int i)
                                   r->st->last);
 }
 
+/* Stash: each micro-batch's slot for this step, in the stage's order:
+ * an F takes the lowest free slot, the micro-batch's last pass (B; zb:
+ * W) frees it, so the slots in use are the most micro-batches the order
+ * holds at once. Slot k is rows [k S, (k + 1) S), S the largest
+ * micro-batch; where they would not fit the buffers (every micro-batch
+ * held, M not dividing G) micro-batch i keeps rows row0(i). */
+static void assign_slots(stage_run *r)
+{
+    const mt_pipe_plan *p = r->p;
+    mt_pipe_work *w = r->w;
+    mt_pipe_pass last = p->schedule == MT_PIPE_ZB ? MT_PIPE_W : MT_PIPE_B;
+    const mt_pipe_op *ops = mt_pipe_stage_ops(p, r->st->stage);
+    int used = 0;
+    memset(w->slot_busy, 0, (size_t)p->micro * sizeof *w->slot_busy);
+    for (size_t j = 0; j < p->ops_per_stage; j++) {
+        int i = ops[j].micro, k = 0;
+        if (ops[j].pass == MT_PIPE_F) {
+            while (w->slot_busy[k])
+                k++;
+            w->slot_busy[k] = 1;
+            w->slot[i] = k;
+            used = k + 1 > used ? k + 1 : used;
+        } else if (ops[j].pass == last) {
+            w->slot_busy[w->slot[i]] = 0;
+        }
+    }
+    for (int k = 0; k < 2 * used; k++)
+        w->slot_req[k] = -1;
+    r->slot_rows = (r->b->G + (size_t)p->micro - 1) / (size_t)p->micro;
+    r->ring = (size_t)used * r->slot_rows <= r->st->m->max_batch;
+    w->slots_used = r->ring ? used : p->micro;
+}
+
+/* Stash, before micro-batch i's F in slot k: the sends of the slot's
+ * last micro-batch (its output down, its input gradient up) complete.
+ * They cannot wait for this stage: the stage below took the output
+ * before the gradient this stage's last pass of that micro-batch needed,
+ * and the stage above takes the gradient in its own B of that
+ * micro-batch, which waits for nothing this stage has yet to do. */
+static void reuse_slot(stage_run *r, int k)
+{
+    if (!r->ring)
+        return;
+    for (int d = 0; d < 2; d++) {
+        int q = r->w->slot_req[2 * k + d];
+        if (q < 0)
+            continue;
+        mt_watch("pipeline: a slot's sends before its reuse (MPI_Wait)");
+        double t = MPI_Wtime();
+        MPI_Wait(&r->w->reqs[q], MPI_STATUS_IGNORE);
+        r->stats.wait_s += MPI_Wtime() - t;
+        r->w->slot_req[2 * k + d] = -1;
+    }
+}
+
 static int pass_f(stage_run *r, int i, char *err)
 {
     const mt_pipe_stage *st = r->st;
     size_t n = rows(r, i), o = row0(r, i);
-    if (r->w->stash)
-        rows_at(r, o);
+    if (r->w->stash) {
+        reuse_slot(r, r->w->slot[i]);
+        rows_at(r, buf0(r, i));
+    }
     float *in = r->w->stash ? st->m->act[st->first]
                             : r->w->kept + o * r->in_n;
     if (st->stage == 0) {
@@ -152,10 +218,12 @@ static int pass_f(stage_run *r, int i, char *err)
             r->b->on_output(r->b->user, out, o, n);
         return MT_OK;
     }
-    /* Stash: the output stays in its rows until the step ends. */
+    /* Stash: the output stays in its rows until the send completes. */
     float *keep = r->w->stash ? out : r->w->sent + o * r->out_n;
     if (!r->w->stash)
         memcpy(keep, out, n * r->out_n * sizeof(float));
+    if (r->w->stash)
+        r->w->slot_req[2 * r->w->slot[i]] = r->n_reqs;
     MPI_Isend(keep, (int)(n * r->out_n), MPI_FLOAT, st->stage + 1,
               MT_TAG_PIPE_ACT, st->comm, &r->w->reqs[r->n_reqs++]);
     return MT_OK;
@@ -179,7 +247,7 @@ static void keep_for_w(stage_run *r, int i)
 }
 
 /* The parameter gradients of micro-batch i's splitting layers, from the
- * activations kept in its rows (stash: rows_at(r, row0(r, i)) done). */
+ * activations kept in its rows (stash: rows_at(r, buf0(r, i)) done). */
 static void weights_in_place(stage_run *r, int i)
 {
     const mt_pipe_stage *st = r->st;
@@ -200,8 +268,8 @@ static int pass_b_in_place(stage_run *r, int i, char *err)
 {
     const mt_pipe_stage *st = r->st;
     mt_model *m = st->m;
-    size_t n = rows(r, i), o = row0(r, i);
-    rows_at(r, o);
+    size_t n = rows(r, i);
+    rows_at(r, buf0(r, i));
     if (!is_last(r)) {
         mt_watch("pipeline: gradients from the stage below (MPI_Recv)");
         if (recv_timed(r, m->dact[st->last], n * r->out_n, st->stage + 1,
@@ -221,7 +289,9 @@ static int pass_b_in_place(stage_run *r, int i, char *err)
             weights_in_place(r, i);
     }
     r->in_place = -1;
-    if (st->stage > 0) /* dact[first]'s rows stay until the step ends */
+    if (st->stage > 0) /* dact[first]'s rows stay until the send completes */
+        r->w->slot_req[2 * r->w->slot[i] + 1] = r->n_reqs;
+    if (st->stage > 0)
         MPI_Isend(m->dact[st->first], (int)(n * r->in_n), MPI_FLOAT,
                   st->stage - 1, MT_TAG_PIPE_GRAD, st->comm,
                   &r->w->reqs[r->n_reqs++]);
@@ -281,7 +351,7 @@ static void pass_w(stage_run *r, int i)
     float **wx = r->w->wx, **wdy = r->w->wdy;
     size_t n = rows(r, i), o = row0(r, i);
     if (r->w->stash) {
-        rows_at(r, o);
+        rows_at(r, buf0(r, i));
         weights_in_place(r, i);
         return;
     }
@@ -320,29 +390,49 @@ static int alloc_w(mt_pipe_work *w, const mt_pipe_stage *st)
     return MT_OK;
 }
 
-/* Can stage st keep every micro-batch's activations of steps of max_G
- * samples? The rows must fit the model's buffers, and each layer's
- * backward must need nothing its forward left behind. */
-static int can_stash(const mt_pipe_stage *st, size_t max_G)
+/* Can layers [a, b) of m run their backward from kept activations
+ * alone, needing nothing their forward left behind? */
+static int layers_can_keep(const mt_model *m, size_t a, size_t b)
 {
-    if (max_G > st->m->max_batch)
-        return 0;
-    for (size_t l = st->first; l < st->last; l++) {
-        const mt_layer_ops *ops = st->m->layers[l].ops;
+    for (size_t l = a; l < b; l++) {
+        const mt_layer_ops *ops = m->layers[l].ops;
         if (!ops->stateless_backward && !ops->backward_weight)
             return 0;
     }
     return 1;
 }
 
+/* Can stage st keep every micro-batch's activations of steps of max_G
+ * samples? The rows must fit the model's buffers, and its layers allow. */
+static int can_stash(const mt_pipe_stage *st, size_t max_G)
+{
+    return max_G <= st->m->max_batch &&
+           layers_can_keep(st->m, st->first, st->last);
+}
+
+size_t mt_pipe_activation_rows(const mt_pipe_plan *p, int s,
+                               const mt_model *m, size_t a, size_t b,
+                               size_t G, int recompute)
+{
+    size_t S = (G + (size_t)p->micro - 1) / (size_t)p->micro,
+           held = (size_t)p->peak_held[s];
+    if (recompute || G > m->max_batch || !layers_can_keep(m, a, b))
+        return S;
+    return held * S <= m->max_batch ? held * S : G;
+}
+
 /* Stash: the bases of the stage's activation buffers, which rows_at
  * shifts. */
 static int alloc_bases(mt_pipe_work *w, const mt_pipe_stage *st)
 {
-    size_t n = st->last - st->first + 1;
+    size_t n = st->last - st->first + 1, M = w->max_micro;
     w->act_base = mt_calloc(n, sizeof *w->act_base);
     w->dact_base = mt_calloc(n, sizeof *w->dact_base);
-    if (!w->act_base || !w->dact_base)
+    w->slot = mt_calloc(M, sizeof *w->slot);
+    w->slot_busy = mt_calloc(M, sizeof *w->slot_busy);
+    w->slot_req = mt_calloc(2 * M, sizeof *w->slot_req);
+    if (!w->act_base || !w->dact_base || !w->slot || !w->slot_busy ||
+        !w->slot_req)
         return MT_ENOMEM;
     for (size_t l = st->first; l <= st->last; l++) {
         w->act_base[l - st->first] = st->m->act[l];
@@ -402,6 +492,9 @@ void mt_pipe_work_free(mt_pipe_work *w)
     free(w->reqs);
     free(w->act_base);
     free(w->dact_base);
+    free(w->slot);
+    free(w->slot_busy);
+    free(w->slot_req);
     memset(w, 0, sizeof *w);
 }
 
@@ -423,6 +516,8 @@ int mt_pipe_step(const mt_pipe_plan *p, const mt_pipe_stage *st,
         return MT_EINVAL;
     }
     int rc = MT_OK;
+    if (w->stash)
+        assign_slots(&r);
     const mt_pipe_op *ops = mt_pipe_stage_ops(p, st->stage);
     for (size_t j = 0; rc == MT_OK && j < p->ops_per_stage; j++) {
         if (ops[j].pass == MT_PIPE_F)

@@ -307,7 +307,7 @@ static void describe_ranks(const mt_plan *p, const mt_model *m,
  * gradients, slots and statistics, and its activations act[a] ..
  * act[b] (mt_model_keep_layers). */
 static double stage_mib(const mt_plan *p, const mt_model *m,
-                        size_t opt_slots, size_t a, size_t b)
+                        size_t opt_slots, size_t a, size_t b, size_t rows)
 {
     size_t lo, hi, slo, shi, act = a == 0 ? mt_shape_size(m->in) : 0;
     mt_model_span(m, a, b, 0, &lo, &hi);
@@ -318,13 +318,13 @@ static double stage_mib(const mt_plan *p, const mt_model *m,
     double slots = (double)(opt_slots * (hi - lo)) /
                    (double)(p->n_servers ? p->n_servers : 1);
     double floats = (double)(2 * (hi - lo) + (shi - slo)) + slots +
-                    2.0 * (double)act * (double)m->max_batch;
+                    2.0 * (double)act * (double)rows;
     return floats * sizeof(float) / 1048576.0;
 }
 
 /* Pipeline: a line per stage; its ranks are stage, stage + P, ... */
 static void describe_stages(const mt_plan *p, const mt_model *m,
-                            size_t opt_slots,
+                            size_t opt_slots, const size_t *act_rows,
                             void (*emit)(const char *line, void *user),
                             void *user)
 {
@@ -333,7 +333,8 @@ static void describe_stages(const mt_plan *p, const mt_model *m,
         for (int r = 0; r < p->dp_size && strlen(who) < 80; r++)
             snprintf(who + strlen(who), sizeof who - strlen(who), "%s%d",
                      r ? "," : "", r * p->stages + s);
-        size_t lo, hi, a = p->bounds[s], b = p->bounds[s + 1];
+        size_t lo, hi, a = p->bounds[s], b = p->bounds[s + 1],
+                       rows = act_rows ? act_rows[s] : m->max_batch;
         mt_model_span(m, a, b, 0, &lo, &hi);
         snprintf(line, sizeof line,
                  "plan: stage %d of %d, rank%s %s: layers %zu-%zu of %zu, "
@@ -342,19 +343,19 @@ static void describe_stages(const mt_plan *p, const mt_model *m,
                  "slot%s%s, activations of %zu samples)",
                  s + 1, p->stages, p->dp_size == 1 ? "" : "s", who, a + 1, b,
                  m->n_layers, lo, hi, m->n_params,
-                 stage_mib(p, m, opt_slots, a, b), opt_slots,
+                 stage_mib(p, m, opt_slots, a, b, rows), opt_slots,
                  opt_slots == 1 ? "" : "s",
-                 p->n_servers ? " of a replica's shard (ps)" : "",
-                 m->max_batch);
+                 p->n_servers ? " of a replica's shard (ps)" : "", rows);
         emit(line, user);
     }
 }
 
 void mt_plan_describe(const mt_plan *p, const mt_model *m, size_t opt_slots,
+                      const size_t *act_rows,
                       void (*emit)(const char *line, void *user), void *user)
 {
     if (p->stages > 1) {
-        describe_stages(p, m, opt_slots, emit, user);
+        describe_stages(p, m, opt_slots, act_rows, emit, user);
         return;
     }
     if (p->n_servers == 0) {

@@ -81,6 +81,12 @@ int mt_forward_counts(const mt_pipe_stage *pipe)
     return !pipe || pipe->stage == pipe->stages - 1;
 }
 
+size_t mt__chunk_rows(const mt_model *m, const mt_pipe_stage *pipe)
+{
+    return pipe && pipe->chunk && pipe->chunk < m->max_batch ? pipe->chunk
+                                                            : m->max_batch;
+}
+
 int mt__forward_one(mt_model *m, const mt_pipe_stage *pipe, size_t b,
                     const float **out, char *err)
 {
@@ -97,7 +103,7 @@ int mt__forward_members(mt_model *members, const mt_pipe_stage *pipes,
                         void *user, char *err)
 {
     mt_model *m = members;
-    size_t K = mt_shape_size(mt_model_out(m)), B = m->max_batch,
+    size_t K = mt_shape_size(mt_model_out(m)), B = mt__chunk_rows(m, pipes),
            in = mt_shape_size(m->in);
     int32_t *labels = mt_calloc(B, sizeof *labels);
     float *targets = mt_calloc(B * K, sizeof *targets);

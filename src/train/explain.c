@@ -34,7 +34,7 @@ typedef struct job {
  * rank that counts (with stages, the last). */
 static int accuracy(job *J, const uint8_t *mask, double *acc, char *err)
 {
-    size_t B = J->m->max_batch, correct = 0;
+    size_t B = mt__chunk_rows(J->m, J->pipe), correct = 0;
     int reads_x = !J->pipe || J->pipe->stage == 0, rc = MT_OK;
     for (size_t i = 0; rc == MT_OK && i < J->n; i += B) {
         size_t b = J->n - i < B ? J->n - i : B;

@@ -143,6 +143,8 @@ typedef void (*mt__members_fn)(void *user, const float *const *outs,
                                size_t n, const int32_t *labels,
                                const float *targets, size_t b,
                                size_t first);
+/* Samples of an evaluation chunk: m->max_batch, or the stage's chunk. */
+size_t mt__chunk_rows(const mt_model *m, const mt_pipe_stage *pipe);
 /* One chunk of b samples forward: here (pipe NULL), or through the
  * stages (*out NULL on all but the last). */
 int mt__forward_one(mt_model *m, const mt_pipe_stage *pipe, size_t b,
@@ -212,6 +214,9 @@ int mt__pipe_save_weights(trainer *t, const char *path, char *err);
 const mt_pipe_stage *mt__eval_pipe(const trainer *t);
 /* Rank 0's dry-run line: schedule, micro-batches, expected bubble. */
 void mt__pipe_describe(const trainer *t);
+/* Samples of activations each stage keeps at once (mt_plan_describe's
+ * act_rows), malloc'd, or NULL. */
+size_t *mt__pipe_act_rows(const trainer *t);
 /* One optimizer step through the stages, into local (MT__STEP_SUMS,
  * reduced over the run like the other steps'). */
 int mt__step_pipeline(trainer *t, uint64_t step, size_t g0, size_t G,

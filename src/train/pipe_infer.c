@@ -74,7 +74,7 @@ int mt_pipe_infer_cut(const mt_config *cfg, mt_plan *plan, mt_model *m,
     if (rc == MT_OK)
         rc = mt_model_keep_layers(m, plan->layer_lo, plan->layer_hi, err);
     *st = (mt_pipe_stage){m, plan->layer_lo, plan->layer_hi, plan->stage,
-                          plan->stages, plan->pipe};
+                          plan->stages, plan->pipe, 0};
     mt_free(bounds);
     return mt_dist_agree(plan->run, rc, err);
 }

@@ -92,9 +92,12 @@ int mt__pipe_setup(trainer *t, char *err)
         rc = mt_pipe_plan_make(&t->pipe_plan, (mt_pipe_schedule)c->pipe_schedule,
                                (int)P, M, cost + L, err);
     }
+    /* Evaluation in chunks of a micro-batch: the activation rows that
+     * training keeps are all it touches. */
     t->pipe_stage = (mt_pipe_stage){&t->model, t->plan.layer_lo,
                                     t->plan.layer_hi, t->plan.stage,
-                                    t->plan.stages, t->plan.pipe};
+                                    t->plan.stages, t->plan.pipe,
+                                    (G + (size_t)M - 1) / (size_t)M};
     if (rc == MT_OK)
         rc = make_short_plans(t, err);
     if (rc == MT_OK)
@@ -133,6 +136,18 @@ void mt__pipe_describe(const trainer *t)
            mt_pipe_schedule_names[p->schedule], p->micro,
            (rows + (size_t)p->micro - 1) / (size_t)p->micro, p->bubble, held,
            held == 1 ? "" : "es");
+}
+
+size_t *mt__pipe_act_rows(const trainer *t)
+{
+    const mt_plan *pl = &t->plan;
+    size_t *rows = mt_calloc((size_t)pl->stages, sizeof *rows);
+    for (int s = 0; rows && s < pl->stages; s++)
+        rows[s] = mt_pipe_activation_rows(&t->pipe_plan, s, &t->model,
+                                          pl->bounds[s], pl->bounds[s + 1],
+                                          replica_rows(t),
+                                          t->cfg->pipe_recompute);
+    return rows;
 }
 
 void mt__pipe_free(trainer *t)

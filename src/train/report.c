@@ -98,9 +98,11 @@ void mt__print_plan(const trainer *t, size_t epoch)
         printf("[parallel] stages = %zu ignored on one rank\n", c->stages);
     mt_model_summary(&t->model, print_model, NULL);
     if (t->opts->dry_run) {
+        size_t *rows = t->plan.stages > 1 ? mt__pipe_act_rows(t) : NULL;
         mt_plan_describe(&t->plan, &t->model,
-                         t->cfg->optim.kind == MT_OPT_SGD ? 1 : 2,
+                         t->cfg->optim.kind == MT_OPT_SGD ? 1 : 2, rows,
                          print_model, NULL);
+        free(rows);
         if (t->plan.stages > 1)
             mt__pipe_describe(t);
         printf("dry run: %zu steps per epoch, %zu steps in all, from epoch "
