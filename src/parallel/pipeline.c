@@ -15,16 +15,17 @@
  * activations alone (stateless_backward, or the split backward), the
  * stage keeps them (w->stash): micro-batch i runs on rows of its own in
  * the model's activation buffers from its F to its last pass, a slot the
- * schedule's order frees for a later micro-batch (assign_slots: 1f1b's
- * stage s holds P - s, not M), and its B needs no forward again. Elsewhere it keeps only each
- * micro-batch's stage input and recomputes, which costs a forward per B,
- * except where B follows its own F (1f1b's last stage). zb's B computes
- * the input gradients only where a layer can split (dense, conv) and
- * keeps that layer's input and output gradient for its W, which adds the
- * parameter gradients later (stashing, W reads them in their rows). The
- * orders come from the schedule's simulation, so the blocking receives
- * cannot wait in a cycle; sends never block, and all complete before the
- * step returns. */
+ * schedule's order then frees for a later micro-batch (assign_slots:
+ * 1f1b's stage s holds P - s, not M), and its B needs no forward again.
+ * Elsewhere it keeps only each micro-batch's stage input and recomputes,
+ * which costs a forward per B, except where B follows its own F (1f1b's
+ * last stage). zb's B computes the input gradients only where a layer
+ * can split (dense, conv) and keeps that layer's input and output
+ * gradient for its W, which adds the parameter gradients later
+ * (stashing, W reads them in their rows). The orders come from the
+ * schedule's simulation, so the blocking receives cannot wait in a
+ * cycle; sends never block (a kept slot's complete before its reuse),
+ * and all complete before the step returns. */
 #include "mpitrain/pipeline.h"
 
 #include <stdlib.h>
@@ -220,10 +221,10 @@ static int pass_f(stage_run *r, int i, char *err)
     }
     /* Stash: the output stays in its rows until the send completes. */
     float *keep = r->w->stash ? out : r->w->sent + o * r->out_n;
-    if (!r->w->stash)
-        memcpy(keep, out, n * r->out_n * sizeof(float));
     if (r->w->stash)
         r->w->slot_req[2 * r->w->slot[i]] = r->n_reqs;
+    else
+        memcpy(keep, out, n * r->out_n * sizeof(float));
     MPI_Isend(keep, (int)(n * r->out_n), MPI_FLOAT, st->stage + 1,
               MT_TAG_PIPE_ACT, st->comm, &r->w->reqs[r->n_reqs++]);
     return MT_OK;
@@ -289,12 +290,12 @@ static int pass_b_in_place(stage_run *r, int i, char *err)
             weights_in_place(r, i);
     }
     r->in_place = -1;
-    if (st->stage > 0) /* dact[first]'s rows stay until the send completes */
+    if (st->stage > 0) { /* dact[first]'s rows stay until it is sent */
         r->w->slot_req[2 * r->w->slot[i] + 1] = r->n_reqs;
-    if (st->stage > 0)
         MPI_Isend(m->dact[st->first], (int)(n * r->in_n), MPI_FLOAT,
                   st->stage - 1, MT_TAG_PIPE_GRAD, st->comm,
                   &r->w->reqs[r->n_reqs++]);
+    }
     return MT_OK;
 }
 
