@@ -117,7 +117,7 @@ static int open_models(mt_cli_session *s, size_t want)
     for (; rc == MT_OK && n < want; n += rc == MT_OK)
         rc = (s->staged ? mt_model_shape_from_config : mt_model_from_config)(
             &s->cfg, s->data.shape, s->cfg.batch, &s->models[n], s->err);
-    s->n_models = n; /* the models built, to free */
+    s->n_models = n;
     if (!s->staged)
         return rc;
     rc = mt_dist_agree(MPI_COMM_WORLD, rc, s->err);
@@ -150,8 +150,10 @@ int mt_cli_session_open(mt_cli_session *s, const mt_cli_args *a,
         rc = weight_paths(s, a->weights, need_y && share);
     if (s->staged) /* all, or none, go on to the cut's collectives */
         rc = mt_dist_agree(MPI_COMM_WORLD, rc, s->err);
+    size_t want = s->n_models;
+    s->n_models = 0; /* from here: the models built, to free */
     if (rc == MT_OK)
-        rc = open_models(s, s->n_models);
+        rc = open_models(s, want);
     if (rc == MT_OK)
         rc = mt_dataset_check(&s->data, s->models[0].in,
                               mt_shape_size(mt_model_out(&s->models[0])),
