@@ -66,10 +66,10 @@ static int group_setup(void **s)
 static int group_teardown(void **s) { return fx_teardown(dir); }
 
 /* Weights as one rank's, and the validation and test figures (evaluated
- * through the stages) as one rank's of those weights. t.ini's stages mix
- * layers that keep per-batch state (maxpool, dropout: recomputed) and
- * layers that do not; wide.ini's keep every activation, unless told to
- * recompute. */
+ * through the stages) as one rank's of those weights. t.ini's stages
+ * keep every activation (maxpool finds its winners again, dropout keeps
+ * its mask rows with them), as wide.ini's, unless told to recompute;
+ * bn.ini's batch norm stages recompute. */
 static void expect_same_evaluated(const char *ini, const char *const *par,
                                   const char *const *self)
 {

@@ -110,6 +110,12 @@ typedef struct mt_layer_ops {
      * Layers with backward_input and backward_weight qualify through
      * those, which have this property by contract. */
     int stateless_backward;
+    /* Optional: what backward needs beyond x, y and dy lives in scratch
+     * by sample, this many floats a row (sample n of a batch at n times
+     * that), as dropout's mask: a pipeline keeping activations keeps a
+     * micro-batch's scratch rows with them (it shifts l->scratch to the
+     * micro-batch's first row, as it shifts the activations). */
+    size_t (*scratch_row)(const mt_layer *l);
 } mt_layer_ops;
 
 struct mt_layer {

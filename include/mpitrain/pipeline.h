@@ -148,6 +148,7 @@ typedef struct mt_pipe_work {
     size_t max_G, max_micro;
     int stash;
     float **act_base, **dact_base; /* stash: m->act[first .. last], dact */
+    float **scratch_base; /* stash: the stage's layers' scratch */
     int *slot, *slot_busy; /* (max_micro): micro-batch i's slot; in use */
     int *slot_req;  /* (2 max_micro): a slot's pending sends in reqs, -1 */
     int slots_used; /* the last step's slots (M without a ring): the

@@ -120,16 +120,17 @@ MT_VECTOR(static, tanh_backward,
 
 /* No parameters: nothing to split (backward_input, backward_weight NULL);
  * backward needs only x or y (stateless_backward). */
-const mt_layer_ops mt__flatten_ops = {"flatten", flatten_setup, NULL, NULL,
-                                      copy_forward, copy_backward, NULL,
-                                      NULL, 1};
-const mt_layer_ops mt__relu_ops = {"relu", same_shape_setup, NULL, NULL,
-                                   relu_forward, relu_backward, NULL, NULL, 1};
-const mt_layer_ops mt__leaky_relu_ops = {"leaky", same_shape_setup, NULL,
-                                         NULL, leaky_forward,
-                                         leaky_backward, NULL, NULL, 1};
-const mt_layer_ops mt__sigmoid_ops = {"sigmoid", same_shape_setup, NULL,
-                                      NULL, sigmoid_forward,
-                                      sigmoid_backward, NULL, NULL, 1};
-const mt_layer_ops mt__tanh_ops = {"tanh", same_shape_setup, NULL, NULL,
-                                   tanh_forward, tanh_backward, NULL, NULL, 1};
+#define STATELESS(name, set_up, fwd, bwd)                                    \
+    {.kind_name = (name), .setup = (set_up), .forward = (fwd),               \
+     .backward = (bwd), .stateless_backward = 1}
+const mt_layer_ops mt__flatten_ops =
+    STATELESS("flatten", flatten_setup, copy_forward, copy_backward);
+const mt_layer_ops mt__relu_ops =
+    STATELESS("relu", same_shape_setup, relu_forward, relu_backward);
+const mt_layer_ops mt__leaky_relu_ops =
+    STATELESS("leaky", same_shape_setup, leaky_forward, leaky_backward);
+const mt_layer_ops mt__sigmoid_ops =
+    STATELESS("sigmoid", same_shape_setup, sigmoid_forward,
+              sigmoid_backward);
+const mt_layer_ops mt__tanh_ops =
+    STATELESS("tanh", same_shape_setup, tanh_forward, tanh_backward);

@@ -48,6 +48,12 @@ static void dropout_forward(mt_layer *l, const mt_step_ctx *ctx,
         }
 }
 
+/* The mask, by sample: pipelines keep each micro-batch's rows. */
+static size_t dropout_scratch_row(const mt_layer *l)
+{
+    return mt_shape_size(l->in);
+}
+
 MT_VECTOR(static, dropout_backward,
           (mt_layer *l, const float *x, const float *y, const float *dy,
            float *dx, size_t B),
@@ -65,4 +71,5 @@ const mt_layer_ops mt__dropout_ops = {
     .alloc = dropout_alloc,
     .forward = dropout_forward,
     .backward = dropout_backward,
+    .scratch_row = dropout_scratch_row,
 };

@@ -87,7 +87,8 @@ static int is_last(const stage_run *r)
 }
 
 /* Stash: points the stage's activation buffers (act and dact of its
- * layers' inputs and outputs) at rows [o, ...) of their bases. */
+ * layers' inputs and outputs), and the scratch its layers keep by row,
+ * at rows [o, ...) of their bases. */
 static void rows_at(stage_run *r, size_t o)
 {
     const mt_pipe_stage *st = r->st;
@@ -95,6 +96,9 @@ static void rows_at(stage_run *r, size_t o)
         size_t k = l - st->first, n = o * width(st->m, l);
         st->m->act[l] = r->w->act_base[k] + n;
         st->m->dact[l] = r->w->dact_base[k] + n;
+        mt_layer *ly = &st->m->layers[l];
+        if (l < st->last && ly->ops->scratch_row)
+            ly->scratch = r->w->scratch_base[k] + o * ly->ops->scratch_row(ly);
     }
 }
 
@@ -397,7 +401,8 @@ static int layers_can_keep(const mt_model *m, size_t a, size_t b)
 {
     for (size_t l = a; l < b; l++) {
         const mt_layer_ops *ops = m->layers[l].ops;
-        if (!ops->stateless_backward && !ops->backward_weight)
+        if (!ops->stateless_backward && !ops->backward_weight &&
+            !ops->scratch_row)
             return 0;
     }
     return 1;
@@ -435,9 +440,14 @@ static int alloc_bases(mt_pipe_work *w, const mt_pipe_stage *st)
     if (!w->act_base || !w->dact_base || !w->slot || !w->slot_busy ||
         !w->slot_req)
         return MT_ENOMEM;
+    w->scratch_base = mt_calloc(n, sizeof *w->scratch_base);
+    if (!w->scratch_base)
+        return MT_ENOMEM;
     for (size_t l = st->first; l <= st->last; l++) {
         w->act_base[l - st->first] = st->m->act[l];
         w->dact_base[l - st->first] = st->m->dact[l];
+        if (l < st->last)
+            w->scratch_base[l - st->first] = st->m->layers[l].scratch;
     }
     return MT_OK;
 }
@@ -493,6 +503,7 @@ void mt_pipe_work_free(mt_pipe_work *w)
     free(w->reqs);
     free(w->act_base);
     free(w->dact_base);
+    free(w->scratch_base);
     free(w->slot);
     free(w->slot_busy);
     free(w->slot_req);
