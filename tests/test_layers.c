@@ -289,7 +289,8 @@ static float *run_layer(mt_layer_spec spec, mt_shape in, size_t *len)
     return run_layer_as(spec, in, 0, len);
 }
 
-/* Layers that split their backward (dense, conv, maxpool) give the same
+/* Layers that split their backward (dense, conv, maxpool, batch norm,
+ * which finds the batch's statistics again from x) give the same
  * floats split as whole: zb's gradients are 1f1b's, and a stage that
  * keeps activations gets the gradients of one that recomputes. */
 static void test_split_backward_is_the_backward(void **state)
@@ -305,6 +306,8 @@ static void test_split_backward_is_the_backward(void **state)
          {3, 7, 9}},
         {{.kind = MT_MAXPOOL, .size = 2, .stride = 2}, {3, 6, 8}},
         {{.kind = MT_MAXPOOL, .size = 3, .stride = 2, .pad = 1}, {2, 7, 9}},
+        {{.kind = MT_BATCHNORM, .eps = 1e-5f, .momentum = 0.1f}, {3, 4, 5}},
+        {{.kind = MT_BATCHNORM, .eps = 1e-3f, .momentum = 0.5f}, {6, 1, 1}},
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         size_t n0, n;

@@ -195,9 +195,9 @@ typedef struct mt_pipe_stats {
  * its rows; otherwise a micro-batch's activations are recomputed from its
  * kept stage input before its backward unless they are still in place
  * (1f1b's last stage). zb's B computes only the input gradients of
- * layers that split their backward (dense, conv, maxpool), keeping what
- * their W needs; W adds their parameter gradients; other layers do all of
- * theirs in B.
+ * layers that split their backward (dense, conv, maxpool, batch norm),
+ * keeping what their W needs; W adds their parameter gradients; other
+ * layers do all of theirs in B.
  * *loss_sum: the summed loss on the last stage, 0 elsewhere; stats (may
  * be NULL) what the step cost. w: mt_pipe_work_init's for this stage and
  * schedule, G <= its max_G and p->micro <= its max_micro. Collective

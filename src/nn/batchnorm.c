@@ -3,7 +3,8 @@
  * normalises with the batch's mean and biased variance and updates the
  * running statistics (running = (1 - momentum) running + momentum batch,
  * unbiased variance, as PyTorch); in evaluation it uses the running ones.
- * Scratch holds xhat (B, C, H, W) and invstd (C) for backward. */
+ * Scratch holds xhat (B, C, H, W) and invstd (C) for backward; its split
+ * halves compute them again from x. */
 #include <math.h>
 #include <string.h>
 
@@ -45,6 +46,32 @@ static void bn_init(mt_layer *l, uint64_t seed)
     }
 }
 
+/* The batch's mean of channel c and the sum of squared deviations from
+ * it, in double: the forward's, and the split backward's again. */
+static void batch_stats(const mt_layer *l, const float *x, size_t B,
+                        size_t c, double *mean, double *s2)
+{
+    size_t C = l->in.c, HW = l->in.h * l->in.w;
+    double s = 0.0, q = 0.0;
+    for (size_t n = 0; n < B; n++) {
+        const float *xc = x + (n * C + c) * HW;
+        for (size_t i = 0; i < HW; i++)
+            s += xc[i];
+    }
+    *mean = s / (double)(B * HW);
+    for (size_t n = 0; n < B; n++) {
+        const float *xc = x + (n * C + c) * HW;
+        for (size_t i = 0; i < HW; i++)
+            q += (xc[i] - *mean) * (xc[i] - *mean);
+    }
+    *s2 = q;
+}
+
+static float inv_std(const mt_layer *l, double var)
+{
+    return (float)(1.0 / sqrt(var + l->spec.eps));
+}
+
 static void bn_forward(mt_layer *l, const mt_step_ctx *ctx, const float *x,
                        float *y, size_t B)
 {
@@ -56,18 +83,8 @@ static void bn_forward(mt_layer *l, const mt_step_ctx *ctx, const float *x,
     for (size_t c = 0; c < C; c++) {
         double mean, var;
         if (ctx->train) {
-            double s = 0.0, s2 = 0.0;
-            for (size_t n = 0; n < B; n++) {
-                const float *xc = x + (n * C + c) * HW;
-                for (size_t i = 0; i < HW; i++)
-                    s += xc[i];
-            }
-            mean = s / (double)M;
-            for (size_t n = 0; n < B; n++) {
-                const float *xc = x + (n * C + c) * HW;
-                for (size_t i = 0; i < HW; i++)
-                    s2 += (xc[i] - mean) * (xc[i] - mean);
-            }
+            double s2;
+            batch_stats(l, x, B, c, &mean, &s2);
             var = s2 / (double)M;
             double unbiased = M > 1 ? s2 / (double)(M - 1) : var;
             if (!ctx->recompute) {
@@ -78,7 +95,7 @@ static void bn_forward(mt_layer *l, const mt_step_ctx *ctx, const float *x,
             mean = rmean[c];
             var = rvar[c];
         }
-        invstd[c] = (float)(1.0 / sqrt(var + l->spec.eps));
+        invstd[c] = inv_std(l, var);
         for (size_t n = 0; n < B; n++) {
             size_t o = (n * C + c) * HW;
             for (size_t i = 0; i < HW; i++) {
@@ -118,6 +135,62 @@ static void bn_backward(mt_layer *l, const float *x, const float *y,
     }
 }
 
+/* The split halves (a pipeline's B and W) read x and dy alone: the
+ * training batch's statistics and xhat again from x, the same floats as
+ * the forward's, so they give bn_backward's gradients to the bit. */
+typedef struct channel {
+    double mean, sdy, sdyx;
+    float invstd;
+} channel;
+
+static channel channel_sums(const mt_layer *l, const float *x,
+                            const float *dy, size_t B, size_t c)
+{
+    size_t C = l->in.c, HW = l->in.h * l->in.w;
+    channel ch = {0};
+    double s2;
+    batch_stats(l, x, B, c, &ch.mean, &s2);
+    ch.invstd = inv_std(l, s2 / (double)(B * HW));
+    for (size_t n = 0; n < B; n++) {
+        size_t o = (n * C + c) * HW;
+        for (size_t i = 0; i < HW; i++) {
+            float xh = (float)((x[o + i] - ch.mean) * ch.invstd);
+            ch.sdy += dy[o + i];
+            ch.sdyx += (double)dy[o + i] * xh;
+        }
+    }
+    return ch;
+}
+
+static void bn_backward_input(mt_layer *l, const float *x, const float *y,
+                              const float *dy, float *dx, size_t B)
+{
+    size_t C = l->in.c, HW = l->in.h * l->in.w, M = B * HW;
+    const float *gamma = l->param[0].data;
+    for (size_t c = 0; dx && c < C; c++) {
+        channel ch = channel_sums(l, x, dy, B, c);
+        double k = gamma[c] * ch.invstd / (double)M;
+        for (size_t n = 0; n < B; n++) {
+            size_t o = (n * C + c) * HW;
+            for (size_t i = 0; i < HW; i++) {
+                float xh = (float)((x[o + i] - ch.mean) * ch.invstd);
+                dx[o + i] = (float)(k * ((double)M * dy[o + i] - ch.sdy -
+                                         xh * ch.sdyx));
+            }
+        }
+    }
+}
+
+static void bn_backward_weight(mt_layer *l, const float *x, const float *dy,
+                               size_t B)
+{
+    for (size_t c = 0; c < l->in.c; c++) {
+        channel ch = channel_sums(l, x, dy, B, c);
+        l->param[0].grad[c] += (float)ch.sdyx;
+        l->param[1].grad[c] += (float)ch.sdy;
+    }
+}
+
 const mt_layer_ops mt__batchnorm_ops = {
     .kind_name = "batchnorm",
     .setup = bn_setup,
@@ -125,4 +198,6 @@ const mt_layer_ops mt__batchnorm_ops = {
     .init_params = bn_init,
     .forward = bn_forward,
     .backward = bn_backward,
+    .backward_input = bn_backward_input,
+    .backward_weight = bn_backward_weight,
 };

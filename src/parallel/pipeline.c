@@ -12,20 +12,21 @@
  *        gradient up
  *
  * Where every layer of the stage can run its backward from kept
- * activations alone (stateless_backward, or the split backward), the
- * stage keeps them (w->stash): micro-batch i runs on rows of its own in
+ * activations alone (stateless_backward, the split backward, or scratch
+ * kept by row: every layer kind today) and recompute is not asked for,
+ * the stage keeps them (w->stash): micro-batch i runs on rows of its own in
  * the model's activation buffers from its F to its last pass, a slot the
  * schedule's order then frees for a later micro-batch (assign_slots:
  * 1f1b's stage s holds P - s, not M), and its B needs no forward again.
- * Elsewhere it keeps only each micro-batch's stage input and recomputes,
+ * Otherwise it keeps only each micro-batch's stage input and recomputes,
  * which costs a forward per B, except where B follows its own F (1f1b's
  * last stage). zb's B computes the input gradients only where a layer
- * can split (dense, conv) and keeps that layer's input and output
- * gradient for its W, which adds the parameter gradients later
- * (stashing, W reads them in their rows). The orders come from the
- * schedule's simulation, so the blocking receives cannot wait in a
- * cycle; sends never block (a kept slot's complete before its reuse),
- * and all complete before the step returns. */
+ * can split (dense, conv, maxpool, batch norm) and keeps that layer's
+ * input and output gradient for its W, which adds the parameter
+ * gradients later (stashing, W reads them in their rows). The orders
+ * come from the schedule's simulation, so the blocking receives cannot
+ * wait in a cycle; sends never block (a kept slot's complete before its
+ * reuse), and all complete before the step returns. */
 #include "mpitrain/pipeline.h"
 
 #include <stdlib.h>
