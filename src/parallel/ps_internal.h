@@ -22,6 +22,9 @@ struct mt_ps {
     float *recv;          /* server: (workers x shard) received pieces */
     size_t mine;          /* server: pieces of its shard per worker */
     int begin_rc;         /* an MPI error posting the receives */
+    int self;             /* sync, colocated: this rank's worker index,
+                             whose pieces of its own shard stay in place
+                             (not sent to itself); -1 otherwise */
     /* ps_mode = async (ps_async.c) */
     int started;          /* receives posted, sparams filled */
     size_t staleness;

@@ -61,6 +61,10 @@ int mt__sync_ps_init(mt_sync *s, char *err)
         return MT_ENOMEM;
     }
     s->ps = ps;
+    ps->self = -1;
+    if (p->server_index >= 0 && (p->role & MT_ROLE_WORKER) &&
+        !s->async)
+        MPI_Comm_rank(s->comm, &ps->self);
     int rc = cut_pieces(s, ps, err);
     if (rc)
         return rc;
@@ -115,7 +119,7 @@ static void begin(mt_sync *s)
     size_t len = mt__ps_shard_len(p);
     for (int w = 0; w < p->dp_size; w++) {
         float *buf = ps->recv + (size_t)w * len; /* at shard position 0 */
-        for (size_t k = 0; k < ps->first[s->nb]; k++) {
+        for (size_t k = 0; w != ps->self && k < ps->first[s->nb]; k++) {
             const ps_piece *pc = &ps->piece[k];
             if (pc->server != p->server_index)
                 continue;
@@ -140,6 +144,8 @@ int mt__ps_push(mt_sync *s, size_t ready, char *err)
         for (size_t k = ps->first[s->next]; k < ps->first[s->next + 1];
              k++) {
             const ps_piece *pc = &ps->piece[k];
+            if (ps->self >= 0 && pc->server == s->plan->server_index)
+                continue; /* stays where the sum reads it */
             int rc = MPI_Isend(s->grads + pc->lo, (int)(pc->hi - pc->lo),
                                MPI_FLOAT,
                                mt_plan_server_rank(s->plan, pc->server),
@@ -163,14 +169,26 @@ static int progress(mt_sync *s, size_t ready, char *err)
 }
 
 /* The workers' pieces of this server's shard, added in worker order into
- * the gradient arena. */
+ * the gradient arena: ((w0 + w1) + w2) + ... A colocated server's own
+ * piece is there already: the workers before it are summed apart and
+ * added to it (a + b == b + a in IEEE arithmetic), the later ones into
+ * it, so the floats are those of the order. */
 static void sum_shard(mt_sync *s)
 {
     const mt_plan *p = s->plan;
     size_t len = mt__ps_shard_len(p);
-    float *g = s->grads + p->param_lo;
-    memcpy(g, s->ps->recv, len * sizeof(float));
-    for (int w = 1; w < p->dp_size; w++) {
+    int self = s->ps->self;
+    float *g = s->grads + p->param_lo, *r0 = s->ps->recv;
+    if (self < 0)
+        memcpy(g, r0, len * sizeof(float));
+    for (int w = 1; w < (self < 0 ? 1 : self); w++) {
+        const float *r = s->ps->recv + (size_t)w * len;
+        for (size_t i = 0; i < len; i++)
+            r0[i] += r[i];
+    }
+    for (size_t i = 0; self > 0 && i < len; i++)
+        g[i] = r0[i] + g[i];
+    for (int w = (self < 0 ? 1 : self + 1); w < p->dp_size; w++) {
         const float *r = s->ps->recv + (size_t)w * len;
         for (size_t i = 0; i < len; i++)
             g[i] += r[i];
@@ -184,8 +202,8 @@ static int finish(mt_sync *s, char *err)
                           "posting the gradient receives (MPI_Irecv)", err);
     if (rc == MT_OK && mt__ps_is_worker(s))
         rc = mt__ps_push(s, s->nb, err);
-    /* A colocated server's own pieces are read by its pushes: all must be
-     * done before the sum overwrites them. */
+    /* Every piece of this shard has arrived (a colocated server's own
+     * stay in place) before the sum. */
     if (rc == MT_OK)
         rc = mt__ps_check(MPI_Waitall((int)ps->n_req, ps->req,
                                       MPI_STATUSES_IGNORE),
