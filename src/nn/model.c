@@ -293,9 +293,6 @@ void mt_model_zero_grad(mt_model *m)
     memset(m->grads + lo, 0, (hi - lo) * sizeof(float));
 }
 
-/* The pages wholly inside floats [lo, hi) of arena a go back to the
- * system, and any later touch of them faults: a stray use of a layer
- * this rank does not hold shows at once instead of reading zeros. */
 /* The whole pages inside floats [lo, hi) of an arena (arenas start on a
  * page): floats [*from, *to), empty when to <= from. */
 static void whole_pages(size_t lo, size_t hi, size_t *from, size_t *to)
@@ -305,6 +302,9 @@ static void whole_pages(size_t lo, size_t hi, size_t *from, size_t *to)
     *to = hi / pg * pg;
 }
 
+/* The pages wholly inside floats [lo, hi) of arena a go back to the
+ * system, and any later touch of them faults: a stray use of a layer
+ * this rank does not hold shows at once instead of reading zeros. */
 static int release(float *a, size_t lo, size_t hi)
 {
     size_t from, to;
