@@ -93,7 +93,8 @@ int mt_cli_session_args(int argc, char **argv, const char *usage,
  * every rank does the same and agrees (collective). With `share` each
  * rank (with stages: each replica) reads only its share of the rows;
  * otherwise the whole file. need_y: labels or targets are needed. Only
- * eval (need_y and share) takes an ensemble. Then the watchdog runs. */
+ * eval (need_y and share) takes an ensemble. The watchdog runs from
+ * the moment the config is read. */
 int mt_cli_session_open(mt_cli_session *s, const mt_cli_args *a,
                         const char *data, int need_y, int share);
 /* The stages the models run through, or NULL (each model whole here). */

@@ -139,6 +139,10 @@ int mt_cli_session_open(mt_cli_session *s, const mt_cli_args *a,
     memset(s, 0, sizeof *s);
     MPI_Comm_rank(MPI_COMM_WORLD, &s->rank);
     int rc = open_config(s, a);
+    /* From here every wait has the config's deadline (agreed: all or
+     * none start it). */
+    if (rc == MT_OK)
+        rc = mt_cli_watchdog(s->cfg.deadline_s, s->err);
     if (rc == MT_OK && !data && !s->cfg.test[0]) {
         mt_seterr(s->err, "%s: no [data] test set; pass --data FILE",
                   a->config);
@@ -160,6 +164,5 @@ int mt_cli_session_open(mt_cli_session *s, const mt_cli_args *a,
                               (mt_loss_kind)s->cfg.loss, need_y, s->err);
     for (size_t i = 0; rc == MT_OK && i < s->n_models; i++)
         rc = mt_weights_load(&s->models[i], s->paths[i], s->err);
-    rc = mt_dist_agree(MPI_COMM_WORLD, rc, s->err);
-    return rc ? rc : mt_cli_watchdog(s->cfg.deadline_s, s->err);
+    return mt_dist_agree(MPI_COMM_WORLD, rc, s->err);
 }
