@@ -51,10 +51,12 @@ int mt_dataset_load_share(mt_dataset *ds, const char *path, int rank,
 /* Collective over comm. Every rank holds a contiguous share of the file
  * rows (as mt_dist_share cuts `total`) in `local`, and asks for the samples
  * with file rows idx[0..n) in that order; `out` receives them (out->n = n),
- * fetched with MPI_Alltoallv from the ranks that own them. */
+ * fetched with MPI_Alltoallv from the ranks that own them. Without with_x
+ * only their labels or targets travel and out has no x (a pipeline stage
+ * that never reads inputs); each rank chooses for itself. */
 int mt_dataset_fetch(const mt_dataset *local, MPI_Comm comm,
-                     const size_t *idx, size_t n, mt_dataset *out,
-                     char *err);
+                     const size_t *idx, size_t n, int with_x,
+                     mt_dataset *out, char *err);
 void mt_dataset_free(mt_dataset *ds);
 /* Bytes of one sample as stored and moved between ranks: its x row in
  * the stored type, then its label or targets. */
@@ -66,8 +68,8 @@ size_t mt_dataset_record_bytes(const mt_dataset *d);
  * every rank in the same order; _finish frees *fetch (NULL is fine). */
 typedef struct mt_fetch mt_fetch;
 int mt_dataset_fetch_start(const mt_dataset *local, MPI_Comm comm,
-                           const size_t *idx, size_t n, mt_dataset *out,
-                           mt_fetch **fetch, char *err);
+                           const size_t *idx, size_t n, int with_x,
+                           mt_dataset *out, mt_fetch **fetch, char *err);
 int mt_dataset_fetch_finish(mt_fetch *fetch, char *err);
 
 /* Which training samples an epoch visits, in which order ([train]

@@ -45,9 +45,10 @@ size_t mt_dataset_record_bytes(const mt_dataset *d)
     return x_bytes(d) + y_bytes(d);
 }
 
-static void pack(const mt_dataset *d, size_t row, char *rec)
+/* A record: the x row (with_x) then the label or targets. */
+static void pack(const mt_dataset *d, size_t row, int with_x, char *rec)
 {
-    size_t xb = x_bytes(d), yb = y_bytes(d);
+    size_t xb = with_x ? x_bytes(d) : 0, yb = y_bytes(d);
     const char *x = d->x8 ? (const char *)d->x8 : (const char *)d->x32;
     memcpy(rec, x + row * xb, xb);
     if (d->labels)
@@ -58,22 +59,27 @@ static void pack(const mt_dataset *d, size_t row, char *rec)
 
 static void unpack(mt_dataset *d, size_t row, const char *rec)
 {
-    size_t xb = x_bytes(d), yb = y_bytes(d);
+    int with_x = d->x8 || d->x32;
+    size_t xb = with_x ? x_bytes(d) : 0, yb = y_bytes(d);
     char *x = d->x8 ? (char *)d->x8 : (char *)d->x32;
-    memcpy(x + row * xb, rec, xb);
+    if (with_x)
+        memcpy(x + row * xb, rec, xb);
     if (d->labels)
         memcpy(d->labels + row, rec + xb, yb);
     else if (d->targets)
         memcpy(d->targets + row * d->n_targets, rec + xb, yb);
 }
 
-/* An empty dataset shaped like `like`, with room for n samples; buffers
- * big enough from an earlier fetch are reused (a fetch per epoch should
- * not churn the heap). */
-static int alloc_like(mt_dataset *out, const mt_dataset *like, size_t n)
+/* An empty dataset shaped like `like`, with room for n samples (and
+ * their x, with_x); buffers big enough from an earlier fetch are reused
+ * (a fetch per epoch should not churn the heap). */
+static int alloc_like(mt_dataset *out, const mt_dataset *like, size_t n,
+                      int with_x)
 {
-    if (out->path && out->cap >= n && !out->x8 == !like->x8 &&
-        !out->labels == !like->labels && !out->targets == !like->targets &&
+    int x8 = with_x && like->x8, x32 = with_x && !like->x8;
+    if (out->path && out->cap >= n && !out->x8 == !x8 &&
+        !out->x32 == !x32 && !out->labels == !like->labels &&
+        !out->targets == !like->targets &&
         mt_shape_size(out->shape) == mt_shape_size(like->shape) &&
         out->n_targets == like->n_targets) {
         out->n = n;
@@ -89,16 +95,16 @@ static int alloc_like(mt_dataset *out, const mt_dataset *like, size_t n)
     out->n_classes = like->n_classes;
     out->n_targets = like->n_targets;
     size_t S = mt_shape_size(like->shape);
-    if (like->x8)
+    if (x8)
         out->x8 = mt_calloc(n * S, 1);
-    else
+    else if (x32)
         out->x32 = mt_calloc(n * S, sizeof(float));
     if (like->labels)
         out->labels = mt_calloc(n, sizeof(int32_t));
     if (like->targets)
         out->targets = mt_calloc(n * like->n_targets, sizeof(float));
     out->path = strdup(like->path ? like->path : "");
-    int ok = (like->x8 ? !!out->x8 : !!out->x32) &&
+    int ok = (x8 ? !!out->x8 : x32 ? !!out->x32 : 1) &&
              (!like->labels || out->labels) &&
              (!like->targets || out->targets) && out->path;
     return ok ? MT_OK : MT_ENOMEM;
@@ -106,6 +112,7 @@ static int alloc_like(mt_dataset *out, const mt_dataset *like, size_t n)
 
 typedef struct plan {
     int *scount, *sdispl, *rcount, *rdispl; /* (size) each */
+    int *rec_of; /* (size): the record bytes each rank asks for */
     size_t *order; /* (n): request positions grouped by owner */
     uint64_t *want, *asked; /* rows we ask for, rows asked of us */
     char *sbuf, *rbuf;
@@ -114,6 +121,7 @@ typedef struct plan {
 static void plan_free(plan *p)
 {
     free(p->scount); free(p->sdispl); free(p->rcount); free(p->rdispl);
+    free(p->rec_of);
     free(p->order); free(p->want); free(p->asked);
     free(p->sbuf); free(p->rbuf);
 }
@@ -167,19 +175,20 @@ static int scale_counts(int *c, int *d, int size, size_t unit)
 }
 
 static int copy_local(const mt_dataset *local, const size_t *idx, size_t n,
-                      mt_dataset *out, char *err)
+                      int with_x, mt_dataset *out, char *err)
 {
-    if (alloc_like(out, local, n) != MT_OK) {
+    if (alloc_like(out, local, n, with_x) != MT_OK) {
         mt_seterr(err, "%s: out of memory for %zu samples", local->path, n);
         return MT_ENOMEM;
     }
-    size_t xb = x_bytes(local);
+    size_t xb = with_x ? x_bytes(local) : 0;
     char *dst = out->x8 ? (char *)out->x8 : (char *)out->x32;
     const char *src = local->x8 ? (const char *)local->x8
                                 : (const char *)local->x32;
     for (size_t k = 0; k < n; k++) {
         size_t row = idx[k] - local->first;
-        memcpy(dst + k * xb, src + row * xb, xb);
+        if (xb)
+            memcpy(dst + k * xb, src + row * xb, xb);
         if (local->labels)
             out->labels[k] = local->labels[row];
         if (local->targets)
@@ -202,35 +211,62 @@ struct mt_fetch {
  * rank is left waiting in an exchange the others skipped. The index
  * exchange is blocking (small); the records' exchange is blocking too, or
  * started and left in flight in f. */
+/* What we send back, in bytes: the records each rank asked for, of the
+ * size it asked for, in the layout its requests came in. -1 if an int
+ * would overflow. */
+static int send_bytes(plan *p, int size)
+{
+    size_t at = 0;
+    for (int q = 0; q < size; q++) {
+        size_t len = (size_t)p->rcount[q] * (size_t)p->rec_of[q];
+        if (at > INT_MAX || len > INT_MAX)
+            return -1;
+        p->rdispl[q] = (int)at;
+        p->rcount[q] = (int)len;
+        at += len;
+    }
+    return 0;
+}
+
 static int start(mt_fetch *f, const mt_dataset *local, MPI_Comm comm,
-                 const size_t *idx, size_t n, mt_dataset *out, int blocking,
-                 char *err)
+                 const size_t *idx, size_t n, int with_x, mt_dataset *out,
+                 int blocking, char *err)
 {
     int size;
     MPI_Comm_size(comm, &size);
     plan *p = &f->p;
-    size_t rec = mt_dataset_record_bytes(local), nasked = 0;
+    size_t full = mt_dataset_record_bytes(local), nasked = 0, out_bytes = 0;
+    size_t rec = with_x ? full : full - x_bytes(local);
     f->out = out;
     f->n = n;
     f->rec = rec;
     int rc = plan_requests(p, local, size, idx, n);
-    if (rc)
+    p->rec_of = rc ? NULL : mt_calloc((size_t)size, sizeof(int));
+    if (rc || !p->rec_of) {
         mt_seterr(err, "%s: out of memory planning a fetch", local->path);
+        rc = MT_ENOMEM;
+    }
     if ((rc = mt_dist_agree(comm, rc, err)))
         return rc;
+    int my_rec = (int)rec;
     if (MPI_Alltoall(p->scount, 1, MPI_INT, p->rcount, 1, MPI_INT, comm) !=
-        MPI_SUCCESS) {
+            MPI_SUCCESS ||
+        MPI_Allgather(&my_rec, 1, MPI_INT, p->rec_of, 1, MPI_INT, comm) !=
+            MPI_SUCCESS) {
         mt_seterr(err, "%s: MPI_Alltoall failed", local->path);
         return MT_EIO;
     }
     for (int q = 1; q < size; q++)
         p->rdispl[q] = p->rdispl[q - 1] + p->rcount[q - 1];
     nasked = (size_t)(p->rdispl[size - 1] + p->rcount[size - 1]);
+    for (int q = 0; q < size; q++)
+        out_bytes += (size_t)p->rcount[q] * (size_t)p->rec_of[q];
     p->asked = mt_calloc(nasked, sizeof(uint64_t));
-    p->sbuf = mt_calloc(nasked, rec);
-    p->rbuf = mt_calloc(n, rec);
-    rc = (p->asked && p->sbuf && p->rbuf) ? alloc_like(out, local, n)
-                                          : MT_ENOMEM;
+    p->sbuf = mt_calloc(out_bytes ? out_bytes : 1, 1);
+    p->rbuf = mt_calloc(n ? n : 1, rec ? rec : 1);
+    rc = (p->asked && p->sbuf && p->rbuf)
+             ? alloc_like(out, local, n, with_x)
+             : MT_ENOMEM;
     if (rc)
         mt_seterr(err, "%s: out of memory fetching %zu samples",
                   local->path, n);
@@ -243,12 +279,14 @@ static int start(mt_fetch *f, const mt_dataset *local, MPI_Comm comm,
                   local->path);
         return MT_EIO;
     }
-    for (size_t i = 0; i < nasked; i++)
-        pack(local, (size_t)p->asked[i] - local->first, p->sbuf + i * rec);
+    char *at = p->sbuf;
+    for (int q = 0; q < size; q++)
+        for (int i = 0; i < p->rcount[q]; i++, at += p->rec_of[q])
+            pack(local, (size_t)p->asked[p->rdispl[q] + i] - local->first,
+                 p->rec_of[q] == (int)full, at);
     /* The records travel back the opposite way: what we were asked for
      * goes out with the layout in which the requests came in. */
-    if (scale_counts(p->rcount, p->rdispl, size, rec) ||
-        scale_counts(p->scount, p->sdispl, size, rec)) {
+    if (send_bytes(p, size) || scale_counts(p->scount, p->sdispl, size, rec)) {
         mt_seterr(err, "%s: more than 2 GiB of samples between two ranks",
                   local->path);
         rc = MT_EINVAL;
@@ -271,15 +309,15 @@ static int start(mt_fetch *f, const mt_dataset *local, MPI_Comm comm,
 
 /* A fetch object, started (records in flight unless blocking). */
 static int begin(const mt_dataset *local, MPI_Comm comm, const size_t *idx,
-                 size_t n, mt_dataset *out, int blocking, mt_fetch **fetch,
-                 char *err)
+                 size_t n, int with_x, mt_dataset *out, int blocking,
+                 mt_fetch **fetch, char *err)
 {
     mt_fetch *f = mt_calloc(1, sizeof *f);
     int rc = f ? MT_OK : MT_ENOMEM;
     if (rc)
         mt_seterr(err, "%s: out of memory planning a fetch", local->path);
     if ((rc = mt_dist_agree(comm, rc, err)) == MT_OK)
-        rc = start(f, local, comm, idx, n, out, blocking, err);
+        rc = start(f, local, comm, idx, n, with_x, out, blocking, err);
     if (rc) {
         if (f)
             plan_free(&f->p);
@@ -291,10 +329,10 @@ static int begin(const mt_dataset *local, MPI_Comm comm, const size_t *idx,
 }
 
 int mt_dataset_fetch_start(const mt_dataset *local, MPI_Comm comm,
-                           const size_t *idx, size_t n, mt_dataset *out,
-                           mt_fetch **fetch, char *err)
+                           const size_t *idx, size_t n, int with_x,
+                           mt_dataset *out, mt_fetch **fetch, char *err)
 {
-    return begin(local, comm, idx, n, out, 0, fetch, err);
+    return begin(local, comm, idx, n, with_x, out, 0, fetch, err);
 }
 
 int mt_dataset_fetch_finish(mt_fetch *f, char *err)
@@ -315,14 +353,14 @@ int mt_dataset_fetch_finish(mt_fetch *f, char *err)
 }
 
 int mt_dataset_fetch(const mt_dataset *local, MPI_Comm comm,
-                     const size_t *idx, size_t n, mt_dataset *out,
-                     char *err)
+                     const size_t *idx, size_t n, int with_x,
+                     mt_dataset *out, char *err)
 {
     int size;
     MPI_Comm_size(comm, &size);
     if (size == 1) /* everything is local: copy, without the buffers */
-        return copy_local(local, idx, n, out, err);
+        return copy_local(local, idx, n, with_x, out, err);
     mt_fetch *f;
-    int rc = begin(local, comm, idx, n, out, 1, &f, err);
+    int rc = begin(local, comm, idx, n, with_x, out, 1, &f, err);
     return rc ? rc : mt_dataset_fetch_finish(f, err);
 }

@@ -192,9 +192,13 @@ void mt__batch_slice(const trainer *t, size_t G, size_t *lo, size_t *hi);
 int mt__step_diverged(const trainer *t, uint64_t step,
                       const double sums[MT__STEP_SUMS], char *err);
 
-/* The next B samples of the epoch from t->cursor into x (B, input) and
- * t->labels or t->targets, augmented; 1 if the data has labels. */
+/* The next B samples of the epoch from t->cursor into x (B, input;
+ * NULL: not wanted) and t->labels or t->targets, augmented; 1 if the
+ * data has labels. */
 int mt__gather_batch(trainer *t, size_t B, float *x);
+/* 0 on a pipeline's stages after the first, which never read inputs:
+ * they fetch labels (or targets) alone. */
+int mt__reads_inputs(const trainer *t);
 
 /* pipe_step.c: stage boundaries (measured or [parallel] split),
  * mt_plan_own, the schedule and buffers; collective (the profile's

@@ -104,9 +104,11 @@ int mt__pipe_setup(trainer *t, char *err)
         rc = mt_pipe_work_init(&t->pipe_work, &t->pipe_stage,
                                (mt_pipe_schedule)c->pipe_schedule, G,
                                (size_t)M, c->pipe_recompute, err);
-    t->pipe_x = rc ? NULL
-                   : mt_calloc(G * mt_shape_size(t->model.in), sizeof(float));
-    if (rc == MT_OK && !t->pipe_x) {
+    /* Only stage 0 reads the inputs (mt__reads_inputs). */
+    t->pipe_x = rc || t->plan.stage > 0
+                    ? NULL
+                    : mt_calloc(G * mt_shape_size(t->model.in), sizeof(float));
+    if (rc == MT_OK && t->plan.stage == 0 && !t->pipe_x) {
         mt_seterr(err, "out of memory for the pipeline's inputs");
         rc = MT_ENOMEM;
     }
@@ -233,6 +235,11 @@ int mt__step_pipeline(trainer *t, uint64_t step, size_t g0, size_t G,
     if (rc == MT_OK)
         rc = mt_dist_allreduce_sum_d(t->comm, local, MT__STEP_SUMS, err);
     return rc;
+}
+
+int mt__reads_inputs(const trainer *t)
+{
+    return t->plan.stages == 1 || t->plan.stage == 0;
 }
 
 const mt_pipe_stage *mt__eval_pipe(const trainer *t)

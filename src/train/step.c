@@ -30,7 +30,7 @@ void mt__batch_slice(const trainer *t, size_t G, size_t *lo, size_t *hi)
 static void augment(trainer *t, size_t B, float *x)
 {
     const mt_config *c = t->cfg;
-    if (!c->shift && !c->flip)
+    if (!x || (!c->shift && !c->flip))
         return;
     mt_shape s = t->shard.shape;
     size_t S = mt_shape_size(s), first = t->cursor - B;

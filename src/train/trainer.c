@@ -103,7 +103,7 @@ static int split(trainer *t, char *err)
     mt_plan_eval_rows(&t->plan, t->n_val, &lo, &hi);
     mt_watch("validation fetch (MPI_Alltoallv)");
     return mt_dataset_fetch(&t->shard, t->comm, t->order + t->n_train + lo,
-                            hi - lo, &t->val, err);
+                            hi - lo, mt__reads_inputs(t), &t->val, err);
 }
 
 /* Layers with their own weight_decay or l1 get their parameter ranges

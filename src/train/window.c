@@ -66,15 +66,15 @@ int mt__fetch_window(trainer *t, size_t s, size_t steps, char *err)
         rc = mt_dist_agree(t->comm, rc, err);
     } else {
         rc = mt_dataset_fetch(&t->shard, t->comm, t->need + t->win_lo,
-                              t->step_first[e] - t->win_lo, &t->win[t->cur],
-                              err);
+                              t->step_first[e] - t->win_lo,
+                              mt__reads_inputs(t), &t->win[t->cur], err);
     }
     if (rc == MT_OK && e < steps) {
         size_t lo = t->step_first[e];
         size_t hi = t->step_first[window_end(t, e, steps)];
         rc = mt_dataset_fetch_start(&t->shard, t->comm, t->need + lo,
-                                    hi - lo, &t->win[t->cur ^ 1],
-                                    &t->prefetch, err);
+                                    hi - lo, mt__reads_inputs(t),
+                                    &t->win[t->cur ^ 1], &t->prefetch, err);
     }
     return rc;
 }
