@@ -88,8 +88,11 @@ const mt_pipe_op *mt_pipe_stage_ops(const mt_pipe_plan *p, int s);
  * costs[i] gets layer i's seconds, f its forward, b its input gradient
  * and w its weight gradient (0 for a layer that does not split). The
  * best of three after a warm-up. Local; zeroes m's gradients, one layer
- * after another, handing their pages back (mt_model_release_grads). */
-void mt_pipe_profile(mt_model *m, size_t B, mt_pipe_costs *costs);
+ * after another, handing their pages back (mt_model_release_grads).
+ * forward_only (inference): the inference forward alone, b and w 0, no
+ * gradient touched. */
+void mt_pipe_profile(mt_model *m, size_t B, int forward_only,
+                     mt_pipe_costs *costs);
 /* Cuts layers 0 .. L - 1 with costs c into P contiguous stages of at
  * least one layer each, minimising the slowest stage (f + b + w):
  * bounds[0] = 0 < bounds[1] < ... < bounds[P] = L. Needs P <= L. */

@@ -140,6 +140,12 @@ static float *forward_in_place(stage_run *r, int i)
                                   r->st->last);
 }
 
+/* Do `slots` slots of S rows fit the buffers (else rows row0(i))? */
+static int slots_fit(const mt_model *m, size_t slots, size_t S)
+{
+    return slots * S <= m->max_batch;
+}
+
 /* Stash: each micro-batch's slot for this step, in the stage's order:
  * an F takes the lowest free slot, the micro-batch's last pass (B; zb:
  * W) frees it, so the slots in use are the most micro-batches the order
@@ -168,8 +174,7 @@ static void assign_slots(stage_run *r)
     }
     for (int k = 0; k < 2 * used; k++)
         w->slot_req[k] = -1;
-    r->slot_rows = (r->b->G + (size_t)p->micro - 1) / (size_t)p->micro;
-    r->ring = (size_t)used * r->slot_rows <= r->st->m->max_batch;
+    r->ring = slots_fit(r->st->m, (size_t)used, r->slot_rows);
     w->slots_used = r->ring ? used : p->micro;
 }
 
@@ -425,7 +430,7 @@ size_t mt_pipe_activation_rows(const mt_pipe_plan *p, int s,
            held = (size_t)p->peak_held[s];
     if (recompute || G > m->max_batch || !layers_can_keep(m, a, b))
         return S;
-    return held * S <= m->max_batch ? held * S : G;
+    return slots_fit(m, held, S) ? held * S : G;
 }
 
 /* Stash: the bases of the stage's activation buffers, which rows_at
@@ -518,10 +523,11 @@ int mt_pipe_step(const mt_pipe_plan *p, const mt_pipe_stage *st,
     double t0 = MPI_Wtime();
     stage_run r = {.p = p, .st = st, .b = b, .w = w,
                    .in_n = width(st->m, st->first),
-                   .out_n = width(st->m, st->last), .in_place = -1};
+                   .out_n = width(st->m, st->last), .in_place = -1,
+                   .slot_rows = (b->G + (size_t)p->micro - 1) /
+                                (size_t)p->micro};
     *loss_sum = 0.0;
-    size_t most = (b->G + (size_t)p->micro - 1) / (size_t)p->micro;
-    if (most > st->m->max_batch || (size_t)p->micro > b->G ||
+    if (r.slot_rows > st->m->max_batch || (size_t)p->micro > b->G ||
         b->G > w->max_G || (size_t)p->micro > w->max_micro) {
         mt_seterr(err, "pipeline: %zu samples in %d micro-batches: each "
                        "needs 1 to %zu, %zu samples at most",

@@ -24,18 +24,21 @@ static double total(const mt_pipe_costs *c)
         }                                                          \
     } while (0)
 
-void mt_pipe_profile(mt_model *m, size_t B, mt_pipe_costs *costs)
+void mt_pipe_profile(mt_model *m, size_t B, int forward_only,
+                     mt_pipe_costs *costs)
 {
     /* recompute: batch norm's running statistics stay as they are */
-    mt_step_ctx ctx = {.train = 1, .recompute = 1};
+    mt_step_ctx ctx = {.train = !forward_only, .recompute = 1};
     for (size_t i = 0; i < m->n_layers; i++) {
         mt_layer *l = &m->layers[i];
         double f, all, in = 0.0;
         BEST_OF_3(f, mt_model_forward_range(m, &ctx, B, i, i + 1));
+        costs[i] = (mt_pipe_costs){f, 0.0, 0.0};
+        if (forward_only)
+            continue; /* no gradient page touched */
         BEST_OF_3(all, mt_model_backward_range(m, B, i, i + 1, 1));
         if (l->ops->backward_weight)
             BEST_OF_3(in, mt_model_backward_inputs_range(m, B, i, i + 1, 1));
-        costs[i].f = f;
         costs[i].b = l->ops->backward_weight ? in : all;
         costs[i].w = l->ops->backward_weight && all > in ? all - in : 0.0;
         mt_model_release_grads(m, i, i + 1); /* one layer's at a time */

@@ -51,9 +51,7 @@ static int infer_bounds(const mt_config *cfg, mt_plan *plan, mt_model *m,
         return MT_ENOMEM;
     }
     if (cfg->n_split == 0) {
-        mt_pipe_profile(m, m->max_batch, cost);
-        for (size_t i = 0; i < L; i++)
-            cost[i].b = cost[i].w = 0.0;
+        mt_pipe_profile(m, m->max_batch, 1, cost);
         MPI_Allreduce(MPI_IN_PLACE, cost, (int)(3 * L), MPI_DOUBLE, MPI_SUM,
                       plan->run);
     }

@@ -81,7 +81,8 @@ int mt__pipe_setup(trainer *t, char *err)
     /* Every rank measures; the sum over the ranks (the mean times their
      * count: the cut and the bubble only compare costs) is the same
      * everywhere, so every rank cuts alike. */
-    mt_pipe_profile(&t->model, (G + (size_t)M - 1) / (size_t)M, cost);
+    size_t micro_rows = (G + (size_t)M - 1) / (size_t)M; /* the largest */
+    mt_pipe_profile(&t->model, micro_rows, 0, cost);
     MPI_Allreduce(MPI_IN_PLACE, cost, (int)(3 * L), MPI_DOUBLE, MPI_SUM,
                   t->comm);
     int rc = mt__stage_bounds(c, cost, L, bounds, err);
@@ -97,7 +98,7 @@ int mt__pipe_setup(trainer *t, char *err)
     t->pipe_stage = (mt_pipe_stage){&t->model, t->plan.layer_lo,
                                     t->plan.layer_hi, t->plan.stage,
                                     t->plan.stages, t->plan.pipe,
-                                    (G + (size_t)M - 1) / (size_t)M};
+                                    micro_rows};
     if (rc == MT_OK)
         rc = make_short_plans(t, err);
     if (rc == MT_OK)
