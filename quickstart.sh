@@ -14,6 +14,7 @@ top=$(pwd)
 packages=(build-essential autoconf automake libtool pkg-config
     libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-openmpi-dev
     hdf5-tools libcmocka-dev libinih-dev libjansson-dev zlib1g-dev valgrind
+    libdnnl-dev
     iproute2
     python3-h5py gnuplot-nox
     dataset-fashion-mnist)

@@ -48,14 +48,23 @@ static void test_dense_grad(void **state)
                      (mt_shape){7, 1, 1}, 1);
 }
 
+/* conv's backends where this build has them (oneDNN or not, im2col). */
+static const mt_conv_backend conv_backends[] = {MT_CONV_IM2COL,
+                                                MT_CONV_ONEDNN};
+static size_t n_conv_backends(void) { return mt_onednn_version() ? 2 : 1; }
+
 static void test_conv_grad(void **state)
 {
-    expect_gradients((mt_layer_spec){.kind = MT_CONV2D, .filters = 4,
-                                     .size = 3, .stride = 1, .pad = 1},
-                     (mt_shape){2, 5, 6}, 1);
-    expect_gradients((mt_layer_spec){.kind = MT_CONV2D, .filters = 3,
-                                     .size = 3, .stride = 2, .pad = 0},
-                     (mt_shape){2, 7, 5}, 1);
+    for (size_t b = 0; b < n_conv_backends(); b++) {
+        expect_gradients((mt_layer_spec){.kind = MT_CONV2D, .filters = 4,
+                                         .size = 3, .stride = 1, .pad = 1,
+                                         .backend = conv_backends[b]},
+                         (mt_shape){2, 5, 6}, 1);
+        expect_gradients((mt_layer_spec){.kind = MT_CONV2D, .filters = 3,
+                                         .size = 3, .stride = 2, .pad = 0,
+                                         .backend = conv_backends[b]},
+                         (mt_shape){2, 7, 5}, 1);
+    }
 }
 
 static void test_pool_grad(void **state)
@@ -98,11 +107,12 @@ static void test_batchnorm_grad(void **state)
 }
 
 /* Direct convolution, the definition, for one geometry. */
-static void conv_matches_naive(size_t C, size_t H, size_t W, size_t F,
-                               size_t K, size_t S, size_t P)
+static void conv_matches_naive_as(mt_conv_backend be, size_t C, size_t H,
+                                  size_t W, size_t F, size_t K, size_t S,
+                                  size_t P)
 {
     mt_layer_spec s = {.kind = MT_CONV2D, .filters = F, .size = K,
-                       .stride = S, .pad = P};
+                       .stride = S, .pad = P, .backend = be};
     mt_model m = build(s, (mt_shape){C, H, W});
     mt_step_ctx ctx = {0};
     const float *y = mt_model_forward(&m, &ctx, B);
@@ -137,6 +147,13 @@ static void conv_matches_naive(size_t C, size_t H, size_t W, size_t F,
                                  F, n, f, oh, ow, (double)got, acc);
                 }
     mt_model_free(&m);
+}
+
+static void conv_matches_naive(size_t C, size_t H, size_t W, size_t F,
+                               size_t K, size_t S, size_t P)
+{
+    for (size_t b = 0; b < n_conv_backends(); b++)
+        conv_matches_naive_as(conv_backends[b], C, H, W, F, K, S, P);
 }
 
 static void test_conv_forward_matches_naive(void **state)
@@ -304,6 +321,12 @@ static void test_split_backward_is_the_backward(void **state)
          {3, 7, 9}},
         {{.kind = MT_CONV2D, .filters = 3, .size = 3, .stride = 2},
          {3, 7, 9}},
+        {{.kind = MT_CONV2D, .filters = 4, .size = 3, .stride = 1, .pad = 1,
+          .backend = MT_CONV_IM2COL},
+         {3, 7, 9}},
+        {{.kind = MT_CONV2D, .filters = 3, .size = 3, .stride = 2,
+          .backend = MT_CONV_IM2COL},
+         {3, 7, 9}},
         {{.kind = MT_MAXPOOL, .size = 2, .stride = 2}, {3, 6, 8}},
         {{.kind = MT_MAXPOOL, .size = 3, .stride = 2, .pad = 1}, {2, 7, 9}},
         {{.kind = MT_BATCHNORM, .eps = 1e-5f, .momentum = 0.1f}, {3, 4, 5}},
@@ -319,6 +342,98 @@ static void test_split_backward_is_the_backward(void **state)
         free(whole);
         free(split);
     }
+}
+
+/* One forward and backward of a conv layer built for max_b samples, at b:
+ * y, dx and the parameter gradients, one after another (len[0..3)). */
+static float *conv_pass(mt_layer_spec s, mt_shape in, size_t max_b, size_t b,
+                        size_t len[3])
+{
+    mt_model m;
+    char err[MT_ERR_LEN];
+    if (mt_model_init(&m, &s, 1, in, max_b, 11, err))
+        fail_msg("%s", err);
+    mt_layer *l = &m.layers[0];
+    /* the backend asked for is the one running */
+    assert_true((l->ops == mt_layer_ops_of(MT_CONV2D)) ==
+                (s.backend == MT_CONV_IM2COL));
+    size_t Ni = b * mt_shape_size(in), No = b * mt_shape_size(l->out);
+    for (size_t i = 0; i < Ni; i++)
+        m.act[0][i] = mt_rng_normal(6, 1, b, i);
+    for (size_t i = 0; i < m.n_params; i++)
+        m.params[i] += 0.05f * mt_rng_normal(6, 2, 0, i);
+    mt_step_ctx ctx = {.train = 1};
+    const float *y = mt_model_forward(&m, &ctx, b);
+    float *out = mt_calloc(No + Ni + m.n_params, sizeof(float));
+    float *dy = mt_calloc(No, sizeof(float));
+    memcpy(out, y, No * sizeof(float));
+    for (size_t i = 0; i < No; i++)
+        dy[i] = mt_rng_normal(6, 3, b, i);
+    mt_model_zero_grad(&m);
+    l->ops->backward(l, m.act[0], m.act[1], dy, out + No, b);
+    memcpy(out + No + Ni, m.grads, m.n_params * sizeof(float));
+    free(dy);
+    len[0] = No, len[1] = Ni, len[2] = m.n_params;
+    mt_model_free(&m);
+    return out;
+}
+
+/* got within float rounding of want, len values: sums of many terms (a
+ * weight gradient sums over every output pixel of the batch) may cancel
+ * to near zero, so the bound scales with the largest value. */
+static void expect_close(const float *got, const float *want, size_t len,
+                         const char *what, size_t c, size_t b)
+{
+    float top = 0.0f;
+    for (size_t i = 0; i < len; i++)
+        top = fmaxf(top, fabsf(want[i]));
+    for (size_t i = 0; i < len; i++)
+        if (fabsf(got[i] - want[i]) > 1e-5f * (top + fabsf(want[i])))
+            fail_msg("case %zu, batch %zu: %s[%zu] is %.9g with oneDNN, "
+                     "%.9g with im2col (largest %g)",
+                     c, b, what, i, got[i], want[i], top);
+}
+
+/* oneDNN computes im2col's convolution: forward, input and parameter
+ * gradients within float rounding, on LeNet-5's layers and odd
+ * geometries (stride, padding, a window short of the far edge), at batch
+ * sizes under max_batch and more of them than a layer keeps plans for. */
+static void test_conv_backends_agree(void **state)
+{
+    if (!mt_onednn_version())
+        skip();
+    const struct {
+        mt_layer_spec spec;
+        mt_shape in;
+    } cases[] = {
+        {{.kind = MT_CONV2D, .filters = 6, .size = 5, .stride = 1, .pad = 2},
+         {1, 28, 28}},
+        {{.kind = MT_CONV2D, .filters = 16, .size = 5, .stride = 1},
+         {6, 14, 14}},
+        {{.kind = MT_CONV2D, .filters = 4, .size = 3, .stride = 2, .pad = 1},
+         {3, 7, 9}},
+        {{.kind = MT_CONV2D, .filters = 5, .size = 2, .stride = 3},
+         {2, 5, 6}},
+        {{.kind = MT_CONV2D, .filters = 17, .size = 1, .stride = 1},
+         {9, 3, 3}},
+    };
+    const size_t sizes[] = {8, 3, 5, 1, 2, 7, 8};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+        for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+            mt_layer_spec ref = cases[c].spec, dnn = cases[c].spec;
+            ref.backend = MT_CONV_IM2COL;
+            dnn.backend = MT_CONV_ONEDNN;
+            size_t n0[3], n[3];
+            float *want = conv_pass(ref, cases[c].in, 8, sizes[k], n0);
+            float *got = conv_pass(dnn, cases[c].in, 8, sizes[k], n);
+            const char *what[3] = {"y", "dx", "gradient"};
+            for (size_t at = 0, j = 0; j < 3; at += n[j++]) {
+                assert_int_equal(n[j], n0[j]);
+                expect_close(got + at, want + at, n[j], what[j], c, sizes[k]);
+            }
+            free(want);
+            free(got);
+        }
 }
 
 /* Two optimizer steps of each kind on a buffer whose length is no
@@ -420,6 +535,7 @@ int main(void)
         cmocka_unit_test(test_shapes_that_do_not_chain),
         cmocka_unit_test(test_every_simd_path_same_floats),
         cmocka_unit_test(test_split_backward_is_the_backward),
+        cmocka_unit_test(test_conv_backends_agree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -27,6 +27,20 @@ typedef enum mt_layer_kind {
 
 typedef enum mt_init { MT_INIT_AUTO, MT_INIT_HE, MT_INIT_XAVIER } mt_init;
 
+/* How a convolution computes (the same function, rounded differently):
+ * im2col + OpenBLAS sgemm (the reference), or oneDNN's direct kernels
+ * (PyTorch's CPU engine), where the build has oneDNN. auto: oneDNN when
+ * the build has it and it takes the geometry, else im2col (LeNet-5
+ * trains 1.5x as fast with oneDNN: bench/README.md). */
+typedef enum mt_conv_backend {
+    MT_CONV_AUTO,
+    MT_CONV_IM2COL,
+    MT_CONV_ONEDNN
+} mt_conv_backend;
+
+/* "oneDNN 2.6.3" when the build has it, else NULL. */
+const char *mt_onednn_version(void);
+
 typedef struct mt_shape {
     size_t c, h, w;
 } mt_shape;
@@ -44,6 +58,7 @@ typedef struct mt_layer_spec {
     float rate;                /* dropout: probability of dropping */
     float momentum, eps;       /* batch norm running stats and epsilon */
     mt_init init;              /* dense and conv weights */
+    mt_conv_backend backend;   /* conv */
     float weight_decay, l1;    /* this layer's penalties on its parameters;
                                   NaN (the config reader's default): the
                                   [optimizer] ones. Read by the trainer. */
@@ -83,7 +98,8 @@ typedef struct mt_layer mt_layer;
 typedef struct mt_layer_ops {
     const char *kind_name; /* the INI section name, e.g. "conv" */
     /* From spec and in: sets out, the tensors' names and shapes; checks the
-     * spec (MT_EINVAL with a message naming the layer). */
+     * spec (MT_EINVAL with a message naming the layer). May set l->ops to
+     * another table of the same kind (conv's backends). */
     int (*setup)(mt_layer *l, char *err);
     /* Allocates scratch for max_batch samples. NULL if none is needed. */
     int (*alloc)(mt_layer *l, char *err);
@@ -116,6 +132,12 @@ typedef struct mt_layer_ops {
      * micro-batch's scratch rows with them (it shifts l->scratch to the
      * micro-batch's first row, as it shifts the activations). */
     size_t (*scratch_row)(const mt_layer *l);
+    /* Optional: frees what the layer holds besides plain scratch memory
+     * (conv's oneDNN primitives), before mt_layer_free frees scratch. */
+    void (*release)(mt_layer *l);
+    /* Optional: how the layer computes, for the model summary (conv:
+     * "im2col + OpenBLAS", "oneDNN jit:avx2"). */
+    const char *(*describe)(const mt_layer *l);
 } mt_layer_ops;
 
 struct mt_layer {

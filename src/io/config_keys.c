@@ -42,6 +42,8 @@ static const char *const compress_names[] = {"none", "bf16", NULL};
 static const char *const progress_thread_names[] = {"off", "on", NULL};
 static const char *const init_names[] = {"auto", "he", "xavier", NULL};
 static const char *const auto_name[] = {"auto", NULL};
+static const char *const conv_backend_names[] = {"auto", "im2col", "onednn",
+                                                 NULL};
 static const char *const pipe_schedule_names[] = {"gpipe", "1f1b", "zb",
                                                   NULL};
 
@@ -158,6 +160,8 @@ const mt__key_def mt__layer_keys[] = {
     SPEC("conv", "pad", T_SIZE, pad, 0, 1024, "0"),
     L("conv", "activation", T_ACT, activation, 0, 0, NULL, "none"),
     L("conv", "init", T_ENUM, spec.init, 0, 0, init_names, "auto"),
+    L("conv", "backend", T_ENUM, spec.backend, 0, 0, conv_backend_names,
+      "auto"),
     SPEC("conv", "weight_decay", T_OPT_FLOAT, weight_decay, 0, 10, NULL),
     SPEC("conv", "l1", T_OPT_FLOAT, l1, 0, 10, NULL),
     SPEC("maxpool", "size", T_SIZE, size, 1, 1024, "2"),

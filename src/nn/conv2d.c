@@ -13,7 +13,10 @@
  *   dW += dyt col^T,  db += row sums of dyt,  dcol = W^T dyt, col2im -> dx
  *
  * Scratch: col and dcol (C K K, max L) and yt/dyt (F, max L); col is kept
- * from forward for backward. */
+ * from forward for backward.
+ *
+ * This is the reference; conv2d_onednn.c computes the same with oneDNN,
+ * chosen by the layer's backend at setup (mt__conv_backend). */
 #include <cblas.h>
 #include <string.h>
 
@@ -70,7 +73,7 @@ static int conv_setup(mt_layer *l, char *err)
                    s->size);
     mt__tensor_def(&l->param[1], "bias", 1, s->filters, 0, 0, 0);
     l->n_param = 2;
-    return MT_OK;
+    return mt__conv_backend(l, err);
 }
 
 static int conv_alloc(mt_layer *l, char *err)
@@ -83,7 +86,7 @@ static int conv_alloc(mt_layer *l, char *err)
         err);
 }
 
-static void conv_init(mt_layer *l, uint64_t seed)
+void mt__conv_init(mt_layer *l, uint64_t seed)
 {
     geom g = geom_of(l);
     mt__init_weights(&l->param[0], g.C * g.K * g.K, g.F * g.K * g.K,
@@ -283,13 +286,20 @@ MT_VECTOR(static, conv_backward_weight,
     weight_grad(l, &g, &s, L);
 }
 
+static const char *conv_describe(const mt_layer *l)
+{
+    (void)l;
+    return "im2col + OpenBLAS";
+}
+
 const mt_layer_ops mt__conv2d_ops = {
     .kind_name = "conv",
     .setup = conv_setup,
     .alloc = conv_alloc,
-    .init_params = conv_init,
+    .init_params = mt__conv_init,
     .forward = conv_forward,
     .backward = conv_backward,
     .backward_input = conv_backward_input,
     .backward_weight = conv_backward_weight,
+    .describe = conv_describe,
 };

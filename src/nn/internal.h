@@ -16,6 +16,12 @@ extern const mt_layer_ops mt__tanh_ops;
 extern const mt_layer_ops mt__dropout_ops;
 extern const mt_layer_ops mt__batchnorm_ops;
 
+/* conv (conv2d.c): its initial weights, shared by its backends. */
+void mt__conv_init(mt_layer *l, uint64_t seed);
+/* Called by conv's setup: points l->ops at the backend its spec asks for
+ * and the build has (conv2d_onednn.c), or says why it cannot. */
+int mt__conv_backend(mt_layer *l, char *err);
+
 /* Names and shapes a tensor: t = {name, dims...}. */
 void mt__tensor_def(mt_tensor *t, const char *name, int ndim, size_t d0,
                     size_t d1, size_t d2, size_t d3);

@@ -55,6 +55,8 @@ int mt_layer_setup(mt_layer *l, const mt_layer_spec *spec, size_t index,
 
 void mt_layer_free(mt_layer *l)
 {
+    if (l->ops && l->ops->release)
+        l->ops->release(l);
     mt_free(l->scratch);
     l->scratch_bytes = 0;
 }

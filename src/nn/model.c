@@ -421,8 +421,11 @@ void mt_model_summary(const mt_model *m,
         size_t np = 0;
         for (int k = 0; k < l->n_param; k++)
             np += l->param[k].n;
-        snprintf(line, sizeof line, "%-12s %4zu x %3zu x %3zu  %9zu params",
-                 l->name, l->out.c, l->out.h, l->out.w, np);
+        snprintf(line, sizeof line,
+                 "%-12s %4zu x %3zu x %3zu  %9zu params%s%s", l->name,
+                 l->out.c, l->out.h, l->out.w, np,
+                 l->ops->describe ? "  " : "",
+                 l->ops->describe ? l->ops->describe(l) : "");
         emit(line, user);
     }
     snprintf(line, sizeof line, "total %zu parameters", m->n_params);
