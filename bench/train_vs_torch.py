@@ -80,14 +80,14 @@ def torch_samples_per_s(make, x, y, steps, batch, opt):
     return steps * batch / (time.perf_counter() - t0)
 
 
-def mpitrain_run(ini, steps, batch, rundir):
+def mpitrain_run(ini, steps, batch, rundir, sets):
     exe = os.path.join(TOP, "build", "mpitrain")
     cmd = [exe, "train", os.path.join(TOP, "examples", ini),
            "--set", "train.max_steps=%d" % steps,
            "--set", "train.batch=%d" % batch,
            "--set", "data.validation=0", "--set", "data.test=",
            "--set", "run.progress=none", "--set", "run.threads=1",
-           "--set", "run.dir=" + rundir]
+           "--set", "run.dir=" + rundir] + sets
     out = subprocess.run(cmd, cwd=TOP, check=True, capture_output=True,
                          text=True).stdout
     m = re.search(r"trained (\d+) steps in ([\d.]+) s, (\d+) samples/s, "
@@ -106,20 +106,26 @@ def main():
     with h5py.File(os.path.join(TOP, "data/fashion-mnist/train.h5")) as f:
         x = torch.from_numpy(f["x"][:].astype(np.float32) / 255.0)
         y = torch.from_numpy(f["y"][:].astype(np.int64))
+    # the OpenBLAS kernel, the SIMD path and the convolutions' backend
     core = subprocess.run([os.path.join(TOP, "build", "mpitrain"),
                            "--version"], capture_output=True,
-                          text=True).stdout.splitlines()[-1]
-    print("%s; torch %s, 1 thread; batch %d, %d steps" %
-          (core, torch.__version__, args.batch, args.steps))
-    print("%-8s %14s %14s %7s %12s" % ("model", "mpitrain/s", "pytorch/s",
+                          text=True).stdout.splitlines()[1:]
+    print("%s\ntorch %s, 1 thread; batch %d, %d steps" %
+          ("\n".join(core), torch.__version__, args.batch, args.steps))
+    print("%-14s %14s %14s %7s %12s" % ("model", "mpitrain/s", "pytorch/s",
                                        "ratio", "mt peak RSS"))
-    for name, ini, make, opt in (("lenet5", "lenet5-fashion.ini", lenet,
-                                  "sgd"),
-                                 ("mlp", "mlp-fashion.ini", mlp, "adam")):
+    # LeNet-5 with each conv backend ("lenet5": the default, oneDNN where
+    # the build has it), each against its own PyTorch run
+    im2col = ["--set", "layer1.backend=im2col",
+              "--set", "layer3.backend=im2col"]
+    for name, ini, make, opt, sets in (
+            ("lenet5", "lenet5-fashion.ini", lenet, "sgd", []),
+            ("lenet5 im2col", "lenet5-fashion.ini", lenet, "sgd", im2col),
+            ("mlp", "mlp-fashion.ini", mlp, "adam", [])):
         mt, rss = mpitrain_run(ini, args.steps, args.batch,
-                               "/tmp/mpitrain-bench-" + name)
+                               "/tmp/mpitrain-bench-" + name.split()[0], sets)
         pt = torch_samples_per_s(make, x, y, args.steps, args.batch, opt)
-        print("%-8s %14.0f %14.0f %6.2fx %9.0f MiB" % (name, mt, pt, mt / pt,
+        print("%-14s %14.0f %14.0f %6.2fx %9.0f MiB" % (name, mt, pt, mt / pt,
                                                       rss))
 
 

@@ -29,9 +29,9 @@ typedef enum mt_init { MT_INIT_AUTO, MT_INIT_HE, MT_INIT_XAVIER } mt_init;
 
 /* How a convolution computes (the same function, rounded differently):
  * im2col + OpenBLAS sgemm (the reference), or oneDNN's direct kernels
- * (PyTorch's CPU engine), where the build has oneDNN. auto: oneDNN when
- * the build has it and it takes the geometry, else im2col (LeNet-5
- * trains 1.5x as fast with oneDNN: bench/README.md). */
+ * (PyTorch's CPU engine), where the build has oneDNN. auto: oneDNN for
+ * layers of 3 or more input channels where it has direct kernels for the
+ * CPU, else im2col (bench/README.md). */
 typedef enum mt_conv_backend {
     MT_CONV_AUTO,
     MT_CONV_IM2COL,

@@ -237,9 +237,9 @@ void mt_cli_blas_describe(char *buf, size_t len)
                               *mt_isa_note() ? "\n" : "", mt_isa_note());
     if (n < len && mt_onednn_version())
         n += (size_t)snprintf(buf + n, len - n,
-                              "\nconvolutions: %s's direct kernels where it "
-                              "has them, else im2col + OpenBLAS ([conv] "
-                              "backend)", mt_onednn_version());
+                              "\nconvolutions: %s's direct kernels from 3 "
+                              "input channels, else im2col + OpenBLAS "
+                              "([conv] backend)", mt_onednn_version());
     else if (n < len)
         n += (size_t)snprintf(buf + n, len - n,
                               "\nconvolutions: im2col + OpenBLAS (built "

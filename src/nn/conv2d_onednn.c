@@ -473,10 +473,17 @@ const mt_layer_ops mt__conv2d_onednn_ops = {
     .describe = onednn_describe,
 };
 
+/* auto's oneDNN needs this many input channels: its kernels block the
+ * channels by the SIMD width, so with fewer its weight gradient did up to
+ * 8 times the work (one core, AVX2: 1-2 channels 1.5x slower than im2col,
+ * 3 and 4 level, 6 to 16 1.4-1.6x faster; bench/README.md). */
+#define AUTO_MIN_CHANNELS 3
+
 int mt__conv_backend(mt_layer *l, char *err)
 {
     (void)err;
-    if (l->spec.backend == MT_CONV_IM2COL)
+    if (l->spec.backend == MT_CONV_IM2COL ||
+        (l->spec.backend == MT_CONV_AUTO && l->in.c < AUTO_MIN_CHANNELS))
         return MT_OK;
     l->ops = &mt__conv2d_onednn_ops;
     return MT_OK;
