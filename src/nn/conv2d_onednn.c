@@ -83,8 +83,8 @@ static int threads_now(void)
     return n;
 }
 
-/* oneDNN follows MPITRAIN_ISA (its limit can be set only before its
- * first primitive, hence here, once). */
+/* oneDNN follows MPITRAIN_ISA below the CPU's best (its limit can be set
+ * only before its first primitive, hence here, once). */
 static dnnl_status_t engine_init(void)
 {
     if (engine)
@@ -93,7 +93,8 @@ static dnnl_status_t engine_init(void)
     static const dnnl_cpu_isa_t isa[] = {dnnl_cpu_isa_sse41,
                                          dnnl_cpu_isa_avx2,
                                          dnnl_cpu_isa_avx512_core};
-    dnnl_set_max_cpu_isa(isa[mt_isa_current()]);
+    if (mt_isa_current() < mt_isa_best())
+        dnnl_set_max_cpu_isa(isa[mt_isa_current()]);
     dnnl_status_t s = dnnl_engine_create(&engine, dnnl_cpu, 0);
     if (s == dnnl_success)
         s = dnnl_stream_create(&stream, engine, dnnl_stream_default_flags);
@@ -161,11 +162,13 @@ static dnnl_status_t arg_make(state *st, int r, const_dnnl_primitive_desc_t pd,
         return dnnl_success;
     }
     size_t bytes = dnnl_memory_desc_get_size(md);
-    if (bytes > st->buf_bytes[r]) {
-        void *grown = realloc(st->buf[r], bytes);
-        if (!grown)
+    if (bytes > st->buf_bytes[r]) { /* contents need not survive */
+        free(st->buf[r]);
+        st->buf_bytes[r] = 0;
+        /* 64-byte lines, as oneDNN's own allocations */
+        st->buf[r] = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        if (!st->buf[r])
             return dnnl_out_of_memory;
-        st->buf[r] = grown;
         st->buf_bytes[r] = bytes;
         st->moved = 1; /* the other plans point at the old buffer */
     }
@@ -226,9 +229,10 @@ static int is_direct(const_dnnl_primitive_desc_t pd, char *text, size_t len)
     return strncmp(impl, "ref", 3) != 0 && !strstr(impl, "gemm");
 }
 
-/* The three primitives for batch B, and their tensors. The pipeline's
- * right-padding: a window that does not reach the far edge (floor in
- * mt__window_out) ends earlier, as im2col's. */
+/* The three primitives for batch B, and their tensors. The right
+ * padding is what the output size needs: negative where the last window
+ * stops short of the far edge (the floor in mt__window_out), as im2col's
+ * windows do. */
 static dnnl_status_t plan_make(state *st, const mt_layer *l, size_t B,
                                plan *p)
 {
@@ -260,7 +264,8 @@ static dnnl_status_t plan_make(state *st, const mt_layer *l, size_t B,
     TRY(dnnl_primitive_desc_create(&wpd, &wd, NULL, engine, fpd));
     p->direct = is_direct(fpd, NULL, 0) && is_direct(dpd, NULL, 0) &&
                 is_direct(wpd, NULL, 0);
-    is_direct(fpd, st->impl, sizeof st->impl);
+    if (!st->impl[0]) /* max_batch's, the first plan */
+        is_direct(fpd, st->impl, sizeof st->impl);
     TRY(dnnl_primitive_create(&p->fwd, fpd));
     TRY(dnnl_primitive_create(&p->bwd_data, dpd));
     TRY(dnnl_primitive_create(&p->bwd_weights, wpd));
@@ -325,24 +330,33 @@ static plan *plan_for(mt_layer *l, size_t B)
     return p;
 }
 
-/* Points the user side of role r at ptr and reorders in (to_user 0). */
+/* Points the user side of a tensor at ptr (this call's x, y, dy, ...). */
 static void bind(arg *a, const void *ptr)
 {
     dnnl_memory_set_data_handle(a->user, (void *)ptr);
 }
 
-static void reorder(const arg *a, int to_user)
+/* Runs prim; a primitive that was made and then fails to run (a oneDNN
+ * defect) leaves no result to go on with. */
+static void run(const mt_layer *l, dnnl_primitive_t prim, int n,
+                const dnnl_exec_arg_t *args)
+{
+    dnnl_status_t s = dnnl_primitive_execute(prim, stream, n, args);
+    if (s != dnnl_success) {
+        fprintf(stderr, "mpitrain: %s: a oneDNN primitive failed (status "
+                        "%d)\n", l->name, (int)s);
+        abort();
+    }
+}
+
+/* Into the primitive's layout (to_user 0) or back out of it (1). */
+static void reorder(const mt_layer *l, const arg *a, int to_user)
 {
     if (!a->reorder)
         return;
     dnnl_exec_arg_t io[] = {{DNNL_ARG_FROM, to_user ? a->mem : a->user},
                             {DNNL_ARG_TO, to_user ? a->user : a->mem}};
-    dnnl_primitive_execute(a->reorder, stream, 2, io);
-}
-
-static void run(dnnl_primitive_t prim, int n, const dnnl_exec_arg_t *args)
-{
-    dnnl_primitive_execute(prim, stream, n, args);
+    run(l, a->reorder, 2, io);
 }
 
 static void onednn_forward(mt_layer *l, const mt_step_ctx *ctx,
@@ -355,14 +369,14 @@ static void onednn_forward(mt_layer *l, const mt_step_ctx *ctx,
     bind(&a[F_WEI], l->param[0].data);
     bind(&a[F_DST], y);
     dnnl_memory_set_data_handle(p->bias, l->param[1].data);
-    reorder(&a[F_SRC], 0);
-    reorder(&a[F_WEI], 0);
+    reorder(l, &a[F_SRC], 0);
+    reorder(l, &a[F_WEI], 0);
     dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, a[F_SRC].mem},
                               {DNNL_ARG_WEIGHTS, a[F_WEI].mem},
                               {DNNL_ARG_BIAS, p->bias},
                               {DNNL_ARG_DST, a[F_DST].mem}};
-    run(p->fwd, 4, args);
-    reorder(&a[F_DST], 1);
+    run(l, p->fwd, 4, args);
+    reorder(l, &a[F_DST], 1);
     dnnl_stream_wait(stream);
 }
 
@@ -378,13 +392,13 @@ static void onednn_backward_input(mt_layer *l, const float *x,
     bind(&a[D_DST], dy);
     bind(&a[D_WEI], l->param[0].data);
     bind(&a[D_SRC], dx);
-    reorder(&a[D_DST], 0);
-    reorder(&a[D_WEI], 0);
+    reorder(l, &a[D_DST], 0);
+    reorder(l, &a[D_WEI], 0);
     dnnl_exec_arg_t args[] = {{DNNL_ARG_DIFF_DST, a[D_DST].mem},
                               {DNNL_ARG_WEIGHTS, a[D_WEI].mem},
                               {DNNL_ARG_DIFF_SRC, a[D_SRC].mem}};
-    run(p->bwd_data, 3, args);
-    reorder(&a[D_SRC], 1);
+    run(l, p->bwd_data, 3, args);
+    reorder(l, &a[D_SRC], 1);
     dnnl_stream_wait(stream);
 }
 
@@ -398,14 +412,14 @@ static void onednn_backward_weight(mt_layer *l, const float *x,
     arg *a = p->a;
     bind(&a[W_SRC], x);
     bind(&a[W_DST], dy);
-    reorder(&a[W_SRC], 0);
-    reorder(&a[W_DST], 0);
+    reorder(l, &a[W_SRC], 0);
+    reorder(l, &a[W_DST], 0);
     dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, a[W_SRC].mem},
                               {DNNL_ARG_DIFF_DST, a[W_DST].mem},
                               {DNNL_ARG_DIFF_WEIGHTS, a[W_DWEI].mem},
                               {DNNL_ARG_DIFF_BIAS, p->dbias}};
-    run(p->bwd_weights, 4, args);
-    reorder(&a[W_DWEI], 1);
+    run(l, p->bwd_weights, 4, args);
+    reorder(l, &a[W_DWEI], 1);
     dnnl_stream_wait(stream);
     float *gw = l->param[0].grad, *gb = l->param[1].grad;
     for (size_t i = 0; i < l->param[0].n; i++)
