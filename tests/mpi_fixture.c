@@ -43,7 +43,7 @@ void fx_write(const char *dir, const char *name, const char *text)
 
 static int write_data(const char *dir)
 {
-    enum { N = 97, S = 32 };
+    enum { N = 97, S = FX_C * 16 };
     static float x[N * S];
     static int32_t y[N];
     for (size_t i = 0; i < N; i++) {
@@ -54,7 +54,7 @@ static int write_data(const char *dir)
     }
     char path[600], err[MT_ERR_LEN];
     snprintf(path, sizeof path, "%s/d.h5", dir);
-    return mt_dataset_write(path, N, (mt_shape){2, 4, 4}, NULL, x, y, 3, NULL,
+    return mt_dataset_write(path, N, (mt_shape){FX_C, 4, 4}, NULL, x, y, 3, NULL,
                             err)
                ? -1
                : 0;
@@ -117,7 +117,7 @@ double fx_weight_diff_of(const char *dir, const char *ini, const char *a,
     fx_load(&c, dir, ini, "cmp", NULL);
     mt_model ma, mb;
     char err[MT_ERR_LEN];
-    mt_shape in = {2, 4, 4};
+    mt_shape in = {FX_C, 4, 4};
     if (mt_model_from_config(&c, in, 4, &ma, err) ||
         mt_model_from_config(&c, in, 4, &mb, err) ||
         mt_weights_load(&ma, a, err) || mt_weights_load(&mb, b, err))

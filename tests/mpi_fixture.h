@@ -9,6 +9,11 @@
 
 /* The model the data-parallel and parameter-server tests train on d.h5:
  * conv, max-pooling, dropout, SGD with momentum, 2 epochs of batch 10. */
+/* The fixture's samples (d.h5) are FX_C x 4 x 4: 3 channels, so that
+ * fx_model_ini's conv runs on oneDNN where the build has it (auto takes
+ * it from 3 input channels) in train, ps and checkpoint.mpi, and on
+ * im2col in pipeline_train.mpi's bn.ini, which asks for it. */
+#define FX_C 3
 extern const char fx_model_ini[];
 
 /* Rank 0 makes a temporary directory with d.h5 (97 samples of 2x4x4

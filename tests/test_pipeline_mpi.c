@@ -43,7 +43,7 @@ static void build(mt_model *m)
     mt_config c;
     char err[MT_ERR_LEN];
     fx_load(&c, dir, "t.ini", "run", NULL);
-    if (mt_model_from_config(&c, (mt_shape){2, 4, 4}, G, m, err))
+    if (mt_model_from_config(&c, (mt_shape){FX_C, 4, 4}, G, m, err))
         fail_msg("%s", err);
     mt_config_free(&c);
 }

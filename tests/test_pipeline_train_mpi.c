@@ -36,7 +36,8 @@ static const char bn_ini[] =
     "[run]\nseed = 5\nprogress = none\n[data]\nvalidation = 0.2\n"
     "[train]\nepochs = 2\nbatch = 10\n"
     "[optimizer]\ntype = sgd\nlr = 0.05\nmomentum = 0.9\n"
-    "[conv]\nfilters = 3\nsize = 3\npad = 1\n[batchnorm]\n[relu]\n"
+    "[conv]\nfilters = 3\nsize = 3\npad = 1\nbackend = im2col\n"
+    "[batchnorm]\n[relu]\n"
     "[flatten]\n[dense]\nunits = 8\n[batchnorm]\n[tanh]\n"
     "[dense]\nunits = 3\n[softmax]\n";
 
@@ -170,8 +171,8 @@ static double state_diff(const char *ini, const char *a, const char *b)
     char err[MT_ERR_LEN], pa[300], pb[300];
     snprintf(pa, sizeof pa, "%s/%s/weights.h5", dir, a);
     snprintf(pb, sizeof pb, "%s/%s/weights.h5", dir, b);
-    if (mt_model_from_config(&c, (mt_shape){2, 4, 4}, 4, &ma, err) ||
-        mt_model_from_config(&c, (mt_shape){2, 4, 4}, 4, &mb, err) ||
+    if (mt_model_from_config(&c, (mt_shape){FX_C, 4, 4}, 4, &ma, err) ||
+        mt_model_from_config(&c, (mt_shape){FX_C, 4, 4}, 4, &mb, err) ||
         mt_weights_load(&ma, pa, err) || mt_weights_load(&mb, pb, err))
         fail_msg("%s", err);
     assert_true(ma.n_state > 0);

@@ -353,7 +353,7 @@ static void test_clip_norm_bounds_the_update(void **s)
         fail_msg("%s", err);
     if (rank == 0) {
         mt_model start, end;
-        mt_shape in = {2, 4, 4};
+        mt_shape in = {FX_C, 4, 4};
         char path[300];
         snprintf(path, sizeof path, "%s/clip/weights.h5", dir);
         if (mt_model_from_config(&c, in, 4, &start, err) ||
