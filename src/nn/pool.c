@@ -58,22 +58,6 @@ static int maxpool_alloc(mt_layer *l, char *err)
         }                                                                    \
     }
 
-/* The winner of 2x2 window (oh, ow) of plane xp (width W), the first
- * largest: the common case, 2x2 windows with stride 2 and no padding,
- * without the bounds tests of the general loop. */
-static inline uint32_t argmax2(const float *xp, size_t W, size_t oh,
-                               size_t ow)
-{
-    size_t i0 = 2 * oh * W + 2 * ow, i1 = i0 + W, best = i0;
-    if (xp[i0 + 1] > xp[best])
-        best = i0 + 1;
-    if (xp[i1] > xp[best])
-        best = i1;
-    if (xp[i1 + 1] > xp[best])
-        best = i1 + 1;
-    return (uint32_t)best;
-}
-
 /* The winner of window (oh, ow) in general (padding never wins), and its
  * value: -FLT_MAX and index 0 if nothing beats that. */
 static inline uint32_t argmax_window(const mt_layer *l, const float *xp,
@@ -98,6 +82,37 @@ static int is_2x2(const mt_layer *l)
     return l->spec.size == 2 && l->spec.stride == 2 && l->spec.pad == 0;
 }
 
+/* One output row of 2x2 windows (stride 2, no padding: the common case,
+ * without the general loop's bounds tests), the winners and their
+ * values: the first largest, the value carried along rather than read
+ * back through the index, so that the loop over ow vectorizes (selects,
+ * not branches; a NaN never wins a comparison, as in the general loop).
+ * LeNet-5's maxpool3 took 10% of a step when each window was compared
+ * on its own. */
+static inline __attribute__((always_inline)) void
+row_winners2(const float *xp, size_t W, size_t oh, size_t OW, float *y,
+             uint32_t *arg)
+{
+    const float *r0 = xp + 2 * oh * W, *r1 = r0 + W;
+    uint32_t base = (uint32_t)(2 * oh * W);
+    for (size_t ow = 0; ow < OW; ow++) {
+        uint32_t at = base + (uint32_t)(2 * ow);
+        float v = r0[2 * ow], t;
+        uint32_t i = at;
+        t = r0[2 * ow + 1];
+        i = t > v ? at + 1 : i;
+        v = t > v ? t : v;
+        t = r1[2 * ow];
+        i = t > v ? at + (uint32_t)W : i;
+        v = t > v ? t : v;
+        t = r1[2 * ow + 1];
+        i = t > v ? at + (uint32_t)W + 1 : i;
+        v = t > v ? t : v;
+        arg[ow] = i;
+        y[ow] = v;
+    }
+}
+
 /* Window winners of B samples: arg (B C, OH OW) and, if y, their values. */
 MT_VECTOR(static, maxpool_winners,
           (const mt_layer *l, const float *x, float *y, uint32_t *arg,
@@ -105,18 +120,22 @@ MT_VECTOR(static, maxpool_winners,
           (l, x, y, arg, B))
 {
     size_t H = l->in.h, W = l->in.w, OH = l->out.h, OW = l->out.w;
-    int two = is_2x2(l);
+    float row[OW]; /* y's row when the caller wants winners alone */
     for (size_t p = 0; p < B * l->in.c; p++) {
         const float *xp = x + p * H * W;
-        for (size_t oh = 0; oh < OH; oh++)
-            for (size_t ow = 0; ow < OW; ow++) {
-                size_t o = (p * OH + oh) * OW + ow;
-                float v;
-                arg[o] = two ? argmax2(xp, W, oh, ow)
-                             : argmax_window(l, xp, oh, ow, &v);
-                if (y)
-                    y[o] = two ? xp[arg[o]] : v;
+        for (size_t oh = 0; oh < OH; oh++) {
+            size_t o = (p * OH + oh) * OW;
+            if (is_2x2(l)) {
+                row_winners2(xp, W, oh, OW, y ? y + o : row, arg + o);
+                continue;
             }
+            for (size_t ow = 0; ow < OW; ow++) {
+                float v;
+                arg[o + ow] = argmax_window(l, xp, oh, ow, &v);
+                if (y)
+                    y[o + ow] = v;
+            }
+        }
     }
 }
 
