@@ -17,12 +17,16 @@ shift 2
 resume=()
 [ "$command" = search ] || resume=(--resume auto)
 mpitrain=${MPITRAIN:-mpitrain}
+# oneDNN's OpenMP threads sleep when idle, so that [run] threads > 1 gives
+# them the cores too (spinning, they starved OpenBLAS's threads; README,
+# Threads). The job's own setting wins.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 case ${MPITRAIN_LAUNCH:-srun} in
 # (no --kill-on-bad-exit: every rank exits 75 after a save, and the
 # first to go must not kill the others while they finish.)
 srun) launch=(srun --mpi="${MPITRAIN_SRUN_MPI:-pmix}") ;;
 mpirun)
-    launch=(mpirun -np "${SLURM_NTASKS:-1}")
+    launch=(mpirun -np "${SLURM_NTASKS:-1}" -x OMP_WAIT_POLICY)
     [ "$(id -u)" -ne 0 ] || launch+=(--allow-run-as-root)
     ;;
 *)
