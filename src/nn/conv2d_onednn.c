@@ -43,6 +43,7 @@ enum role { F_SRC, F_WEI, F_DST, D_DST, D_WEI, D_SRC, W_SRC, W_DST, W_DWEI,
 typedef struct plan {
     size_t B;    /* 0: unused */
     int direct;  /* oneDNN's own kernels, not its gemm or reference code */
+    int same_dy; /* both backward halves take dy in the same layout */
     int threads; /* oneDNN cuts the work for this many when it makes a
                     primitive, so it runs on that many or is made again */
     dnnl_primitive_t fwd, bwd_data, bwd_weights;
@@ -216,16 +217,20 @@ out:
     return s;
 }
 
-/* Is pd's implementation one of oneDNN's direct kernels ("jit:avx2")
- * rather than its im2col + gemm ("gemm:jit") or reference code? Where
- * the ISA limit leaves only those (MPITRAIN_ISA=baseline), our own
- * im2col is faster (bench/README.md). Names it in text if asked. */
-static int is_direct(const_dnnl_primitive_desc_t pd, char *text, size_t len)
+/* pd's implementation, as oneDNN names it ("jit:avx2", "gemm:jit"). */
+static const char *impl_of(const_dnnl_primitive_desc_t pd)
 {
     const char *impl = "";
     dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
-    if (text)
-        snprintf(text, len, "oneDNN %s", impl);
+    return impl;
+}
+
+/* One of oneDNN's direct kernels rather than its im2col + gemm or its
+ * reference code? Where the ISA limit leaves only those
+ * (MPITRAIN_ISA=baseline), our own im2col is faster (bench/README.md). */
+static int is_direct(const_dnnl_primitive_desc_t pd)
+{
+    const char *impl = impl_of(pd);
     return strncmp(impl, "ref", 3) != 0 && !strstr(impl, "gemm");
 }
 
@@ -262,10 +267,9 @@ static dnnl_status_t plan_make(state *st, const mt_layer *l, size_t B,
         &wd, alg, &d.any_x, &d.any_w, &d.b, &d.any_y, d.strides, d.pad,
         pad_r));
     TRY(dnnl_primitive_desc_create(&wpd, &wd, NULL, engine, fpd));
-    p->direct = is_direct(fpd, NULL, 0) && is_direct(dpd, NULL, 0) &&
-                is_direct(wpd, NULL, 0);
+    p->direct = is_direct(fpd) && is_direct(dpd) && is_direct(wpd);
     if (!st->impl[0]) /* max_batch's, the first plan */
-        is_direct(fpd, st->impl, sizeof st->impl);
+        snprintf(st->impl, sizeof st->impl, "oneDNN %s", impl_of(fpd));
     TRY(dnnl_primitive_create(&p->fwd, fpd));
     TRY(dnnl_primitive_create(&p->bwd_data, dpd));
     TRY(dnnl_primitive_create(&p->bwd_weights, wpd));
@@ -288,6 +292,9 @@ static dnnl_status_t plan_make(state *st, const mt_layer *l, size_t B,
     for (int r = 0; r < ROLES; r++)
         TRY(arg_make(st, r, roles[r].pd, roles[r].q, roles[r].user,
                      roles[r].to_user, &p->a[r]));
+    p->same_dy = dnnl_memory_desc_equal(
+        dnnl_primitive_desc_query_md(dpd, dnnl_query_diff_dst_md, 0),
+        dnnl_primitive_desc_query_md(wpd, dnnl_query_diff_dst_md, 0));
     TRY(dnnl_memory_create(&p->bias, &d.b, engine, DNNL_MEMORY_NONE));
     TRY(dnnl_memory_create(&p->dbias, &d.b, engine, st->db));
     dnnl_memory_set_data_handle(p->a[W_DWEI].user, st->dw);
@@ -380,19 +387,12 @@ static void onednn_forward(mt_layer *l, const mt_step_ctx *ctx,
     dnnl_stream_wait(stream);
 }
 
-static void onednn_backward_input(mt_layer *l, const float *x,
-                                  const float *y, const float *dy, float *dx,
-                                  size_t B)
+/* dx from dy, which is in a[D_DST] already. */
+static void input_grad(const mt_layer *l, plan *p, float *dx)
 {
-    (void)x, (void)y;
-    if (!dx)
-        return;
-    plan *p = plan_for(l, B);
     arg *a = p->a;
-    bind(&a[D_DST], dy);
     bind(&a[D_WEI], l->param[0].data);
     bind(&a[D_SRC], dx);
-    reorder(l, &a[D_DST], 0);
     reorder(l, &a[D_WEI], 0);
     dnnl_exec_arg_t args[] = {{DNNL_ARG_DIFF_DST, a[D_DST].mem},
                               {DNNL_ARG_WEIGHTS, a[D_WEI].mem},
@@ -402,20 +402,18 @@ static void onednn_backward_input(mt_layer *l, const float *x,
     dnnl_stream_wait(stream);
 }
 
-/* oneDNN overwrites the gradients; ours add (+=): through the state's dw
- * and db. */
-static void onednn_backward_weight(mt_layer *l, const float *x,
-                                   const float *dy, size_t B)
+/* The parameter gradients from x and dy in diff_dst (the weight
+ * gradient's layout). oneDNN overwrites them; ours add (+=): through the
+ * state's dw and db. */
+static void weight_grads(mt_layer *l, plan *p, const float *x,
+                         dnnl_memory_t diff_dst)
 {
-    plan *p = plan_for(l, B);
     state *st = l->scratch;
     arg *a = p->a;
     bind(&a[W_SRC], x);
-    bind(&a[W_DST], dy);
     reorder(l, &a[W_SRC], 0);
-    reorder(l, &a[W_DST], 0);
     dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, a[W_SRC].mem},
-                              {DNNL_ARG_DIFF_DST, a[W_DST].mem},
+                              {DNNL_ARG_DIFF_DST, diff_dst},
                               {DNNL_ARG_DIFF_WEIGHTS, a[W_DWEI].mem},
                               {DNNL_ARG_DIFF_BIAS, p->dbias}};
     run(l, p->bwd_weights, 4, args);
@@ -428,11 +426,45 @@ static void onednn_backward_weight(mt_layer *l, const float *x,
         gb[i] += st->db[i];
 }
 
+/* dy into role r's layout. */
+static dnnl_memory_t dy_in(const mt_layer *l, plan *p, int r,
+                           const float *dy)
+{
+    bind(&p->a[r], dy);
+    reorder(l, &p->a[r], 0);
+    return p->a[r].mem;
+}
+
+static void onednn_backward_input(mt_layer *l, const float *x,
+                                  const float *y, const float *dy, float *dx,
+                                  size_t B)
+{
+    (void)x, (void)y;
+    if (!dx)
+        return;
+    plan *p = plan_for(l, B);
+    dy_in(l, p, D_DST, dy);
+    input_grad(l, p, dx);
+}
+
+static void onednn_backward_weight(mt_layer *l, const float *x,
+                                   const float *dy, size_t B)
+{
+    plan *p = plan_for(l, B);
+    weight_grads(l, p, x, dy_in(l, p, W_DST, dy));
+}
+
+/* Both halves; dy is reordered once where they take the same layout (as
+ * on AVX2 for LeNet-5's conv4: one pass over dy a step saved). */
 static void onednn_backward(mt_layer *l, const float *x, const float *y,
                             const float *dy, float *dx, size_t B)
 {
-    onednn_backward_weight(l, x, dy, B);
-    onednn_backward_input(l, x, y, dy, dx, B);
+    (void)y;
+    plan *p = plan_for(l, B);
+    dnnl_memory_t d = dx ? dy_in(l, p, D_DST, dy) : NULL;
+    weight_grads(l, p, x, d && p->same_dy ? d : dy_in(l, p, W_DST, dy));
+    if (dx)
+        input_grad(l, p, dx);
 }
 
 static void onednn_release(mt_layer *l)
