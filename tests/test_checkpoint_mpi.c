@@ -173,6 +173,39 @@ static void test_deferred_update_resumes_exactly(void **s)
     assert_true(fx_weight_diff(dir, a, b, 1) == 0.0);
 }
 
+/* A sharded optimizer's checkpoint holds every slot (gathered from the
+ * blocks' owners): with Adam on the ring, whose sharded floats are its
+ * unsharded ones, a stop and resume, sharded or not, ends with the
+ * uninterrupted sharded run's weights bit for bit. */
+static void test_sharded_optimizer_resumes_exactly(void **s)
+{
+    const char *const sh[] = {"parallel.sync=ring", "optimizer.type=adam",
+                              "parallel.bucket_mb=0.0002",
+                              "parallel.ring_min_kb=0",
+                              "parallel.shard_optimizer=true", NULL};
+    const char *const full[] = {"parallel.sync=ring", "optimizer.type=adam",
+                                "parallel.bucket_mb=0.0002",
+                                "parallel.ring_min_kb=0", NULL};
+    const char *const *resumed[2] = {sh, full};
+    char err[MT_ERR_LEN] = "";
+    if (train_with("full_shard", sh, MPI_COMM_WORLD, NULL, 0, err))
+        fail_msg("%s", err);
+    for (int k = 0; k < 2; k++) {
+        char run[32], a[300], b[300];
+        snprintf(run, sizeof run, "cut_shard%d", k);
+        if (train_with(run, sh, MPI_COMM_WORLD, NULL, 11, err) !=
+                MT_ESTOPPED ||
+            train_with(run, resumed[k], MPI_COMM_WORLD, "auto", 0, err))
+            fail_msg("%s: %s", run, err);
+        if (rank != 0)
+            continue;
+        path_of(a, sizeof a, "full_shard", "weights.h5");
+        path_of(b, sizeof b, run, "weights.h5");
+        if (fx_weight_diff(dir, a, b, 1) != 0.0)
+            fail_msg("%s: resumed weights differ", run);
+    }
+}
+
 /* Early stopping's state and best weights survive a stop and resume. */
 static void test_resume_keeps_early_stopping(void **s)
 {
@@ -529,6 +562,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_mid_epoch_is_exact),
         cmocka_unit_test(test_deferred_update_resumes_exactly),
+        cmocka_unit_test(test_sharded_optimizer_resumes_exactly),
         cmocka_unit_test(test_auto_with_nothing_saved_starts_fresh),
         cmocka_unit_test(test_resume_keeps_early_stopping),
         cmocka_unit_test(test_resume_on_one_rank),

@@ -366,6 +366,14 @@ static void test_bad_enum_and_structure(void **s)
     expect_error("[data]\ntrain = a\n[train]\nclip_norm = 1\n[parallel]\n"
                  "defer_update = true\n[dense]\nunits = 2\n",
                  NULL, "no [train] clip_norm", NULL);
+    /* The sharded step: allreduce or ring, alone. */
+    expect_error("[data]\ntrain = a\n[parallel]\nsync = ps\n"
+                 "shard_optimizer = true\n[dense]\nunits = 2\n",
+                 NULL, "shard_optimizer needs sync = allreduce or ring",
+                 NULL);
+    expect_error("[data]\ntrain = a\n[parallel]\ndefer_update = true\n"
+                 "shard_optimizer = true\n[dense]\nunits = 2\n",
+                 NULL, "no defer_update or deterministic", NULL);
 }
 
 static void test_schedule_keys(void **s)

@@ -281,6 +281,44 @@ static void test_deferred_update_changes_no_float(void **s)
     }
 }
 
+/* The sharded optimizer step: with the ring, the same floats as the
+ * ring's full step (the same block sums, the same elementwise update), in
+ * several buckets, with pieces handed to MPI (from 3 ranks), with Adam,
+ * accumulation and a rank without samples; with MPI's reduce-scatter and
+ * with clipping (a norm from the blocks), the single rank's weights. */
+static void test_sharded_optimizer(void **s)
+{
+    const char *const ring[][5] = {
+        {"parallel.sync=ring", "parallel.bucket_mb=0.0002",
+         "parallel.segment_kb=1", "parallel.ring_min_kb=0", NULL},
+        {"parallel.sync=ring", "parallel.bucket_mb=0.0004",
+         "parallel.ring_min_kb=0.2", "optimizer.type=adam", NULL},
+        {"parallel.sync=ring", "parallel.bucket_mb=0.0002",
+         "train.accumulate=2", "parallel.ring_min_kb=0", NULL},
+        {"parallel.sync=ring", "train.batch=3", "parallel.ring_min_kb=0",
+         "optimizer.type=adamw", NULL},
+    };
+    const char *const flag[2] = {"parallel.shard_optimizer=true",
+                                 "parallel.shard_optimizer=false"};
+    for (size_t m = 0; m < sizeof ring / sizeof *ring; m++) {
+        mt_train_result r[2];
+        train_pair(flag, ring[m], r);
+    }
+    const char *const vs_one[][6] = {
+        {flag[0], "parallel.bucket_mb=0.0002", NULL},
+        {flag[0], "parallel.bucket_mb=0.0002", "optimizer.type=adam",
+         "train.batch=3", NULL},
+        {flag[0], "parallel.overlap=false", "parallel.bucket_mb=0.0002",
+         NULL},
+        {flag[0], "train.clip_norm=0.05", "parallel.bucket_mb=0.0002",
+         NULL},
+        {flag[0], "train.clip_norm=0.05", "parallel.sync=ring",
+         "parallel.overlap=false", "parallel.bucket_mb=0.0004", NULL},
+    };
+    for (size_t m = 0; m < sizeof vs_one / sizeof *vs_one; m++)
+        expect_same_as_single_rank(vs_one[m], 1e-4);
+}
+
 /* A global batch of 3 leaves a rank without samples at 4 ranks: it must
  * still take part in every bucket's reduction, of the same kind and in the
  * same order as the others (it starts none during backward). */
@@ -572,6 +610,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_ranks_without_samples),
         cmocka_unit_test(test_progress_thread_changes_no_float),
         cmocka_unit_test(test_deferred_update_changes_no_float),
+        cmocka_unit_test(test_sharded_optimizer),
         cmocka_unit_test(test_clip_norm_bounds_the_update),
         cmocka_unit_test(test_missing_file_on_one_rank_stops_all),
         cmocka_unit_test(test_nan_loss_stops_all_ranks),

@@ -16,6 +16,12 @@
  *   gather step 0   r0 gets A012  r1 gets B012  r2 gets C012
  *   gather step 1   every rank has A012 B012 C012
  *
+ * The two halves also run alone (mt_ring_start_phase): with
+ * [parallel] shard_optimizer each rank steps only the block it holds
+ * summed after the reduce-scatter and the all-gather passes the updated
+ * parameters around instead of the gradients (ZeRO stage 1: Rajbhandari
+ * et al., SC 2020).
+ *
  * The sync object groups the gradient arena into buckets in reverse layer
  * order and starts each bucket's reduction as soon as backward has passed
  * its layers (MPI_Iallreduce for sync = allreduce, the ring for
@@ -37,6 +43,15 @@ typedef enum mt_sync_kind {
     MT_SYNC_PS /* parameter server: src/parallel/sync_ps.c */
 } mt_sync_kind;
 typedef enum mt_compress { MT_COMPRESS_NONE, MT_COMPRESS_BF16 } mt_compress;
+/* What a ring operation does: both halves (a sum on every rank), the
+ * reduce-scatter alone (each rank left with its block's sum:
+ * mt_ring_owned), or the all-gather alone (each rank's block passed to
+ * every rank, in float32 even with compression: it carries parameters). */
+typedef enum mt_ring_phase {
+    MT_RING_ALLREDUCE,
+    MT_RING_SCATTER,
+    MT_RING_GATHER
+} mt_ring_phase;
 
 /* One ring allreduce in flight. */
 typedef struct mt_ring {
@@ -51,7 +66,9 @@ typedef struct mt_ring {
     /* the operation in flight */
     float *buf;
     size_t n;
-    int step;           /* 0 .. 2 (P - 1); == 2 (P - 1) when done */
+    int step;           /* first .. last; == last when done */
+    int first, last;    /* 0 .. 2 (P - 1): the steps of the phase */
+    int wire16;         /* this operation sends bf16 */
     int posted;         /* requests of this step are posted */
     size_t nseg, next;  /* segments this step, next one to reduce */
     MPI_Request *req;   /* (1 + max segments): send, then receives */
@@ -74,6 +91,16 @@ void mt_ring_free(mt_ring *r);
 void mt_ring_set_small(mt_ring *r, size_t n);
 /* Starts summing buf[0..n) over the ranks, n <= max_n. */
 int mt_ring_start(mt_ring *r, float *buf, size_t n, char *err);
+/* The same for one phase. A buffer handed to MPI (small) is summed whole
+ * by MT_RING_SCATTER and left alone by MT_RING_GATHER: its owner is every rank. */
+int mt_ring_start_phase(mt_ring *r, float *buf, size_t n, mt_ring_phase ph,
+                        char *err);
+/* [*lo, *hi): the part of an n-float buffer this rank holds summed after
+ * MT_RING_SCATTER, and sends in MT_RING_GATHER (all of it if small). The
+ * part of rank `rank`, for any rank; *whole is set if every rank holds
+ * all of it. */
+void mt_ring_owned(const mt_ring *r, size_t n, int rank, size_t *lo,
+                   size_t *hi, int *whole);
 /* Advances without blocking; *done becomes 1 when the sum is complete. */
 int mt_ring_test(mt_ring *r, int *done, char *err);
 /* Blocks until the sum is complete. */
@@ -100,6 +127,8 @@ typedef struct mt_sync_cfg {
     size_t ring_min_bytes; /* smaller buffers: MPI_Iallreduce, not the ring */
     mt_progress_mode progress_thread;
     int defer_update; /* allreduce: buckets applied in the next forward */
+    int shard_optimizer; /* allreduce, ring: each rank steps a block of
+                            every bucket (sync_shard.c) */
 } mt_sync_cfg;
 
 /* A contiguous slice [lo, hi) of the gradient arena, ready once backward
@@ -109,6 +138,11 @@ typedef struct mt_bucket {
     size_t first_layer;
     int state; /* 0 waiting, 1 reducing, 2 done */
     MPI_Request req; /* sync = allreduce: its MPI_Iallreduce */
+    /* shard_optimizer: this rank's block [own_lo, own_hi) of the arena,
+     * which it holds summed and steps; whole: every rank steps it all
+     * (the ring handed it to MPI). */
+    size_t own_lo, own_hi;
+    int whole;
 } mt_bucket;
 
 /* A strategy's operations (src/parallel/sync_internal.h). */
@@ -142,6 +176,15 @@ typedef struct mt_sync {
      * not yet applied, at rate defer_lr (sync_defer.c). */
     size_t unapplied;
     float defer_lr;
+    /* shard_optimizer (more than one rank): each bucket's blocks, rank by
+     * rank (counts and displacements from the bucket's start: nb x size);
+     * the allreduce strategy's reduce-scatter lands in shard_buf (arena
+     * positions from base) before it is copied to the gradients. The
+     * slots of blocks this rank does not own go stale until
+     * mt_sync_gather_slots. */
+    int shard;
+    int *shard_counts, *shard_displs;
+    float *shard_buf;
 } mt_sync;
 
 /* Cuts the model's gradients into buckets and sizes the ring, or cuts the
@@ -191,6 +234,9 @@ int mt_sync_clip(mt_sync *s, double max, char *err);
  * checkpoint, an evaluation) and before the next backward. */
 int mt_sync_apply_upto(mt_sync *s, size_t layer, char *err);
 int mt_sync_settle(mt_sync *s, char *err);
+/* shard_optimizer: every rank gets the optimizer slots of every block
+ * from their owners (before a checkpoint; a no-op otherwise). */
+int mt_sync_gather_slots(mt_sync *s, char *err);
 int mt_sync_apply(mt_sync *s, mt_optim *o, float *params, float lr,
                   char *err);
 

@@ -376,6 +376,14 @@ int mt_config_check(const mt_config *c, char *err)
                   c->path);
         return MT_EINVAL;
     }
+    if (c->shard_optimizer &&
+        (c->sync == 2 /* ps */ || c->defer_update || c->deterministic)) {
+        mt_seterr(err, "%s: [parallel] shard_optimizer needs sync = "
+                       "allreduce or ring (ps shards already), and no "
+                       "defer_update or deterministic",
+                  c->path);
+        return MT_EINVAL;
+    }
     if (c->compress && c->sync != 1) {
         mt_seterr(err, "%s: [parallel] compress = bf16 needs sync = ring",
                   c->path);

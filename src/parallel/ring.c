@@ -106,7 +106,7 @@ int mt_ring_init(mt_ring *r, MPI_Comm comm, size_t max_n, size_t seg_bytes,
         mt_seterr(err, "ring: out of memory for %zu floats", r->cap);
         return MT_ENOMEM;
     }
-    r->step = 0;
+    r->step = r->last = 0;
     return MT_OK;
 }
 
@@ -141,7 +141,7 @@ static int post(mt_ring *r, char *err)
     step_blocks(r, r->step, &sb, &rb);
     block(r, sb, &slo, &shi);
     block(r, rb, &rlo, &rhi);
-    int gather = r->step >= P - 1, bf16 = r->compress == MT_COMPRESS_BF16;
+    int gather = r->step >= P - 1, bf16 = r->wire16;
     if (bf16 && r->step == P - 1)
         round_block(r->buf + slo, shi - slo);
     size_t ns = nsegs(r, shi - slo), nr = nsegs(r, rhi - rlo);
@@ -186,9 +186,9 @@ static void absorb(mt_ring *r, size_t k)
     size_t len = rhi - rlo - o < r->seg ? rhi - rlo - o : r->seg;
     float *dst = r->buf + rlo + o;
     int gather = r->step >= r->size - 1;
-    if (r->compress == MT_COMPRESS_BF16 && gather)
+    if (r->wire16 && gather)
         unpack_bf16(dst, r->recv16 + o, len);
-    else if (r->compress == MT_COMPRESS_BF16)
+    else if (r->wire16)
         add_bf16(dst, r->recv16 + o, len);
     else if (!gather)
         add_floats(dst, r->tmp + o, len);
@@ -214,7 +214,7 @@ static int advance(mt_ring *r, int blocking, int *done, char *err)
 {
     if (r->small_on)
         return advance_small(r, blocking, done, err);
-    int last = 2 * (r->size - 1);
+    int last = r->last;
     while (r->step < last) {
         if (!r->posted) {
             int rc = post(r, err);
@@ -268,8 +268,37 @@ static int is_small(const mt_ring *r, size_t n)
     return n < r->small_n && r->size > 2;
 }
 
+void mt_ring_owned(const mt_ring *r, size_t n, int rank, size_t *lo,
+                   size_t *hi, int *whole)
+{
+    *whole = is_small(r, n);
+    if (*whole) {
+        *lo = 0;
+        *hi = n;
+        return;
+    }
+    mt_dist_share(n, mod(rank + 1, r->size), r->size, lo, hi);
+}
+
 int mt_ring_start(mt_ring *r, float *buf, size_t n, char *err)
 {
+    return mt_ring_start_phase(r, buf, n, MT_RING_ALLREDUCE, err);
+}
+
+int mt_ring_start_phase(mt_ring *r, float *buf, size_t n, mt_ring_phase ph,
+                        char *err)
+{
+    int P = r->size;
+    r->buf = buf;
+    r->n = n;
+    r->first = ph == MT_RING_GATHER ? P - 1 : 0;
+    r->last = ph == MT_RING_SCATTER ? P - 1 : 2 * (P - 1);
+    r->step = r->first;
+    r->posted = 0;
+    if (is_small(r, n) && ph == MT_RING_GATHER) { /* summed whole: done */
+        r->step = r->last;
+        return MT_OK;
+    }
     if (is_small(r, n)) {
         r->small_on = 1;
         if (MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM,
@@ -285,10 +314,7 @@ int mt_ring_start(mt_ring *r, float *buf, size_t n, char *err)
                   r->cap * (size_t)r->size);
         return MT_EINVAL;
     }
-    r->buf = buf;
-    r->n = n;
-    r->step = 0;
-    r->posted = 0;
+    r->wire16 = r->compress == MT_COMPRESS_BF16 && ph != MT_RING_GATHER;
     return MT_OK;
 }
 

@@ -34,7 +34,7 @@ static size_t make_buckets(mt_sync *s, const mt_model *m, size_t cap)
         layer_range(m, i, &lo, &hi);
         if (cur_hi > cur_lo && cur_hi - lo > cap) {
             if (s->b)
-                s->b[nb] = (mt_bucket){cur_lo, cur_hi, cur_first, 0, 0};
+                s->b[nb] = (mt_bucket){.lo = cur_lo, .hi = cur_hi, .first_layer = cur_first};
             nb++;
             cur_hi = cur_lo;
         }
@@ -43,7 +43,7 @@ static size_t make_buckets(mt_sync *s, const mt_model *m, size_t cap)
         /* Pieces of a big layer, from its end, each a full bucket. */
         while (cur_hi - lo > cap) {
             if (s->b)
-                s->b[nb] = (mt_bucket){cur_hi - cap, cur_hi, i, 0, 0};
+                s->b[nb] = (mt_bucket){.lo = cur_hi - cap, .hi = cur_hi, .first_layer = i};
             nb++;
             cur_hi -= cap;
         }
@@ -52,7 +52,7 @@ static size_t make_buckets(mt_sync *s, const mt_model *m, size_t cap)
     }
     if (cur_hi > cur_lo) {
         if (s->b)
-            s->b[nb] = (mt_bucket){cur_lo, cur_hi, cur_first, 0, 0};
+            s->b[nb] = (mt_bucket){.lo = cur_lo, .hi = cur_hi, .first_layer = cur_first};
         nb++;
     }
     return nb;
@@ -119,6 +119,17 @@ static int init_strategy(mt_sync *s, mt_model *m, mt_optim *o,
         }
         mt_ring_set_small(&s->ring, cfg->ring_min_bytes / sizeof(float));
     }
+    /* One rank owns everything already. */
+    s->shard = cfg->shard_optimizer && s->size > 1;
+    if (s->shard) {
+        s->ops = cfg->kind == MT_SYNC_RING ? &mt__sync_ring_sharded
+                                           : &mt__sync_allreduce_sharded;
+        int rc = mt__shard_init(s, err);
+        if (rc) {
+            mt_sync_free(s);
+            return rc;
+        }
+    }
     return MT_OK;
 }
 
@@ -174,6 +185,7 @@ void mt_sync_free(mt_sync *s)
     s->unapplied = 0;
     mt__ps_async_free(s);
     mt__sync_ps_free(s);
+    mt__shard_free(s);
     mt_free(s->b);
     s->b = NULL;
     mt_ring_free(&s->ring);
@@ -261,6 +273,8 @@ int mt_sync_clip(mt_sync *s, double max, char *err)
 {
     if (s->async)
         return MT_OK;
+    if (s->shard)
+        return mt__shard_clip(s, max, err);
     const mt_plan *p = s->plan;
     const float *g = s->grads + p->param_lo;
     size_t n = p->param_hi - p->param_lo;

@@ -29,6 +29,8 @@ struct mt_sync_ops {
 
 extern const mt_sync_ops mt__sync_allreduce;
 extern const mt_sync_ops mt__sync_ring;
+extern const mt_sync_ops mt__sync_allreduce_sharded;
+extern const mt_sync_ops mt__sync_ring_sharded;
 extern const mt_sync_ops mt__sync_ps;
 extern const mt_sync_ops mt__sync_ps_async;
 /* The parameter server's pieces and buffers (after the buckets). */
@@ -65,5 +67,19 @@ int mt__sync_apply_deferred(mt_sync *s, mt_optim *o, float *params,
  * every rank steps the whole arena alike. */
 int mt__sync_apply_all(mt_sync *s, mt_optim *o, float *params, float lr,
                        char *err);
+
+/* shard_optimizer (sync_shard.c). init: each bucket's blocks and
+ * this rank's (after the ring is sized); land: the allreduce strategy's
+ * received blocks copied to the gradients; apply_ring / apply_mpi: each
+ * rank steps its blocks, then the ring's all-gather or MPI_Allgatherv
+ * hands the new parameters round; clip: the norm from the blocks. */
+int mt__shard_init(mt_sync *s, char *err);
+void mt__shard_free(mt_sync *s);
+int mt__shard_land(mt_sync *s, char *err);
+int mt__shard_apply_ring(mt_sync *s, mt_optim *o, float *params, float lr,
+                         char *err);
+int mt__shard_apply_mpi(mt_sync *s, mt_optim *o, float *params, float lr,
+                        char *err);
+int mt__shard_clip(mt_sync *s, double max, char *err);
 
 #endif

@@ -1,5 +1,7 @@
 /* sync = ring: our ring-allreduce (ring.c), one bucket on the ring at a
- * time, the next ready one starting when the last ends; see sync.h. */
+ * time, the next ready one starting when the last ends; with
+ * shard_optimizer only its reduce-scatter half (sync_shard.c); see
+ * sync.h. */
 #include "mpitrain/core.h"
 #include "parallel/sync_internal.h"
 
@@ -7,7 +9,9 @@ static int start(mt_sync *s, mt_bucket *b, char *err)
 {
     b->state = 1;
     s->active = (size_t)(b - s->b);
-    return mt_ring_start(&s->ring, s->grads + b->lo, b->hi - b->lo, err);
+    return mt_ring_start_phase(&s->ring, s->grads + b->lo, b->hi - b->lo,
+                               s->shard ? MT_RING_SCATTER : MT_RING_ALLREDUCE,
+                               err);
 }
 
 static int progress(mt_sync *s, size_t ready_upto, char *err)
@@ -32,7 +36,8 @@ static int progress(mt_sync *s, size_t ready_upto, char *err)
 
 static int finish(mt_sync *s, char *err)
 {
-    if (!s->cfg.overlap)
+    /* Shards go bucket by bucket, overlap or not. */
+    if (!s->cfg.overlap && !s->shard)
         return mt_ring_allreduce(&s->ring, s->grads + s->base, s->n,
                                  err);
     int rc = MT_OK;
@@ -49,3 +54,5 @@ static int finish(mt_sync *s, char *err)
 
 const mt_sync_ops mt__sync_ring = {"ring", NULL, progress, finish,
                                    mt__sync_apply_all, NULL};
+const mt_sync_ops mt__sync_ring_sharded = {"ring", NULL, progress, finish,
+                                           mt__shard_apply_ring, NULL};

@@ -47,6 +47,9 @@ int mt__save(trainer *t, size_t epoch, uint64_t position, int is_best,
     int met = mt_sync_settle(&t->sync, err);
     if (met == MT_OK)
         met = mt__lag_meet(t, err);
+    /* Sharded: every slot from its owner, so the file is replicated. */
+    if (met == MT_OK)
+        met = mt_sync_gather_slots(&t->sync, err);
     if (met)
         return met;
     mt_ckpt_state st = {.step = t->step,

@@ -179,7 +179,8 @@ static int build(trainer *t, char *err)
                       .ring_min_bytes = (size_t)(c->ring_min_kb * 1024.0),
                       .progress_thread =
                           (mt_progress_mode)c->progress_thread,
-                      .defer_update = c->defer_update};
+                      .defer_update = c->defer_update,
+                      .shard_optimizer = c->shard_optimizer};
     if (rc == MT_OK)
         rc = mt_sync_init(&t->sync, &t->model, &t->optim, &sc, &t->plan,
                           err);
