@@ -131,10 +131,18 @@ static void test_grid_of_stages_and_replicas(void **s)
     const char *const adam_self[] = {"train.batch=1", "train.accumulate=10",
                                      "optimizer.type=adam", "optimizer.lr=0.01",
                                      "train.clip_norm=0.05", NULL};
+    /* each stage's replicas step one block of each bucket (Adam,
+     * clipped: the norm from every rank's blocks) */
+    const char *const sharded[] = {"parallel.stages=2",
+                                   "parallel.micro_batches=5",
+                                   "parallel.shard_optimizer=true",
+                                   "optimizer.type=adam", "optimizer.lr=0.01",
+                                   "train.clip_norm=0.05", NULL};
     expect_same_evaluated("t.ini", ar, self);
     expect_same_evaluated("t.ini", ring, self);
     expect_same_evaluated("t.ini", ps, self);
     fx_expect_same(dir, "t.ini", ps_adam, adam_self, 1e-5);
+    fx_expect_same(dir, "t.ini", sharded, adam_self, 1e-5);
     fx_expect_same(dir, "t.ini", clip, clip_self, 1e-5);
 }
 
@@ -282,6 +290,12 @@ static void test_resume_across_stage_counts(void **s)
     const char *const ps[] = {"parallel.stages=2", "parallel.micro_batches=2",
                               "parallel.sync=ps", NULL};
     resume_across_stage_counts("t.ini", "ps", ps);
+    /* 2 x 2 sharded: the slots gathered within each stage first */
+    const char *const sharded[] = {"parallel.stages=2",
+                                   "parallel.micro_batches=2",
+                                   "parallel.sync=ring",
+                                   "parallel.shard_optimizer=true", NULL};
+    resume_across_stage_counts("t.ini", "sharded", sharded);
 }
 
 /* Layers of many pages, so that a stage hands back whole pages of the

@@ -149,6 +149,76 @@ static void test_bf16_rounding(void **s)
     assert_true(isinf(mt_bf16_to_float(mt_bf16_from_float(INFINITY))));
 }
 
+/* The halves alone: after MT_RING_SCATTER each rank's owned block holds
+ * what the whole allreduce leaves there (the same floats); the blocks of
+ * all ranks cover the buffer once (or each rank owns it whole where it
+ * went to MPI); MT_RING_GATHER then passes each owner's block to every
+ * rank as it is, in float32 even with bf16 compression. */
+static void phases(size_t n, size_t seg_bytes, mt_compress c, size_t small)
+{
+    float *v = malloc((n + 1) * sizeof *v), *all = malloc((n + 1) * sizeof *v);
+    mt_ring r;
+    char err[MT_ERR_LEN] = "";
+    assert_int_equal(mt_ring_init(&r, MPI_COMM_WORLD, n, seg_bytes, c, 9,
+                                  err),
+                     MT_OK);
+    mt_ring_set_small(&r, small);
+    fill(v, n, rank);
+    fill(all, n, rank);
+    assert_int_equal(mt_ring_allreduce(&r, all, n, err), MT_OK);
+    assert_int_equal(mt_ring_start_phase(&r, v, n, MT_RING_SCATTER, err),
+                     MT_OK);
+    int done = 0;
+    while (!done)
+        assert_int_equal(mt_ring_test(&r, &done, err), MT_OK);
+    size_t lo, hi, covered = 0;
+    int whole;
+    for (int j = 0; j < size; j++) {
+        mt_ring_owned(&r, n, j, &lo, &hi, &whole);
+        covered += hi - lo;
+    }
+    mt_ring_owned(&r, n, rank, &lo, &hi, &whole);
+    assert_int_equal(covered, whole ? n * (size_t)size : n);
+    /* bf16 (2 ranks on): the whole allreduce rounds the owner's block before
+     * passing it on; the scatter alone leaves the float sum. */
+    for (size_t i = lo; i < hi; i++) {
+        float want = c == MT_COMPRESS_BF16 && !whole && size > 1
+                         ? mt_bf16_to_float(mt_bf16_from_float(v[i]))
+                         : v[i];
+        if (want != all[i])
+            fail_msg("n=%zu element %zu of the owned block: %g after the "
+                     "scatter, %g after the allreduce",
+                     n, i, (double)v[i], (double)all[i]);
+    }
+    /* Owners' blocks made distinct (a parameter update), then gathered. */
+    for (size_t i = lo; i < hi; i++)
+        v[i] = whole ? 0.1f * (float)i : 1.0f + 1e-6f * (float)(i + 1);
+    assert_int_equal(mt_ring_start_phase(&r, v, n, MT_RING_GATHER, err),
+                     MT_OK);
+    assert_int_equal(mt_ring_wait(&r, err), MT_OK);
+    for (size_t i = 0; i < n; i++) {
+        float want = whole ? 0.1f * (float)i : 1.0f + 1e-6f * (float)(i + 1);
+        if (v[i] != want)
+            fail_msg("n=%zu element %zu after the gather: %.9g, not %.9g",
+                     n, i, (double)v[i], (double)want);
+    }
+    mt_ring_free(&r);
+    free(v);
+    free(all);
+}
+
+static void test_scatter_and_gather_alone(void **s)
+{
+    phases(0, 4, MT_COMPRESS_NONE, 0);
+    phases(1, 4, MT_COMPRESS_NONE, 0);
+    phases(7, 8, MT_COMPRESS_NONE, 0);
+    phases(1001, 64, MT_COMPRESS_NONE, 0);
+    phases(1001, 64, MT_COMPRESS_BF16, 0);
+    phases(100003, 1 << 14, MT_COMPRESS_NONE, 0);
+    /* handed to MPI from 3 ranks: every rank owns it whole */
+    phases(1001, 64, MT_COMPRESS_NONE, 2000);
+}
+
 static void test_reuse_and_oversize(void **s)
 {
     mt_ring r;
@@ -183,6 +253,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_large_buffer_streams),
         cmocka_unit_test(test_bf16_payload),
         cmocka_unit_test(test_reuse_and_oversize),
+        cmocka_unit_test(test_scatter_and_gather_alone),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     MPI_Finalize();

@@ -92,7 +92,8 @@ void mt_ring_set_small(mt_ring *r, size_t n);
 /* Starts summing buf[0..n) over the ranks, n <= max_n. */
 int mt_ring_start(mt_ring *r, float *buf, size_t n, char *err);
 /* The same for one phase. A buffer handed to MPI (small) is summed whole
- * by MT_RING_SCATTER and left alone by MT_RING_GATHER: its owner is every rank. */
+ * by MT_RING_SCATTER and left alone by MT_RING_GATHER: every rank owns
+ * it. */
 int mt_ring_start_phase(mt_ring *r, float *buf, size_t n, mt_ring_phase ph,
                         char *err);
 /* [*lo, *hi): the part of an n-float buffer this rank holds summed after

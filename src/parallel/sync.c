@@ -34,7 +34,8 @@ static size_t make_buckets(mt_sync *s, const mt_model *m, size_t cap)
         layer_range(m, i, &lo, &hi);
         if (cur_hi > cur_lo && cur_hi - lo > cap) {
             if (s->b)
-                s->b[nb] = (mt_bucket){.lo = cur_lo, .hi = cur_hi, .first_layer = cur_first};
+                s->b[nb] = (mt_bucket){
+                    .lo = cur_lo, .hi = cur_hi, .first_layer = cur_first};
             nb++;
             cur_hi = cur_lo;
         }
@@ -43,7 +44,8 @@ static size_t make_buckets(mt_sync *s, const mt_model *m, size_t cap)
         /* Pieces of a big layer, from its end, each a full bucket. */
         while (cur_hi - lo > cap) {
             if (s->b)
-                s->b[nb] = (mt_bucket){.lo = cur_hi - cap, .hi = cur_hi, .first_layer = i};
+                s->b[nb] = (mt_bucket){
+                    .lo = cur_hi - cap, .hi = cur_hi, .first_layer = i};
             nb++;
             cur_hi -= cap;
         }
@@ -52,7 +54,8 @@ static size_t make_buckets(mt_sync *s, const mt_model *m, size_t cap)
     }
     if (cur_hi > cur_lo) {
         if (s->b)
-            s->b[nb] = (mt_bucket){.lo = cur_lo, .hi = cur_hi, .first_layer = cur_first};
+            s->b[nb] = (mt_bucket){
+                .lo = cur_lo, .hi = cur_hi, .first_layer = cur_first};
         nb++;
     }
     return nb;
