@@ -2,8 +2,9 @@
 # Samples/s of every gradient-synchronisation mode, same run, against
 # sync = allreduce at the same rank count: allreduce, ring, ps colocated
 # and ps with one dedicated server (which trains nothing, so it has one
-# worker fewer), at 2, 3 and 4 ranks, on LeNet-5 and the MLP of
-# examples/. Each configuration runs `rounds` times, alternating, and the
+# worker fewer), allreduce and ring with shard_optimizer, at 2, 3 and 4
+# ranks, on LeNet-5 and the MLP of examples/, and one rank (the scaling
+# column). Each configuration runs `rounds` times, alternating, and the
 # best is kept. Prints the bytes each worker sends per step too.
 #
 #   ./quickstart.sh            # builds build/ and data/
@@ -17,7 +18,9 @@ nps=${3:-2 3 4}
 modes=("allreduce|--set parallel.sync=allreduce"
     "ring|--set parallel.sync=ring"
     "ps colocated|--set parallel.sync=ps"
-    "ps 1 server|--set parallel.sync=ps --set parallel.servers=1")
+    "ps 1 server|--set parallel.sync=ps --set parallel.servers=1"
+    "allreduce sharded|--set parallel.sync=allreduce --set parallel.shard_optimizer=true"
+    "ring sharded|--set parallel.sync=ring --set parallel.shard_optimizer=true")
 
 export MPITRAIN_BENCH_SLOW=""
 bench_machine
@@ -27,8 +30,14 @@ for ini in examples/lenet5-fashion.ini examples/mlp-fashion.ini; do
         sed -n 's/.*parameters \[0, \([0-9]*\)).*/\1/p' | head -1)
     echo
     echo "$ini: $params parameters ($((params * 4 / 1024)) KiB of gradients)"
-    printf '| ranks | mode | samples/s | vs allreduce | sent per worker per step |\n'
-    printf '| ---: | --- | ---: | ---: | ---: |\n'
+    one=0
+    for ((r = 0; r < rounds; r++)); do
+        v=$(bench_rate 1 "$ini" "$steps")
+        [ "$v" -le "$one" ] || one=$v
+    done
+    echo "1 rank: $one samples/s"
+    printf '| ranks | mode | samples/s | vs allreduce | vs 1 rank | sent per worker per step |\n'
+    printf '| ---: | --- | ---: | ---: | ---: | ---: |\n'
     for np in $nps; do
         declare -A best=()
         for ((r = 0; r < rounds; r++)); do
@@ -46,13 +55,14 @@ for ini in examples/lenet5-fashion.ini examples/mlp-fashion.ini; do
             # not its own (colocated keeps 1/P) plus, colocated, its
             # shard to each other worker.
             case $name in
-            allreduce | ring | "ps colocated")
+            allreduce | ring | "ps colocated" | *sharded)
                 kib=$((params * 4 * 2 * (np - 1) / np / 1024)) ;;
             "ps 1 server") kib=$((params * 4 / 1024)) ;;
             esac
             ratio=$(ratio_of "${best[$name]}" "${best[allreduce]}")
-            printf '| %d | %s | %d | %s | %d KiB |\n' "$np" "$name" \
-                "${best[$name]}" "$ratio" "$kib"
+            printf '| %d | %s | %d | %s | %s | %d KiB |\n' "$np" "$name" \
+                "${best[$name]}" "$ratio" "$(ratio_of "${best[$name]}" "$one")" \
+                "$kib"
         done
         unset best
     done
