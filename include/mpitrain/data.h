@@ -32,6 +32,11 @@ typedef struct mt_dataset {
     size_t n_classes;   /* labels: the n_classes attribute or max + 1 */
     char **class_names; /* (n_classes) or NULL */
     size_t cap;         /* samples the buffers hold (fetch reuses them) */
+    /* A fetch into this dataset: its records going out and coming in,
+     * kept for the next fetch (fresh pages each window cost a page
+     * fault per 4 KB of samples, every step). */
+    char *xfer;
+    size_t xfer_bytes;
 } mt_dataset;
 
 /* Reads a dataset file. Errors name the file and the object at fault:

@@ -23,6 +23,7 @@ void mt_dataset_free(mt_dataset *ds)
     mt_free(ds->x32);
     mt_free(ds->labels);
     mt_free(ds->targets);
+    mt_free(ds->xfer);
     if (ds->class_names) {
         for (size_t i = 0; i < ds->n_classes; i++)
             free(ds->class_names[i]);

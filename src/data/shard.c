@@ -115,7 +115,7 @@ typedef struct plan {
     int *rec_of; /* (size): the record bytes each rank asks for */
     size_t *order; /* (n): request positions grouped by owner */
     uint64_t *want, *asked; /* rows we ask for, rows asked of us */
-    char *sbuf, *rbuf;
+    char *sbuf, *rbuf; /* in out->xfer: records out, records in */
 } plan;
 
 static void plan_free(plan *p)
@@ -123,7 +123,19 @@ static void plan_free(plan *p)
     free(p->scount); free(p->sdispl); free(p->rcount); free(p->rdispl);
     free(p->rec_of);
     free(p->order); free(p->want); free(p->asked);
-    free(p->sbuf); free(p->rbuf);
+    /* sbuf and rbuf live in the out dataset's xfer, kept */
+}
+
+/* out's transfer buffer, at least `bytes`, or NULL. Zeroed when new:
+ * a record's padding goes out initialized. */
+static char *xfer_buf(mt_dataset *out, size_t bytes)
+{
+    if (out->xfer_bytes < bytes || !out->xfer) {
+        mt_free(out->xfer);
+        out->xfer = mt_calloc(bytes ? bytes : 1, 1);
+        out->xfer_bytes = out->xfer ? bytes : 0;
+    }
+    return out->xfer;
 }
 
 /* Counting sort of the requests by owner. */
@@ -262,11 +274,15 @@ static int start(mt_fetch *f, const mt_dataset *local, MPI_Comm comm,
     for (int q = 0; q < size; q++)
         out_bytes += (size_t)p->rcount[q] * (size_t)p->rec_of[q];
     p->asked = mt_calloc(nasked, sizeof(uint64_t));
-    p->sbuf = mt_calloc(out_bytes ? out_bytes : 1, 1);
-    p->rbuf = mt_calloc(n ? n : 1, rec ? rec : 1);
-    rc = (p->asked && p->sbuf && p->rbuf)
-             ? alloc_like(out, local, n, with_x)
-             : MT_ENOMEM;
+    rc = p->asked ? alloc_like(out, local, n, with_x) : MT_ENOMEM;
+    /* After alloc_like, which may free out and its buffer. The records
+     * coming in start past a gap: with nothing to send, equal pointers
+     * would be MPI_IN_PLACE to Open MPI's MPI_Ialltoallv (libnbc), which
+     * then hung waiting for records no rank sent. */
+    size_t in_at = (out_bytes / 64 + 1) * 64;
+    p->sbuf = rc ? NULL : xfer_buf(out, in_at + n * rec);
+    p->rbuf = p->sbuf ? p->sbuf + in_at : NULL;
+    rc = rc ? rc : p->sbuf ? MT_OK : MT_ENOMEM;
     if (rc)
         mt_seterr(err, "%s: out of memory fetching %zu samples",
                   local->path, n);
