@@ -33,8 +33,8 @@ typedef struct mt_dataset {
     char **class_names; /* (n_classes) or NULL */
     size_t cap;         /* samples the buffers hold (fetch reuses them) */
     /* A fetch into this dataset: its records going out and coming in,
-     * kept for the next fetch (fresh pages each window cost a page
-     * fault per 4 KB of samples, every step). */
+     * kept for the next fetch (fresh pages for every window cost a page
+     * fault per 4 KB of records). */
     char *xfer;
     size_t xfer_bytes;
 } mt_dataset;
