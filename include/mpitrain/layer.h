@@ -35,7 +35,8 @@ typedef enum mt_init { MT_INIT_AUTO, MT_INIT_HE, MT_INIT_XAVIER } mt_init;
 typedef enum mt_conv_backend {
     MT_CONV_AUTO,
     MT_CONV_IM2COL,
-    MT_CONV_ONEDNN
+    MT_CONV_ONEDNN,
+    MT_CONV_DIRECT
 } mt_conv_backend;
 
 /* "oneDNN 2.6.3" when the build has it, else NULL. */

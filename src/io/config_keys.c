@@ -43,7 +43,7 @@ static const char *const progress_thread_names[] = {"off", "on", NULL};
 static const char *const init_names[] = {"auto", "he", "xavier", NULL};
 static const char *const auto_name[] = {"auto", NULL};
 static const char *const conv_backend_names[] = {"auto", "im2col", "onednn",
-                                                 NULL};
+                                                 "direct", NULL};
 static const char *const pipe_schedule_names[] = {"gpipe", "1f1b", "zb",
                                                   NULL};
 

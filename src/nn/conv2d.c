@@ -16,7 +16,7 @@
  * from forward for backward.
  *
  * This is the reference; conv2d_onednn.c computes the same with oneDNN,
- * chosen by the layer's backend at setup (mt__conv_backend). */
+ * or conv2d_direct.c, chosen by the layer's backend at setup. */
 #include <cblas.h>
 #include <string.h>
 
@@ -53,6 +53,31 @@ static bufs bufs_of(const mt_layer *l)
                   base + (2 * ckk + g.F) * L};
 }
 
+/* Whether auto takes the direct backend for a layer it fits: below 16
+ * input channels, where oneDNN's blocked kernels waste lanes (one Zen 4
+ * core, batch 64: its forward level with direct's, its input gradient
+ * 1.7-10x slower, its weight gradient up to 2.3x); from 16 on oneDNN's
+ * weight gradient is 10-20% faster (bench/README.md). */
+static int auto_direct(const mt_layer *l) { return l->in.c < 16; }
+
+/* Points l->ops at the backend the spec asks for and this build and CPU
+ * have, or says why it cannot. */
+static int conv_backend(mt_layer *l, char *err)
+{
+    char why[96];
+    int fits = mt__conv_direct_fits(l, why, sizeof why);
+    if (l->spec.backend == MT_CONV_DIRECT && !fits) {
+        mt_seterr(err, "%s: backend = direct %s", l->name, why);
+        return MT_EINVAL;
+    }
+    if (l->spec.backend == MT_CONV_DIRECT ||
+        (l->spec.backend == MT_CONV_AUTO && fits && auto_direct(l))) {
+        l->ops = &mt__conv2d_direct_ops;
+        return MT_OK;
+    }
+    return mt__conv_onednn_backend(l, err);
+}
+
 static int conv_setup(mt_layer *l, char *err)
 {
     const mt_layer_spec *s = &l->spec;
@@ -73,7 +98,7 @@ static int conv_setup(mt_layer *l, char *err)
                    s->size);
     mt__tensor_def(&l->param[1], "bias", 1, s->filters, 0, 0, 0);
     l->n_param = 2;
-    return mt__conv_backend(l, err);
+    return conv_backend(l, err);
 }
 
 static int conv_alloc(mt_layer *l, char *err)

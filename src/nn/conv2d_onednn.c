@@ -534,7 +534,7 @@ const mt_layer_ops mt__conv2d_onednn_ops = {
  * 3 and 4 level, 6 to 16 1.4-1.6x faster; bench/README.md). */
 #define AUTO_MIN_CHANNELS 3
 
-int mt__conv_backend(mt_layer *l, char *err)
+int mt__conv_onednn_backend(mt_layer *l, char *err)
 {
     (void)err;
     if (l->spec.backend == MT_CONV_IM2COL ||
@@ -548,7 +548,7 @@ int mt__conv_backend(mt_layer *l, char *err)
 
 const char *mt_onednn_version(void) { return NULL; }
 
-int mt__conv_backend(mt_layer *l, char *err)
+int mt__conv_onednn_backend(mt_layer *l, char *err)
 {
     if (l->spec.backend != MT_CONV_ONEDNN)
         return MT_OK;

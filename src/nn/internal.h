@@ -18,9 +18,15 @@ extern const mt_layer_ops mt__batchnorm_ops;
 
 /* conv (conv2d.c): its initial weights, shared by its backends. */
 void mt__conv_init(mt_layer *l, uint64_t seed);
-/* Called by conv's setup: points l->ops at the backend its spec asks for
- * and the build has (conv2d_onednn.c), or says why it cannot. */
-int mt__conv_backend(mt_layer *l, char *err);
+/* Called by conv's setup once the direct backend is ruled out: points
+ * l->ops at oneDNN or leaves im2col, as the spec asks and the build has
+ * (conv2d_onednn.c), or says why it cannot. */
+int mt__conv_onednn_backend(mt_layer *l, char *err);
+
+/* conv's direct AVX-512 backend (conv2d_direct.c), and whether it can
+ * run layer l here: 0 with the reason in why (len bytes) if not. */
+extern const mt_layer_ops mt__conv2d_direct_ops;
+int mt__conv_direct_fits(const mt_layer *l, char *why, size_t len);
 
 /* Names and shapes a tensor: t = {name, dims...}. */
 void mt__tensor_def(mt_tensor *t, const char *name, int ndim, size_t d0,
