@@ -145,7 +145,7 @@ MT_VECTOR(static, sgd,
     }
 }
 
-MT_VECTOR(static, adam,
+MT_VECTOR_256(static, adam,
           (mt_optim *o, const mt_penalty *r, float *restrict p,
            const float *restrict g, float lr),
           (o, r, p, g, lr))
