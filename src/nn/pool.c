@@ -140,10 +140,83 @@ MT_VECTOR(static, maxpool_winners,
     }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+#define HAVE_WINNERS2_AVX512 1
+
+/* maxpool_winners for 2x2 windows with AVX-512, 16 outputs a vector with
+ * masks for a row's tail: the loop above vectorizes only over whole
+ * vectors, so at 14 outputs a row (LeNet-5) the AVX-512 copy ran it all
+ * scalar. The same comparisons in the same order: the same winners and
+ * values as every other path. */
+__attribute__((target("avx512f"))) static void
+winners2_avx512(const mt_layer *l, const float *x, float *y, uint32_t *arg,
+                size_t B)
+{
+    size_t W = l->in.w, OH = l->out.h, OW = l->out.w;
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16,
+                                           18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const __m512i w1 = _mm512_set1_epi32((int)W);
+    for (size_t p = 0; p < B * l->in.c; p++)
+        for (size_t oh = 0; oh < OH; oh++) {
+            const float *r0 = x + (p * l->in.h + 2 * oh) * W, *r1 = r0 + W;
+            size_t o = (p * OH + oh) * OW;
+            for (size_t ow = 0; ow < OW; ow += 16) {
+                size_t m = OW - ow < 16 ? OW - ow : 16;
+                __mmask16 lo = (__mmask16)((1u << (2 * m < 16 ? 2 * m : 16)) -
+                                           1);
+                __mmask16 hi = (__mmask16)(2 * m > 16
+                                               ? (1u << (2 * m - 16)) - 1
+                                               : 0);
+                __m512 a0 = _mm512_maskz_loadu_ps(lo, r0 + 2 * ow);
+                __m512 b0 = _mm512_maskz_loadu_ps(hi, r0 + 2 * ow + 16);
+                __m512 a1 = _mm512_maskz_loadu_ps(lo, r1 + 2 * ow);
+                __m512 b1 = _mm512_maskz_loadu_ps(hi, r1 + 2 * ow + 16);
+                __m512i at = _mm512_add_epi32(
+                    even, _mm512_set1_epi32((int)(2 * oh * W + 2 * ow)));
+                __m512 v = _mm512_permutex2var_ps(a0, even, b0), t;
+                __m512i i = at;
+                __mmask16 gt;
+                t = _mm512_permutex2var_ps(a0, odd, b0);
+                gt = _mm512_cmp_ps_mask(t, v, _CMP_GT_OQ);
+                i = _mm512_mask_add_epi32(i, gt, at, _mm512_set1_epi32(1));
+                v = _mm512_mask_blend_ps(gt, v, t);
+                t = _mm512_permutex2var_ps(a1, even, b1);
+                gt = _mm512_cmp_ps_mask(t, v, _CMP_GT_OQ);
+                i = _mm512_mask_add_epi32(i, gt, at, w1);
+                v = _mm512_mask_blend_ps(gt, v, t);
+                t = _mm512_permutex2var_ps(a1, odd, b1);
+                gt = _mm512_cmp_ps_mask(t, v, _CMP_GT_OQ);
+                i = _mm512_mask_add_epi32(
+                    i, gt, at, _mm512_add_epi32(w1, _mm512_set1_epi32(1)));
+                v = _mm512_mask_blend_ps(gt, v, t);
+                __mmask16 k = (__mmask16)((1u << m) - 1);
+                _mm512_mask_storeu_epi32(arg + o + ow, k, i);
+                if (y)
+                    _mm512_mask_storeu_ps(y + o + ow, k, v);
+            }
+        }
+}
+#endif
+
+/* The winners of B samples (and their values, if y). */
+static void winners(const mt_layer *l, const float *x, float *y,
+                    uint32_t *arg, size_t B)
+{
+#ifdef HAVE_WINNERS2_AVX512
+    if (mt__isa == MT_ISA_AVX512 && is_2x2(l)) {
+        winners2_avx512(l, x, y, arg, B);
+        return;
+    }
+#endif
+    maxpool_winners(l, x, y, arg, B);
+}
+
 static void maxpool_forward(mt_layer *l, const mt_step_ctx *ctx,
                             const float *x, float *y, size_t B)
 {
-    maxpool_winners(l, x, y, l->scratch, B);
+    winners(l, x, y, l->scratch, B);
 }
 
 /* dx: each output's gradient routed to its window's winner. */
@@ -175,7 +248,7 @@ static void maxpool_backward_input(mt_layer *l, const float *x,
 {
     if (!dx)
         return;
-    maxpool_winners(l, x, NULL, l->scratch, B);
+    winners(l, x, NULL, l->scratch, B);
     route(l, l->scratch, dy, dx, B);
 }
 
