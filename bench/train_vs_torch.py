@@ -4,7 +4,8 @@
 Trains LeNet-5 and the 784-256-128-100-10 MLP of examples/ for the same
 number of steps at batch 64 with both, and prints samples/s, the ratio
 and mpitrain's peak RSS. PyTorch runs with torch.set_num_threads(1) and
-mpitrain with one OpenBLAS thread, one rank.
+mpitrain with one OpenBLAS thread, one rank, on each SIMD path the CPU
+has (MPITRAIN_ISA) and LeNet-5 with each conv backend ([conv] backend).
 
 Run with Debian's python3 (/usr/bin/python3), which has python3-torch and
 python3-h5py:  /usr/bin/python3 bench/train_vs_torch.py [--steps N]
@@ -80,7 +81,7 @@ def torch_samples_per_s(make, x, y, steps, batch, opt):
     return steps * batch / (time.perf_counter() - t0)
 
 
-def mpitrain_run(ini, steps, batch, rundir, sets):
+def mpitrain_run(ini, steps, batch, rundir, sets, isa):
     exe = os.path.join(TOP, "build", "mpitrain")
     cmd = [exe, "train", os.path.join(TOP, "examples", ini),
            "--set", "train.max_steps=%d" % steps,
@@ -88,13 +89,25 @@ def mpitrain_run(ini, steps, batch, rundir, sets):
            "--set", "data.validation=0", "--set", "data.test=",
            "--set", "run.progress=none", "--set", "run.threads=1",
            "--set", "run.dir=" + rundir] + sets
+    env = dict(os.environ)
+    if isa:
+        env["MPITRAIN_ISA"] = isa
     out = subprocess.run(cmd, cwd=TOP, check=True, capture_output=True,
-                         text=True).stdout
+                         text=True, env=env).stdout
     m = re.search(r"trained (\d+) steps in ([\d.]+) s, (\d+) samples/s, "
                   r"peak RSS (\d+) MiB", out)
     if not m:
         sys.exit("bench: could not read mpitrain's output:\n" + out)
     return float(m.group(3)), float(m.group(4))
+
+
+def paths():
+    """The SIMD paths this CPU has, best first ("avx512", "avx2", ...)."""
+    out = subprocess.run([os.path.join(TOP, "build", "mpitrain"),
+                          "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"this CPU has: ([a-z0-9 ]+)\)", out)
+    have = m.group(1).split() if m else []
+    return [p for p in ("avx512", "avx2") if p in have] or [None]
 
 
 def main():
@@ -112,22 +125,41 @@ def main():
                           text=True).stdout.splitlines()[1:]
     print("%s\ntorch %s, 1 thread; batch %d, %d steps" %
           ("\n".join(core), torch.__version__, args.batch, args.steps))
-    print("%-14s %14s %14s %7s %12s" % ("model", "mpitrain/s", "pytorch/s",
-                                       "ratio", "mt peak RSS"))
-    # LeNet-5 with each conv backend ("lenet5": the default, oneDNN where
-    # the build has it), each against its own PyTorch run
-    im2col = ["--set", "layer1.backend=im2col",
-              "--set", "layer3.backend=im2col"]
-    for name, ini, make, opt, sets in (
-            ("lenet5", "lenet5-fashion.ini", lenet, "sgd", []),
-            ("lenet5 im2col", "lenet5-fashion.ini", lenet, "sgd", im2col),
-            ("mlp", "mlp-fashion.ini", mlp, "adam", [])):
-        mt, rss = mpitrain_run(ini, args.steps, args.batch,
-                               "/tmp/mpitrain-bench-" + name.split()[0], sets)
-        pt = torch_samples_per_s(make, x, y, args.steps, args.batch, opt)
-        print("%-14s %14.0f %14.0f %6.2fx %9.0f MiB" % (name, mt, pt, mt / pt,
-                                                      rss))
-
+    print("%-22s %10s %10s %7s %12s" % ("model path conv", "mpitrain/s",
+                                       "pytorch/s", "ratio", "mt peak RSS"))
+    # Each model's PyTorch rate once; mpitrain's on each SIMD path this CPU
+    # has (MPITRAIN_ISA) and with each conv backend, against it.
+    conv = lambda be: ["--set", "layer1.backend=" + be,
+                       "--set", "layer3.backend=" + be]
+    rows = []
+    for isa in paths():
+        rows += [("lenet5", isa, "auto", []),
+                 ("lenet5", isa, "onednn", conv("onednn")),
+                 ("lenet5", isa, "im2col", conv("im2col")),
+                 ("mlp", isa, "", [])]
+        if isa == "avx512":
+            rows.insert(len(rows) - 3, ("lenet5", isa, "direct",
+                                        conv("direct")))
+    models = {"lenet5": ("lenet5-fashion.ini", lenet, "sgd"),
+              "mlp": ("mlp-fashion.ini", mlp, "adam")}
+    # PyTorch before and after, the better of the two (the host's speed
+    # drifts; the ratios then err against mpitrain)
+    pt = lambda: {name: torch_samples_per_s(make, x, y, args.steps,
+                                            args.batch, opt)
+                  for name, (ini, make, opt) in models.items()}
+    before = pt()
+    got = [(name, isa, conv_be) + mpitrain_run(
+               models[name][0], args.steps, args.batch,
+               "/tmp/mpitrain-bench-" + name, sets, isa)
+           for name, isa, conv_be, sets in rows]
+    after = pt()
+    best = {name: max(before[name], after[name]) for name in models}
+    for name, isa, conv_be, mt, rss in got:
+        label = "%s %s %s" % (name, isa or "", conv_be)
+        print("%-22s %10.0f %10.0f %6.2fx %9.0f MiB" %
+              (label, mt, best[name], mt / best[name], rss))
+    print("pytorch before/after: " + ", ".join(
+        "%s %.0f/%.0f" % (n, before[n], after[n]) for n in models))
 
 if __name__ == "__main__":
     main()

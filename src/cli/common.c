@@ -235,13 +235,19 @@ void mt_cli_blas_describe(char *buf, size_t len)
     if (n < len)
         n += (size_t)snprintf(buf + n, len - n, ")%s%s",
                               *mt_isa_note() ? "\n" : "", mt_isa_note());
+    int direct = mt_isa_current() >= MT_ISA_AVX512;
+    if (n < len)
+        n += (size_t)snprintf(buf + n, len - n, "\nconvolutions (auto): %s",
+                              direct ? "direct AVX-512 below 16 input "
+                                       "channels, "
+                                     : "");
     if (n < len && mt_onednn_version())
         n += (size_t)snprintf(buf + n, len - n,
-                              "\nconvolutions: %s's direct kernels from 3 "
-                              "input channels, else im2col + OpenBLAS "
-                              "([conv] backend)", mt_onednn_version());
+                              "%s's direct kernels from 3 input channels, "
+                              "else im2col + OpenBLAS ([conv] backend)",
+                              mt_onednn_version());
     else if (n < len)
         n += (size_t)snprintf(buf + n, len - n,
-                              "\nconvolutions: im2col + OpenBLAS (built "
-                              "without oneDNN)");
+                              "%sim2col + OpenBLAS (built without oneDNN)",
+                              direct ? "else " : "");
 }
