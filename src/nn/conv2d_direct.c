@@ -135,6 +135,17 @@ static size_t scratch_floats(const mt_layer *l, const dgeom *g)
            round_up(g->wp, LANES) + round_up(g->wf, LANES) + g->dw + LANES;
 }
 
+/* Floats of one channel's plane of xt and of dyp. */
+static size_t x_plane(const dgeom *g)
+{
+    return (g->H + 2 * g->P) * g->xrs * LANES;
+}
+
+static size_t d_plane(const dgeom *g)
+{
+    return (g->OH + 2 * g->Q) * g->drs * LANES;
+}
+
 /* ---- re-ordering between NCHW and blocks of 16 samples ---- */
 
 /* Transposes 16 rows of 16 floats in place (r[i] lane j <- r[j] lane i). */
@@ -392,7 +403,7 @@ static void weight_grad(const dw_args *a, size_t Fd)
 __attribute__((target("avx512f"))) static void
 bias_grad(const dgeom *g, const float *dyp, size_t blocks, float *db)
 {
-    size_t plane = (g->OH + 2 * g->Q) * g->drs * LANES;
+    size_t plane = d_plane(g);
     for (size_t f = 0; f < g->F; f++) {
         __m512 acc = _mm512_setzero_ps();
         for (size_t nb = 0; nb < blocks; nb++) {
@@ -408,9 +419,6 @@ bias_grad(const dgeom *g, const float *dyp, size_t blocks, float *db)
 }
 
 /* ---- the layer ---- */
-
-static size_t x_plane(const dgeom *g) { return (g->H + 2 * g->P) * g->xrs * LANES; }
-static size_t d_plane(const dgeom *g) { return (g->OH + 2 * g->Q) * g->drs * LANES; }
 
 static int direct_alloc(mt_layer *l, char *err)
 {
