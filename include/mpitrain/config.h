@@ -86,6 +86,7 @@ typedef struct mt_config {
     char class_weights[MT_PATH_LEN]; /* "", "auto" or "w0,w1,..." */
     int sampling;       /* mt_sampling: class over/undersampling */
     float focal_gamma;  /* focal loss exponent, 0: plain cross-entropy */
+    int precision;      /* 0 fp32, 1 bf16 (mt_layer_spec.bf16) */
     int monitor;        /* early stopping: 0 off, mt_monitor otherwise */
     size_t patience;    /* epochs without improvement before stopping */
     double min_delta;   /* smallest change that counts as improvement */

@@ -60,6 +60,9 @@ typedef struct mt_layer_spec {
     float momentum, eps;       /* batch norm running stats and epsilon */
     mt_init init;              /* dense and conv weights */
     mt_conv_backend backend;   /* conv */
+    int bf16;                  /* [train] precision = bf16: the products'
+                                  inputs in bfloat16, sums and parameters
+                                  in float32 (dense, oneDNN conv) */
     float weight_decay, l1;    /* this layer's penalties on its parameters;
                                   NaN (the config reader's default): the
                                   [optimizer] ones. Read by the trainer. */

@@ -489,6 +489,7 @@ int mt_config_layer_specs(const mt_config *c, mt_layer_spec **specs,
                                          : -1;
         if (s.init == MT_INIT_AUTO)
             s.init = is_rectifier(next) ? MT_INIT_HE : MT_INIT_XAVIER;
+        s.bf16 = c->precision == 1;
         (*specs)[k++] = s;
         if (L->activation >= 0) {
             mt_layer_spec a = {.kind = (mt_layer_kind)L->activation,

@@ -32,6 +32,7 @@ int mt_monitor_minimizes(int m)
            m == MT_MONITOR_VAL_MAE;
 }
 
+static const char *const precision_names[] = {"fp32", "bf16", NULL};
 static const char *const sampling_names[] = {"none", "oversample",
                                              "undersample", NULL};
 static const char *const mode_names[] = {"auto", "min", "max", NULL};
@@ -75,6 +76,8 @@ const mt__key_def mt__config_keys[] = {
     K("train", "class_weights", T_PATH, class_weights, 0, 0, NULL, NULL),
     K("train", "sampling", T_ENUM, sampling, 0, 0, sampling_names, "none"),
     K("train", "focal_gamma", T_FLOAT, focal_gamma, 0, 10, NULL, "0"),
+    K("train", "precision", T_ENUM, precision, 0, 0, precision_names,
+      "fp32"),
     K("train", "monitor", T_ENUM, monitor, 0, 0, mt_monitor_names, "none"),
     K("train", "patience", T_SIZE, patience, 0, 1e9, NULL, "5"),
     K("train", "min_delta", T_DOUBLE, min_delta, 0, 1e12, NULL, "0"),

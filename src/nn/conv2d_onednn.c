@@ -29,6 +29,8 @@
 #include <dnnl.h>
 #include <omp.h>
 
+#include "nn/onednn.h"
+
 /* One tensor of a primitive: the user's plain memory (data handle set per
  * call) and, where the primitive wants another layout, its own memory on
  * a buffer of the state and the reorder between them. */
@@ -63,6 +65,8 @@ typedef struct state {
     char impl[48];       /* "oneDNN jit:avx2": max_batch's forward kernel */
 } state;
 
+/* Shared with dense_bf16.c (nn/onednn.h): made once, by whichever
+ * layer comes first. */
 static dnnl_engine_t engine;
 static dnnl_stream_t stream;
 
@@ -74,7 +78,7 @@ static dnnl_stream_t stream;
  * 4.2k samples/s, against 13.0k with OMP_WAIT_POLICY=passive and 12.1k at
  * one thread. The policy is read when OpenMP loads, before main, so only
  * the job's environment can set it. */
-static int threads_now(void)
+int mt__onednn_threads(void)
 {
     const char *policy = getenv("OMP_WAIT_POLICY");
     int n = policy && strcasecmp(policy, "passive") == 0
@@ -90,7 +94,7 @@ static dnnl_status_t engine_init(void)
 {
     if (engine)
         return dnnl_success;
-    threads_now();
+    mt__onednn_threads();
     static const dnnl_cpu_isa_t isa[] = {dnnl_cpu_isa_sse41,
                                          dnnl_cpu_isa_avx2,
                                          dnnl_cpu_isa_avx512_core};
@@ -99,6 +103,14 @@ static dnnl_status_t engine_init(void)
     dnnl_status_t s = dnnl_engine_create(&engine, dnnl_cpu, 0);
     if (s == dnnl_success)
         s = dnnl_stream_create(&stream, engine, dnnl_stream_default_flags);
+    return s;
+}
+
+dnnl_status_t mt__onednn_engine(dnnl_engine_t *e, dnnl_stream_t *st)
+{
+    dnnl_status_t s = engine_init();
+    *e = engine;
+    *st = stream;
     return s;
 }
 
@@ -246,7 +258,7 @@ static dnnl_status_t plan_make(state *st, const mt_layer *l, size_t B,
     dnnl_convolution_desc_t fd, dd, wd;
     dnnl_primitive_desc_t fpd = NULL, dpd = NULL, wpd = NULL;
     const dnnl_alg_kind_t alg = dnnl_convolution_direct;
-    p->threads = threads_now();
+    p->threads = mt__onednn_threads();
     TRY(descs_of(l, B, &d));
     dnnl_dims_t pad_r;
     for (int i = 0; i < 2; i++) {
@@ -317,7 +329,7 @@ out:
 static plan *plan_for(mt_layer *l, size_t B)
 {
     state *st = l->scratch;
-    int threads = threads_now();
+    int threads = mt__onednn_threads();
     for (int i = 0; i < PLANS; i++)
         if (st->plans[i].B == B && st->plans[i].threads == threads)
             return &st->plans[i];

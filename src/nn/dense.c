@@ -26,10 +26,10 @@ static int dense_setup(mt_layer *l, char *err)
     mt__tensor_def(&l->param[0], "weight", 2, No, Ni, 0, 0);
     mt__tensor_def(&l->param[1], "bias", 1, No, 0, 0, 0);
     l->n_param = 2;
-    return MT_OK;
+    return l->spec.bf16 ? mt__dense_bf16(l, err) : MT_OK;
 }
 
-static void dense_init(mt_layer *l, uint64_t seed)
+void mt__dense_init(mt_layer *l, uint64_t seed)
 {
     mt__init_weights(&l->param[0], l->param[0].dims[1], l->param[0].dims[0],
                      l->spec.init, seed, l->index);
@@ -87,7 +87,7 @@ static void dense_backward(mt_layer *l, const float *x, const float *y,
 const mt_layer_ops mt__dense_ops = {
     .kind_name = "dense",
     .setup = dense_setup,
-    .init_params = dense_init,
+    .init_params = mt__dense_init,
     .forward = dense_forward,
     .backward = dense_backward,
     .backward_input = dense_backward_input,

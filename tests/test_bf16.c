@@ -1,0 +1,182 @@
+/* Mixed precision ([train] precision = bf16) in dense layers: each of
+ * the three products equals its definition over bf16-rounded inputs
+ * (sums in double) within float32 accumulation, the weight gradient adds
+ * to what was there, the bias gradient sums the unrounded dy, the split
+ * backward (after another batch's forward) gives the joint one's floats,
+ * and batch sizes cycle through more plans than a layer keeps. Skipped
+ * where oneDNN has no bf16 kernels for this CPU (the refusal itself is
+ * tests/bf16_accuracy.sh's). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "mpitrain/core.h"
+#include "mpitrain/model.h"
+#include "mpitrain/sync.h"
+
+static float bf16(float f)
+{
+    return mt_bf16_to_float(mt_bf16_from_float(f));
+}
+
+/* A dense layer in bf16, or 0 (and why, in err) where it cannot run. */
+static int build(mt_model *m, size_t Ni, size_t No, size_t max_b,
+                 char *err)
+{
+    mt_layer_spec s = {.kind = MT_DENSE, .units = No, .bf16 = 1};
+    if (mt_model_init(m, &s, 1, (mt_shape){Ni, 1, 1}, max_b, 3, err))
+        return 0;
+    for (size_t i = 0; i < m->n_params; i++)
+        m->params[i] += 0.05f * mt_rng_normal(4, 1, 0, i);
+    return 1;
+}
+
+static int have_bf16(void)
+{
+    mt_model m;
+    char err[MT_ERR_LEN];
+    int ok = build(&m, 8, 4, 2, err);
+    if (ok)
+        mt_model_free(&m);
+    else
+        print_message("no bf16 here: %s\n", err);
+    return ok;
+}
+
+/* |got - want| within float32 accumulation of terms whose magnitudes sum
+ * to mag (and a little more for the bias). */
+static void expect_sum(double got, double want, double mag,
+                       const char *what, size_t i)
+{
+    if (!(fabs(got - want) <= 1e-5 * mag + 1e-6))
+        fail_msg("%s[%zu] is %.9g, the bf16 definition %.9g (terms of "
+                 "magnitude %g)",
+                 what, i, got, want, mag);
+}
+
+static void check(size_t Ni, size_t No, size_t max_b, size_t B, int split)
+{
+    mt_model m;
+    if (!build(&m, Ni, No, max_b, NULL))
+        fail_msg("bf16 dense refused");
+    mt_layer *l = &m.layers[0];
+    const float *W = l->param[0].data, *b = l->param[1].data;
+    float *x = m.act[0];
+    for (size_t i = 0; i < B * Ni; i++)
+        x[i] = mt_rng_normal(4, 2, B, i);
+    mt_step_ctx ctx = {.train = 1};
+    const float *y = mt_model_forward(&m, &ctx, B);
+    for (size_t n = 0; n < B; n++)
+        for (size_t o = 0; o < No; o++) {
+            double want = b[o], mag = fabs(b[o]);
+            for (size_t k = 0; k < Ni; k++) {
+                double t = (double)bf16(x[n * Ni + k]) * bf16(W[o * Ni + k]);
+                want += t, mag += fabs(t);
+            }
+            expect_sum(y[n * No + o], want, mag, "y", n * No + o);
+        }
+    float *dy = mt_calloc(B * No, sizeof(float));
+    float *dx = mt_calloc(B * Ni, sizeof(float));
+    for (size_t i = 0; i < B * No; i++)
+        dy[i] = mt_rng_normal(4, 3, B, i);
+    for (size_t i = 0; i < m.n_params; i++)
+        m.grads[i] = 0.25f; /* gradients add to what is there */
+    if (split) {
+        l->ops->backward_input(l, x, NULL, dy, dx, B);
+        l->ops->backward_weight(l, x, dy, B);
+    } else {
+        l->ops->backward(l, x, NULL, dy, dx, B);
+    }
+    for (size_t n = 0; n < B; n++)
+        for (size_t k = 0; k < Ni; k++) {
+            double want = 0.0, mag = 0.0;
+            for (size_t o = 0; o < No; o++) {
+                double t = (double)bf16(dy[n * No + o]) * bf16(W[o * Ni + k]);
+                want += t, mag += fabs(t);
+            }
+            expect_sum(dx[n * Ni + k], want, mag, "dx", n * Ni + k);
+        }
+    for (size_t o = 0; o < No; o++) {
+        for (size_t k = 0; k < Ni; k++) {
+            double want = 0.25, mag = 0.25;
+            for (size_t n = 0; n < B; n++) {
+                double t = (double)bf16(dy[n * No + o]) * bf16(x[n * Ni + k]);
+                want += t, mag += fabs(t);
+            }
+            expect_sum(l->param[0].grad[o * Ni + k], want, mag, "dW",
+                       o * Ni + k);
+        }
+        double bw = 0.25, bmag = 0.25;
+        for (size_t n = 0; n < B; n++)
+            bw += dy[n * No + o], bmag += fabs(dy[n * No + o]);
+        expect_sum(l->param[1].grad[o], bw, bmag, "db", o);
+    }
+    free(dy);
+    free(dx);
+    mt_model_free(&m);
+}
+
+/* Shapes from the MLP's to odd ones; batch sizes past the four plans a
+ * layer keeps, and back. */
+static void test_bf16_dense_products(void **state)
+{
+    if (!have_bf16())
+        skip();
+    const size_t shapes[][2] = {{784, 256}, {37, 5}, {100, 33}, {9, 130}};
+    const size_t sizes[] = {64, 1, 7, 33, 16, 5, 64};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+        for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++)
+            check(shapes[s][0], shapes[s][1], 64, sizes[k], (int)(k & 1));
+}
+
+static void test_bf16_split_is_whole(void **state)
+{
+    if (!have_bf16())
+        skip();
+    float *out[2];
+    for (int split = 0; split < 2; split++) {
+        mt_model m;
+        build(&m, 50, 20, 9, NULL);
+        mt_layer *l = &m.layers[0];
+        for (size_t i = 0; i < 9 * 50; i++)
+            m.act[0][i] = mt_rng_normal(5, 1, 0, i);
+        mt_step_ctx ctx = {.train = 1};
+        mt_model_forward(&m, &ctx, 9);
+        float dy[9 * 20];
+        out[split] = mt_calloc(9 * 50 + m.n_params, sizeof(float));
+        for (size_t i = 0; i < 9 * 20; i++)
+            dy[i] = mt_rng_normal(5, 2, 0, i);
+        mt_model_zero_grad(&m);
+        if (split) { /* after another batch's forward, as zb's W */
+            float x[9 * 50];
+            memcpy(x, m.act[0], sizeof x);
+            for (size_t i = 0; i < 9 * 50; i++)
+                m.act[0][i] = 1.0f - x[i];
+            mt_model_forward(&m, &ctx, 9);
+            l->ops->backward_input(l, x, NULL, dy, out[split], 9);
+            l->ops->backward_weight(l, x, dy, 9);
+        } else {
+            l->ops->backward(l, m.act[0], NULL, dy, out[split], 9);
+        }
+        memcpy(out[split] + 9 * 50, m.grads, m.n_params * sizeof(float));
+        mt_model_free(&m);
+    }
+    assert_memory_equal(out[0], out[1], (9 * 50 + 20 * 51) * sizeof(float));
+    free(out[0]);
+    free(out[1]);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bf16_dense_products),
+        cmocka_unit_test(test_bf16_split_is_whole),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
