@@ -31,9 +31,7 @@
 #include "mpitrain/core.h"
 #include "core/simd.h"
 #include "nn/internal.h"
-
-#define LANES 16
-#define MAX_K 7
+#include "nn/conv_direct.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #include <immintrin.h>
@@ -55,6 +53,7 @@ typedef struct dgeom {
     size_t xrs, drs; /* columns of a row of xt and of dyp */
     size_t xt, out, dyp; /* floats of each buffer per block of samples */
     size_t wp, wf, dw;   /* floats of the weight buffers */
+    size_t KP, wpf, wpb; /* bf16: kw pairs; pairs of wp and of wf */
 } dgeom;
 
 static size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
@@ -92,8 +91,9 @@ static dgeom dgeom_of(const mt_layer *l)
     g.Cp = round_up(g.C, (size_t)tiles[g.bt][0]);
     g.Wp = round_up(g.W, (size_t)tiles[g.bt][1]);
     g.Fd = round_up(g.F, dw_filters(g.K));
-    g.xrs = g.OWp + g.K - 1;
-    g.drs = g.Wp + g.K - 1;
+    /* a spare zero column: bf16 pairs a row's last with it */
+    g.xrs = g.OWp + g.K;
+    g.drs = g.Wp + g.K;
     g.xt = g.C * (g.H + 2 * g.P) * g.xrs * LANES;
     size_t yt = g.Fp * g.OH * g.OWp, dxt = g.Cp * g.H * g.Wp;
     g.out = (yt > dxt ? yt : dxt) * LANES;
@@ -101,6 +101,9 @@ static dgeom dgeom_of(const mt_layer *l)
     g.wp = g.Fp * g.C * g.K * g.K + g.Fp; /* and the bias */
     g.wf = g.Cp * g.F * g.K * g.K;
     g.dw = g.Fd * g.C * g.K * g.K;
+    g.KP = (g.K + 1) / 2;
+    g.wpf = l->spec.bf16 ? g.Fp * g.C * g.K * g.KP : 0;
+    g.wpb = l->spec.bf16 ? g.Cp * g.F * g.K * g.KP : 0;
     return g;
 }
 
@@ -110,6 +113,10 @@ typedef struct dbufs {
                    the bias (Fp) */
     float *wf;  /* (Cp, F, K, K) flipped, channels swapped */
     float *dw;  /* (Fd, C, K, K) one call's weight gradient */
+    /* bf16 only: xt and dyp as pairs of columns (conv_direct.h), and the
+     * weights as pairs along kw, forward's and the input gradient's */
+    uint16_t *x16, *dy16;
+    uint32_t *wpf, *wpb;
 } dbufs;
 
 static size_t blocks_of(size_t B) { return (B + LANES - 1) / LANES; }
@@ -126,13 +133,23 @@ static dbufs dbufs_of(const mt_layer *l, const dgeom *g)
     s.wp = s.dyp + NB * g->dyp;
     s.wf = s.wp + round_up(g->wp, LANES);
     s.dw = s.wf + round_up(g->wf, LANES);
+    float *q = s.dw + round_up(g->dw, LANES);
+    int bf16 = l->spec.bf16;
+    s.x16 = bf16 ? (uint16_t *)q : NULL;
+    s.dy16 = bf16 ? (uint16_t *)(q + NB * g->xt) : NULL;
+    s.wpf = bf16 ? (uint32_t *)(q + NB * (g->xt + g->dyp)) : NULL;
+    s.wpb = bf16 ? s.wpf + round_up(g->wpf, LANES) : NULL;
     return s;
 }
 
 static size_t scratch_floats(const mt_layer *l, const dgeom *g)
 {
+    size_t bf16 = l->spec.bf16 ? blocks_of(l->max_batch) * (g->xt + g->dyp) +
+                                     round_up(g->wpf, LANES) + g->wpb
+                               : 0;
     return blocks_of(l->max_batch) * (g->xt + g->out + g->dyp) +
-           round_up(g->wp, LANES) + round_up(g->wf, LANES) + g->dw + LANES;
+           round_up(g->wp, LANES) + round_up(g->wf, LANES) +
+           round_up(g->dw, LANES) + bf16 + LANES;
 }
 
 /* Floats of one channel's plane of xt and of dyp. */
@@ -242,16 +259,6 @@ from_blocks(const float *src, size_t block, size_t plane, size_t rs,
 
 /* ---- the correlation: out = bias + sum over c, kh, kw ---- */
 
-typedef struct corr_args {
-    const float *in;  /* blocks of (ci, in_rows, irs, 16) */
-    size_t ci, in_rows, irs, in_block;
-    size_t r_lo, r_hi; /* input rows that may be non-zero */
-    const float *w;    /* (co, ci, K, K) */
-    const float *bias; /* (co) or NULL */
-    float *out;        /* blocks of (co, oh, ow, 16) */
-    size_t co, oh, ow, out_block;
-    size_t K, blocks;
-} corr_args;
 
 /* One tile: FO output channels x XO columns of output row oy. */
 static AVX512 void corr_tile(const corr_args *a, const float *in,
@@ -329,12 +336,6 @@ static void corr(const corr_args *a, int tile)
 
 /* ---- the weight gradient ---- */
 
-typedef struct dw_args {
-    const float *xt, *dyp; /* blocks as at the top of the file */
-    size_t x_block, x_plane, xrs, d_block, d_plane, drs, Q;
-    size_t C, K, OH, OW, blocks;
-    float *dw; /* (Fd, C, K, K) */
-} dw_args;
 
 /* dw[f0 .. f0 + FO)[c][kh][0 .. K) = sums over the blocks and pixels. */
 static AVX512 void dw_tile(const dw_args *a, size_t f0, size_t c, size_t kh,
@@ -433,6 +434,8 @@ static void x_to_blocks(const dgeom *g, const dbufs *s, const float *x,
 {
     to_blocks(x, B, g->C, g->H, g->W, s->xt, g->xt, x_plane(g), g->xrs,
               g->P);
+    if (s->x16)
+        mt__direct_pairs(s->xt, s->x16, blocks_of(B) * g->xt / LANES);
 }
 
 static void dy_to_blocks(const dgeom *g, const dbufs *s, const float *dy,
@@ -440,6 +443,8 @@ static void dy_to_blocks(const dgeom *g, const dbufs *s, const float *dy,
 {
     to_blocks(dy, B, g->F, g->OH, g->OW, s->dyp, g->dyp, d_plane(g), g->drs,
               g->Q);
+    if (s->dy16)
+        mt__direct_pairs(s->dyp, s->dy16, blocks_of(B) * g->dyp / LANES);
 }
 
 static void direct_forward(mt_layer *l, const mt_step_ctx *ctx,
@@ -456,7 +461,13 @@ static void direct_forward(mt_layer *l, const mt_step_ctx *ctx,
     corr_args a = {s.xt, g.C, g.H + 2 * g.P, g.xrs, g.xt, g.P, g.P + g.H,
                    s.wp, s.wp + bias_at, s.out, g.Fp, g.OH, g.OWp,
                    out_block, g.K, blocks_of(B)};
-    corr(&a, g.ft);
+    if (l->spec.bf16) {
+        mt__direct_weight_pairs(l->param[0].data, g.F, g.C, g.K, 0, s.wpf);
+        mt__direct_corr_bf16(&a, s.x16, s.wpf, tiles[g.ft][0],
+                             tiles[g.ft][1]);
+    } else {
+        corr(&a, g.ft);
+    }
     from_blocks(s.out, out_block, g.OH * g.OWp * LANES, g.OWp, B, g.F, g.OH,
                 g.OW, y);
 }
@@ -470,7 +481,10 @@ static void grads_of_weights(mt_layer *l, const dgeom *g, const dbufs *s,
     dw_args a = {s->xt, s->dyp, g->xt, x_plane(g), g->xrs, g->dyp,
                  d_plane(g), g->drs, g->Q, g->C, g->K, g->OH, g->OW,
                  blocks, s->dw};
-    weight_grad(&a, g->Fd);
+    if (l->spec.bf16)
+        mt__direct_dw_bf16(&a, s->x16, s->dy16, g->Fd);
+    else
+        weight_grad(&a, g->Fd);
     float *dw = l->param[0].grad;
     for (size_t i = 0; i < g->F * g->C * g->K * g->K; i++)
         dw[i] += s->dw[i];
@@ -482,16 +496,22 @@ static void grad_of_input(const mt_layer *l, const dgeom *g, const dbufs *s,
 {
     size_t K = g->K, KK = K * K;
     const float *w = l->param[0].data;
-    for (size_t f = 0; f < g->F; f++)
-        for (size_t c = 0; c < g->C; c++)
-            for (size_t i = 0; i < KK; i++)
-                s->wf[(c * g->F + f) * KK + i] =
-                    w[(f * g->C + c) * KK + KK - 1 - i];
     size_t out_block = g->Cp * g->H * g->Wp * LANES;
     corr_args a = {s->dyp, g->F, g->OH + 2 * g->Q, g->drs, g->dyp, g->Q,
                    g->Q + g->OH, s->wf, NULL, s->out, g->Cp, g->H, g->Wp,
                    out_block, K, blocks_of(B)};
-    corr(&a, g->bt);
+    if (l->spec.bf16) {
+        mt__direct_weight_pairs(w, g->F, g->C, K, 1, s->wpb);
+        mt__direct_corr_bf16(&a, s->dy16, s->wpb, tiles[g->bt][0],
+                             tiles[g->bt][1]);
+    } else {
+        for (size_t f = 0; f < g->F; f++)
+            for (size_t c = 0; c < g->C; c++)
+                for (size_t i = 0; i < KK; i++)
+                    s->wf[(c * g->F + f) * KK + i] =
+                        w[(f * g->C + c) * KK + KK - 1 - i];
+        corr(&a, g->bt);
+    }
     from_blocks(s->out, out_block, g->H * g->Wp * LANES, g->Wp, B, g->C,
                 g->H, g->W, dx);
 }
@@ -535,8 +555,7 @@ static void direct_backward_weight(mt_layer *l, const float *x,
 
 static const char *direct_describe(const mt_layer *l)
 {
-    (void)l;
-    return "direct AVX-512";
+    return l->spec.bf16 ? "direct AVX-512 bf16" : "direct AVX-512";
 }
 
 const mt_layer_ops mt__conv2d_direct_ops = {
@@ -561,6 +580,8 @@ int mt__conv_direct_fits(const mt_layer *l, char *why, size_t len)
         no = "needs a window of at most 7";
     else if (l->spec.pad >= l->spec.size)
         no = "needs pad < size";
+    else if (l->spec.bf16 && !mt__direct_has_bf16())
+        no = "needs AVX512_BF16 for precision = bf16";
     if (no && why)
         snprintf(why, len, "%s", no);
     return no == NULL;

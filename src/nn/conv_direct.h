@@ -1,0 +1,53 @@
+/* Private to conv2d_direct.c and conv2d_direct_bf16.c: the blocked
+ * layout's sizes and the kernels' arguments (conv2d_direct.c's top
+ * comment has the layout). */
+#ifndef MPITRAIN_NN_CONV_DIRECT_H
+#define MPITRAIN_NN_CONV_DIRECT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LANES 16 /* samples a vector */
+#define MAX_K 7  /* the largest window */
+
+typedef struct corr_args {
+    const float *in;  /* blocks of (ci, in_rows, irs, 16) */
+    size_t ci, in_rows, irs, in_block;
+    size_t r_lo, r_hi; /* input rows that may be non-zero */
+    const float *w;    /* (co, ci, K, K) */
+    const float *bias; /* (co) or NULL */
+    float *out;        /* blocks of (co, oh, ow, 16) */
+    size_t co, oh, ow, out_block;
+    size_t K, blocks;
+} corr_args;
+
+typedef struct dw_args {
+    const float *xt, *dyp; /* blocks as at the top of the file */
+    size_t x_block, x_plane, xrs, d_block, d_plane, drs, Q;
+    size_t C, K, OH, OW, blocks;
+    float *dw; /* (Fd, C, K, K) */
+} dw_args;
+
+/* Whether this CPU has AVX512_BF16 (vdpbf16ps). */
+int mt__direct_has_bf16(void);
+/* n vectors of 16 floats (src, a blocked buffer) into bf16 pairs: dst's
+ * vector v holds, per sample, src's vectors v and v + 1 (zero for the
+ * last), so a dot product of two bf16 pairs sums two neighbouring
+ * columns' products. dst has n vectors of 32 bf16. */
+void mt__direct_pairs(const float *src, uint16_t *dst, size_t n);
+/* The weights w (F, C, K, K) as bf16 pairs along kw, the last of an odd
+ * K paired with zero: wp (F, C, K, (K + 1) / 2), or with flip the input
+ * gradient's, the kernel flipped and F and C swapped: wp (C, F, K,
+ * (K + 1) / 2). Rows past F (or C) are left as they are (zero). */
+void mt__direct_weight_pairs(const float *w, size_t F, size_t C, size_t K,
+                             int flip, uint32_t *wp);
+/* corr over bf16 pairs: a->in is not read; in16 holds the pairs of a's
+ * input, wp the weights' pairs; tile as corr's. */
+void mt__direct_corr_bf16(const corr_args *a, const uint16_t *in16,
+                          const uint32_t *wp, int FO, int XO);
+/* The weight gradient from the pairs of xt and dyp (a->xt and a->dyp
+ * are not read), two columns of dy a product. */
+void mt__direct_dw_bf16(const dw_args *a, const uint16_t *x16,
+                        const uint16_t *dy16, size_t Fd);
+
+#endif
