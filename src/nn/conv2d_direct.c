@@ -10,16 +10,19 @@
  * 16), one sample a vector lane, so that every vector is full whatever
  * the image width and every weight is one broadcast:
  *
- *   xt  (C, H + 2P, OWp + K - 1)  x with its padding (zero borders)
+ *   xt  (C, H + 2P, OWp + K)      x with its padding (zero borders)
  *   y   = bias + corr(xt, w)      forward, OW padded to OWp
- *   dyp (F, OH + 2Q, Wp + K - 1)  dy with Q = K - 1 - P of zeros around
+ *   dyp (F, OH + 2Q, Wp + K)      dy with Q = K - 1 - P of zeros around
  *   dx  = corr(dyp, w flipped, channels swapped)       input gradient
  *   dW += sum over samples and pixels of dy * (the xt window)
  *
  * corr runs register tiles of FO filters x XO output columns (up to 24
  * accumulators); rows known to be padding are skipped. Filters and
  * columns are padded to whole tiles with zeros, so no tile is partial.
- * Lanes of samples past B are zero, so they add nothing to dW.
+ * Lanes of samples past B are zero, so they add nothing to dW. Rows
+ * have a spare zero column, which bf16 pairs a row's last one with.
+ * conv2d_blocks.c re-orders; with [train] precision = bf16 the products
+ * run in conv2d_direct_bf16.c, on bf16 pairs of xt and dyp.
  *
  * The sums run in another order than im2col's: results equal the
  * reference within float rounding (tests/test_conv_direct.c), and alike
@@ -161,100 +164,6 @@ static size_t x_plane(const dgeom *g)
 static size_t d_plane(const dgeom *g)
 {
     return (g->OH + 2 * g->Q) * g->drs * LANES;
-}
-
-/* ---- re-ordering between NCHW and blocks of 16 samples ---- */
-
-/* Transposes 16 rows of 16 floats in place (r[i] lane j <- r[j] lane i). */
-static AVX512 void transpose16(__m512 r[16])
-{
-    __m512 t[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {
-        __m512d a = _mm512_castps_pd(t[4 * i]);
-        __m512d b = _mm512_castps_pd(t[4 * i + 1]);
-        __m512d c = _mm512_castps_pd(t[4 * i + 2]);
-        __m512d d = _mm512_castps_pd(t[4 * i + 3]);
-        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-    }
-    /* r[4i + j], 128-bit lane k: rows 4i .. 4i + 3 of column 4k + j */
-    for (int j = 0; j < 4; j++) {
-        __m512 a = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);
-        __m512 b = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
-        __m512 c = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xdd);
-        __m512 d = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xdd);
-        t[j] = _mm512_shuffle_f32x4(a, b, 0x88);
-        t[8 + j] = _mm512_shuffle_f32x4(a, b, 0xdd);
-        t[4 + j] = _mm512_shuffle_f32x4(c, d, 0x88);
-        t[12 + j] = _mm512_shuffle_f32x4(c, d, 0xdd);
-    }
-    for (int i = 0; i < 16; i++)
-        r[i] = t[i];
-}
-
-/* Where pixel p of an h x w plane goes in a block's plane whose rows are
- * rs columns, the image starting at row and column `at`. */
-static inline size_t pixel_at(size_t p, size_t w, size_t rs, size_t at)
-{
-    return ((p / w + at) * rs + p % w + at) * LANES;
-}
-
-/* src (B, ch, h, w) NCHW into dst's blocks (block floats apart, planes
- * of `plane` floats), pixel (i, j) at row i + at, column j + at; lanes
- * past B get zeros. */
-__attribute__((target("avx512f"))) static void
-to_blocks(const float *src, size_t B, size_t ch, size_t h, size_t w,
-          float *dst, size_t block, size_t plane, size_t rs, size_t at)
-{
-    size_t hw = h * w;
-    for (size_t n0 = 0; n0 < B; n0 += LANES)
-        for (size_t c = 0; c < ch; c++) {
-            float *d = dst + n0 / LANES * block + c * plane;
-            for (size_t p = 0; p < hw; p += LANES) {
-                size_t m = hw - p < LANES ? hw - p : LANES;
-                __mmask16 k = (__mmask16)((1u << m) - 1);
-                __m512 r[16];
-                for (size_t i = 0; i < LANES; i++)
-                    r[i] = n0 + i < B ? _mm512_maskz_loadu_ps(
-                                            k, src + ((n0 + i) * ch + c) *
-                                                         hw + p)
-                                      : _mm512_setzero_ps();
-                transpose16(r);
-                for (size_t j = 0; j < m; j++)
-                    _mm512_store_ps(d + pixel_at(p + j, w, rs, at), r[j]);
-            }
-        }
-}
-
-/* The inverse: blocks (image at row and column 0) into dst (B, ch, h, w). */
-__attribute__((target("avx512f"))) static void
-from_blocks(const float *src, size_t block, size_t plane, size_t rs,
-            size_t B, size_t ch, size_t h, size_t w, float *dst)
-{
-    size_t hw = h * w;
-    for (size_t n0 = 0; n0 < B; n0 += LANES)
-        for (size_t c = 0; c < ch; c++) {
-            const float *s = src + n0 / LANES * block + c * plane;
-            for (size_t p = 0; p < hw; p += LANES) {
-                size_t m = hw - p < LANES ? hw - p : LANES;
-                __mmask16 k = (__mmask16)((1u << m) - 1);
-                __m512 r[16];
-                for (size_t j = 0; j < LANES; j++)
-                    r[j] = j < m ? _mm512_load_ps(s + pixel_at(p + j, w, rs,
-                                                               0))
-                                 : _mm512_setzero_ps();
-                transpose16(r);
-                for (size_t i = 0; i < LANES && n0 + i < B; i++)
-                    _mm512_mask_storeu_ps(dst + ((n0 + i) * ch + c) * hw + p,
-                                          k, r[i]);
-            }
-        }
 }
 
 /* ---- the correlation: out = bias + sum over c, kh, kw ---- */
@@ -429,19 +338,19 @@ static int direct_alloc(mt_layer *l, char *err)
     return mt__layer_scratch(l, scratch_floats(l, &g) * sizeof(float), err);
 }
 
-static void x_to_blocks(const dgeom *g, const dbufs *s, const float *x,
+static void x_mt__direct_to_blocks(const dgeom *g, const dbufs *s, const float *x,
                         size_t B)
 {
-    to_blocks(x, B, g->C, g->H, g->W, s->xt, g->xt, x_plane(g), g->xrs,
+    mt__direct_to_blocks(x, B, g->C, g->H, g->W, s->xt, g->xt, x_plane(g), g->xrs,
               g->P);
     if (s->x16)
         mt__direct_pairs(s->xt, s->x16, blocks_of(B) * g->xt / LANES);
 }
 
-static void dy_to_blocks(const dgeom *g, const dbufs *s, const float *dy,
+static void dy_mt__direct_to_blocks(const dgeom *g, const dbufs *s, const float *dy,
                          size_t B)
 {
-    to_blocks(dy, B, g->F, g->OH, g->OW, s->dyp, g->dyp, d_plane(g), g->drs,
+    mt__direct_to_blocks(dy, B, g->F, g->OH, g->OW, s->dyp, g->dyp, d_plane(g), g->drs,
               g->Q);
     if (s->dy16)
         mt__direct_pairs(s->dyp, s->dy16, blocks_of(B) * g->dyp / LANES);
@@ -456,7 +365,7 @@ static void direct_forward(mt_layer *l, const mt_step_ctx *ctx,
     size_t nw = g.F * g.C * g.K * g.K, bias_at = g.Fp * g.C * g.K * g.K;
     memcpy(s.wp, l->param[0].data, nw * sizeof(float));
     memcpy(s.wp + bias_at, l->param[1].data, g.F * sizeof(float));
-    x_to_blocks(&g, &s, x, B);
+    x_mt__direct_to_blocks(&g, &s, x, B);
     size_t out_block = g.Fp * g.OH * g.OWp * LANES;
     corr_args a = {s.xt, g.C, g.H + 2 * g.P, g.xrs, g.xt, g.P, g.P + g.H,
                    s.wp, s.wp + bias_at, s.out, g.Fp, g.OH, g.OWp,
@@ -468,7 +377,7 @@ static void direct_forward(mt_layer *l, const mt_step_ctx *ctx,
     } else {
         corr(&a, g.ft);
     }
-    from_blocks(s.out, out_block, g.OH * g.OWp * LANES, g.OWp, B, g.F, g.OH,
+    mt__direct_from_blocks(s.out, out_block, g.OH * g.OWp * LANES, g.OWp, B, g.F, g.OH,
                 g.OW, y);
 }
 
@@ -512,7 +421,7 @@ static void grad_of_input(const mt_layer *l, const dgeom *g, const dbufs *s,
                         w[(f * g->C + c) * KK + KK - 1 - i];
         corr(&a, g->bt);
     }
-    from_blocks(s->out, out_block, g->H * g->Wp * LANES, g->Wp, B, g->C,
+    mt__direct_from_blocks(s->out, out_block, g->H * g->Wp * LANES, g->Wp, B, g->C,
                 g->H, g->W, dx);
 }
 
@@ -523,7 +432,7 @@ static void direct_backward(mt_layer *l, const float *x, const float *y,
     (void)x, (void)y;
     dgeom g = dgeom_of(l);
     dbufs s = dbufs_of(l, &g);
-    dy_to_blocks(&g, &s, dy, B);
+    dy_mt__direct_to_blocks(&g, &s, dy, B);
     grads_of_weights(l, &g, &s, B);
     if (dx)
         grad_of_input(l, &g, &s, dx, B);
@@ -538,7 +447,7 @@ static void direct_backward_input(mt_layer *l, const float *x,
         return;
     dgeom g = dgeom_of(l);
     dbufs s = dbufs_of(l, &g);
-    dy_to_blocks(&g, &s, dy, B);
+    dy_mt__direct_to_blocks(&g, &s, dy, B);
     grad_of_input(l, &g, &s, dx, B);
 }
 
@@ -548,8 +457,8 @@ static void direct_backward_weight(mt_layer *l, const float *x,
 {
     dgeom g = dgeom_of(l);
     dbufs s = dbufs_of(l, &g);
-    x_to_blocks(&g, &s, x, B);
-    dy_to_blocks(&g, &s, dy, B);
+    x_mt__direct_to_blocks(&g, &s, x, B);
+    dy_mt__direct_to_blocks(&g, &s, dy, B);
     grads_of_weights(l, &g, &s, B);
 }
 

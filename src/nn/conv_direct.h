@@ -28,6 +28,17 @@ typedef struct dw_args {
     float *dw; /* (Fd, C, K, K) */
 } dw_args;
 
+/* src (B, ch, h, w) NCHW into dst's blocks (block floats apart, planes
+ * of `plane` floats, rows of rs columns), pixel (i, j) at row i + at,
+ * column j + at; lanes past B get zeros (conv2d_blocks.c). */
+void mt__direct_to_blocks(const float *src, size_t B, size_t ch, size_t h,
+                          size_t w, float *dst, size_t block, size_t plane,
+                          size_t rs, size_t at);
+/* The inverse: blocks (image at row and column 0) into dst (B, ch, h,
+ * w). */
+void mt__direct_from_blocks(const float *src, size_t block, size_t plane,
+                            size_t rs, size_t B, size_t ch, size_t h,
+                            size_t w, float *dst);
 /* Whether this CPU has AVX512_BF16 (vdpbf16ps). */
 int mt__direct_has_bf16(void);
 /* n vectors of 16 floats (src, a blocked buffer) into bf16 pairs: dst's
