@@ -172,11 +172,79 @@ static void test_bf16_split_is_whole(void **state)
     free(out[1]);
 }
 
+/* One conv forward and backward at B on bf16 values (x, W, dy rounded):
+ * y, dx and the parameter gradients in one buffer (len floats). */
+static float *conv_pass(mt_conv_backend be, int half, mt_shape in,
+                        size_t F, size_t K, size_t P, size_t B, size_t *len)
+{
+    mt_layer_spec s = {.kind = MT_CONV2D, .filters = F, .size = K,
+                       .stride = 1, .pad = P, .backend = be, .bf16 = half};
+    mt_model m;
+    char err[MT_ERR_LEN];
+    if (mt_model_init(&m, &s, 1, in, B, 3, err))
+        fail_msg("%s", err);
+    mt_layer *l = &m.layers[0];
+    if (half && !strstr(l->ops->describe(l), "bf16")) /* bf16 kernels */
+        fail_msg("%s: %s", l->name, l->ops->describe(l));
+    size_t Ni = B * mt_shape_size(in), No = B * mt_shape_size(l->out);
+    for (size_t i = 0; i < m.n_params; i++)
+        m.params[i] = bf16(m.params[i] + 0.05f * mt_rng_normal(4, 7, 0, i));
+    for (size_t i = 0; i < Ni; i++)
+        m.act[0][i] = bf16(mt_rng_normal(4, 8, 0, i));
+    mt_step_ctx ctx = {.train = 1};
+    const float *y = mt_model_forward(&m, &ctx, B);
+    *len = No + Ni + m.n_params;
+    float *out = mt_calloc(*len, sizeof(float));
+    float *dy = mt_calloc(No, sizeof(float));
+    memcpy(out, y, No * sizeof(float));
+    for (size_t i = 0; i < No; i++)
+        dy[i] = bf16(mt_rng_normal(4, 9, 0, i));
+    mt_model_zero_grad(&m);
+    l->ops->backward(l, m.act[0], m.act[1], dy, out + No, B);
+    memcpy(out + No + Ni, m.grads, m.n_params * sizeof(float));
+    free(dy);
+    mt_model_free(&m);
+    return out;
+}
+
+/* oneDNN's convolutions in bf16 (layers of 16 channels and more, which
+ * auto gives it): im2col's on the same bf16 values, to float rounding
+ * (products of two bf16 are exact in float32). */
+static void test_bf16_onednn_conv(void **state)
+{
+    if (!have_bf16() || !mt_onednn_version())
+        skip();
+    const struct {
+        mt_shape in;
+        size_t F, K, P;
+    } cases[] = {{{16, 8, 8}, 8, 3, 1}, {{6, 14, 14}, 16, 5, 0},
+                 {{3, 9, 7}, 5, 3, 2}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        size_t n0, n;
+        float *want = conv_pass(MT_CONV_IM2COL, 0, cases[c].in, cases[c].F,
+                                cases[c].K, cases[c].P, 5, &n0);
+        float *got = conv_pass(MT_CONV_ONEDNN, 1, cases[c].in, cases[c].F,
+                               cases[c].K, cases[c].P, 5, &n);
+        assert_int_equal(n, n0);
+        float top = 0.0f;
+        for (size_t i = 0; i < n; i++)
+            top = fmaxf(top, fabsf(want[i]));
+        for (size_t i = 0; i < n; i++)
+            if (!(fabsf(got[i] - want[i]) <= 1e-5f * (top + fabsf(want[i]))))
+                fail_msg("case %zu: value %zu is %.9g in bf16, %.9g with "
+                         "im2col (largest %g)",
+                         c, i, got[i], want[i], top);
+        free(want);
+        free(got);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bf16_dense_products),
         cmocka_unit_test(test_bf16_split_is_whole),
+        cmocka_unit_test(test_bf16_onednn_conv),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

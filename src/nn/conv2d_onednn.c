@@ -200,6 +200,9 @@ out:
 typedef struct descs {
     dnnl_memory_desc_t x, w, b, y;         /* plain: NCHW, OIHW, (F) */
     dnnl_memory_desc_t any_x, any_w, any_y; /* layouts oneDNN picks */
+    /* the products' inputs: any_* again, or bf16 for precision = bf16
+     * (the reorders from our float32 round them to nearest even) */
+    dnnl_memory_desc_t in_x, in_w, in_y;
     dnnl_dims_t strides, pad;
 } descs;
 
@@ -224,6 +227,13 @@ static dnnl_status_t descs_of(const mt_layer *l, size_t B, descs *d)
     TRY(dnnl_memory_desc_init_by_tag(&d->any_y, 4, y, dnnl_f32,
                                      dnnl_format_tag_any));
     TRY(dnnl_memory_desc_init_by_tag(&d->any_w, 4, w, dnnl_f32,
+                                     dnnl_format_tag_any));
+    dnnl_data_type_t in = l->spec.bf16 ? dnnl_bf16 : dnnl_f32;
+    TRY(dnnl_memory_desc_init_by_tag(&d->in_x, 4, x, in,
+                                     dnnl_format_tag_any));
+    TRY(dnnl_memory_desc_init_by_tag(&d->in_y, 4, y, in,
+                                     dnnl_format_tag_any));
+    TRY(dnnl_memory_desc_init_by_tag(&d->in_w, 4, w, in,
                                      dnnl_format_tag_any));
 out:
     return s;
@@ -266,17 +276,18 @@ static dnnl_status_t plan_make(state *st, const mt_layer *l, size_t B,
         pad_r[i] = (dnnl_dim_t)((o - 1) * l->spec.stride + l->spec.size) -
                    (dnnl_dim_t)(n + l->spec.pad);
     }
+    /* inputs of each product in_*, its results float32 */
     TRY(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, alg,
-                                           &d.any_x, &d.any_w, &d.b,
+                                           &d.in_x, &d.in_w, &d.b,
                                            &d.any_y, d.strides, d.pad,
                                            pad_r));
     TRY(dnnl_primitive_desc_create(&fpd, &fd, NULL, engine, NULL));
     TRY(dnnl_convolution_backward_data_desc_init(&dd, alg, &d.any_x,
-                                                 &d.any_w, &d.any_y,
+                                                 &d.in_w, &d.in_y,
                                                  d.strides, d.pad, pad_r));
     TRY(dnnl_primitive_desc_create(&dpd, &dd, NULL, engine, fpd));
     TRY(dnnl_convolution_backward_weights_desc_init(
-        &wd, alg, &d.any_x, &d.any_w, &d.b, &d.any_y, d.strides, d.pad,
+        &wd, alg, &d.in_x, &d.any_w, &d.b, &d.in_y, d.strides, d.pad,
         pad_r));
     TRY(dnnl_primitive_desc_create(&wpd, &wd, NULL, engine, fpd));
     p->direct = is_direct(fpd) && is_direct(dpd) && is_direct(wpd);
@@ -507,12 +518,26 @@ static int onednn_alloc(mt_layer *l, char *err)
     dnnl_status_t s = st->dw && st->db ? engine_init() : dnnl_out_of_memory;
     if (s == dnnl_success)
         s = plan_make(st, l, l->max_batch, &st->plans[0]);
-    if (s == dnnl_success &&
+    /* bf16 on oneDNN's own bf16 kernels (vdpbf16ps, AMX) alone: else it
+     * emulates them, slower than float32 */
+    int bf16_ok = !l->spec.bf16 || (s == dnnl_success &&
+                                    (strstr(st->impl, "bf16") ||
+                                     strstr(st->impl, "amx")));
+    if (s == dnnl_success && bf16_ok &&
         (st->plans[0].direct || l->spec.backend == MT_CONV_ONEDNN)) {
         st->next = 1;
         return MT_OK;
     }
+    char impl[sizeof st->impl];
+    snprintf(impl, sizeof impl, "%s", s == dnnl_success ? st->impl : "");
     mt_layer_free(l); /* releases what was made */
+    if (!bf16_ok) {
+        mt_seterr(err, "%s: precision = bf16 needs oneDNN's bf16 kernels, "
+                       "which need a CPU with AVX512_BF16 or AMX; this one "
+                       "gets %s",
+                  l->name, *impl ? impl : "no oneDNN kernel at all");
+        return MT_EINVAL;
+    }
     if (l->spec.backend == MT_CONV_AUTO) {
         l->ops = &mt__conv2d_ops;
         return l->ops->alloc(l, err);
