@@ -1,4 +1,5 @@
-/* Mixed precision ([train] precision = bf16) in dense layers: each of
+/* Dense layers on oneDNN's matmul, in float32 and in mixed precision
+ * ([train] precision = bf16), and oneDNN convolutions in bf16. Each of
  * the three products equals its definition over bf16-rounded inputs
  * (sums in double) within float32 accumulation, the weight gradient adds
  * to what was there, the bias gradient sums the unrounded dy, the split
@@ -25,16 +26,24 @@ static float bf16(float f)
     return mt_bf16_to_float(mt_bf16_from_float(f));
 }
 
-/* A dense layer in bf16, or 0 (and why, in err) where it cannot run. */
-static int build(mt_model *m, size_t Ni, size_t No, size_t max_b,
-                 char *err)
+/* A dense layer on oneDNN, in bf16 if half, or 0 (and why, in err)
+ * where it cannot run. */
+static int build_as(mt_model *m, size_t Ni, size_t No, size_t max_b,
+                    int half, char *err)
 {
-    mt_layer_spec s = {.kind = MT_DENSE, .units = No, .bf16 = 1};
+    mt_layer_spec s = {.kind = MT_DENSE, .units = No, .bf16 = half,
+                       .dense_backend = MT_DENSE_ONEDNN};
     if (mt_model_init(m, &s, 1, (mt_shape){Ni, 1, 1}, max_b, 3, err))
         return 0;
     for (size_t i = 0; i < m->n_params; i++)
         m->params[i] += 0.05f * mt_rng_normal(4, 1, 0, i);
     return 1;
+}
+
+static int build(mt_model *m, size_t Ni, size_t No, size_t max_b,
+                 char *err)
+{
+    return build_as(m, Ni, No, max_b, 1, err);
 }
 
 static int have_bf16(void)
@@ -60,11 +69,15 @@ static void expect_sum(double got, double want, double mag,
                  what, i, got, want, mag);
 }
 
-static void check(size_t Ni, size_t No, size_t max_b, size_t B, int split)
+/* x as the products see it: rounded in bf16 (half), else itself. */
+static float as_in(float x, int half) { return half ? bf16(x) : x; }
+
+static void check(size_t Ni, size_t No, size_t max_b, size_t B, int split,
+                  int half)
 {
     mt_model m;
-    if (!build(&m, Ni, No, max_b, NULL))
-        fail_msg("bf16 dense refused");
+    if (!build_as(&m, Ni, No, max_b, half, NULL))
+        fail_msg("oneDNN dense refused");
     mt_layer *l = &m.layers[0];
     const float *W = l->param[0].data, *b = l->param[1].data;
     float *x = m.act[0];
@@ -76,7 +89,8 @@ static void check(size_t Ni, size_t No, size_t max_b, size_t B, int split)
         for (size_t o = 0; o < No; o++) {
             double want = b[o], mag = fabs(b[o]);
             for (size_t k = 0; k < Ni; k++) {
-                double t = (double)bf16(x[n * Ni + k]) * bf16(W[o * Ni + k]);
+                double t = (double)as_in(x[n * Ni + k], half) *
+                           as_in(W[o * Ni + k], half);
                 want += t, mag += fabs(t);
             }
             expect_sum(y[n * No + o], want, mag, "y", n * No + o);
@@ -97,7 +111,8 @@ static void check(size_t Ni, size_t No, size_t max_b, size_t B, int split)
         for (size_t k = 0; k < Ni; k++) {
             double want = 0.0, mag = 0.0;
             for (size_t o = 0; o < No; o++) {
-                double t = (double)bf16(dy[n * No + o]) * bf16(W[o * Ni + k]);
+                double t = (double)as_in(dy[n * No + o], half) *
+                           as_in(W[o * Ni + k], half);
                 want += t, mag += fabs(t);
             }
             expect_sum(dx[n * Ni + k], want, mag, "dx", n * Ni + k);
@@ -106,7 +121,8 @@ static void check(size_t Ni, size_t No, size_t max_b, size_t B, int split)
         for (size_t k = 0; k < Ni; k++) {
             double want = 0.25, mag = 0.25;
             for (size_t n = 0; n < B; n++) {
-                double t = (double)bf16(dy[n * No + o]) * bf16(x[n * Ni + k]);
+                double t = (double)as_in(dy[n * No + o], half) *
+                           as_in(x[n * Ni + k], half);
                 want += t, mag += fabs(t);
             }
             expect_sum(l->param[0].grad[o * Ni + k], want, mag, "dW",
@@ -132,7 +148,22 @@ static void test_bf16_dense_products(void **state)
     const size_t sizes[] = {64, 1, 7, 33, 16, 5, 64};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
         for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++)
-            check(shapes[s][0], shapes[s][1], 64, sizes[k], (int)(k & 1));
+            check(shapes[s][0], shapes[s][1], 64, sizes[k], (int)(k & 1), 1);
+}
+
+/* The same products in float32 through oneDNN ([dense] backend = onednn,
+ * auto's choice on AVX-512). */
+static void test_onednn_dense_products(void **state)
+{
+    mt_model m;
+    if (!mt_onednn_version() || !build_as(&m, 8, 4, 2, 0, NULL))
+        skip();
+    mt_model_free(&m);
+    const size_t shapes[][2] = {{784, 256}, {37, 5}, {9, 130}};
+    const size_t sizes[] = {64, 1, 7, 33, 16, 5, 64};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+        for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++)
+            check(shapes[s][0], shapes[s][1], 64, sizes[k], (int)(k & 1), 0);
 }
 
 static void test_bf16_split_is_whole(void **state)
@@ -243,6 +274,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bf16_dense_products),
+        cmocka_unit_test(test_onednn_dense_products),
         cmocka_unit_test(test_bf16_split_is_whole),
         cmocka_unit_test(test_bf16_onednn_conv),
     };

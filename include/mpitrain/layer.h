@@ -39,6 +39,16 @@ typedef enum mt_conv_backend {
     MT_CONV_DIRECT
 } mt_conv_backend;
 
+/* How a dense layer computes: OpenBLAS sgemm (the reference) or oneDNN's
+ * matmul (its brgemm kernels, 1.2x OpenBLAS on one AVX-512 core; slower
+ * at AVX2, where auto keeps OpenBLAS). precision = bf16 always takes
+ * oneDNN. */
+typedef enum mt_dense_backend {
+    MT_DENSE_AUTO,
+    MT_DENSE_OPENBLAS,
+    MT_DENSE_ONEDNN
+} mt_dense_backend;
+
 /* "oneDNN 2.6.3" when the build has it, else NULL. */
 const char *mt_onednn_version(void);
 
@@ -60,6 +70,7 @@ typedef struct mt_layer_spec {
     float momentum, eps;       /* batch norm running stats and epsilon */
     mt_init init;              /* dense and conv weights */
     mt_conv_backend backend;   /* conv */
+    mt_dense_backend dense_backend; /* dense */
     int bf16;                  /* [train] precision = bf16: the products'
                                   inputs in bfloat16, sums and parameters
                                   in float32 (dense, oneDNN conv) */

@@ -33,6 +33,8 @@ int mt_monitor_minimizes(int m)
 }
 
 static const char *const precision_names[] = {"fp32", "bf16", NULL};
+static const char *const dense_backend_names[] = {"auto", "openblas",
+                                                  "onednn", NULL};
 static const char *const sampling_names[] = {"none", "oversample",
                                              "undersample", NULL};
 static const char *const mode_names[] = {"auto", "min", "max", NULL};
@@ -156,6 +158,8 @@ const mt__key_def mt__layer_keys[] = {
     SPEC("dense", "units", T_SIZE, units, 1, 1e8, NULL),
     SPEC("dense", "inputs", T_SIZE, inputs, 0, 1e9, "0"),
     L("dense", "activation", T_ACT, activation, 0, 0, NULL, "none"),
+    L("dense", "backend", T_ENUM, spec.dense_backend, 0, 0,
+      dense_backend_names, "auto"),
     L("dense", "init", T_ENUM, spec.init, 0, 0, init_names, "auto"),
     SPEC("dense", "weight_decay", T_OPT_FLOAT, weight_decay, 0, 10, NULL),
     SPEC("dense", "l1", T_OPT_FLOAT, l1, 0, 10, NULL),

@@ -8,6 +8,16 @@
 #include "core/simd.h"
 #include "nn/internal.h"
 
+/* oneDNN's matmul (dense_onednn.c): for bf16 always, for float32 where
+ * asked or auto finds it faster (AVX-512; alloc falls back to OpenBLAS
+ * if oneDNN has no brgemm kernel for the CPU). */
+static int wants_onednn(const mt_layer *l)
+{
+    return l->spec.bf16 || l->spec.dense_backend == MT_DENSE_ONEDNN ||
+           (l->spec.dense_backend == MT_DENSE_AUTO && mt_onednn_version() &&
+            mt_isa_current() == MT_ISA_AVX512);
+}
+
 static int dense_setup(mt_layer *l, char *err)
 {
     size_t Ni = mt_shape_size(l->in), No = l->spec.units;
@@ -26,7 +36,7 @@ static int dense_setup(mt_layer *l, char *err)
     mt__tensor_def(&l->param[0], "weight", 2, No, Ni, 0, 0);
     mt__tensor_def(&l->param[1], "bias", 1, No, 0, 0, 0);
     l->n_param = 2;
-    return l->spec.bf16 ? mt__dense_bf16(l, err) : MT_OK;
+    return wants_onednn(l) ? mt__dense_onednn(l, err) : MT_OK;
 }
 
 void mt__dense_init(mt_layer *l, uint64_t seed)

@@ -16,12 +16,13 @@ extern const mt_layer_ops mt__tanh_ops;
 extern const mt_layer_ops mt__dropout_ops;
 extern const mt_layer_ops mt__batchnorm_ops;
 
-/* dense (dense.c): its initial weights; its mixed-precision ops
- * (dense_bf16.c), which dense's setup takes for spec.bf16 (the error,
- * naming the layer, where the build has no oneDNN; alloc checks that
- * oneDNN has bf16 kernels for this CPU). */
+/* dense (dense.c): its initial weights; its oneDNN ops
+ * (dense_onednn.c), which dense's setup takes for bf16, backend =
+ * onednn or auto on AVX-512 (the error, naming the layer, where the
+ * build has no oneDNN; alloc checks oneDNN's kernel for this CPU and
+ * falls back to OpenBLAS for auto). */
 void mt__dense_init(mt_layer *l, uint64_t seed);
-int mt__dense_bf16(mt_layer *l, char *err);
+int mt__dense_onednn(mt_layer *l, char *err);
 
 /* conv (conv2d.c): its initial weights, shared by its backends. */
 void mt__conv_init(mt_layer *l, uint64_t seed);

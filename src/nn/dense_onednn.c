@@ -1,18 +1,21 @@
-/* Dense layers in mixed precision ([train] precision = bf16): the three
- * products through oneDNN's matmul with bfloat16 inputs and float32
- * sums, on CPUs where oneDNN has bf16 kernels (AVX512_BF16's vdpbf16ps,
- * or AMX). Parameters, gradients and optimizer state stay float32: each
- * call rounds x, W and dy to bf16 (to nearest even) into the layer's
- * buffers. B = batch, Ni = input features, No = output features.
+/* Dense layers through oneDNN's matmul ([dense] backend = onednn, auto
+ * on AVX-512; always for [train] precision = bf16). In float32 its
+ * brgemm kernels beat OpenBLAS's sgemm on our shapes where AVX-512 is
+ * in use (one Zen 4 core, 64 x 784 x 256: 219 against 264 us); in bf16
+ * they take bfloat16 inputs and sum in float32, on CPUs with bf16
+ * kernels (AVX512_BF16's vdpbf16ps, or AMX): 120 us. Parameters,
+ * gradients and optimizer state stay float32; in bf16 each call rounds
+ * x, W and dy to nearest even into the layer's buffers.
+ * B = batch, Ni = input features, No = output features.
  *
- *   y  (B, No)   = x16 (B, Ni) W16^T (Ni, No) + b       forward
- *   dx (B, Ni)   = dy16 (B, No) W16 (No, Ni)            input gradient
- *   dW (No, Ni) += dy16^T (No, B) x16 (B, Ni)          weight gradient
+ *   y  (B, No)   = x (B, Ni) W^T (Ni, No) + b             forward
+ *   dx (B, Ni)   = dy (B, No) W (No, Ni)                  input gradient
+ *   dW (No, Ni) += dy^T (No, B) x (B, Ni)                weight gradient
  *
- * The transposes are strides of plain memory, no copies. W16 is rounded
- * in forward and kept for the input gradient: parameters do not change
- * between a batch's forward and its backward. One Zen 4 core, batch 64,
- * 64 x 784 x 256: OpenBLAS sgemm 264 us, this 120 us (bench/README.md). */
+ * The transposes are strides of plain memory, no copies; dW accumulates
+ * through a sum post-op. In bf16, W is rounded in forward and kept for
+ * the input gradient: parameters do not change between a batch's
+ * forward and its backward. */
 #include "config.h"
 
 #include <stdint.h>
@@ -44,6 +47,15 @@ MT_VECTOR(static, round_bf16, (const float *x, uint16_t *h, size_t n),
     }
 }
 
+/* x in bf16 into h, if h (precision = bf16): h; else x as it is. */
+static const void *rounded(const float *x, uint16_t *h, size_t n)
+{
+    if (!h)
+        return x;
+    round_bf16(x, h, n);
+    return h;
+}
+
 /* db (No) += the column sums of dy (B, No). */
 MT_VECTOR(static, bias_grad, (const float *dy, float *db, size_t B,
                               size_t No),
@@ -68,8 +80,9 @@ typedef struct bplan {
 typedef struct bstate {
     bplan plans[PLANS];
     unsigned next;
-    uint16_t *x16, *w16, *dy16; /* (max_batch, Ni), (No, Ni), (max, No) */
-    char impl[64];              /* "oneDNN matmul bf16 (brg:...)" */
+    /* bf16: (max_batch, Ni), (No, Ni), (max_batch, No); else NULL */
+    uint16_t *x16, *w16, *dy16;
+    char impl[64]; /* "oneDNN matmul bf16 (brg:...)" */
 } bstate;
 
 static dnnl_engine_t engine;
@@ -146,7 +159,7 @@ static dnnl_status_t plan_make(const mt_layer *l, size_t B, bplan *p,
                                char *impl, size_t len)
 {
     size_t Ni = l->param[0].dims[1], No = l->param[0].dims[0];
-    const dnnl_data_type_t h = dnnl_bf16, f = dnnl_f32;
+    const dnnl_data_type_t f = dnnl_f32, h = l->spec.bf16 ? dnnl_bf16 : f;
     dnnl_memory_desc_t md[MEMS];
     dnnl_status_t s;
     p->threads = mt__onednn_threads();
@@ -218,17 +231,15 @@ static void bind(bplan *p, int which, const void *ptr)
     dnnl_memory_set_data_handle(p->m[which], (void *)ptr);
 }
 
-static void bf16_forward(mt_layer *l, const mt_step_ctx *ctx,
+static void onednn_forward(mt_layer *l, const mt_step_ctx *ctx,
                          const float *x, float *y, size_t B)
 {
     (void)ctx;
     bstate *st = l->scratch;
     size_t Ni = l->param[0].dims[1], No = l->param[0].dims[0];
-    round_bf16(x, st->x16, B * Ni);
-    round_bf16(l->param[0].data, st->w16, No * Ni);
     bplan *p = plan_for(l, B);
-    bind(p, F_X, st->x16);
-    bind(p, F_W, st->w16);
+    bind(p, F_X, rounded(x, st->x16, B * Ni));
+    bind(p, F_W, rounded(l->param[0].data, st->w16, No * Ni));
     bind(p, F_B, l->param[1].data);
     bind(p, F_Y, y);
     static const int which[] = {F_X, F_W, F_B, F_Y};
@@ -237,12 +248,12 @@ static void bf16_forward(mt_layer *l, const mt_step_ctx *ctx,
     run(l, p->fwd, p, which, roles, 4);
 }
 
-/* dx from dy16 as it is and forward's W16. */
-static void input_grad(mt_layer *l, bplan *p, float *dx)
+/* dx from dy (bf16: dy16 as it is and forward's W16). */
+static void input_grad(mt_layer *l, bplan *p, const float *dy, float *dx)
 {
     bstate *st = l->scratch;
-    bind(p, D_DY, st->dy16);
-    bind(p, D_W, st->w16);
+    bind(p, D_DY, st->dy16 ? (const void *)st->dy16 : dy);
+    bind(p, D_W, st->w16 ? (const void *)st->w16 : l->param[0].data);
     bind(p, D_DX, dx);
     static const int which[] = {D_DY, D_W, D_DX};
     static const int roles[] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS,
@@ -250,12 +261,14 @@ static void input_grad(mt_layer *l, bplan *p, float *dx)
     run(l, p->bwd_data, p, which, roles, 3);
 }
 
-/* dW and db from x16 and dy16 as they are, and dy for the bias. */
-static void weight_grads(mt_layer *l, bplan *p, const float *dy, size_t B)
+/* dW and db from x and dy (bf16: x16 and dy16 as they are; dy for the
+ * bias). */
+static void weight_grads(mt_layer *l, bplan *p, const float *x,
+                         const float *dy, size_t B)
 {
     bstate *st = l->scratch;
-    bind(p, W_DY, st->dy16);
-    bind(p, W_X, st->x16);
+    bind(p, W_DY, st->dy16 ? (const void *)st->dy16 : dy);
+    bind(p, W_X, st->x16 ? (const void *)st->x16 : x);
     bind(p, W_DW, l->param[0].grad);
     static const int which[] = {W_DY, W_X, W_DW};
     static const int roles[] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS,
@@ -264,41 +277,41 @@ static void weight_grads(mt_layer *l, bplan *p, const float *dy, size_t B)
     bias_grad(dy, l->param[1].grad, B, l->param[1].n);
 }
 
-static void bf16_backward_input(mt_layer *l, const float *x, const float *y,
+static void onednn_backward_input(mt_layer *l, const float *x, const float *y,
                                 const float *dy, float *dx, size_t B)
 {
     (void)x, (void)y;
     if (!dx)
         return;
     bstate *st = l->scratch;
-    round_bf16(dy, st->dy16, B * l->param[0].dims[0]);
-    input_grad(l, plan_for(l, B), dx);
+    rounded(dy, st->dy16, B * l->param[0].dims[0]);
+    input_grad(l, plan_for(l, B), dy, dx);
 }
 
 /* Later, from copies of x and dy (a pipeline's W): x16 made again. */
-static void bf16_backward_weight(mt_layer *l, const float *x,
+static void onednn_backward_weight(mt_layer *l, const float *x,
                                  const float *dy, size_t B)
 {
     bstate *st = l->scratch;
-    round_bf16(x, st->x16, B * l->param[0].dims[1]);
-    round_bf16(dy, st->dy16, B * l->param[0].dims[0]);
-    weight_grads(l, plan_for(l, B), dy, B);
+    rounded(x, st->x16, B * l->param[0].dims[1]);
+    rounded(dy, st->dy16, B * l->param[0].dims[0]);
+    weight_grads(l, plan_for(l, B), x, dy, B);
 }
 
-static void bf16_backward(mt_layer *l, const float *x, const float *y,
+static void onednn_backward(mt_layer *l, const float *x, const float *y,
                           const float *dy, float *dx, size_t B)
 {
     (void)y;
     bstate *st = l->scratch;
-    round_bf16(x, st->x16, B * l->param[0].dims[1]);
-    round_bf16(dy, st->dy16, B * l->param[0].dims[0]);
+    rounded(x, st->x16, B * l->param[0].dims[1]);
+    rounded(dy, st->dy16, B * l->param[0].dims[0]);
     bplan *p = plan_for(l, B);
-    weight_grads(l, p, dy, B);
+    weight_grads(l, p, x, dy, B);
     if (dx)
-        input_grad(l, p, dx);
+        input_grad(l, p, dy, dx);
 }
 
-static void bf16_release(mt_layer *l)
+static void onednn_release(mt_layer *l)
 {
     bstate *st = l->scratch;
     if (!st)
@@ -318,24 +331,33 @@ static int native_bf16(const char *impl)
     return strstr(impl, "bf16") || strstr(impl, "amx");
 }
 
-static int bf16_alloc(mt_layer *l, char *err)
+/* oneDNN's brgemm kernels (AVX-512 and up); elsewhere it runs its
+ * gemm:jit, slower than OpenBLAS (AVX2: 1.2-2.1x; bench/README.md). */
+static int fast_f32(const char *impl) { return strncmp(impl, "brg", 3) == 0; }
+
+static int onednn_alloc(mt_layer *l, char *err)
 {
     size_t Ni = l->param[0].dims[1], No = l->param[0].dims[0];
-    int rc = mt__layer_scratch(l, sizeof(bstate), err);
+    int half = l->spec.bf16, rc = mt__layer_scratch(l, sizeof(bstate), err);
     if (rc)
         return rc;
     bstate *st = l->scratch;
-    st->x16 = malloc(l->max_batch * Ni * sizeof(uint16_t) + 64);
-    st->w16 = malloc(No * Ni * sizeof(uint16_t) + 64);
-    st->dy16 = malloc(l->max_batch * No * sizeof(uint16_t) + 64);
+    if (half) {
+        st->x16 = malloc(l->max_batch * Ni * sizeof(uint16_t) + 64);
+        st->w16 = malloc(No * Ni * sizeof(uint16_t) + 64);
+        st->dy16 = malloc(l->max_batch * No * sizeof(uint16_t) + 64);
+    }
     char impl[48] = "";
-    dnnl_status_t s = st->x16 && st->w16 && st->dy16
+    dnnl_status_t s = !half || (st->x16 && st->w16 && st->dy16)
                           ? mt__onednn_engine(&engine, &stream)
                           : dnnl_out_of_memory;
     if (s == dnnl_success)
         s = plan_make(l, l->max_batch, &st->plans[0], impl, sizeof impl);
-    if (s == dnnl_success && native_bf16(impl)) {
-        snprintf(st->impl, sizeof st->impl, "oneDNN matmul bf16 (%s)", impl);
+    int asked = l->spec.dense_backend == MT_DENSE_ONEDNN;
+    if (s == dnnl_success &&
+        (half ? native_bf16(impl) : asked || fast_f32(impl))) {
+        snprintf(st->impl, sizeof st->impl, "oneDNN matmul%s (%s)",
+                 half ? " bf16" : "", impl);
         st->next = 1;
         return MT_OK;
     }
@@ -344,47 +366,56 @@ static int bf16_alloc(mt_layer *l, char *err)
         mt_seterr(err, "%s: out of memory for its bf16 buffers", l->name);
         return MT_ENOMEM;
     }
+    if (!half && !asked) { /* auto: OpenBLAS does better here */
+        l->ops = &mt__dense_ops;
+        return MT_OK;
+    }
+    if (!half) {
+        mt_seterr(err, "%s: backend = onednn: oneDNN cannot run this layer "
+                       "(status %d)", l->name, (int)s);
+        return MT_EINVAL;
+    }
     mt_seterr(err, "%s: precision = bf16 needs oneDNN's bf16 kernels, which "
                    "need a CPU with AVX512_BF16 or AMX (and MPITRAIN_ISA "
-                   "avx512 or unset); oneDNN offers %s here",
-              l->name, s == dnnl_success ? impl : "nothing");
+                   "avx512 or unset); this one gets %s",
+              l->name, s == dnnl_success ? impl : "no oneDNN kernel at all");
     return MT_EINVAL;
 }
 
-static const char *bf16_describe(const mt_layer *l)
+static const char *onednn_describe(const mt_layer *l)
 {
     const bstate *st = l->scratch;
-    return st && st->impl[0] ? st->impl : "oneDNN matmul bf16";
+    return st && st->impl[0] ? st->impl : "oneDNN matmul";
 }
 
-static const mt_layer_ops dense_bf16_ops = {
+static const mt_layer_ops dense_onednn_ops = {
     .kind_name = "dense",
-    .alloc = bf16_alloc,
+    .alloc = onednn_alloc,
     .init_params = mt__dense_init,
-    .forward = bf16_forward,
-    .backward = bf16_backward,
-    .backward_input = bf16_backward_input,
-    .backward_weight = bf16_backward_weight,
+    .forward = onednn_forward,
+    .backward = onednn_backward,
+    .backward_input = onednn_backward_input,
+    .backward_weight = onednn_backward_weight,
     .stateless_backward = 1,
-    .release = bf16_release,
-    .describe = bf16_describe,
+    .release = onednn_release,
+    .describe = onednn_describe,
 };
 
-int mt__dense_bf16(mt_layer *l, char *err)
+int mt__dense_onednn(mt_layer *l, char *err)
 {
     (void)err;
-    l->ops = &dense_bf16_ops;
+    l->ops = &dense_onednn_ops;
     return MT_OK;
 }
 
 #else /* no oneDNN in this build */
 
-int mt__dense_bf16(mt_layer *l, char *err)
+int mt__dense_onednn(mt_layer *l, char *err)
 {
-    mt_seterr(err, "%s: precision = bf16 needs oneDNN's bf16 kernels, but "
-                   "this build has no oneDNN (install libdnnl-dev and run "
-                   "configure again)",
-              l->name);
+    mt_seterr(err, "%s: %s needs oneDNN, but this build has none (install "
+                   "libdnnl-dev and run configure again)",
+              l->name, l->spec.bf16 ? "precision = bf16: its bf16 kernels"
+                                    : "backend = onednn");
     return MT_EINVAL;
 }
 
