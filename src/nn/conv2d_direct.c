@@ -206,11 +206,8 @@ static AVX512 void corr_all(const corr_args *a, const int FO, const int XO)
     for (size_t nb = 0; nb < a->blocks; nb++)
         for (size_t f0 = 0; f0 < a->co; f0 += (size_t)FO)
             for (size_t oy = 0; oy < a->oh; oy++) {
-                /* input rows oy + kh outside [r_lo, r_hi) are zeros */
-                size_t kh_lo = a->r_lo > oy ? a->r_lo - oy : 0;
-                size_t kh_hi = a->r_hi <= oy ? 0
-                               : a->r_hi - oy < a->K ? a->r_hi - oy
-                                                     : a->K;
+                size_t kh_lo, kh_hi;
+                mt__direct_rows(a, oy, &kh_lo, &kh_hi);
                 const float *in = a->in + nb * a->in_block +
                                   oy * a->irs * LANES;
                 float *out = a->out + nb * a->out_block +

@@ -115,10 +115,8 @@ static KERNEL void corr_all(const corr_args *a, const uint16_t *in16,
     for (size_t nb = 0; nb < a->blocks; nb++)
         for (size_t f0 = 0; f0 < a->co; f0 += (size_t)FO)
             for (size_t oy = 0; oy < a->oh; oy++) {
-                size_t kh_lo = a->r_lo > oy ? a->r_lo - oy : 0;
-                size_t kh_hi = a->r_hi <= oy ? 0
-                               : a->r_hi - oy < a->K ? a->r_hi - oy
-                                                     : a->K;
+                size_t kh_lo, kh_hi;
+                mt__direct_rows(a, oy, &kh_lo, &kh_hi);
                 const uint16_t *in = in16 + (nb * a->in_block +
                                              oy * a->irs * LANES) * 2;
                 float *out = a->out + nb * a->out_block +

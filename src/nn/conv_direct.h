@@ -21,6 +21,15 @@ typedef struct corr_args {
     size_t K, blocks;
 } corr_args;
 
+/* The window rows kh in [*lo, *hi) of output row oy whose input rows
+ * oy + kh may be non-zero (the others are padding). */
+static inline void mt__direct_rows(const corr_args *a, size_t oy,
+                                   size_t *lo, size_t *hi)
+{
+    *lo = a->r_lo > oy ? a->r_lo - oy : 0;
+    *hi = a->r_hi <= oy ? 0 : a->r_hi - oy < a->K ? a->r_hi - oy : a->K;
+}
+
 typedef struct dw_args {
     const float *xt, *dyp; /* blocks as at the top of the file */
     size_t x_block, x_plane, xrs, d_block, d_plane, drs, Q;

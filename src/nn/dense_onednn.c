@@ -68,27 +68,27 @@ MT_VECTOR(static, bias_grad, (const float *dy, float *db, size_t B,
 
 enum mem { F_X, F_W, F_B, F_Y, D_DY, D_W, D_DX, W_DY, W_X, W_DW, MEMS };
 
-typedef struct bplan {
+typedef struct mplan {
     size_t B; /* 0: unused */
     int threads;
     dnnl_primitive_t fwd, bwd_data, bwd_weights;
     dnnl_memory_t m[MEMS]; /* plain memory; data handles set per call */
-} bplan;
+} mplan;
 
 #define PLANS 4
 
-typedef struct bstate {
-    bplan plans[PLANS];
+typedef struct mstate {
+    mplan plans[PLANS];
     unsigned next;
     /* bf16: (max_batch, Ni), (No, Ni), (max_batch, No); else NULL */
     uint16_t *x16, *w16, *dy16;
     char impl[64]; /* "oneDNN matmul bf16 (brg:...)" */
-} bstate;
+} mstate;
 
 static dnnl_engine_t engine;
 static dnnl_stream_t stream;
 
-static void plan_free(bplan *p)
+static void plan_free(mplan *p)
 {
     dnnl_primitive_t prims[] = {p->fwd, p->bwd_data, p->bwd_weights};
     for (int i = 0; i < 3; i++)
@@ -155,7 +155,7 @@ out:
 }
 
 /* The three primitives for batch B and their memories. */
-static dnnl_status_t plan_make(const mt_layer *l, size_t B, bplan *p,
+static dnnl_status_t plan_make(const mt_layer *l, size_t B, mplan *p,
                                char *impl, size_t len)
 {
     size_t Ni = l->param[0].dims[1], No = l->param[0].dims[0];
@@ -191,14 +191,14 @@ out:
 /* The plan for batch B, made if this layer has not seen B lately (a
  * failure after alloc made max_batch's is out of memory or a oneDNN
  * defect: nothing to go on with). */
-static bplan *plan_for(mt_layer *l, size_t B)
+static mplan *plan_for(mt_layer *l, size_t B)
 {
-    bstate *st = l->scratch;
+    mstate *st = l->scratch;
     int threads = mt__onednn_threads();
     for (int i = 0; i < PLANS; i++)
         if (st->plans[i].B == B && st->plans[i].threads == threads)
             return &st->plans[i];
-    bplan *p = &st->plans[st->next];
+    mplan *p = &st->plans[st->next];
     st->next = (st->next + 1) % PLANS;
     plan_free(p);
     dnnl_status_t s = plan_make(l, B, p, NULL, 0);
@@ -210,7 +210,7 @@ static bplan *plan_for(mt_layer *l, size_t B)
     return p;
 }
 
-static void run(const mt_layer *l, dnnl_primitive_t prim, bplan *p,
+static void run(const mt_layer *l, dnnl_primitive_t prim, mplan *p,
                 const int *which, const int *roles, int n)
 {
     dnnl_exec_arg_t args[4];
@@ -226,7 +226,7 @@ static void run(const mt_layer *l, dnnl_primitive_t prim, bplan *p,
     }
 }
 
-static void bind(bplan *p, int which, const void *ptr)
+static void bind(mplan *p, int which, const void *ptr)
 {
     dnnl_memory_set_data_handle(p->m[which], (void *)ptr);
 }
@@ -235,9 +235,9 @@ static void onednn_forward(mt_layer *l, const mt_step_ctx *ctx,
                          const float *x, float *y, size_t B)
 {
     (void)ctx;
-    bstate *st = l->scratch;
+    mstate *st = l->scratch;
     size_t Ni = l->param[0].dims[1], No = l->param[0].dims[0];
-    bplan *p = plan_for(l, B);
+    mplan *p = plan_for(l, B);
     bind(p, F_X, rounded(x, st->x16, B * Ni));
     bind(p, F_W, rounded(l->param[0].data, st->w16, No * Ni));
     bind(p, F_B, l->param[1].data);
@@ -249,9 +249,9 @@ static void onednn_forward(mt_layer *l, const mt_step_ctx *ctx,
 }
 
 /* dx from dy (bf16: dy16 as it is and forward's W16). */
-static void input_grad(mt_layer *l, bplan *p, const float *dy, float *dx)
+static void input_grad(mt_layer *l, mplan *p, const float *dy, float *dx)
 {
-    bstate *st = l->scratch;
+    mstate *st = l->scratch;
     bind(p, D_DY, st->dy16 ? (const void *)st->dy16 : dy);
     bind(p, D_W, st->w16 ? (const void *)st->w16 : l->param[0].data);
     bind(p, D_DX, dx);
@@ -263,10 +263,10 @@ static void input_grad(mt_layer *l, bplan *p, const float *dy, float *dx)
 
 /* dW and db from x and dy (bf16: x16 and dy16 as they are; dy for the
  * bias). */
-static void weight_grads(mt_layer *l, bplan *p, const float *x,
+static void weight_grads(mt_layer *l, mplan *p, const float *x,
                          const float *dy, size_t B)
 {
-    bstate *st = l->scratch;
+    mstate *st = l->scratch;
     bind(p, W_DY, st->dy16 ? (const void *)st->dy16 : dy);
     bind(p, W_X, st->x16 ? (const void *)st->x16 : x);
     bind(p, W_DW, l->param[0].grad);
@@ -283,7 +283,7 @@ static void onednn_backward_input(mt_layer *l, const float *x, const float *y,
     (void)x, (void)y;
     if (!dx)
         return;
-    bstate *st = l->scratch;
+    mstate *st = l->scratch;
     rounded(dy, st->dy16, B * l->param[0].dims[0]);
     input_grad(l, plan_for(l, B), dy, dx);
 }
@@ -292,7 +292,7 @@ static void onednn_backward_input(mt_layer *l, const float *x, const float *y,
 static void onednn_backward_weight(mt_layer *l, const float *x,
                                  const float *dy, size_t B)
 {
-    bstate *st = l->scratch;
+    mstate *st = l->scratch;
     rounded(x, st->x16, B * l->param[0].dims[1]);
     rounded(dy, st->dy16, B * l->param[0].dims[0]);
     weight_grads(l, plan_for(l, B), x, dy, B);
@@ -302,10 +302,10 @@ static void onednn_backward(mt_layer *l, const float *x, const float *y,
                           const float *dy, float *dx, size_t B)
 {
     (void)y;
-    bstate *st = l->scratch;
+    mstate *st = l->scratch;
     rounded(x, st->x16, B * l->param[0].dims[1]);
     rounded(dy, st->dy16, B * l->param[0].dims[0]);
-    bplan *p = plan_for(l, B);
+    mplan *p = plan_for(l, B);
     weight_grads(l, p, x, dy, B);
     if (dx)
         input_grad(l, p, dy, dx);
@@ -313,7 +313,7 @@ static void onednn_backward(mt_layer *l, const float *x, const float *y,
 
 static void onednn_release(mt_layer *l)
 {
-    bstate *st = l->scratch;
+    mstate *st = l->scratch;
     if (!st)
         return;
     for (int i = 0; i < PLANS; i++)
@@ -338,10 +338,10 @@ static int fast_f32(const char *impl) { return strncmp(impl, "brg", 3) == 0; }
 static int onednn_alloc(mt_layer *l, char *err)
 {
     size_t Ni = l->param[0].dims[1], No = l->param[0].dims[0];
-    int half = l->spec.bf16, rc = mt__layer_scratch(l, sizeof(bstate), err);
+    int half = l->spec.bf16, rc = mt__layer_scratch(l, sizeof(mstate), err);
     if (rc)
         return rc;
-    bstate *st = l->scratch;
+    mstate *st = l->scratch;
     if (half) {
         st->x16 = malloc(l->max_batch * Ni * sizeof(uint16_t) + 64);
         st->w16 = malloc(No * Ni * sizeof(uint16_t) + 64);
@@ -363,7 +363,7 @@ static int onednn_alloc(mt_layer *l, char *err)
     }
     mt_layer_free(l);
     if (s == dnnl_out_of_memory) {
-        mt_seterr(err, "%s: out of memory for its bf16 buffers", l->name);
+        mt_seterr(err, "%s: out of memory for its oneDNN matmul", l->name);
         return MT_ENOMEM;
     }
     if (!half && !asked) { /* auto: OpenBLAS does better here */
@@ -384,7 +384,7 @@ static int onednn_alloc(mt_layer *l, char *err)
 
 static const char *onednn_describe(const mt_layer *l)
 {
-    const bstate *st = l->scratch;
+    const mstate *st = l->scratch;
     return st && st->impl[0] ? st->impl : "oneDNN matmul";
 }
 
