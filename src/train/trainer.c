@@ -346,7 +346,10 @@ static int run_epoch(trainer *t, size_t epoch, int *stop, char *err)
     /* One optimizer step takes `accumulate` micro-batches of `batch`. */
     size_t span = c->batch * c->accumulate, n = t->sampler.n_epoch;
     size_t steps = mt__steps_per_epoch(t);
-    size_t first = t->resume_pos / span;
+    /* A checkpoint's position is a step's end: a multiple of span, or n
+     * after the epoch's last, short step (a stop right there: round up,
+     * or that step ran twice on resume). */
+    size_t first = (t->resume_pos + span - 1) / span;
     if (t->resume_pos == 0) {
         memset(t->ep_sums, 0, sizeof t->ep_sums);
         t->ep_seen = 0;
