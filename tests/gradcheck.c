@@ -77,3 +77,15 @@ double gc_layer(mt_model *m, size_t B, const mt_step_ctx *ctx, float h,
     free(g);
     return worst > wp ? worst : wp;
 }
+
+size_t gc_first_far(const float *got, const float *want, size_t len,
+                    float *top)
+{
+    *top = 0.0f;
+    for (size_t i = 0; i < len; i++)
+        *top = fmaxf(*top, fabsf(want[i]));
+    for (size_t i = 0; i < len; i++)
+        if (!(fabsf(got[i] - want[i]) <= 1e-5f * (*top + fabsf(want[i]))))
+            return i;
+    return len;
+}

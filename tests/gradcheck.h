@@ -18,4 +18,12 @@ void gc_fill_spaced(float *x, size_t n, float spacing, uint64_t seed);
 double gc_layer(mt_model *m, size_t B, const mt_step_ctx *ctx, float h,
                 double floor);
 
+/* Two backends' floats within float rounding of each other: the first i
+ * with |got - want| > 1e-5 (top + |want|) or NaN, or len if none; *top
+ * is the largest |want|. Sums of many terms (a weight gradient sums over
+ * every output pixel of the batch) may cancel to near zero, so the bound
+ * scales with the largest value. */
+size_t gc_first_far(const float *got, const float *want, size_t len,
+                    float *top);
+
 #endif

@@ -105,20 +105,16 @@ static float *pass(mt_model *m, size_t b, uint64_t key, size_t len[3])
     return pass_as(m, b, key, len, 0);
 }
 
-/* got within float rounding of want: sums of many terms (a weight
- * gradient sums over every output pixel of the batch) may cancel to near
- * zero, so the bound scales with the largest value. */
+/* got within float rounding of want (gc_first_far). */
 static void expect_close(const float *got, const float *want, size_t len,
                          const char *what, size_t c, size_t b)
 {
-    float top = 0.0f;
-    for (size_t i = 0; i < len; i++)
-        top = fmaxf(top, fabsf(want[i]));
-    for (size_t i = 0; i < len; i++)
-        if (!(fabsf(got[i] - want[i]) <= 1e-5f * (top + fabsf(want[i]))))
-            fail_msg("case %zu, batch %zu: %s[%zu] is %.9g direct, %.9g "
-                     "with im2col (largest %g)",
-                     c, b, what, i, got[i], want[i], top);
+    float top;
+    size_t i = gc_first_far(got, want, len, &top);
+    if (i < len)
+        fail_msg("case %zu, batch %zu: %s[%zu] is %.9g direct, %.9g "
+                 "with im2col (largest %g)",
+                 c, b, what, i, got[i], want[i], top);
 }
 
 /* Batches after a larger one in the same layer: a block's lanes past

@@ -384,14 +384,12 @@ static float *conv_pass(mt_layer_spec s, mt_shape in, size_t max_b, size_t b,
 static void expect_close(const float *got, const float *want, size_t len,
                          const char *what, size_t c, size_t b)
 {
-    float top = 0.0f;
-    for (size_t i = 0; i < len; i++)
-        top = fmaxf(top, fabsf(want[i]));
-    for (size_t i = 0; i < len; i++)
-        if (fabsf(got[i] - want[i]) > 1e-5f * (top + fabsf(want[i])))
-            fail_msg("case %zu, batch %zu: %s[%zu] is %.9g with oneDNN, "
-                     "%.9g with im2col (largest %g)",
-                     c, b, what, i, got[i], want[i], top);
+    float top;
+    size_t i = gc_first_far(got, want, len, &top);
+    if (i < len)
+        fail_msg("case %zu, batch %zu: %s[%zu] is %.9g with oneDNN, "
+                 "%.9g with im2col (largest %g)",
+                 c, b, what, i, got[i], want[i], top);
 }
 
 /* oneDNN computes im2col's convolution: forward, input and parameter

@@ -10,6 +10,7 @@
 #endif
 
 #include "config.h"
+#include "core/bf16.h"
 #include "core/simd.h"
 
 void mt_seterr(char *err, const char *fmt, ...)
@@ -106,4 +107,12 @@ __attribute__((constructor)) static void isa_init(void)
         snprintf(isa_note, sizeof isa_note,
                  "MPITRAIN_ISA=%s: this CPU lacks it, using %s", want,
                  mt_isa_name((mt_isa)mt__isa));
+}
+
+MT_VECTOR(, mt__bf16_pack,
+          (uint16_t *restrict dst, const float *restrict src, size_t n),
+          (dst, src, n))
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = mt__bf16_round(src[i]);
 }

@@ -43,8 +43,9 @@
 
 /* The register tiles corr may use, (filters, columns); dgeom picks the
  * one that pads least. */
-static const int tiles[][2] = {{8, 3}, {6, 4}, {4, 6}, {4, 5}, {6, 3},
-                               {4, 4}};
+#define TILE(FO, XO) {FO, XO},
+static const int tiles[][2] = {MT__DIRECT_TILES(TILE)};
+#undef TILE
 #define N_TILES (sizeof tiles / sizeof tiles[0])
 
 typedef struct dgeom {
@@ -168,7 +169,6 @@ static size_t d_plane(const dgeom *g)
 
 /* ---- the correlation: out = bias + sum over c, kh, kw ---- */
 
-
 /* One tile: FO output channels x XO columns of output row oy. */
 static AVX512 void corr_tile(const corr_args *a, const float *in,
                              const float *w, const float *bias, float *out,
@@ -226,22 +226,19 @@ static AVX512 void corr_all(const corr_args *a, const int FO, const int XO)
     {                                                                      \
         corr_all(a, FO, XO);                                               \
     }
-CORR(8, 3)
-CORR(6, 4)
-CORR(4, 6)
-CORR(4, 5)
-CORR(6, 3)
-CORR(4, 4)
+MT__DIRECT_TILES(CORR)
+#undef CORR
 
 static void corr(const corr_args *a, int tile)
 {
+#define ENTRY(FO, XO) corr_##FO##_##XO,
     static void (*const run[N_TILES])(const corr_args *) = {
-        corr_8_3, corr_6_4, corr_4_6, corr_4_5, corr_6_3, corr_4_4};
+        MT__DIRECT_TILES(ENTRY)};
+#undef ENTRY
     run[tile](a);
 }
 
 /* ---- the weight gradient ---- */
-
 
 /* dw[f0 .. f0 + FO)[c][kh][0 .. K) = sums over the blocks and pixels. */
 static AVX512 void dw_tile(const dw_args *a, size_t f0, size_t c, size_t kh,
@@ -369,8 +366,7 @@ static void direct_forward(mt_layer *l, const mt_step_ctx *ctx,
                    out_block, g.K, blocks_of(B)};
     if (l->spec.bf16) {
         mt__direct_weight_pairs(l->param[0].data, g.F, g.C, g.K, 0, s.wpf);
-        mt__direct_corr_bf16(&a, s.x16, s.wpf, tiles[g.ft][0],
-                             tiles[g.ft][1]);
+        mt__direct_corr_bf16(&a, s.x16, s.wpf, g.ft);
     } else {
         corr(&a, g.ft);
     }
@@ -408,8 +404,7 @@ static void grad_of_input(const mt_layer *l, const dgeom *g, const dbufs *s,
                    out_block, K, blocks_of(B)};
     if (l->spec.bf16) {
         mt__direct_weight_pairs(w, g->F, g->C, K, 1, s->wpb);
-        mt__direct_corr_bf16(&a, s->dy16, s->wpb, tiles[g->bt][0],
-                             tiles[g->bt][1]);
+        mt__direct_corr_bf16(&a, s->dy16, s->wpb, g->bt);
     } else {
         for (size_t f = 0; f < g->F; f++)
             for (size_t c = 0; c < g->C; c++)

@@ -6,8 +6,8 @@
  * output columns (weight gradient: dy's columns ox and ox + 1 against
  * x's ox + kw and ox + kw + 1). Inputs are rounded to nearest even, sums
  * stay float32. The tiles and loops are conv2d_direct.c's. */
-#include <string.h>
 
+#include "core/bf16.h"
 #include "mpitrain/core.h"
 #include "nn/conv_direct.h"
 
@@ -18,14 +18,6 @@
 #define KERNEL __attribute__((target(BF16), always_inline)) inline
 
 int mt__direct_has_bf16(void) { return __builtin_cpu_supports("avx512bf16"); }
-
-/* One bf16, to nearest even (as vcvtne2ps2bf16 for finite values). */
-static uint32_t bf16_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-}
 
 __attribute__((target(BF16))) void mt__direct_pairs(const float *src,
                                                     uint16_t *dst, size_t n)
@@ -65,7 +57,8 @@ void mt__direct_weight_pairs(const float *w, size_t F, size_t C, size_t K,
                     }
                     size_t row = flip ? c * F + f : f * C + c;
                     wp[(row * K + kh) * KP + j] =
-                        bf16_bits(lo) | bf16_bits(hi) << 16;
+                        mt__bf16_round(lo) |
+                        (uint32_t)mt__bf16_round(hi) << 16;
                 }
 }
 
@@ -130,21 +123,22 @@ static KERNEL void corr_all(const corr_args *a, const uint16_t *in16,
 }
 
 #define CORR(FO, XO)                                                         \
-    if (fo == FO && xo == XO) {                                              \
-        corr_all(a, in16, wp, FO, XO);                                       \
-        return;                                                              \
+    __attribute__((target(BF16))) static void corr_##FO##_##XO(           \
+        const corr_args *a, const uint16_t *in16, const uint32_t *wp)      \
+    {                                                                      \
+        corr_all(a, in16, wp, FO, XO);                                     \
     }
+MT__DIRECT_TILES(CORR)
+#undef CORR
 
-__attribute__((target(BF16))) void
-mt__direct_corr_bf16(const corr_args *a, const uint16_t *in16,
-                     const uint32_t *wp, int fo, int xo)
+void mt__direct_corr_bf16(const corr_args *a, const uint16_t *in16,
+                          const uint32_t *wp, int tile)
 {
-    CORR(8, 3)
-    CORR(6, 4)
-    CORR(4, 6)
-    CORR(4, 5)
-    CORR(6, 3)
-    CORR(4, 4)
+#define ENTRY(FO, XO) corr_##FO##_##XO,
+    static void (*const run[])(const corr_args *, const uint16_t *,
+                               const uint32_t *) = {MT__DIRECT_TILES(ENTRY)};
+#undef ENTRY
+    run[tile](a, in16, wp);
 }
 
 /* dw[f0 .. f0 + FO)[c][kh][0 .. K), two dy columns a product. */

@@ -65,7 +65,7 @@ typedef struct state {
     char impl[48];       /* "oneDNN jit:avx2": max_batch's forward kernel */
 } state;
 
-/* Shared with dense_bf16.c (nn/onednn.h): made once, by whichever
+/* Shared with dense_onednn.c (nn/onednn.h): made once, by whichever
  * layer comes first. */
 static dnnl_engine_t engine;
 static dnnl_stream_t stream;
@@ -104,6 +104,17 @@ static dnnl_status_t engine_init(void)
     if (s == dnnl_success)
         s = dnnl_stream_create(&stream, engine, dnnl_stream_default_flags);
     return s;
+}
+
+int mt__onednn_bf16_check(const mt_layer *l, const char *impl, char *err)
+{
+    if (strstr(impl, "bf16") || strstr(impl, "amx"))
+        return MT_OK;
+    mt_seterr(err, "%s: precision = bf16 needs oneDNN's bf16 kernels, which "
+                   "need a CPU with AVX512_BF16 or AMX (and MPITRAIN_ISA "
+                   "avx512 or unset); this one gets %s",
+              l->name, *impl ? impl : "no oneDNN kernel at all");
+    return MT_EINVAL;
 }
 
 dnnl_status_t mt__onednn_engine(dnnl_engine_t *e, dnnl_stream_t *st)
@@ -518,11 +529,9 @@ static int onednn_alloc(mt_layer *l, char *err)
     dnnl_status_t s = st->dw && st->db ? engine_init() : dnnl_out_of_memory;
     if (s == dnnl_success)
         s = plan_make(st, l, l->max_batch, &st->plans[0]);
-    /* bf16 on oneDNN's own bf16 kernels (vdpbf16ps, AMX) alone: else it
-     * emulates them, slower than float32 */
-    int bf16_ok = !l->spec.bf16 || (s == dnnl_success &&
-                                    (strstr(st->impl, "bf16") ||
-                                     strstr(st->impl, "amx")));
+    int bf16_ok = !l->spec.bf16 ||
+                  (s == dnnl_success &&
+                   mt__onednn_bf16_check(l, st->impl, NULL) == MT_OK);
     if (s == dnnl_success && bf16_ok &&
         (st->plans[0].direct || l->spec.backend == MT_CONV_ONEDNN)) {
         st->next = 1;
@@ -531,13 +540,8 @@ static int onednn_alloc(mt_layer *l, char *err)
     char impl[sizeof st->impl];
     snprintf(impl, sizeof impl, "%s", s == dnnl_success ? st->impl : "");
     mt_layer_free(l); /* releases what was made */
-    if (!bf16_ok) {
-        mt_seterr(err, "%s: precision = bf16 needs oneDNN's bf16 kernels, "
-                       "which need a CPU with AVX512_BF16 or AMX; this one "
-                       "gets %s",
-                  l->name, *impl ? impl : "no oneDNN kernel at all");
-        return MT_EINVAL;
-    }
+    if (!bf16_ok)
+        return mt__onednn_bf16_check(l, impl, err);
     if (l->spec.backend == MT_CONV_AUTO) {
         l->ops = &mt__conv2d_ops;
         return l->ops->alloc(l, err);

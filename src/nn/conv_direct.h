@@ -10,6 +10,11 @@
 #define LANES 16 /* samples a vector */
 #define MAX_K 7  /* the largest window */
 
+/* The register tiles corr may use, X(filters, columns), in the order
+ * of their index: the fp32 and bf16 kernels are instantiated from this
+ * one list, so a tile added here exists in both. */
+#define MT__DIRECT_TILES(X) X(8, 3) X(6, 4) X(4, 6) X(4, 5) X(6, 3) X(4, 4)
+
 typedef struct corr_args {
     const float *in;  /* blocks of (ci, in_rows, irs, 16) */
     size_t ci, in_rows, irs, in_block;
@@ -62,9 +67,9 @@ void mt__direct_pairs(const float *src, uint16_t *dst, size_t n);
 void mt__direct_weight_pairs(const float *w, size_t F, size_t C, size_t K,
                              int flip, uint32_t *wp);
 /* corr over bf16 pairs: a->in is not read; in16 holds the pairs of a's
- * input, wp the weights' pairs; tile as corr's. */
+ * input, wp the weights' pairs; tile: an index into MT__DIRECT_TILES. */
 void mt__direct_corr_bf16(const corr_args *a, const uint16_t *in16,
-                          const uint32_t *wp, int FO, int XO);
+                          const uint32_t *wp, int tile);
 /* The weight gradient from the pairs of xt and dyp (a->xt and a->dyp
  * are not read), two columns of dy a product. */
 void mt__direct_dw_bf16(const dw_args *a, const uint16_t *x16,

@@ -60,6 +60,15 @@ MT_VECTOR(static, dense_forward,
                 (int)Ni, 1.0f, x, (int)Ni, W, (int)Ni, 1.0f, y, (int)No);
 }
 
+MT_VECTOR(, mt__dense_bias_grad,
+          (const float *dy, float *db, size_t B, size_t No),
+          (dy, db, B, No))
+{
+    for (size_t n = 0; n < B; n++)
+        for (size_t o = 0; o < No; o++)
+            db[o] += dy[n * No + o];
+}
+
 MT_VECTOR(static, dense_backward_weight,
           (mt_layer *l, const float *x, const float *dy, size_t B),
           (l, x, dy, B))
@@ -69,9 +78,7 @@ MT_VECTOR(static, dense_backward_weight,
     /* dW (No, Ni) += dy^T (No, B) x (B, Ni) */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)No, (int)Ni,
                 (int)B, 1.0f, dy, (int)No, x, (int)Ni, 1.0f, dW, (int)Ni);
-    for (size_t n = 0; n < B; n++)
-        for (size_t o = 0; o < No; o++)
-            db[o] += dy[n * No + o];
+    mt__dense_bias_grad(dy, db, B, No);
 }
 
 static void dense_backward_input(mt_layer *l, const float *x, const float *y,

@@ -24,7 +24,7 @@
 #include <string.h>
 
 #include "mpitrain/core.h"
-#include "core/simd.h"
+#include "core/bf16.h"
 #include "nn/internal.h"
 
 #ifdef HAVE_ONEDNN
@@ -32,38 +32,13 @@
 
 #include "nn/onednn.h"
 
-/* x rounded to bfloat16, to nearest even; NaN stays NaN (as the ring's
- * bf16 payload). Integer arithmetic: the same on every path. */
-MT_VECTOR(static, round_bf16, (const float *x, uint16_t *h, size_t n),
-          (x, h, n))
-{
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &x[i], sizeof u);
-        uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-        uint32_t quiet_nan = (u >> 16) | 0x40u;
-        h[i] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan
-                                                         : rounded);
-    }
-}
-
 /* x in bf16 into h, if h (precision = bf16): h; else x as it is. */
 static const void *rounded(const float *x, uint16_t *h, size_t n)
 {
     if (!h)
         return x;
-    round_bf16(x, h, n);
+    mt__bf16_pack(h, x, n);
     return h;
-}
-
-/* db (No) += the column sums of dy (B, No). */
-MT_VECTOR(static, bias_grad, (const float *dy, float *db, size_t B,
-                              size_t No),
-          (dy, db, B, No))
-{
-    for (size_t n = 0; n < B; n++)
-        for (size_t o = 0; o < No; o++)
-            db[o] += dy[n * No + o];
 }
 
 enum mem { F_X, F_W, F_B, F_Y, D_DY, D_W, D_DX, W_DY, W_X, W_DW, MEMS };
@@ -274,7 +249,7 @@ static void weight_grads(mt_layer *l, mplan *p, const float *x,
     static const int roles[] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS,
                                 DNNL_ARG_DST};
     run(l, p->bwd_weights, p, which, roles, 3);
-    bias_grad(dy, l->param[1].grad, B, l->param[1].n);
+    mt__dense_bias_grad(dy, l->param[1].grad, B, l->param[1].n);
 }
 
 static void onednn_backward_input(mt_layer *l, const float *x, const float *y,
@@ -324,13 +299,6 @@ static void onednn_release(mt_layer *l)
     memset(st, 0, sizeof *st);
 }
 
-/* oneDNN's bf16 kernels: vdpbf16ps (AVX512_BF16) or AMX. Elsewhere it
- * emulates bf16 with float32 code, slower than fp32 itself. */
-static int native_bf16(const char *impl)
-{
-    return strstr(impl, "bf16") || strstr(impl, "amx");
-}
-
 /* oneDNN's brgemm kernels (AVX-512 and up); elsewhere it runs its
  * gemm:jit, slower than OpenBLAS (AVX2: 1.2-2.1x; bench/README.md). */
 static int fast_f32(const char *impl) { return strncmp(impl, "brg", 3) == 0; }
@@ -355,7 +323,8 @@ static int onednn_alloc(mt_layer *l, char *err)
         s = plan_make(l, l->max_batch, &st->plans[0], impl, sizeof impl);
     int asked = l->spec.dense_backend == MT_DENSE_ONEDNN;
     if (s == dnnl_success &&
-        (half ? native_bf16(impl) : asked || fast_f32(impl))) {
+        (half ? mt__onednn_bf16_check(l, impl, NULL) == MT_OK
+              : asked || fast_f32(impl))) {
         snprintf(st->impl, sizeof st->impl, "oneDNN matmul%s (%s)",
                  half ? " bf16" : "", impl);
         st->next = 1;
@@ -375,11 +344,7 @@ static int onednn_alloc(mt_layer *l, char *err)
                        "(status %d)", l->name, (int)s);
         return MT_EINVAL;
     }
-    mt_seterr(err, "%s: precision = bf16 needs oneDNN's bf16 kernels, which "
-                   "need a CPU with AVX512_BF16 or AMX (and MPITRAIN_ISA "
-                   "avx512 or unset); this one gets %s",
-              l->name, s == dnnl_success ? impl : "no oneDNN kernel at all");
-    return MT_EINVAL;
+    return mt__onednn_bf16_check(l, s == dnnl_success ? impl : "", err);
 }
 
 static const char *onednn_describe(const mt_layer *l)

@@ -22,6 +22,8 @@ extern const mt_layer_ops mt__batchnorm_ops;
  * build has no oneDNN; alloc checks oneDNN's kernel for this CPU and
  * falls back to OpenBLAS for auto). */
 void mt__dense_init(mt_layer *l, uint64_t seed);
+/* db (No) += the column sums of dy (B, No), on the SIMD path in use. */
+void mt__dense_bias_grad(const float *dy, float *db, size_t B, size_t No);
 int mt__dense_onednn(mt_layer *l, char *err);
 
 /* conv (conv2d.c): its initial weights, shared by its backends. */

@@ -3,46 +3,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bf16.h"
 #include "core/simd.h"
 #include "mpitrain/core.h"
 #include "mpitrain/dist.h"
 #include "mpitrain/sync.h"
 
-/* Branch-free, so that the loops over a block vectorize. */
-static inline uint16_t to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16; /* to even */
-    uint32_t quiet_nan = (u >> 16) | 0x40u; /* NaN must stay NaN */
-    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
-}
-
-static inline float from_bf16(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-uint16_t mt_bf16_from_float(float f) { return to_bf16(f); }
-float mt_bf16_to_float(uint16_t h) { return from_bf16(h); }
-
-MT_VECTOR(static, pack_bf16,
-          (uint16_t *restrict dst, const float *restrict src, size_t n),
-          (dst, src, n))
-{
-    for (size_t i = 0; i < n; i++)
-        dst[i] = to_bf16(src[i]);
-}
+uint16_t mt_bf16_from_float(float f) { return mt__bf16_round(f); }
+float mt_bf16_to_float(uint16_t h) { return mt__bf16_widen(h); }
 
 MT_VECTOR(static, add_bf16,
           (float *restrict dst, const uint16_t *restrict src, size_t n),
           (dst, src, n))
 {
     for (size_t i = 0; i < n; i++)
-        dst[i] += from_bf16(src[i]);
+        dst[i] += mt__bf16_widen(src[i]);
 }
 
 MT_VECTOR(static, unpack_bf16,
@@ -50,7 +25,7 @@ MT_VECTOR(static, unpack_bf16,
           (dst, src, n))
 {
     for (size_t i = 0; i < n; i++)
-        dst[i] = from_bf16(src[i]);
+        dst[i] = mt__bf16_widen(src[i]);
 }
 
 MT_VECTOR(static, add_floats,
@@ -131,7 +106,7 @@ MT_VECTOR(static, round_block,
           (v, n))
 {
     for (size_t i = 0; i < n; i++)
-        v[i] = from_bf16(to_bf16(v[i]));
+        v[i] = mt__bf16_widen(mt__bf16_round(v[i]));
 }
 
 static int post(mt_ring *r, char *err)
@@ -146,7 +121,7 @@ static int post(mt_ring *r, char *err)
         round_block(r->buf + slo, shi - slo);
     size_t ns = nsegs(r, shi - slo), nr = nsegs(r, rhi - rlo);
     if (bf16)
-        pack_bf16(r->send16, r->buf + slo, shi - slo);
+        mt__bf16_pack(r->send16, r->buf + slo, shi - slo);
     int left = mod(r->rank - 1, P), right = mod(r->rank + 1, P), rc = 0;
     for (size_t k = 0; k < nr; k++) {
         size_t o = k * r->seg, len = rhi - rlo - o < r->seg ? rhi - rlo - o
