@@ -332,20 +332,20 @@ static int direct_alloc(mt_layer *l, char *err)
     return mt__layer_scratch(l, scratch_floats(l, &g) * sizeof(float), err);
 }
 
-static void x_mt__direct_to_blocks(const dgeom *g, const dbufs *s, const float *x,
+static void x_to_blocks(const dgeom *g, const dbufs *s, const float *x,
                         size_t B)
 {
-    mt__direct_to_blocks(x, B, g->C, g->H, g->W, s->xt, g->xt, x_plane(g), g->xrs,
-              g->P);
+    mt__direct_to_blocks(x, B, g->C, g->H, g->W, s->xt, g->xt, x_plane(g),
+                         g->xrs, g->P);
     if (s->x16)
         mt__direct_pairs(s->xt, s->x16, blocks_of(B) * g->xt / LANES);
 }
 
-static void dy_mt__direct_to_blocks(const dgeom *g, const dbufs *s, const float *dy,
+static void dy_to_blocks(const dgeom *g, const dbufs *s, const float *dy,
                          size_t B)
 {
-    mt__direct_to_blocks(dy, B, g->F, g->OH, g->OW, s->dyp, g->dyp, d_plane(g), g->drs,
-              g->Q);
+    mt__direct_to_blocks(dy, B, g->F, g->OH, g->OW, s->dyp, g->dyp,
+                         d_plane(g), g->drs, g->Q);
     if (s->dy16)
         mt__direct_pairs(s->dyp, s->dy16, blocks_of(B) * g->dyp / LANES);
 }
@@ -359,7 +359,7 @@ static void direct_forward(mt_layer *l, const mt_step_ctx *ctx,
     size_t nw = g.F * g.C * g.K * g.K, bias_at = g.Fp * g.C * g.K * g.K;
     memcpy(s.wp, l->param[0].data, nw * sizeof(float));
     memcpy(s.wp + bias_at, l->param[1].data, g.F * sizeof(float));
-    x_mt__direct_to_blocks(&g, &s, x, B);
+    x_to_blocks(&g, &s, x, B);
     size_t out_block = g.Fp * g.OH * g.OWp * LANES;
     corr_args a = {s.xt, g.C, g.H + 2 * g.P, g.xrs, g.xt, g.P, g.P + g.H,
                    s.wp, s.wp + bias_at, s.out, g.Fp, g.OH, g.OWp,
@@ -370,8 +370,8 @@ static void direct_forward(mt_layer *l, const mt_step_ctx *ctx,
     } else {
         corr(&a, g.ft);
     }
-    mt__direct_from_blocks(s.out, out_block, g.OH * g.OWp * LANES, g.OWp, B, g.F, g.OH,
-                g.OW, y);
+    mt__direct_from_blocks(s.out, out_block, g.OH * g.OWp * LANES, g.OWp, B,
+                           g.F, g.OH, g.OW, y);
 }
 
 /* dW and db from xt and dyp as they are. */
@@ -413,8 +413,8 @@ static void grad_of_input(const mt_layer *l, const dgeom *g, const dbufs *s,
                         w[(f * g->C + c) * KK + KK - 1 - i];
         corr(&a, g->bt);
     }
-    mt__direct_from_blocks(s->out, out_block, g->H * g->Wp * LANES, g->Wp, B, g->C,
-                g->H, g->W, dx);
+    mt__direct_from_blocks(s->out, out_block, g->H * g->Wp * LANES, g->Wp, B,
+                           g->C, g->H, g->W, dx);
 }
 
 /* Both gradients; xt is forward's. */
@@ -424,7 +424,7 @@ static void direct_backward(mt_layer *l, const float *x, const float *y,
     (void)x, (void)y;
     dgeom g = dgeom_of(l);
     dbufs s = dbufs_of(l, &g);
-    dy_mt__direct_to_blocks(&g, &s, dy, B);
+    dy_to_blocks(&g, &s, dy, B);
     grads_of_weights(l, &g, &s, B);
     if (dx)
         grad_of_input(l, &g, &s, dx, B);
@@ -439,7 +439,7 @@ static void direct_backward_input(mt_layer *l, const float *x,
         return;
     dgeom g = dgeom_of(l);
     dbufs s = dbufs_of(l, &g);
-    dy_mt__direct_to_blocks(&g, &s, dy, B);
+    dy_to_blocks(&g, &s, dy, B);
     grad_of_input(l, &g, &s, dx, B);
 }
 
@@ -449,8 +449,8 @@ static void direct_backward_weight(mt_layer *l, const float *x,
 {
     dgeom g = dgeom_of(l);
     dbufs s = dbufs_of(l, &g);
-    x_mt__direct_to_blocks(&g, &s, x, B);
-    dy_mt__direct_to_blocks(&g, &s, dy, B);
+    x_to_blocks(&g, &s, x, B);
+    dy_to_blocks(&g, &s, dy, B);
     grads_of_weights(l, &g, &s, B);
 }
 

@@ -106,17 +106,6 @@ static dnnl_status_t engine_init(void)
     return s;
 }
 
-int mt__onednn_bf16_check(const mt_layer *l, const char *impl, char *err)
-{
-    if (strstr(impl, "bf16") || strstr(impl, "amx"))
-        return MT_OK;
-    mt_seterr(err, "%s: precision = bf16 needs oneDNN's bf16 kernels, which "
-                   "need a CPU with AVX512_BF16 or AMX (and MPITRAIN_ISA "
-                   "avx512 or unset); this one gets %s",
-              l->name, *impl ? impl : "no oneDNN kernel at all");
-    return MT_EINVAL;
-}
-
 dnnl_status_t mt__onednn_engine(dnnl_engine_t *e, dnnl_stream_t *st)
 {
     dnnl_status_t s = engine_init();

@@ -299,6 +299,17 @@ static void onednn_release(mt_layer *l)
     memset(st, 0, sizeof *st);
 }
 
+int mt__onednn_bf16_check(const mt_layer *l, const char *impl, char *err)
+{
+    if (strstr(impl, "bf16") || strstr(impl, "amx"))
+        return MT_OK;
+    mt_seterr(err, "%s: precision = bf16 needs oneDNN's bf16 kernels, which "
+                   "need a CPU with AVX512_BF16 or AMX (and MPITRAIN_ISA "
+                   "avx512 or unset); this one gets %s",
+              l->name, *impl ? impl : "no oneDNN kernel at all");
+    return MT_EINVAL;
+}
+
 /* oneDNN's brgemm kernels (AVX-512 and up); elsewhere it runs its
  * gemm:jit, slower than OpenBLAS (AVX2: 1.2-2.1x; bench/README.md). */
 static int fast_f32(const char *impl) { return strncmp(impl, "brg", 3) == 0; }

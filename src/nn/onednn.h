@@ -1,6 +1,7 @@
 /* Private to src/nn, and only where the build has oneDNN: the engine,
  * stream and thread count that every oneDNN layer shares, and its bf16
- * rule (conv2d_onednn.c has them; dense_onednn.c uses them too). */
+ * rule (conv2d_onednn.c makes the engine, dense_onednn.c has the rule;
+ * each uses the other's). */
 #ifndef MPITRAIN_NN_ONEDNN_H
 #define MPITRAIN_NN_ONEDNN_H
 
