@@ -28,6 +28,9 @@ typedef struct mt_model {
     /* The layers whose memory this rank holds: all of them, or after
      * mt_model_keep_layers a pipeline stage's. */
     size_t live_lo, live_hi;
+    /* params and grads are memory lent by mt_model_place_arenas (not
+     * unmapped by mt_model_free). */
+    int arenas_lent;
 } mt_model;
 
 /* Builds the model: sets up every layer in turn (so a shape that does not
@@ -48,6 +51,15 @@ int mt_model_check(const mt_layer_spec *specs, size_t n_specs, mt_shape in,
                    size_t *bad, char *err);
 /* Frees the model. Safe on a zeroed model and twice. */
 void mt_model_free(mt_model *m);
+
+/* Moves the parameter and gradient arenas into memory the caller owns
+ * (n_params floats each, e.g. a node's shared-memory window:
+ * src/parallel/sync_shm.c), values copied and every layer's views moved;
+ * mt_model_free leaves that memory alone. mt_model_own_arenas moves them
+ * back into memory of the model's own (MT_ENOMEM, the arenas left where
+ * they are, if it cannot be had). Not for a pipeline stage's model. */
+void mt_model_place_arenas(mt_model *m, float *params, float *grads);
+int mt_model_own_arenas(mt_model *m, char *err);
 
 /* Output shape of the last layer. */
 mt_shape mt_model_out(const mt_model *m);

@@ -130,6 +130,8 @@ typedef struct mt_sync_cfg {
     int defer_update; /* allreduce: buckets applied in the next forward */
     int shard_optimizer; /* allreduce, ring: each rank steps a block of
                             every bucket (sync_shard.c) */
+    int shared_memory; /* allreduce, ring: a node's ranks sum and step
+                          through one shared window (sync_shm.c) */
 } mt_sync_cfg;
 
 /* A contiguous slice [lo, hi) of the gradient arena, ready once backward
@@ -186,6 +188,11 @@ typedef struct mt_sync {
     int shard;
     int *shard_counts, *shard_displs;
     float *shard_buf;
+    /* shared_memory with more than one rank on a node: the window, the
+     * node's and the cross-node groups, the blocks (sync_shm.c); the
+     * model's parameters and gradients live in the window until
+     * mt_sync_free, which hands them back (free the sync first). */
+    struct mt__shm *shm;
 } mt_sync;
 
 /* Cuts the model's gradients into buckets and sizes the ring, or cuts the
@@ -250,6 +257,12 @@ int mt_sync_apply(mt_sync *s, mt_optim *o, float *params, float lr,
 int mt_chain_sum(MPI_Comm comm, float *acc, const float *groups,
                  size_t n_groups, size_t n, double *total,
                  const double *sums, size_t n_sums, char *err);
+
+/* shared_memory: 1 and the layout (ranks a node, nodes) if the node's
+ * ranks share a window, 0 if not (every node has one rank, or it is
+ * off). */
+int mt_sync_shared_layout(const mt_sync *s, int *ranks_a_node,
+                          int *nodes);
 
 /* Round to the nearest bf16, ties to even (what the wire carries). */
 uint16_t mt_bf16_from_float(float f);

@@ -384,6 +384,15 @@ int mt_config_check(const mt_config *c, char *err)
                   c->path);
         return MT_EINVAL;
     }
+    if (c->shared_memory &&
+        (c->sync == 2 /* ps */ || c->defer_update || c->deterministic ||
+         c->stages > 1 || c->progress_thread)) {
+        mt_seterr(err, "%s: [parallel] shared_memory needs sync = "
+                       "allreduce or ring, and no defer_update, "
+                       "deterministic, stages or progress_thread",
+                  c->path);
+        return MT_EINVAL;
+    }
     if (c->compress && c->sync != 1) {
         mt_seterr(err, "%s: [parallel] compress = bf16 needs sync = ring",
                   c->path);

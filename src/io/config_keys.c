@@ -124,6 +124,8 @@ const mt__key_def mt__config_keys[] = {
     K("parallel", "defer_update", T_BOOL, defer_update, 0, 1, NULL, "false"),
     K("parallel", "shard_optimizer", T_BOOL, shard_optimizer, 0, 1, NULL,
       "false"),
+    K("parallel", "shared_memory", T_BOOL, shared_memory, 0, 1, NULL,
+      "false"),
     K("parallel", "compress", T_ENUM, compress, 0, 0, compress_names, "none"),
     K("parallel", "segment_kb", T_SIZE, segment_kb, 1, 1 << 20, NULL, "1024"),
     K("parallel", "ring_min_kb", T_DOUBLE, ring_min_kb, 0, 1 << 20, NULL,

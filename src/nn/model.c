@@ -42,8 +42,11 @@ void mt_model_free(mt_model *m)
     for (size_t i = 0; m->layers && i < m->n_layers; i++)
         mt_layer_free(&m->layers[i]);
     mt_free(m->layers);
-    arena_unmap(m->params, m->n_params);
-    arena_unmap(m->grads, m->n_params);
+    if (!m->arenas_lent) {
+        arena_unmap(m->params, m->n_params);
+        arena_unmap(m->grads, m->n_params);
+    }
+    m->arenas_lent = 0;
     arena_unmap(m->state, m->n_state);
     arena_unmap(m->act_arena, m->n_act);
     mt_free(m->act);
@@ -70,6 +73,43 @@ static void layout(mt_model *m)
             s += l->state[k].n;
         }
     }
+}
+
+/* The arenas to params and grads (values copied, views moved). */
+static void move_arenas(mt_model *m, float *params, float *grads)
+{
+    memcpy(params, m->params, m->n_params * sizeof(float));
+    memcpy(grads, m->grads, m->n_params * sizeof(float));
+    if (!m->arenas_lent) {
+        arena_unmap(m->params, m->n_params);
+        arena_unmap(m->grads, m->n_params);
+    }
+    m->params = params;
+    m->grads = grads;
+    layout(m);
+}
+
+void mt_model_place_arenas(mt_model *m, float *params, float *grads)
+{
+    move_arenas(m, params, grads);
+    m->arenas_lent = 1;
+}
+
+int mt_model_own_arenas(mt_model *m, char *err)
+{
+    if (!m->arenas_lent)
+        return MT_OK;
+    float *p = arena_map(m->n_params), *g = arena_map(m->n_params);
+    if (!p || !g) {
+        arena_unmap(p, m->n_params);
+        arena_unmap(g, m->n_params);
+        mt_seterr(err, "model: out of memory for %zu parameters",
+                  m->n_params);
+        return MT_ENOMEM;
+    }
+    move_arenas(m, p, g);
+    m->arenas_lent = 0;
+    return MT_OK;
 }
 
 static int alloc_arenas(mt_model *m, char *err)

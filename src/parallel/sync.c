@@ -111,6 +111,14 @@ static int init_strategy(mt_sync *s, mt_model *m, mt_optim *o,
             mt_sync_free(s);
         return rc;
     }
+    if (cfg->shared_memory && s->size > 1) {
+        int rc = mt__shm_init(s, m, err);
+        if (rc || s->shm) {
+            if (rc)
+                mt_sync_free(s);
+            return rc;
+        }
+    }
     if (cfg->kind == MT_SYNC_RING) {
         /* Blocking mode reduces the whole arena at once. */
         size_t biggest = cfg->overlap ? cap : s->n ? s->n : 1;
@@ -186,6 +194,7 @@ void mt_sync_free(mt_sync *s)
         if (s->b[k].state == 1)
             MPI_Wait(&s->b[k].req, MPI_STATUS_IGNORE);
     s->unapplied = 0;
+    mt__shm_free(s);
     mt__ps_async_free(s);
     mt__sync_ps_free(s);
     mt__shard_free(s);
@@ -276,6 +285,8 @@ int mt_sync_clip(mt_sync *s, double max, char *err)
 {
     if (s->async)
         return MT_OK;
+    if (s->shm)
+        return mt__shm_clip(s, max, err);
     if (s->shard)
         return mt__shard_clip(s, max, err);
     const mt_plan *p = s->plan;

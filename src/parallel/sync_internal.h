@@ -33,6 +33,7 @@ extern const mt_sync_ops mt__sync_allreduce_sharded;
 extern const mt_sync_ops mt__sync_ring_sharded;
 extern const mt_sync_ops mt__sync_ps;
 extern const mt_sync_ops mt__sync_ps_async;
+extern const mt_sync_ops mt__sync_shm;
 /* The parameter server's pieces and buffers (after the buckets). */
 int mt__sync_ps_init(mt_sync *s, char *err);
 void mt__sync_ps_free(mt_sync *s);
@@ -81,5 +82,14 @@ int mt__shard_apply_ring(mt_sync *s, mt_optim *o, float *params, float lr,
 int mt__shard_apply_mpi(mt_sync *s, mt_optim *o, float *params, float lr,
                         char *err);
 int mt__shard_clip(mt_sync *s, double max, char *err);
+
+/* shared_memory (sync_shm.c). init: the node's window with m's arenas
+ * placed in it, or nothing where every node has one rank (s->shm stays
+ * NULL); collective. free: the arenas handed back to m. clip and
+ * gather_slots as the sharded ones, over the node's blocks. */
+int mt__shm_init(mt_sync *s, mt_model *m, char *err);
+void mt__shm_free(mt_sync *s);
+int mt__shm_clip(mt_sync *s, double max, char *err);
+int mt__shm_gather_slots(mt_sync *s, char *err);
 
 #endif

@@ -142,6 +142,8 @@ int mt__shard_apply_mpi(mt_sync *s, mt_optim *o, float *params, float lr,
 
 int mt_sync_gather_slots(mt_sync *s, char *err)
 {
+    if (s->shm)
+        return mt__shm_gather_slots(s, err);
     if (!s->shard)
         return MT_OK;
     const mt_optim *o = s->optim;

@@ -89,6 +89,15 @@ void mt__print_plan(const trainer *t, size_t epoch)
     printf("SIMD path %s, OpenBLAS %s core%s%s\n",
            mt_isa_name(mt_isa_current()), openblas_get_corename(),
            *mt_isa_note() ? "; " : "", mt_isa_note());
+    int per_node, nodes;
+    if (mt_sync_shared_layout(&t->sync, &per_node, &nodes))
+        printf("gradients: %s through shared memory, %d ranks a node on "
+               "%d node%s\n",
+               c->sync == MT_SYNC_RING ? "ring" : "allreduce", per_node,
+               nodes, nodes == 1 ? "" : "s");
+    else if (c->shared_memory && t->size > 1)
+        printf("[parallel] shared_memory: one rank a node, nothing "
+               "shared\n");
     if (t->sampler.mode != MT_SAMPLING_NONE)
         printf("%s: %zu samples per epoch, %zu of each class\n",
                t->sampler.mode == MT_SAMPLING_OVER ? "oversampling"

@@ -24,9 +24,10 @@ static void trainer_free(trainer *t)
     mt_dataset_free(&t->win[1]);
     mt_dataset_free(&t->val);
     mt_dataset_free(&t->test);
+    /* The sync first: it hands the model's arenas back (sync.h). */
+    mt_sync_free(&t->sync);
     mt_model_free(&t->model);
     mt_optim_free(&t->optim);
-    mt_sync_free(&t->sync);
     mt_free(t->order);
     mt_sampler_free(&t->sampler);
     mt_free(t->epoch_perm);
@@ -180,7 +181,8 @@ static int build(trainer *t, char *err)
                       .progress_thread =
                           (mt_progress_mode)c->progress_thread,
                       .defer_update = c->defer_update,
-                      .shard_optimizer = c->shard_optimizer};
+                      .shard_optimizer = c->shard_optimizer,
+                      .shared_memory = c->shared_memory};
     if (rc == MT_OK)
         rc = mt_sync_init(&t->sync, &t->model, &t->optim, &sc, &t->plan,
                           err);

@@ -29,7 +29,7 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*"; keep=1; echo "logs kept in $work"; exit 1; }
 
 # MPITRAIN_CLUSTER_PROGRAMS: another list (the link cut runs always).
-programs=${MPITRAIN_CLUSTER_PROGRAMS-train checkpoint ps ring pipeline_train search}
+programs=${MPITRAIN_CLUSTER_PROGRAMS-train checkpoint ps ring shm pipeline_train search}
 # Each program at each rank count in turn, its log kept on failure.
 run_programs() { # HOSTS NPS PROGRAMS...
     local hosts=$1 nps=$2
