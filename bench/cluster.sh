@@ -46,7 +46,8 @@ for layout in "$@"; do
             keep_best one "$(bench_rate 1 "$ini" "$steps")"
             # The same ranks on one host, over shared memory: what the
             # network costs, on cores that run them as they run here.
-            keep_best shm "$(bench_rate "$hosts" "$ini" "$steps")"
+            keep_best shm "$(bench_rate "$hosts" "$ini" "$steps" \
+                --set parallel.shared_memory=false)"
             for m in "${modes[@]}"; do
                 # shellcheck disable=SC2086
                 v=$(BENCH_MPIRUN=tests/cluster/mpirun.sh \

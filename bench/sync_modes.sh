@@ -2,7 +2,8 @@
 # Samples/s of every gradient-synchronisation mode, same run, against
 # sync = allreduce at the same rank count: allreduce, ring, ps colocated
 # and ps with one dedicated server (which trains nothing, so it has one
-# worker fewer), allreduce and ring with shard_optimizer, at 2, 3 and 4
+# worker fewer), allreduce and ring with shard_optimizer and with
+# shared_memory (one node: nothing sent), at 2, 3 and 4
 # ranks, on LeNet-5 and the MLP of examples/, and one rank (the scaling
 # column). Each configuration runs `rounds` times, alternating, and the
 # best is kept. Prints the bytes each worker sends per step too.
@@ -15,12 +16,16 @@ steps=${1:-300}
 rounds=${2:-2}
 nps=${3:-2 3 4}
 . bench/lib.sh
-modes=("allreduce|--set parallel.sync=allreduce"
-    "ring|--set parallel.sync=ring"
+# The message rows with shared_memory = false (auto would take it).
+msg="--set parallel.shared_memory=false"
+modes=("allreduce|--set parallel.sync=allreduce $msg"
+    "ring|--set parallel.sync=ring $msg"
     "ps colocated|--set parallel.sync=ps"
     "ps 1 server|--set parallel.sync=ps --set parallel.servers=1"
-    "allreduce sharded|--set parallel.sync=allreduce --set parallel.shard_optimizer=true"
-    "ring sharded|--set parallel.sync=ring --set parallel.shard_optimizer=true")
+    "allreduce sharded|--set parallel.sync=allreduce --set parallel.shard_optimizer=true $msg"
+    "ring sharded|--set parallel.sync=ring --set parallel.shard_optimizer=true $msg"
+    "allreduce shm|--set parallel.sync=allreduce --set parallel.shared_memory=true"
+    "ring shm|--set parallel.sync=ring --set parallel.shared_memory=true")
 
 export MPITRAIN_BENCH_SLOW=""
 bench_machine
@@ -58,6 +63,8 @@ for ini in examples/lenet5-fashion.ini examples/mlp-fashion.ini; do
             allreduce | ring | "ps colocated" | *sharded)
                 kib=$((params * 4 * 2 * (np - 1) / np / 1024)) ;;
             "ps 1 server") kib=$((params * 4 / 1024)) ;;
+            # One node: no message; each rank reads the others' blocks.
+            *shm) kib=0 ;;
             esac
             ratio=$(ratio_of "${best[$name]}" "${best[allreduce]}")
             printf '| %d | %s | %d | %s | %s | %d KiB |\n' "$np" "$name" \

@@ -24,6 +24,7 @@ const char fx_model_ini[] =
     "[data]\nvalidation = 0.2\n"
     "[train]\nepochs = 2\nbatch = 10\n"
     "[optimizer]\ntype = sgd\nlr = 0.05\nmomentum = 0.9\n"
+    "[parallel]\nshared_memory = false\n"
     "[conv]\nfilters = 3\nsize = 3\npad = 1\nactivation = relu\n"
     "[maxpool]\n[flatten]\n"
     "[dense]\nunits = 8\nactivation = tanh\n"

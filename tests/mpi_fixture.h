@@ -8,7 +8,9 @@
 #include "mpitrain/config.h"
 
 /* The model the data-parallel and parameter-server tests train on d.h5:
- * conv, max-pooling, dropout, SGD with momentum, 2 epochs of batch 10. */
+ * conv, max-pooling, dropout, SGD with momentum, 2 epochs of batch 10;
+ * shared_memory = false, so that sync's own paths are the ones tested
+ * (tests/shm.mpi sets it). */
 /* The fixture's samples (d.h5) are FX_C x 4 x 4: 3 channels, so that
  * fx_model_ini's conv runs on oneDNN where the build has it (auto takes
  * it from 3 input channels) in train, ps and checkpoint.mpi, and on

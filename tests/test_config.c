@@ -377,15 +377,15 @@ static void test_bad_enum_and_structure(void **s)
     /* Shared memory: allreduce or ring, data parallel, no thread. */
     expect_error("[data]\ntrain = a\n[parallel]\nsync = ps\n"
                  "shared_memory = true\n[dense]\nunits = 2\n",
-                 NULL, "shared_memory needs sync = allreduce or ring",
+                 NULL, "shared_memory = true needs sync",
                  NULL);
     expect_error("[data]\ntrain = a\n[parallel]\nstages = 2\n"
                  "shared_memory = true\n[dense]\nunits = 2\n[dense]\n"
                  "units = 2\n",
-                 NULL, "shared_memory needs", "stages", NULL);
+                 NULL, "shared_memory = true needs", "stages", NULL);
     expect_error("[data]\ntrain = a\n[parallel]\nprogress_thread = on\n"
                  "shared_memory = true\n[dense]\nunits = 2\n",
-                 NULL, "shared_memory needs", "progress_thread", NULL);
+                 NULL, "shared_memory = true needs", "progress_thread", NULL);
 }
 
 static void test_schedule_keys(void **s)

@@ -4,7 +4,8 @@
  * each (sync alone)): the single rank's weights in both sync modes, with
  * Adam, clipping, accumulation and a rank without samples; at 2 ranks on
  * one node the floats of sync without it; checkpoints that resume in any
- * mode; and nodes of unequal rank counts refused on every rank. */
+ * mode; nodes of unequal rank counts refused on every rank with true,
+ * left to sync alone with auto. */
 #include <mpi.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -130,6 +131,27 @@ static void test_two_ranks_change_no_float(void **s)
     }
 }
 
+/* auto, the default: where nodes hold the same number of ranks the run
+ * of true, bit for bit; elsewhere sync alone, the single rank's weights. */
+static void test_auto(void **s)
+{
+    (void)s;
+    const char *const aut[] = {"parallel.shared_memory=auto",
+                               "optimizer.type=adam", NULL};
+    const char *const on[] = {"parallel.shared_memory=true",
+                              "optimizer.type=adam", NULL};
+    char err[MT_ERR_LEN] = "";
+    if (refused()) {
+        fx_expect_same(dir, "t.ini", aut, aut, 1e-4);
+        return;
+    }
+    if (train_with("auto", aut, NULL, 0, err) ||
+        train_with("on", on, NULL, 0, err))
+        fail_msg("%s", err);
+    if (runs_diff("auto", "on", 1) != 0.0)
+        fail_msg("shared_memory = auto is not the run of true");
+}
+
 /* A checkpoint holds every optimizer slot (gathered from the blocks'
  * owners): a stop after 11 steps with Adam resumed with shared memory
  * ends with the uninterrupted run's weights bit for bit; resumed without
@@ -175,6 +197,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_equals_single_rank),
         cmocka_unit_test(test_two_ranks_change_no_float),
+        cmocka_unit_test(test_auto),
         cmocka_unit_test(test_resumes_in_any_mode),
     };
     int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);

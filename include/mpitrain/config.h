@@ -121,7 +121,7 @@ typedef struct mt_config {
     int progress_thread; /* mt_progress_mode: off, on */
     int defer_update;    /* buckets applied in the next step's forward */
     int shard_optimizer; /* each rank steps a block of every bucket */
-    int shared_memory;   /* a node's ranks sum through a shared window */
+    int shared_memory;   /* mt_shm_mode: false, true, auto */
     int compress;   /* mt_compress: ring payload */
     size_t segment_kb;
     double ring_min_kb; /* smaller buffers: MPI_Allreduce, not the ring */

@@ -116,6 +116,11 @@ typedef enum mt_progress_mode {
     MT_PROGRESS_THREAD_ON   /* needs MPI_THREAD_SERIALIZED (an error) */
 } mt_progress_mode;
 
+/* [parallel] shared_memory (sync_shm.c): off; on (an error where it
+ * cannot be: nodes of unequal rank counts); auto (on where every node
+ * holds the same number of ranks, more than one; sync alone elsewhere). */
+typedef enum mt_shm_mode { MT_SHM_OFF, MT_SHM_ON, MT_SHM_AUTO } mt_shm_mode;
+
 /* How gradients are synchronised ([parallel] in the config). */
 typedef struct mt_sync_cfg {
     mt_sync_kind kind;
@@ -130,9 +135,14 @@ typedef struct mt_sync_cfg {
     int defer_update; /* allreduce: buckets applied in the next forward */
     int shard_optimizer; /* allreduce, ring: each rank steps a block of
                             every bucket (sync_shard.c) */
-    int shared_memory; /* allreduce, ring: a node's ranks sum and step
-                          through one shared window (sync_shm.c) */
+    mt_shm_mode shared_memory; /* allreduce, ring: a node's ranks sum
+                                  and step through one shared window */
 } mt_sync_cfg;
+
+/* The [parallel] settings of c; shared_memory = auto is off where it
+ * does not apply (sync = ps, a pipeline, defer_update, deterministic,
+ * progress_thread). */
+mt_sync_cfg mt_sync_cfg_of(const mt_config *c);
 
 /* A contiguous slice [lo, hi) of the gradient arena, ready once backward
  * has finished layer `first_layer` (its lowest layer). */
@@ -193,6 +203,7 @@ typedef struct mt_sync {
      * model's parameters and gradients live in the window until
      * mt_sync_free, which hands them back (free the sync first). */
     struct mt__shm *shm;
+    char shm_note[160]; /* shared_memory = auto: why it is not in use */
 } mt_sync;
 
 /* Cuts the model's gradients into buckets and sizes the ring, or cuts the

@@ -384,12 +384,13 @@ int mt_config_check(const mt_config *c, char *err)
                   c->path);
         return MT_EINVAL;
     }
-    if (c->shared_memory &&
+    if (c->shared_memory == 1 /* true */ &&
         (c->sync == 2 /* ps */ || c->defer_update || c->deterministic ||
          c->stages > 1 || c->progress_thread)) {
-        mt_seterr(err, "%s: [parallel] shared_memory needs sync = "
+        mt_seterr(err, "%s: [parallel] shared_memory = true needs sync = "
                        "allreduce or ring, and no defer_update, "
-                       "deterministic, stages or progress_thread",
+                       "deterministic, stages or progress_thread (auto "
+                       "leaves it off there)",
                   c->path);
         return MT_EINVAL;
     }

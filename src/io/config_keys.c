@@ -43,6 +43,9 @@ static const char *const colocated_name[] = {"colocated", NULL};
 static const char *const ps_mode_names[] = {"sync", "async", NULL};
 static const char *const compress_names[] = {"none", "bf16", NULL};
 static const char *const progress_thread_names[] = {"off", "on", NULL};
+/* In mt_shm_mode's order. */
+static const char *const shared_memory_names[] = {"false", "true", "auto",
+                                                  NULL};
 static const char *const init_names[] = {"auto", "he", "xavier", NULL};
 static const char *const auto_name[] = {"auto", NULL};
 static const char *const conv_backend_names[] = {"auto", "im2col", "onednn",
@@ -124,8 +127,8 @@ const mt__key_def mt__config_keys[] = {
     K("parallel", "defer_update", T_BOOL, defer_update, 0, 1, NULL, "false"),
     K("parallel", "shard_optimizer", T_BOOL, shard_optimizer, 0, 1, NULL,
       "false"),
-    K("parallel", "shared_memory", T_BOOL, shared_memory, 0, 1, NULL,
-      "false"),
+    K("parallel", "shared_memory", T_ENUM, shared_memory, 0, 0,
+      shared_memory_names, "auto"),
     K("parallel", "compress", T_ENUM, compress, 0, 0, compress_names, "none"),
     K("parallel", "segment_kb", T_SIZE, segment_kb, 1, 1 << 20, NULL, "1024"),
     K("parallel", "ring_min_kb", T_DOUBLE, ring_min_kb, 0, 1 << 20, NULL,

@@ -11,6 +11,27 @@
 #include "parallel/ps_internal.h"
 #include "parallel/sync_internal.h"
 
+mt_sync_cfg mt_sync_cfg_of(const mt_config *c)
+{
+    int shm_applies = c->sync != MT_SYNC_PS && c->stages <= 1 &&
+                      !c->defer_update && !c->deterministic &&
+                      !c->progress_thread;
+    return (mt_sync_cfg){
+        .kind = (mt_sync_kind)c->sync,
+        .bucket_bytes = (size_t)(c->bucket_mb * 1048576.0),
+        .overlap = c->overlap,
+        .ps_async = c->ps_async,
+        .staleness = c->staleness,
+        .compress = (mt_compress)c->compress,
+        .segment_bytes = c->segment_kb * 1024,
+        .ring_min_bytes = (size_t)(c->ring_min_kb * 1024.0),
+        .progress_thread = (mt_progress_mode)c->progress_thread,
+        .defer_update = c->defer_update,
+        .shard_optimizer = c->shard_optimizer,
+        .shared_memory = shm_applies ? (mt_shm_mode)c->shared_memory
+                                     : MT_SHM_OFF};
+}
+
 /* Parameter range of layer i in the arena: its tensors are consecutive. */
 static void layer_range(const mt_model *m, size_t i, size_t *lo, size_t *hi)
 {

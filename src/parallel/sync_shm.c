@@ -35,6 +35,7 @@
  * overlap yet). Every node must hold the same number of ranks. */
 #include <math.h>
 #include <mpi.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/simd.h"
@@ -75,9 +76,10 @@ static void cut_blocks(mt_sync *s, struct mt__shm *h)
     }
 }
 
-/* The node's ranks and the ranks across nodes: 0 with h->L == 1
- * everywhere (nothing to share), MT_EINVAL if nodes hold different
- * numbers of ranks. Collective over s->comm; every rank decides alike. */
+/* The node's ranks and the ranks across nodes. h->L == 1 on return:
+ * nothing to share (one rank a node everywhere, or with auto nodes of
+ * different rank counts: s->shm_note says which); those with true are
+ * MT_EINVAL. Collective over s->comm; every rank decides alike. */
 static int split(mt_sync *s, struct mt__shm *h, char *err)
 {
     int rank, ext[2];
@@ -97,6 +99,14 @@ static int split(mt_sync *s, struct mt__shm *h, char *err)
                        "failed");
         return MT_EIO;
     }
+    if (ext[1] == 1)
+        snprintf(s->shm_note, sizeof s->shm_note, "one rank a node");
+    if (-ext[0] != ext[1] && s->cfg.shared_memory == MT_SHM_AUTO) {
+        snprintf(s->shm_note, sizeof s->shm_note,
+                 "nodes hold %d to %d ranks", -ext[0], ext[1]);
+        h->L = 1;
+        return MT_OK;
+    }
     if (-ext[0] != ext[1]) {
         mt_seterr(err, "[parallel] shared_memory needs the same number of "
                        "ranks on every node; here nodes hold %d to %d "
@@ -104,7 +114,8 @@ static int split(mt_sync *s, struct mt__shm *h, char *err)
                   -ext[0], ext[1], rank, h->L);
         return MT_EINVAL;
     }
-    if (MPI_Comm_split(s->comm, h->me, rank, &h->cross) != MPI_SUCCESS) {
+    if (h->L > 1 &&
+        MPI_Comm_split(s->comm, h->me, rank, &h->cross) != MPI_SUCCESS) {
         mt_seterr(err, "shared_memory: MPI_Comm_split failed");
         return MT_EIO;
     }
@@ -213,6 +224,13 @@ int mt__shm_init(mt_sync *s, mt_model *m, char *err)
     rc = split(s, h, err);
     if (rc == MT_OK && h->L > 1)
         rc = set_up(s, h, err);
+    if (rc && s->cfg.shared_memory == MT_SHM_AUTO) {
+        char why[MT_ERR_LEN];
+        snprintf(why, sizeof why, "%s", err);
+        mt_seterr(err, "%s (set [parallel] shared_memory = false to sum "
+                       "by messages alone)",
+                  why);
+    }
     if (rc || h->L == 1) { /* one rank a node: sync alone */
         release(h);
         return rc;

@@ -95,9 +95,10 @@ void mt__print_plan(const trainer *t, size_t epoch)
                "%d node%s\n",
                c->sync == MT_SYNC_RING ? "ring" : "allreduce", per_node,
                nodes, nodes == 1 ? "" : "s");
-    else if (c->shared_memory && t->size > 1)
-        printf("[parallel] shared_memory: one rank a node, nothing "
-               "shared\n");
+    else if (*t->sync.shm_note)
+        printf("gradients: %s by messages (shared_memory: %s)\n",
+               c->sync == MT_SYNC_RING ? "ring" : "allreduce",
+               t->sync.shm_note);
     if (t->sampler.mode != MT_SAMPLING_NONE)
         printf("%s: %zu samples per epoch, %zu of each class\n",
                t->sampler.mode == MT_SAMPLING_OVER ? "oversampling"

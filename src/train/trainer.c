@@ -170,19 +170,7 @@ static int build(trainer *t, char *err)
                                  t->plan.param_hi - t->plan.param_lo, err);
     if (rc == MT_OK)
         rc = layer_penalties(t, err);
-    mt_sync_cfg sc = {.kind = (mt_sync_kind)c->sync,
-                      .bucket_bytes = (size_t)(c->bucket_mb * 1048576.0),
-                      .overlap = c->overlap,
-                      .ps_async = c->ps_async,
-                      .staleness = c->staleness,
-                      .compress = (mt_compress)c->compress,
-                      .segment_bytes = c->segment_kb * 1024,
-                      .ring_min_bytes = (size_t)(c->ring_min_kb * 1024.0),
-                      .progress_thread =
-                          (mt_progress_mode)c->progress_thread,
-                      .defer_update = c->defer_update,
-                      .shard_optimizer = c->shard_optimizer,
-                      .shared_memory = c->shared_memory};
+    mt_sync_cfg sc = mt_sync_cfg_of(c);
     if (rc == MT_OK)
         rc = mt_sync_init(&t->sync, &t->model, &t->optim, &sc, &t->plan,
                           err);
