@@ -1,7 +1,8 @@
 /* Pipeline schedules (pipeline.h): every pass once, in micro-batch order,
  * after its inputs; the bubble of gpipe and 1f1b as theory has it; the
  * memory bound of 1f1b and zb; zb's smaller bubble. A stage's model holds
- * only its layers' memory and computes them as the whole model does. */
+ * only its layers' memory and computes them as the whole model does. The
+ * profile runs no input gradient that training does not. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -258,6 +259,40 @@ static void test_stage_keeps_only_its_layers(void **st)
     mt_model_free(&stage);
 }
 
+/* The profile runs backward as training does: below the first layer
+ * with parameters (flatten, then a dense layer) no input gradient is
+ * computed, so none is timed (it would weigh stage 0 down); above it
+ * it is (the last layer's, from the loss gradient). */
+static void test_profile_times_what_training_runs(void **st)
+{
+    const mt_layer_spec sp[4] = {{.kind = MT_FLATTEN},
+                                 {.kind = MT_DENSE, .units = 16},
+                                 {.kind = MT_RELU},
+                                 {.kind = MT_DENSE, .units = 4}};
+    const mt_shape in = {1, 4, 8};
+    const size_t B = 5;
+    mt_model m;
+    char err[MT_ERR_LEN] = "";
+    if (mt_model_init(&m, sp, 4, in, B, 3, err))
+        fail_msg("%s", err);
+    fill(m.act[0], B * 32, 2.0f);
+    /* A mark in every gradient of activations: still there where none
+     * was computed. */
+    for (int i = 0; i < 4; i++)
+        for (size_t k = 0; k < B * (i < 2 ? 32 : 16); k++)
+            m.dact[i][k] = 12345.0f;
+    fill(m.dact[4], B * 4, 0.1f);
+    mt_pipe_costs c[4];
+    mt_pipe_profile(&m, B, 0, c);
+    for (size_t k = 0; k < B * 32; k++)
+        assert_true(m.dact[0][k] == 12345.0f && m.dact[1][k] == 12345.0f);
+    for (size_t k = 0; k < B * 16; k++) /* the last layer's, from dact[4] */
+        assert_true(m.dact[3][k] != 12345.0f);
+    for (int i = 0; i < 4; i++)
+        assert_true(c[i].f >= 0.0 && c[i].b >= 0.0 && c[i].w >= 0.0);
+    mt_model_free(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -267,6 +302,7 @@ int main(void)
         cmocka_unit_test(test_zb_cuts_the_bubble),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_stage_keeps_only_its_layers),
+        cmocka_unit_test(test_profile_times_what_training_runs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

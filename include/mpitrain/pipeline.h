@@ -86,7 +86,9 @@ const mt_pipe_op *mt_pipe_stage_ops(const mt_pipe_plan *p, int s);
  * whatever its activations hold (a training forward that leaves running
  * statistics alone, and a backward whose gradients are discarded):
  * costs[i] gets layer i's seconds, f its forward, b its input gradient
- * and w its weight gradient (0 for a layer that does not split). The
+ * and w its weight gradient (0 for a layer that does not split); up to
+ * the first layer with parameters, the backward training runs (no input
+ * gradient there, nothing below it). The
  * best of three after a warm-up. Local; zeroes m's gradients, one layer
  * after another, handing their pages back (mt_model_release_grads).
  * forward_only (inference): the inference forward alone, b and w 0, no

@@ -29,6 +29,11 @@ void mt_pipe_profile(mt_model *m, size_t B, int forward_only,
 {
     /* recompute: batch norm's running statistics stay as they are */
     mt_step_ctx ctx = {.train = !forward_only, .recompute = 1};
+    /* Training needs no input gradient below the first layer with
+     * parameters (stage 0 skips it: pipeline.c), so neither does its
+     * cost: conv1's would weigh stage 0 down (542 of LeNet-5's 2400 us
+     * with the direct kernel). */
+    int din = 0;
     for (size_t i = 0; i < m->n_layers; i++) {
         mt_layer *l = &m->layers[i];
         double f, all, in = 0.0;
@@ -36,9 +41,11 @@ void mt_pipe_profile(mt_model *m, size_t B, int forward_only,
         costs[i] = (mt_pipe_costs){f, 0.0, 0.0};
         if (forward_only)
             continue; /* no gradient page touched */
-        BEST_OF_3(all, mt_model_backward_range(m, B, i, i + 1, 1));
+        BEST_OF_3(all, mt_model_backward_range(m, B, i, i + 1, din));
         if (l->ops->backward_weight)
-            BEST_OF_3(in, mt_model_backward_inputs_range(m, B, i, i + 1, 1));
+            BEST_OF_3(in,
+                      mt_model_backward_inputs_range(m, B, i, i + 1, din));
+        din |= l->n_param > 0;
         costs[i].b = l->ops->backward_weight ? in : all;
         costs[i].w = l->ops->backward_weight && all > in ? all - in : 0.0;
         mt_model_release_grads(m, i, i + 1); /* one layer's at a time */
