@@ -208,7 +208,10 @@ typedef struct mt_sync {
 
 /* Cuts the model's gradients into buckets and sizes the ring, or cuts the
  * buckets at the plan's shards. The plan (with mt_plan_own done) and o
- * (the optimizer of the parameters this rank owns) must outlive s. */
+ * (the optimizer of the parameters this rank owns) must outlive s. With
+ * shared_memory in use m->params and m->grads move into the node's window
+ * (pointers taken before are stale) until mt_sync_free, which must come
+ * before mt_model_free. Collective. */
 int mt_sync_init(mt_sync *s, mt_model *m, mt_optim *o,
                  const mt_sync_cfg *cfg, const mt_plan *plan, char *err);
 void mt_sync_free(mt_sync *s);

@@ -319,19 +319,29 @@ int mt_sync_clip(mt_sync *s, double max, char *err)
     /* Replicated gradients are whole on every rank; shards add up, and
      * so do a replica's stages (with ps, every rank's shard). */
     MPI_Comm parts = p->stages > 1 && !p->n_servers ? p->pipe : p->run;
-    if (!p->replicated && p->size > 1 &&
-        MPI_Allreduce(MPI_IN_PLACE, &sq, 1, MPI_DOUBLE, MPI_SUM, parts) !=
+    float f;
+    int rc = mt__clip_factor(!p->replicated && p->size > 1 ? parts
+                                                           : MPI_COMM_NULL,
+                             sq, max, &f, err);
+    for (size_t i = 0; rc == MT_OK && f < 1.0f && i < n; i++)
+        s->grads[p->param_lo + i] *= f;
+    return rc;
+}
+
+int mt__clip_factor(MPI_Comm comm, double sq, double max, float *f,
+                    char *err)
+{
+    *f = 1.0f;
+    if (comm != MPI_COMM_NULL &&
+        MPI_Allreduce(MPI_IN_PLACE, &sq, 1, MPI_DOUBLE, MPI_SUM, comm) !=
             MPI_SUCCESS) {
         mt_seterr(err, "clipping: MPI_Allreduce of the gradient norm "
                        "failed");
         return MT_EIO;
     }
     double norm = sqrt(sq);
-    if (norm <= max)
-        return MT_OK;
-    float f = (float)(max / (norm + 1e-6));
-    for (size_t i = 0; i < n; i++)
-        s->grads[p->param_lo + i] *= f;
+    if (norm > max)
+        *f = (float)(max / (norm + 1e-6));
     return MT_OK;
 }
 

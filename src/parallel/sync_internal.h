@@ -64,6 +64,12 @@ void mt__sync_reset(mt_sync *s);
 int mt__sync_apply_deferred(mt_sync *s, mt_optim *o, float *params,
                             float lr, char *err);
 
+/* Global-norm clipping's factor from this rank's part sq of the squared
+ * norm, summed over comm (MPI_COMM_NULL: sq is all of it): *f = 1 if the
+ * norm is at most max, else max / norm (as PyTorch's clip_grad_norm_). */
+int mt__clip_factor(MPI_Comm comm, double sq, double max, float *f,
+                    char *err);
+
 /* apply for strategies that leave every rank the whole summed gradient:
  * every rank steps the whole arena alike. */
 int mt__sync_apply_all(mt_sync *s, mt_optim *o, float *params, float lr,

@@ -16,7 +16,6 @@
  * go stale; mt_sync_gather_slots brings them from their owners before a
  * checkpoint, which is written and read as a replicated one (any mode
  * resumes it). Clipping's norm is a sum over the blocks. */
-#include <math.h>
 #include <mpi.h>
 #include <string.h>
 
@@ -167,16 +166,10 @@ int mt__shard_clip(mt_sync *s, double max, char *err)
             sq += (double)s->grads[i] * s->grads[i];
     }
     /* Blocks of every replica, and of every stage, add up. */
-    if (MPI_Allreduce(MPI_IN_PLACE, &sq, 1, MPI_DOUBLE, MPI_SUM,
-                      s->plan->run) != MPI_SUCCESS) {
-        mt_seterr(err, "clipping: MPI_Allreduce of the gradient norm "
-                       "failed");
-        return MT_EIO;
-    }
-    double norm = sqrt(sq);
-    if (norm <= max)
-        return MT_OK;
-    float f = (float)(max / (norm + 1e-6));
+    float f;
+    int rc = mt__clip_factor(s->plan->run, sq, max, &f, err);
+    if (rc || f == 1.0f)
+        return rc;
     for (size_t k = 0; k < s->nb; k++)
         for (size_t i = s->b[k].own_lo; i < s->b[k].own_hi; i++)
             s->grads[i] *= f;

@@ -33,7 +33,6 @@
  * shard_optimizer, and a checkpoint gathers them first, so it resumes in
  * any mode. The cross-node sums start when backward has ended (no
  * overlap yet). Every node must hold the same number of ranks. */
-#include <math.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <string.h>
@@ -333,19 +332,11 @@ int mt__shm_clip(mt_sync *s, double max, char *err)
     for (size_t i = lo; i < hi; i++)
         sq += (double)s->grads[i] * s->grads[i];
     /* Every node holds every block's sum: the node's blocks are all. */
-    if (MPI_Allreduce(MPI_IN_PLACE, &sq, 1, MPI_DOUBLE, MPI_SUM, h->node) !=
-        MPI_SUCCESS) {
-        mt_seterr(err, "clipping: MPI_Allreduce of the gradient norm "
-                       "failed");
-        return MT_EIO;
-    }
-    double norm = sqrt(sq);
-    if (norm <= max)
-        return MT_OK;
-    float f = (float)(max / (norm + 1e-6));
-    for (size_t i = lo; i < hi; i++)
+    float f;
+    int rc = mt__clip_factor(h->node, sq, max, &f, err);
+    for (size_t i = lo; rc == MT_OK && f < 1.0f && i < hi; i++)
         s->grads[i] *= f;
-    return MT_OK;
+    return rc;
 }
 
 /* Every block's slots of arr (arena position i at arr[i - base]) from
