@@ -109,12 +109,13 @@ static int split(mt_sync *s, struct mt__shm *h, char *err)
     if (-ext[0] != ext[1]) {
         mt_seterr(err, "[parallel] shared_memory needs the same number of "
                        "ranks on every node; here nodes hold %d to %d "
-                       "(rank %d's holds %d)",
+                       "(rank %d's node holds %d)",
                   -ext[0], ext[1], rank, h->L);
         return MT_EINVAL;
     }
-    if (h->L > 1 &&
-        MPI_Comm_split(s->comm, h->me, rank, &h->cross) != MPI_SUCCESS) {
+    if (h->L == 1)
+        return MT_OK;
+    if (MPI_Comm_split(s->comm, h->me, rank, &h->cross) != MPI_SUCCESS) {
         mt_seterr(err, "shared_memory: MPI_Comm_split failed");
         return MT_EIO;
     }

@@ -32,6 +32,15 @@ int mt__lag_init(trainer *t, char *err)
 
 void mt__lag_free(trainer *t)
 {
+    /* A run stopped by an agreement (it diverged) leaves the later ones
+     * in flight. Every rank posted the same ones (each decides at the
+     * same step), so they complete here: left pending, their freed
+     * vectors crashed the next run's first collective (MPI_Comm_dup
+     * progressing libnbc) on 2 emulated hosts. */
+    for (; t->lag_count; t->lag_count--) {
+        MPI_Wait(&t->lag_req[t->lag_head], MPI_STATUS_IGNORE);
+        t->lag_head = (t->lag_head + 1) % t->lag_cap;
+    }
     mt_free(t->lag_vec);
     mt_free(t->lag_req);
     mt_free(t->lag_step);
