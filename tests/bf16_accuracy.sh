@@ -2,7 +2,7 @@
 # [train] precision = bf16 against fp32 on the real data: the MLP of
 # examples/ for 10 epochs on 2 ranks both ways, same seed. Test accuracy
 # within 1 point (one seed; seeds alone move fp32's by 0.6 points, and
-# over 4 seeds bf16 averaged 0.33 below: bench/README.md), both above
+# over 12 seeds bf16 averaged 0.06 below: bench/README.md), both above
 # 0.86. Where oneDNN has no bf16 kernels for this CPU, training must
 # refuse before it starts, naming the layer, and the test is skipped
 # (77); on an AVX-512 CPU, MPITRAIN_ISA=avx2 must refuse too.

@@ -36,6 +36,7 @@
 #include <mpi.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "core/simd.h"
 #include "mpitrain/core.h"
@@ -166,6 +167,46 @@ static int map_window(struct mt__shm *h, char *err)
     return MT_OK;
 }
 
+/* Open MPI's osc sm maps the window from a file in /dev/shm, and a
+ * tmpfs too small for it fails not there but with SIGBUS at the first
+ * touch of a page beyond its room (a container's /dev/shm is 64 MiB by
+ * default). So the node's window is checked against the room first:
+ * with true an error, with auto sync alone (s->shm_note says why; h->L
+ * set to 1). Collective over s->comm; every rank decides alike. */
+static int check_room(mt_sync *s, struct mt__shm *h, char *err)
+{
+    size_t n = h->model->n_params;
+    double need = (double)h->L * (double)((n + 15) / 16 * 16 + n + 1) *
+                      sizeof(float) +
+                  1048576.0; /* Open MPI's own part */
+    double room = need;
+    struct statvfs v;
+    if (statvfs("/dev/shm", &v) == 0)
+        room = (double)v.f_bavail * (double)v.f_frsize;
+    int short_of = room < need;
+    if (MPI_Allreduce(MPI_IN_PLACE, &short_of, 1, MPI_INT, MPI_MAX,
+                      s->comm) != MPI_SUCCESS) {
+        mt_seterr(err, "shared_memory: MPI_Allreduce of /dev/shm's room "
+                       "failed");
+        return MT_EIO;
+    }
+    if (!short_of)
+        return MT_OK;
+    if (s->cfg.shared_memory == MT_SHM_AUTO) {
+        snprintf(s->shm_note, sizeof s->shm_note,
+                 "/dev/shm too small for the window on a node");
+        h->L = 1;
+        return MT_OK;
+    }
+    mt_seterr(err, "[parallel] shared_memory: the node's window needs "
+                   "%.0f MiB of /dev/shm%s, which has %.0f MiB free "
+                   "(a container's default is 64 MiB: raise it, e.g. "
+                   "docker run --shm-size, or set shared_memory = false)",
+              need / 1048576.0, room < need ? "" : " on another node",
+              room / 1048576.0);
+    return MT_ENOMEM;
+}
+
 static int set_up(mt_sync *s, struct mt__shm *h, char *err)
 {
     h->params = mt_calloc((size_t)h->L, sizeof(float *));
@@ -222,6 +263,8 @@ int mt__shm_init(mt_sync *s, mt_model *m, char *err)
     h->win = MPI_WIN_NULL;
     h->model = m;
     rc = split(s, h, err);
+    if (rc == MT_OK && h->L > 1)
+        rc = check_room(s, h, err);
     if (rc == MT_OK && h->L > 1)
         rc = set_up(s, h, err);
     if (rc && s->cfg.shared_memory == MT_SHM_AUTO) {
