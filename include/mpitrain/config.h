@@ -157,6 +157,10 @@ int mt_config_load(mt_config *c, const char *path, char *const *sets,
 int mt_config_set(mt_config *c, const char *assignment, char *err);
 /* Checks values that depend on each other (batch > 0, data.train set...). */
 int mt_config_check(const mt_config *c, char *err);
+/* Whether [parallel] shared_memory can apply to c's run: sync = allreduce
+ * or ring, no stages, defer_update, deterministic or progress_thread
+ * (true is refused elsewhere; auto is off there). */
+int mt_config_shared_memory_applies(const mt_config *c);
 void mt_config_free(mt_config *c);
 
 /* The model's layers with activations expanded; *specs is malloc'd and

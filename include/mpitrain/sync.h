@@ -140,8 +140,7 @@ typedef struct mt_sync_cfg {
 } mt_sync_cfg;
 
 /* The [parallel] settings of c; shared_memory = auto is off where it
- * does not apply (sync = ps, a pipeline, defer_update, deterministic,
- * progress_thread). */
+ * does not apply (mt_config_shared_memory_applies). */
 mt_sync_cfg mt_sync_cfg_of(const mt_config *c);
 
 /* A contiguous slice [lo, hi) of the gradient arena, ready once backward

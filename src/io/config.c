@@ -385,8 +385,7 @@ int mt_config_check(const mt_config *c, char *err)
         return MT_EINVAL;
     }
     if (c->shared_memory == 1 /* true */ &&
-        (c->sync == 2 /* ps */ || c->defer_update || c->deterministic ||
-         c->stages > 1 || c->progress_thread)) {
+        !mt_config_shared_memory_applies(c)) {
         mt_seterr(err, "%s: [parallel] shared_memory = true needs sync = "
                        "allreduce or ring, and no defer_update, "
                        "deterministic, stages or progress_thread (auto "
@@ -406,6 +405,12 @@ int mt_config_check(const mt_config *c, char *err)
         return MT_EINVAL;
     }
     return MT_OK;
+}
+
+int mt_config_shared_memory_applies(const mt_config *c)
+{
+    return c->sync != 2 /* ps */ && c->stages <= 1 && !c->defer_update &&
+           !c->deterministic && !c->progress_thread;
 }
 
 /* [parallel] split: "auto", or stages - 1 ascending layer numbers. */

@@ -13,9 +13,7 @@
 
 mt_sync_cfg mt_sync_cfg_of(const mt_config *c)
 {
-    int shm_applies = c->sync != MT_SYNC_PS && c->stages <= 1 &&
-                      !c->defer_update && !c->deterministic &&
-                      !c->progress_thread;
+    int shm_applies = mt_config_shared_memory_applies(c);
     return (mt_sync_cfg){
         .kind = (mt_sync_kind)c->sync,
         .bucket_bytes = (size_t)(c->bucket_mb * 1048576.0),

@@ -124,19 +124,23 @@ static int split(mt_sync *s, struct mt__shm *h, char *err)
     return MT_OK;
 }
 
-/* The window: each rank's segment its parameters then its gradients
- * (from a cache line); the others' found with MPI_Win_shared_query. */
+/* A rank's segment of the window for n parameters: the parameters, then
+ * from a cache line (grads_at floats in) the gradients. */
+static size_t grads_at(size_t n) { return (n + 15) & ~(size_t)15; }
+static size_t segment_floats(size_t n) { return grads_at(n) + n + 1; }
+
+/* The window, each rank's segment found with MPI_Win_shared_query. */
 static int map_window(struct mt__shm *h, char *err)
 {
-    size_t n = h->model->n_params, gap = (n + 15) & ~(size_t)15;
+    size_t n = h->model->n_params;
     MPI_Info info;
     MPI_Info_create(&info);
     /* Each segment on its own pages (first touch puts them near). */
     MPI_Info_set(info, "alloc_shared_noncontig", "true");
     float *mine = NULL;
-    int rc = MPI_Win_allocate_shared((MPI_Aint)((gap + n + 1) * sizeof(float)),
-                                     (int)sizeof(float), info, h->node, &mine,
-                                     &h->win);
+    int rc = MPI_Win_allocate_shared(
+        (MPI_Aint)(segment_floats(n) * sizeof(float)), (int)sizeof(float),
+        info, h->node, &mine, &h->win);
     MPI_Info_free(&info);
     if (rc != MPI_SUCCESS) {
         h->win = MPI_WIN_NULL;
@@ -157,7 +161,7 @@ static int map_window(struct mt__shm *h, char *err)
             return MT_EIO;
         }
         h->params[j] = at;
-        h->grads[j] = at + gap;
+        h->grads[j] = at + grads_at(n);
     }
     if (MPI_Win_lock_all(MPI_MODE_NOCHECK, h->win) != MPI_SUCCESS) {
         mt_seterr(err, "shared_memory: MPI_Win_lock_all failed");
@@ -175,8 +179,8 @@ static int map_window(struct mt__shm *h, char *err)
  * set to 1). Collective over s->comm; every rank decides alike. */
 static int check_room(mt_sync *s, struct mt__shm *h, char *err)
 {
-    size_t n = h->model->n_params;
-    double need = (double)h->L * (double)((n + 15) / 16 * 16 + n + 1) *
+    double need = (double)h->L *
+                      (double)segment_floats(h->model->n_params) *
                       sizeof(float) +
                   1048576.0; /* Open MPI's own part */
     double room = need;
