@@ -1,6 +1,7 @@
 #!/bin/sh
-# Runs the layer, optimizer and MPI training tests once for every SIMD path
-# this CPU has below its best (the rest of the suite runs the best one):
+# Runs the layer, optimizer and MPI training tests (the shared-memory sum
+# among them) once for every SIMD path this CPU has below its best (the
+# rest of the suite runs the best one):
 # MPITRAIN_ISA selects mpitrain's loops, OPENBLAS_CORETYPE the OpenBLAS
 # kernel that a node with only that path would use, as `mpitrain
 # --version` reports it. Paths the CPU lacks are listed as skipped, so a
@@ -26,7 +27,8 @@ for isa in $have; do
         tail -1 "$build/$t.$isa.log"
         [ $rc -eq 0 ] || { echo "FAIL: $t on $isa (see $t.$isa.log)"; status=1; }
     done
-    for t in tests/ring.mpi tests/train.mpi tests/checkpoint.mpi; do
+    for t in tests/ring.mpi tests/train.mpi tests/checkpoint.mpi \
+        tests/shm.mpi; do
         MPITRAIN_ISA=$isa OPENBLAS_CORETYPE=$core \
             sh "$src/tests/mpirun.sh" "$build/$t" > "$build/$t.$isa.log" 2>&1
         rc=$?
